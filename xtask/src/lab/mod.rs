@@ -1,0 +1,188 @@
+//! `cargo xtask lab`: the QEMU SR-IOV lab.
+//!
+//! q35 + intel-iommu (interrupt remapping) + QEMU's `igb` (Intel 82576, 7 VFs)
+//! behind a pcie-root-port, Debian's 6.12 kernel, an initramfs written here in
+//! Rust, and the project's binaries on a read-only 9p share at `/lab`.
+mod cpio;
+mod image;
+mod modules;
+mod qemu;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+pub use qemu::Accel;
+
+use crate::{setup, util};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  cargo xtask lab\n  cargo xtask lab --exec 'cat /sys/bus/pci/devices/*/sriov_totalvfs'\n  cargo xtask lab --exec 'echo 3 > /sys/bus/pci/devices/$SRIOV_LAB_PF/sriov_numvfs; lspci -nn'")]
+pub struct Options {
+    /// Run CMD (a busybox sh command line) as root in the guest once igb,
+    /// igbvf and vfio-pci are loaded; stream its output and exit with its code.
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+    /// Accelerator. Default: KVM if /dev/kvm works and a KVM boot was seen to
+    /// succeed on this machine (probed once, cached), else TCG.
+    #[arg(long, value_enum)]
+    accel: Option<Accel>,
+    /// Hard timeout for the whole VM run, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// VFs the main job creates (no --exec).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=7))]
+    vfs: u32,
+    /// Do not build the project binaries first; share what is already built.
+    #[arg(long)]
+    no_build: bool,
+    /// Also print the boot console (kernel, init) before the ready line.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+/// Everything one VM run needs.
+pub struct Run<'a> {
+    pub job: image::Job,
+    pub cmd: Option<&'a str>,
+    /// (name in /lab/bin, host path)
+    pub bins: &'a [(String, PathBuf)],
+    pub accel: Option<Accel>,
+    pub timeout: Duration,
+    pub verbose: bool,
+}
+
+pub use image::Job;
+
+pub fn lab_dir() -> PathBuf {
+    util::target_dir().join("lab")
+}
+
+/// Lay out the read-only share: `/lab/bin/*` and `/lab/run/cmd.sh`.
+fn prepare_share(bins: &[(String, PathBuf)], cmd: Option<&str>) -> Result<PathBuf> {
+    let share = lab_dir().join("share");
+    let _ = fs::remove_dir_all(&share);
+    fs::create_dir_all(share.join("bin"))?;
+    fs::create_dir_all(share.join("run"))?;
+    for (name, src) in bins {
+        let dst = share.join("bin").join(name);
+        if fs::hard_link(src, &dst).is_err() {
+            fs::copy(src, &dst).with_context(|| format!("copying {} into the lab share", src.display()))?;
+        }
+    }
+    if let Some(cmd) = cmd {
+        fs::write(share.join("run/cmd.sh"), format!("{cmd}\n"))?;
+    }
+    Ok(share)
+}
+
+fn kvm_probe_file() -> PathBuf {
+    util::cache_dir().join("kvm-probe")
+}
+
+/// TCG unless KVM is asked for, or has been seen to really boot the lab here.
+fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<Accel> {
+    if let Some(a) = asked {
+        return Ok(a);
+    }
+    if !qemu::kvm_device_usable() {
+        return Ok(Accel::Tcg);
+    }
+    match fs::read_to_string(kvm_probe_file()).as_deref().map(str::trim) {
+        Ok("ok") => return Ok(Accel::Kvm),
+        Ok("fail") => return Ok(Accel::Tcg),
+        _ => {}
+    }
+    eprintln!("lab: /dev/kvm is present; checking once whether a KVM guest really boots (cached in {})", kvm_probe_file().display());
+    let modules = util::cache_dir().join("modules");
+    let kernel_info = setup::guest_kernel()?;
+    let initrd = initrd_dir.join("probe-initramfs.cpio");
+    image::build(&kernel_info, &Job::Exec, &[], &modules, &initrd)?;
+    let share = prepare_share(&[], Some("exit 0"))?;
+    let vm = qemu::Vm {
+        accel: Accel::Kvm,
+        kernel,
+        initrd: &initrd,
+        share: &share,
+        append_extra: "",
+        interactive: false,
+        timeout: Duration::from_secs(60),
+        log: lab_dir().join("kvm-probe.log"),
+    };
+    let ok = matches!(vm.run(|_| {}), Ok(o) if o.exit_code == Some(0) && o.failure.is_none());
+    fs::create_dir_all(util::cache_dir())?;
+    fs::write(kvm_probe_file(), if ok { "ok\n" } else { "fail\n" })?;
+    eprintln!("lab: KVM {}", if ok { "works; using it" } else { "does not boot the lab here; using TCG" });
+    Ok(if ok { Accel::Kvm } else { Accel::Tcg })
+}
+
+/// Boot the lab once. Returns the guest job's outcome.
+pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcome> {
+    qemu::ensure_qemu()?;
+    let kernel = setup::guest_kernel()?;
+    let dir = lab_dir();
+    fs::create_dir_all(&dir)?;
+    let vmlinuz = kernel.vmlinuz();
+    let accel = pick_accel(run.accel, &vmlinuz, &dir)?;
+    let bin_paths: Vec<PathBuf> = run.bins.iter().map(|(_, p)| p.clone()).collect();
+    let initrd = dir.join("initramfs.cpio");
+    let built = image::build(&kernel, &run.job, &bin_paths, &util::cache_dir().join("modules"), &initrd)?;
+    let share = prepare_share(run.bins, run.cmd)?;
+    if run.verbose {
+        eprintln!("lab: initramfs {} ({:.1} MiB), kernel {}, accel {accel:?}", built.path.display(), built.bytes as f64 / 1048576.0, kernel.version);
+    }
+    let vm = qemu::Vm {
+        accel,
+        kernel: &vmlinuz,
+        initrd: &initrd,
+        share: &share,
+        append_extra: "",
+        interactive: matches!(run.job, Job::Main { .. }),
+        timeout: run.timeout,
+        log: dir.join("console.log"),
+    };
+    let verbose = run.verbose;
+    let out = vm.run(|l| on_line(l))?;
+    if verbose || out.failure.is_some() {
+        eprintln!("lab: console log: {}", dir.join("console.log").display());
+    }
+    Ok(out)
+}
+
+/// Build the project's binaries (host target, shared target dir).
+pub fn build_project_bins() -> Result<Vec<(String, PathBuf)>> {
+    util::run(Command::new(env!("CARGO")).args(["build", "--quiet", "--package", "sriov-top", "--bins"]).current_dir(util::workspace_root()))?;
+    let dir = util::target_dir().join("debug");
+    Ok(["sriov", "sriov-top"]
+        .iter()
+        .map(|n| (n.to_string(), dir.join(n)))
+        .filter(|(_, p)| p.exists())
+        .collect())
+}
+
+pub fn run_lab(o: Options) -> Result<u8> {
+    let bins = if o.no_build { Vec::new() } else { build_project_bins()? };
+    let bins = if o.no_build {
+        let dir = util::target_dir().join("debug");
+        ["sriov", "sriov-top"].iter().map(|n| (n.to_string(), dir.join(n))).filter(|(_, p)| p.exists()).collect()
+    } else {
+        bins
+    };
+    let job = match o.exec { Some(_) => Job::Exec, None => Job::Main { vfs: o.vfs } };
+    let run = Run { job, cmd: o.exec.as_deref(), bins: &bins, accel: o.accel, timeout: Duration::from_secs(o.timeout), verbose: o.verbose };
+    let out = boot(&run, |l| println!("{l}"))?;
+    if let Some(f) = &out.failure {
+        bail!("{f}");
+    }
+    let code = out.exit_code.unwrap_or(1);
+    eprintln!(
+        "lab: exit {code}; ready after {}, wall {}",
+        out.ready_after.map(util::secs).unwrap_or_else(|| "-".into()),
+        util::secs(out.wall)
+    );
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}

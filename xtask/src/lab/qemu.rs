@@ -1,0 +1,223 @@
+//! Boot QEMU, stream the serial console, find the guest's markers, enforce a
+//! hard timeout. A kernel panic, a hang or a VM that stops without reporting
+//! an exit code is a failure, never a pass.
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::image::{MARK_EXIT, MARK_INIT, MARK_READY};
+use crate::util;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+pub struct Vm<'a> {
+    pub accel: Accel,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub share: &'a Path,
+    pub append_extra: &'a str,
+    pub interactive: bool,
+    pub timeout: Duration,
+    pub log: PathBuf,
+}
+
+pub struct Outcome {
+    /// Exit code of the guest job (from the exit marker).
+    pub exit_code: Option<i32>,
+    /// Host time from QEMU start to the ready marker.
+    pub ready_after: Option<Duration>,
+    pub guest_ready_uptime: Option<String>,
+    pub wall: Duration,
+    pub failure: Option<String>,
+}
+
+fn qemu_bin() -> Result<PathBuf> {
+    util::which("qemu-system-x86_64")
+        .context("qemu-system-x86_64 not found.\nFix: cargo xtask setup   (installs QEMU 10 from bookworm-backports)")
+}
+
+impl Vm<'_> {
+    pub fn command(&self) -> Result<Command> {
+        let mut c = Command::new(qemu_bin()?);
+        let (accel, cpu) = match self.accel {
+            Accel::Tcg => ("tcg", "max"),
+            Accel::Kvm => ("kvm", "host"),
+        };
+        c.args(["-machine", "q35,kernel-irqchip=split", "-accel", accel, "-cpu", cpu])
+            .args(["-smp", "2", "-m", "2048", "-nodefaults", "-no-user-config", "-display", "none"])
+            .args(["-no-reboot"])
+            .args(["-serial", if self.interactive { "mon:stdio" } else { "stdio" }])
+            .args(["-device", "intel-iommu,intremap=on,caching-mode=on,device-iotlb=off"])
+            // the 82576 behind a root port: directly on pcie.0 each VF probe
+            // waits ~2 s for a PF reset
+            .args(["-netdev", "user,id=n0,restrict=on"])
+            .args(["-device", "pcie-root-port,id=rp0,chassis=1,slot=0"])
+            .args(["-device", "igb,bus=rp0,netdev=n0,mac=52:54:00:12:34:56"])
+            .arg("-virtfs")
+            .arg(format!(
+                "local,path={},mount_tag=lab,security_model=none,readonly=on",
+                self.share.display()
+            ))
+            .arg("-kernel")
+            .arg(self.kernel)
+            .arg("-initrd")
+            .arg(self.initrd)
+            .arg("-append")
+            .arg(format!(
+                "console=ttyS0 intel_iommu=on iommu=pt lsm=lockdown,capability,landlock,yama,bpf \
+                 panic=-1 quiet loglevel=3 {}",
+                self.append_extra
+            ));
+        Ok(c)
+    }
+
+    pub fn run(&self, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
+        let mut cmd = self.command()?;
+        let t0 = Instant::now();
+        if self.interactive {
+            cmd.stdin(Stdio::inherit());
+        } else {
+            cmd.stdin(Stdio::null());
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", util::display(&cmd)))?;
+        let mut log = std::fs::File::create(&self.log)
+            .with_context(|| format!("creating {}", self.log.display()))?;
+        writeln!(log, "# {}", util::display(&cmd))?;
+
+        let (tx, rx) = mpsc::channel::<Option<String>>();
+        let stdout = child.stdout.take().expect("piped");
+        let tx_out = tx.clone();
+        thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).replace('\r', "");
+                        let line = line.trim_end_matches('\n').to_string();
+                        if tx_out.send(Some(line)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = tx_out.send(None);
+        });
+        let mut stderr = child.stderr.take().expect("piped");
+        let err_thread = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+
+        let deadline = t0 + self.timeout;
+        let mut out = Outcome { exit_code: None, ready_after: None, guest_ready_uptime: None, wall: Duration::ZERO, failure: None };
+        let mut ready = false;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                out.failure = Some(format!(
+                    "timeout: the VM did not finish within {} s ({}); killed",
+                    self.timeout.as_secs(),
+                    if ready { "hung after ready" } else { "never became ready" }
+                ));
+                break;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(Some(line)) => {
+                    writeln!(log, "[{:8.3}] {line}", t0.elapsed().as_secs_f64())?;
+                    if let Some(rest) = line.strip_prefix(MARK_READY) {
+                        ready = true;
+                        out.ready_after = Some(t0.elapsed());
+                        out.guest_ready_uptime = rest.split_whitespace().next().map(String::from);
+                        let info = rest.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+                        eprintln!(
+                            "lab: ready in {} (guest uptime {} s; {info})",
+                            util::secs(t0.elapsed()),
+                            out.guest_ready_uptime.as_deref().unwrap_or("?"),
+                        );
+                        continue;
+                    }
+                    if let Some(rest) = line.strip_prefix(MARK_EXIT) {
+                        out.exit_code = rest.trim().parse().ok();
+                        continue;
+                    }
+                    if line.starts_with(MARK_INIT) {
+                        continue;
+                    }
+                    if line.contains("Kernel panic") {
+                        out.failure = Some(format!("guest kernel panic: {line}"));
+                    }
+                    let exited = out.exit_code.is_some();
+                    if (ready && !exited) || self.interactive || line.contains("sriov lab:") {
+                        on_line(&line);
+                    }
+                }
+                Ok(None) => break, // QEMU closed its console
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let status = finish(&mut child, out.failure.is_some() && out.exit_code.is_none())?;
+        let err = err_thread.join().unwrap_or_default();
+        if !err.trim().is_empty() {
+            writeln!(log, "# qemu stderr:\n{err}")?;
+        }
+        out.wall = t0.elapsed();
+        if out.failure.is_none() && out.exit_code.is_none() {
+            out.failure = Some(format!(
+                "the VM stopped ({status}) without reporting an exit code{}",
+                if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) }
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Wait for QEMU (the guest powers off after its job); kill it if asked or
+/// if it lingers.
+fn finish(child: &mut Child, kill_now: bool) -> Result<String> {
+    if !kill_now {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Some(s) = child.try_wait()? {
+                return Ok(s.to_string());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = child.kill();
+    let s = child.wait()?;
+    Ok(format!("killed, {s}"))
+}
+
+/// Is KVM usable here? `/dev/kvm` may exist while nested KVM still fails, so
+/// callers verify with a real boot (see `super::pick_accel`).
+pub fn kvm_device_usable() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+pub fn ensure_qemu() -> Result<()> {
+    let q = qemu_bin()?;
+    let v = util::output(Command::new(&q).arg("--version"))?;
+    let ver = v.split_whitespace().nth(3).unwrap_or("0");
+    let major: u32 = ver.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    if major < 8 {
+        bail!("{} is QEMU {ver}; the igb (82576) device needs QEMU >= 8.\nFix: cargo xtask setup", q.display());
+    }
+    Ok(())
+}

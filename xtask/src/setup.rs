@@ -1,0 +1,389 @@
+//! `cargo xtask setup`: install everything the build, the tests and the lab
+//! need on a fresh Debian 12 machine. Idempotent: each step checks first and
+//! only acts when something is missing, so a second run takes seconds.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::util::{self, cache_dir, output, run, succeeds};
+
+/// Debian packages from bookworm itself.
+const APT_PACKAGES: &[&str] = &[
+    "busybox-static",
+    "kmod",
+    "cpio",
+    "xz-utils",
+    "iproute2",
+    "pciutils",
+    "bpftool",
+    "tmux",
+    "ethtool",
+];
+/// QEMU's `igb` (emulated 82576 with SR-IOV) needs QEMU >= 8.0; bookworm has
+/// 7.2, bookworm-backports has 10.
+const QEMU_PACKAGE: &str = "qemu-system-x86";
+const QEMU_MIN_VERSION: &str = "1:8.0";
+const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/sriov-top-bookworm-backports.sources";
+/// Preferred guest kernel (the one the reference facts were checked on);
+/// the newest 6.12 for bookworm is taken when the archive no longer has it.
+const KERNEL_PREFERRED: &str = "linux-image-6.12.117+deb12-amd64-unsigned";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Only report what is missing; change nothing.
+    #[arg(long)]
+    check: bool,
+}
+
+struct Step {
+    name: &'static str,
+    /// Ok(None) when satisfied, Ok(Some(what is missing)) otherwise.
+    check: fn() -> Result<Option<String>>,
+    install: fn() -> Result<()>,
+    fix_hint: &'static str,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "apt packages (QEMU 10 from bookworm-backports, busybox, kmod, iproute2, bpftool, ...)",
+        check: check_apt,
+        install: install_apt,
+        fix_hint: "check that the Debian archive is reachable (apt-get update) and that you are root",
+    },
+    Step {
+        name: "rust-src for the nightly toolchain",
+        check: check_rust_src,
+        install: install_rust_src,
+        fix_hint: "run `rustup component add rust-src --toolchain nightly` by hand to see rustup's error",
+    },
+    Step {
+        name: "bpf-linker built against nightly's LLVM",
+        check: check_bpf_linker,
+        install: install_bpf_linker,
+        fix_hint: "needs the nightly toolchain (`rustup toolchain list`) and crates.io; see shared/lab/NOTES.md",
+    },
+    Step {
+        name: "guest kernel (Debian 6.12, unsigned) in the lab cache",
+        check: check_kernel,
+        install: install_kernel,
+        fix_hint: "needs `apt-get download` to work (run `apt-get update`); the cache is $SRIOV_LAB_CACHE or ~/.cache/sriov-top",
+    },
+];
+
+pub fn run_setup(opts: Options) -> Result<()> {
+    let t0 = Instant::now();
+    if !opts.check && !util::is_root() {
+        bail!(
+            "cargo xtask setup installs Debian packages and must run as root.\n\
+             Fix: sudo -E cargo xtask setup   (or `cargo xtask setup --check` to only look)"
+        );
+    }
+    let mut missing = 0;
+    for (i, step) in STEPS.iter().enumerate() {
+        let n = i + 1;
+        let total = STEPS.len();
+        match (step.check)().with_context(|| format!("checking: {}", step.name))? {
+            None => println!("[{n}/{total}] ok       {}", step.name),
+            Some(what) if opts.check => {
+                missing += 1;
+                println!("[{n}/{total}] MISSING  {}: {what}", step.name);
+            }
+            Some(what) => {
+                println!("[{n}/{total}] install  {}: {what}", step.name);
+                let ts = Instant::now();
+                (step.install)().with_context(|| {
+                    format!("setup step {n} failed: {}\nFix: {}", step.name, step.fix_hint)
+                })?;
+                if let Some(still) = (step.check)()? {
+                    bail!(
+                        "setup step {n} ran but is still not satisfied: {}: {still}\nFix: {}",
+                        step.name,
+                        step.fix_hint
+                    );
+                }
+                println!("[{n}/{total}] done     {} in {}", step.name, util::secs(ts.elapsed()));
+            }
+        }
+    }
+    if missing > 0 {
+        bail!("{missing} setup step(s) missing; run `cargo xtask setup` as root");
+    }
+    println!("setup complete in {}", util::secs(t0.elapsed()));
+    Ok(())
+}
+
+// ------------------------------------------------------------------ apt
+
+fn dpkg_version(pkg: &str) -> Option<String> {
+    let out = output(Command::new("dpkg-query").args(["-W", "-f=${Status}\t${Version}", pkg])).ok()?;
+    let (status, version) = out.split_once('\t')?;
+    status.ends_with(" installed").then(|| version.to_string())
+}
+
+fn version_ge(a: &str, b: &str) -> bool {
+    succeeds(Command::new("dpkg").args(["--compare-versions", a, "ge", b]))
+}
+
+fn missing_apt() -> (bool, Vec<&'static str>) {
+    let qemu_ok = dpkg_version(QEMU_PACKAGE).is_some_and(|v| version_ge(&v, QEMU_MIN_VERSION));
+    let rest = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| dpkg_version(p).is_none())
+        .collect();
+    (!qemu_ok, rest)
+}
+
+fn check_apt() -> Result<Option<String>> {
+    let (qemu, rest) = missing_apt();
+    let mut what = Vec::new();
+    if qemu {
+        what.push(format!("{QEMU_PACKAGE} >= {QEMU_MIN_VERSION} (bookworm-backports)"));
+    }
+    what.extend(rest.iter().map(|s| s.to_string()));
+    Ok((!what.is_empty()).then(|| what.join(", ")))
+}
+
+/// The archive URI of the machine's own bookworm suite, so that backports
+/// comes from the same mirror the machine already uses.
+fn debian_archive_uri() -> Result<String> {
+    let mut candidates: Vec<PathBuf> = vec!["/etc/apt/sources.list".into()];
+    if let Ok(rd) = fs::read_dir("/etc/apt/sources.list.d") {
+        candidates.extend(rd.flatten().map(|e| e.path()));
+    }
+    for path in candidates {
+        let Ok(text) = fs::read_to_string(&path) else { continue };
+        // deb822 stanzas
+        for stanza in text.split("\n\n") {
+            let field = |k: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            };
+            if let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:"))
+                && suites.split_whitespace().any(|s| s == "bookworm")
+                && let Some(u) = uris.split_whitespace().next()
+            {
+                return Ok(u.to_string());
+            }
+        }
+        // one-line format
+        for l in text.lines() {
+            let parts: Vec<_> = l.split_whitespace().collect();
+            if parts.first() == Some(&"deb") {
+                let rest: Vec<_> = parts[1..].iter().filter(|p| !p.starts_with('[')).collect();
+                if rest.len() >= 2 && *rest[1] == "bookworm" {
+                    return Ok(rest[0].to_string());
+                }
+            }
+        }
+    }
+    bail!("no apt source for Debian bookworm found in /etc/apt; is this Debian 12?")
+}
+
+fn install_apt() -> Result<()> {
+    let (qemu, rest) = missing_apt();
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    if qemu && !Path::new(BACKPORTS_LIST).exists() {
+        let uri = debian_archive_uri()?;
+        let stanza = format!(
+            "# Added by `cargo xtask setup` (sriov-top): QEMU >= 8 for the emulated 82576.\n\
+             Types: deb\nURIs: {uri}\nSuites: bookworm-backports\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        );
+        fs::write(BACKPORTS_LIST, stanza).with_context(|| format!("writing {BACKPORTS_LIST}"))?;
+        println!("    added bookworm-backports ({BACKPORTS_LIST})");
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]).envs(env))?;
+    if qemu {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "-t", "bookworm-backports", QEMU_PACKAGE])
+            .envs(env))?;
+    }
+    if !rest.is_empty() {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&rest)
+            .envs(env))?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ rust
+
+fn check_rust_src() -> Result<Option<String>> {
+    let out = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
+        .context("the nightly toolchain is needed for the eBPF build (`rustup toolchain list`)")?;
+    Ok((!out.lines().any(|l| l.starts_with("rust-src"))).then(|| "rust-src (nightly)".to_string()))
+}
+
+fn install_rust_src() -> Result<()> {
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn nightly_sysroot() -> Result<PathBuf> {
+    Ok(PathBuf::from(
+        output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?.trim(),
+    ))
+}
+
+/// nightly's own libLLVM (bpf-linker must use the same LLVM as rustc).
+fn nightly_libllvm() -> Result<PathBuf> {
+    let lib = nightly_sysroot()?.join("lib");
+    let mut found: Vec<PathBuf> = fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so.") || n.starts_with("libLLVM-"))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .with_context(|| format!("no libLLVM in {}; is the nightly toolchain complete?", lib.display()))
+}
+
+fn llvm_major(lib: &Path) -> Option<String> {
+    let name = lib.file_name()?.to_str()?;
+    let digits: String = name
+        .trim_start_matches("libLLVM.so.")
+        .trim_start_matches("libLLVM-")
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    (!digits.is_empty()).then_some(digits)
+}
+
+pub fn bpf_linker_path() -> PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
+    cargo_home.join("bin").join("bpf-linker")
+}
+
+fn check_bpf_linker() -> Result<Option<String>> {
+    let bin = bpf_linker_path();
+    if !bin.exists() {
+        return Ok(Some(format!("{} not installed", bin.display())));
+    }
+    let lib_dir = nightly_sysroot()?.join("lib");
+    let ok = succeeds(Command::new(&bin).arg("--version").env("LD_LIBRARY_PATH", &lib_dir));
+    Ok((!ok).then(|| format!("{} does not run against nightly's LLVM", bin.display())))
+}
+
+fn install_bpf_linker() -> Result<()> {
+    let lib = nightly_libllvm()?;
+    let major = llvm_major(&lib).context("cannot tell nightly's LLVM major version")?;
+    let prefix = cache_dir().join(format!("llvm-prefix-{major}"));
+    let link = prefix.join("lib").join("libLLVM.so");
+    fs::create_dir_all(link.parent().expect("has parent"))?;
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&lib, &link)
+        .with_context(|| format!("linking {} -> {}", link.display(), lib.display()))?;
+    println!("    building bpf-linker {BPF_LINKER_VERSION} against {} (about a minute)", lib.display());
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--force"])
+        .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+        .env("LLVM_PREFIX", &prefix))
+}
+
+// ------------------------------------------------------------------ guest kernel
+
+/// The extracted guest kernel, once setup has put it in the cache.
+pub struct GuestKernel {
+    pub root: PathBuf,
+    pub version: String,
+}
+
+impl GuestKernel {
+    pub fn vmlinuz(&self) -> PathBuf {
+        self.root.join("boot").join(format!("vmlinuz-{}", self.version))
+    }
+    pub fn modules_dir(&self) -> PathBuf {
+        self.root.join("lib/modules").join(&self.version)
+    }
+}
+
+fn kernel_root() -> PathBuf {
+    cache_dir().join("kernel")
+}
+
+/// The cached guest kernel, or an error telling to run setup.
+pub fn guest_kernel() -> Result<GuestKernel> {
+    let root = kernel_root();
+    let stamp = root.join(".complete");
+    let version = fs::read_to_string(&stamp)
+        .map(|s| s.trim().to_string())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no guest kernel in {}.\nFix: cargo xtask setup   (as root; downloads Debian's 6.12 kernel)",
+                root.display()
+            )
+        })?;
+    Ok(GuestKernel { root, version })
+}
+
+fn check_kernel() -> Result<Option<String>> {
+    Ok(match guest_kernel() {
+        Ok(k) if k.vmlinuz().exists() && k.modules_dir().join("modules.dep").exists() => None,
+        _ => Some(format!("not in {}", kernel_root().display())),
+    })
+}
+
+fn kernel_candidates() -> Result<Vec<String>> {
+    let out = output(Command::new("apt-cache").args([
+        "search",
+        "--names-only",
+        r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
+    ]))?;
+    Ok(out.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
+}
+
+fn install_kernel() -> Result<()> {
+    let mut cands = kernel_candidates()?;
+    if cands.is_empty() {
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        cands = kernel_candidates()?;
+    }
+    let pkg = if cands.iter().any(|c| c == KERNEL_PREFERRED) {
+        KERNEL_PREFERRED.to_string()
+    } else {
+        // newest by Debian version order
+        cands.sort_by(|a, b| {
+            if version_ge(a, b) { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Less }
+        });
+        cands.pop().context("the apt archive has no linux-image-6.12.*+deb12-amd64-unsigned")?
+    };
+    let root = kernel_root();
+    let debs = cache_dir().join("debs");
+    let _ = fs::remove_dir_all(&root);
+    let _ = fs::remove_dir_all(&debs);
+    fs::create_dir_all(&debs)?;
+    println!("    downloading {pkg}");
+    run(Command::new("apt-get").args(["download", "-q", &pkg]).current_dir(&debs))?;
+    let deb = fs::read_dir(&debs)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download produced no .deb")?;
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+    let version = fs::read_dir(root.join("lib/modules"))?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .next()
+        .context("the kernel package has no lib/modules/<version>")?;
+    run(Command::new("depmod").arg("-b").arg(&root).arg(&version))?;
+    fs::remove_file(&deb)?;
+    fs::write(root.join(".complete"), &version)?;
+    Ok(())
+}
