@@ -1,1 +1,7 @@
+//! sriov-core: the library behind `sriov` and `sriov-top`.
+//!
+//! - [`ebpf`]: load the eBPF programs of `sriov-ebpf` and read their maps.
+pub mod ebpf;
+pub mod error;
 
+pub use error::{Error, Result};

@@ -1,0 +1,116 @@
+//! Helpers for tests running in the lab guest: locate the 82576 PF, change
+//! its VF count, wait for sysfs to settle, read `/proc/interrupts`.
+#![allow(dead_code)]
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
+
+/// The PF's BDF, as found by the lab's /init.
+pub fn pf() -> String {
+    std::env::var("SRIOV_LAB_PF").expect("SRIOV_LAB_PF is set by the lab's /init; run these tests with `cargo xtask vm-test`")
+}
+
+pub fn dev(bdf: &str) -> PathBuf {
+    Path::new(PCI_DEVICES).join(bdf)
+}
+
+pub fn read(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).trim().to_string()
+}
+
+pub fn write(path: impl AsRef<Path>, value: &str) {
+    let path = path.as_ref();
+    fs::write(path, value).unwrap_or_else(|e| panic!("writing {value:?} to {}: {e}", path.display()));
+}
+
+/// Last path component of a symlink's target (driver name, BDF, group).
+pub fn link_name(path: impl AsRef<Path>) -> Option<String> {
+    fs::read_link(path.as_ref()).ok()?.file_name()?.to_str().map(String::from)
+}
+
+/// Poll `cond` every 20 ms until it holds or `limit` passes.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Set the PF's VF count the way an operator does (0 first), and wait until
+/// every VF is bound to a driver with a netdev.
+pub fn set_numvfs(n: u32) {
+    let pf = dev(&pf());
+    if read(pf.join("sriov_numvfs")) != "0" {
+        write(pf.join("sriov_numvfs"), "0");
+    }
+    if n > 0 {
+        write(pf.join("sriov_numvfs"), &n.to_string());
+        wait_for(&format!("{n} VFs bound with netdevs"), Duration::from_secs(30), || {
+            (0..n).all(|i| {
+                let vf = pf.join(format!("virtfn{i}"));
+                vf.join("driver").exists() && vf.join("net").is_dir()
+            })
+        });
+    }
+}
+
+/// BDF of VF `i` of the lab PF.
+pub fn vf_bdf(i: u32) -> String {
+    link_name(dev(&pf()).join(format!("virtfn{i}"))).unwrap_or_else(|| panic!("PF has no virtfn{i}"))
+}
+
+pub fn netdev_of(bdf: &str) -> String {
+    let dir = dev(bdf).join("net");
+    fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .next()
+        .and_then(|e| e.file_name().into_string().ok())
+        .unwrap_or_else(|| panic!("{bdf} has no netdev"))
+}
+
+/// IRQ numbers in the device's `msi_irqs` directory.
+pub fn msi_irqs(bdf: &str) -> Vec<u32> {
+    let dir = dev(bdf).join("msi_irqs");
+    let mut v: Vec<u32> = fs::read_dir(&dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Total count per IRQ number from /proc/interrupts (summed over CPUs).
+pub fn proc_interrupts() -> BTreeMap<u32, u64> {
+    let text = read("/proc/interrupts");
+    let mut lines = text.lines();
+    let ncpu = lines.next().map(|h| h.split_whitespace().count()).unwrap_or(0);
+    lines
+        .filter_map(|l| {
+            let (irq, rest) = l.trim_start().split_once(':')?;
+            let irq: u32 = irq.parse().ok()?;
+            let sum = rest.split_whitespace().take(ncpu).filter_map(|c| c.parse::<u64>().ok()).sum();
+            Some((irq, sum))
+        })
+        .collect()
+}
+
+/// Run a command (iproute2 and friends) and panic with its stderr on failure.
+pub fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{cmd} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,60 @@
+//! The eBPF IRQ counter counts exactly the interrupts of a VF's MSI-X vectors.
+use std::{net::UdpSocket, time::Duration};
+
+use sriov_core::ebpf::IrqCounter;
+
+use crate::guest::{self, msi_irqs, netdev_of, proc_interrupts, sh, vf_bdf, wait_for};
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn irq_counter_counts_exactly_the_vf_msix_vectors() {
+    guest::set_numvfs(1);
+    let vf = vf_bdf(0);
+    let ifname = netdev_of(&vf);
+    sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
+    sh("ip", &["link", "set", "dev", &ifname, "up"]);
+    wait_for(&format!("MSI-X vectors of {vf}"), Duration::from_secs(10), || msi_irqs(&vf).len() == 3);
+    let irqs = msi_irqs(&vf);
+    // igbvf requests (names) its vectors when the netdev comes up
+    wait_for("the VF's vectors in /proc/interrupts", Duration::from_secs(10), || {
+        let now = proc_interrupts();
+        irqs.iter().all(|i| now.contains_key(i))
+    });
+
+    let before_attach = proc_interrupts();
+    let mut counter = IrqCounter::attach().expect("attach irq:irq_handler_entry");
+    for &irq in &irqs {
+        counter.watch(irq).expect("watch");
+    }
+    let start = proc_interrupts();
+
+    // traffic on the VF: UDP broadcasts leave through its TX queue
+    let sock = UdpSocket::bind("192.0.2.1:0").expect("bind on the VF's address");
+    sock.set_broadcast(true).expect("SO_BROADCAST");
+    for i in 0..300u32 {
+        sock.send_to(&i.to_be_bytes(), "192.0.2.255:9").expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    let end = proc_interrupts();
+    let counts = counter.counts().expect("read IRQ_COUNTS");
+    let after = proc_interrupts();
+    drop(counter);
+
+    let keys: Vec<u32> = counts.keys().copied().collect();
+    assert!(keys.iter().all(|k| irqs.contains(k)), "counted IRQs {keys:?} outside msi_irqs {irqs:?}");
+    let total: u64 = counts.values().sum();
+    assert!(total > 0, "no interrupts counted on {irqs:?} ({ifname}); /proc/interrupts delta: {:?}",
+        irqs.iter().map(|i| end[i] - start[i]).collect::<Vec<_>>());
+    for irq in &irqs {
+        let got = counts.get(irq).copied().unwrap_or(0);
+        let low = end[irq] - start[irq];
+        let high = after[irq] - before_attach[irq];
+        assert!(
+            (low..=high).contains(&got),
+            "IRQ {irq}: counted {got}, /proc/interrupts says between {low} and {high}"
+        );
+    }
+    sh("ip", &["link", "set", "dev", &ifname, "down"]);
+    guest::set_numvfs(0);
+}

@@ -1,0 +1,9 @@
+//! Integration tests that need root and a real SR-IOV kernel: they run inside
+//! the QEMU lab (`cargo xtask vm-test`), on the emulated Intel 82576.
+//!
+//! On any other machine they are ignored; `cargo xtask vm-test` runs them
+//! with `--ignored` in the guest. Each test checks the system state through
+//! sysfs, procfs and iproute2 directly, not through the library under test.
+mod guest;
+mod irq_count;
+mod vf_enable;
