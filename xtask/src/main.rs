@@ -5,9 +5,11 @@
 //! cargo xtask lab                   # boot the 82576 lab and run the main job on the console
 //! cargo xtask lab --exec 'CMD'      # run CMD as root in the guest, exit with its code
 //! cargo xtask vm-test               # run the root + real-kernel integration tests in the lab
+//! cargo xtask test                  # cargo test --workspace + vm-test, one summary
 //! ```
 mod lab;
 mod setup;
+mod test;
 mod util;
 mod vmtest;
 
@@ -30,6 +32,8 @@ enum Cmd {
     Lab(lab::Options),
     /// Build the lab integration tests, run them in the VM, print `N passed, M failed`.
     VmTest(vmtest::Options),
+    /// Every test: `cargo test --workspace`, then `cargo xtask vm-test`.
+    Test(test::Options),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         Cmd::Setup(o) => setup::run_setup(o).map(|()| 0),
         Cmd::Lab(o) => lab::run_lab(o),
         Cmd::VmTest(o) => vmtest::run_vm_test(o),
+        Cmd::Test(o) => test::run_test(o),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::util::{self, cache_dir, output, run, succeeds};
+use crate::util::{self, cache_dir, output, run, run_logged, succeeds};
 
 /// Debian packages from bookworm itself.
 const APT_PACKAGES: &[&str] = &[
@@ -200,17 +200,25 @@ fn install_apt() -> Result<()> {
         fs::write(BACKPORTS_LIST, stanza).with_context(|| format!("writing {BACKPORTS_LIST}"))?;
         println!("    added bookworm-backports ({BACKPORTS_LIST})");
     }
-    run(Command::new("apt-get").args(["update", "-qq"]).envs(env))?;
+    let log = cache_dir().join("setup-apt.log");
+    println!("    apt-get update + install (log: {})", log.display());
+    run_logged(Command::new("apt-get").args(["update", "-qq"]).envs(env), &log)?;
     if qemu {
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "-t", "bookworm-backports", QEMU_PACKAGE])
-            .envs(env))?;
+        run_logged(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "-t", "bookworm-backports", QEMU_PACKAGE])
+                .envs(env),
+            &log,
+        )?;
     }
     if !rest.is_empty() {
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&rest)
-            .envs(env))?;
+        run_logged(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&rest)
+                .envs(env),
+            &log,
+        )?;
     }
     Ok(())
 }

@@ -45,6 +45,32 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Run a command with its output appended to `log`; on failure the error
+/// carries the last lines of it.
+pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
+    use std::io::Write as _;
+    let line = display(cmd);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    writeln!(f, "$ {line}")?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{line}`"))?;
+    f.write_all(&out.stdout)?;
+    f.write_all(&out.stderr)?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        bail!(
+            "`{line}` failed ({}); last lines (full log: {}):\n{}",
+            out.status,
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(())
+}
+
 /// Run a command and return its stdout; stderr is kept for the error.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let line = display(cmd);

@@ -12,7 +12,7 @@ use std::io::BufRead as _;
 
 use crate::{lab, util};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Default)]
 #[command(after_help = "Examples:\n  cargo xtask vm-test\n  cargo xtask vm-test irq_counter")]
 pub struct Options {
     /// Only run lab tests whose name contains FILTER.
@@ -67,7 +67,20 @@ pub fn parse_result(line: &str) -> Option<(u32, u32)> {
     Some((num("passed")?, num("failed")?))
 }
 
+pub struct Summary {
+    pub passed: u32,
+    pub failed: u32,
+    /// No failure, and the guest reported exit code 0.
+    pub ok: bool,
+}
+
 pub fn run_vm_test(o: Options) -> Result<u8> {
+    let s = run(o)?;
+    Ok(if s.ok { 0 } else { 1 })
+}
+
+/// Build, boot, run; prints the `vm-test: N passed, M failed` line.
+pub fn run(o: Options) -> Result<Summary> {
     let t0 = Instant::now();
     let mut bins = Vec::new();
     let mut script = String::from("set -u\nrc=0\n");
@@ -119,7 +132,7 @@ pub fn run_vm_test(o: Options) -> Result<u8> {
     if passed + failed == 0 {
         bail!("no lab test ran");
     }
-    Ok(if failed > 0 || out.exit_code != Some(0) { 1 } else { 0 })
+    Ok(Summary { passed, failed, ok: failed == 0 && out.exit_code == Some(0) })
 }
 
 #[cfg(test)]

@@ -12,3 +12,19 @@ pub fn object() -> &'static [u8] {
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 const TRACEFS_HINT: &str = "\nFix: mount tracefs (`mount -t tracefs tracefs /sys/kernel/tracing`) and run as root";
+
+#[cfg(test)]
+mod tests {
+    use sriov_ebpf::{maps, programs};
+
+    /// The embedded object really is the eBPF build, and the names the loader
+    /// uses (from the shared crate) exist in it.
+    #[test]
+    fn embedded_object_has_the_programs_and_maps_the_loader_uses() {
+        let obj = aya_obj::Object::parse(super::object()).expect("parse the embedded eBPF object");
+        assert!(obj.programs.contains_key(programs::IRQ_HANDLER_ENTRY), "programs: {:?}", obj.programs.keys());
+        for m in [maps::WATCH_IRQS, maps::IRQ_COUNTS] {
+            assert!(obj.maps.contains_key(m), "map {m} missing; maps: {:?}", obj.maps.keys());
+        }
+    }
+}

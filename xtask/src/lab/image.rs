@@ -35,7 +35,7 @@ pub enum Job {
     /// Run `/lab/run/cmd.sh` and report its exit code.
     Exec,
     /// The interactive main job: create `vfs` VFs, then a shell on the console.
-    Main { vfs: u32 },
+    Main { vfs: u32, shell: bool },
 }
 
 /// Shared libraries (as absolute paths) that `bin` loads, per `ldd`.
@@ -67,14 +67,18 @@ fn init_script(kver: &str, insmods: &str, job: &Job) -> String {
         Job::Exec => format!(
             "cd /tmp\n/bin/sh /lab/run/cmd.sh </dev/null\nrc=$?\nsync\necho \"{MARK_EXIT} $rc\"\n"
         ),
-        Job::Main { vfs } => format!(
+        Job::Main { vfs, shell } => format!(
             "echo {vfs} > /sys/bus/pci/devices/$PF/sriov_numvfs\n\
              for i in $(seq 100); do [ $(ls -d /sys/bus/pci/devices/$PF/virtfn*/net 2>/dev/null | wc -l) -ge {vfs} ] && break; sleep 0.1; done\n\
              echo; echo \"sriov lab: PF $PF ($PFN) with {vfs} VFs:\"\n\
              for v in /sys/bus/pci/devices/$PF/virtfn*; do echo \"  $(basename $v) -> $(basename $(readlink -f $v)) $(ls $v/net 2>/dev/null)\"; done\n\
-             echo 'project binaries are in /lab/bin (on PATH); exit the shell to power off'\n\
-             setsid cttyhack /bin/sh -l\n\
-             echo \"{MARK_EXIT} 0\"\n"
+             {}\
+             echo \"{MARK_EXIT} 0\"\n",
+            if *shell {
+                "echo 'project binaries are in /lab/bin (on PATH); exit the shell to power off'\nsetsid cttyhack /bin/sh -l\n"
+            } else {
+                "echo 'stdin is not a terminal: no shell; powering off'\n"
+            }
         ),
     };
     format!(

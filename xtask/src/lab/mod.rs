@@ -172,7 +172,7 @@ pub fn run_lab(o: Options) -> Result<u8> {
     } else {
         bins
     };
-    let job = match o.exec { Some(_) => Job::Exec, None => Job::Main { vfs: o.vfs } };
+    let job = match o.exec { Some(_) => Job::Exec, None => Job::Main { vfs: o.vfs, shell: std::io::IsTerminal::is_terminal(&std::io::stdin()) } };
     let run = Run { job, cmd: o.exec.as_deref(), bins: &bins, accel: o.accel, timeout: Duration::from_secs(o.timeout), verbose: o.verbose };
     let out = boot(&run, |l| println!("{l}"))?;
     if let Some(f) = &out.failure {

@@ -1,0 +1,62 @@
+//! `cargo xtask test`: every test behind one command: `cargo test
+//! --workspace` on the host, then `cargo xtask vm-test` in the lab. Ends with
+//! one `N passed, M failed` line over both.
+use std::{
+    io::BufRead as _,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{util, vmtest};
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Skip the lab (host tests only).
+    #[arg(long)]
+    host_only: bool,
+}
+
+/// Run `cargo test --workspace`, streaming its output; returns (passed, failed).
+fn host_tests() -> Result<(u32, u32, bool)> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["test", "--workspace"]).current_dir(util::workspace_root()).stdout(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| util::display(&cmd))?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = vmtest::parse_result(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let ok = child.wait()?.success();
+    Ok((passed, failed, ok))
+}
+
+pub fn run_test(o: Options) -> Result<u8> {
+    let t0 = Instant::now();
+    let (hp, hf, host_ok) = host_tests()?;
+    let th = t0.elapsed();
+    println!("host: {hp} passed, {hf} failed in {}", util::secs(th));
+    let (lp, lf, lab_ok) = if o.host_only {
+        (0, 0, true)
+    } else {
+        match vmtest::run(vmtest::Options::default()) {
+            Ok(r) => (r.passed, r.failed, r.ok),
+            Err(e) => {
+                eprintln!("error: lab tests: {e:#}");
+                (0, 1, false)
+            }
+        }
+    };
+    let failed = hf + lf + u32::from(!host_ok && hf == 0);
+    println!("timing: host tests {}, total {}", util::secs(th), util::secs(t0.elapsed()));
+    println!("all: {} passed, {failed} failed", hp + lp);
+    if hp + lp == 0 {
+        bail!("no test ran");
+    }
+    Ok(if failed > 0 || !host_ok || !lab_ok { 1 } else { 0 })
+}
