@@ -12,7 +12,7 @@ use std::io::BufRead as _;
 
 use crate::{lab, util};
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  cargo xtask vm-test\n  cargo xtask vm-test irq_counter")]
 pub struct Options {
     /// Only run lab tests whose name contains FILTER.
@@ -21,12 +21,20 @@ pub struct Options {
     #[arg(long, value_enum)]
     accel: Option<lab::Accel>,
     /// Hard timeout for the VM, in seconds.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_S)]
     timeout: u64,
     /// Print the boot console too.
     #[arg(long, short)]
     verbose: bool,
 }
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { filter: None, accel: None, timeout: DEFAULT_TIMEOUT_S, verbose: false }
+    }
+}
+
+const DEFAULT_TIMEOUT_S: u64 = 900;
 
 /// Integration test targets that run in the guest: (package, test target).
 const LAB_TEST_TARGETS: &[(&str, &str)] = &[("sriov-core", "lab")];
@@ -34,7 +42,9 @@ const LAB_TEST_TARGETS: &[(&str, &str)] = &[("sriov-core", "lab")];
 /// `cargo test --no-run` for one target; returns the test executable.
 fn build_test(package: &str, target: &str) -> Result<PathBuf> {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["test", "--no-run", "--package", package, "--test", target, "--message-format=json-render-diagnostics"])
+    // --workspace: the same feature unification as `cargo test --workspace`,
+    // so the host test build is reused rather than rebuilt
+    cmd.args(["test", "--workspace", "--no-run", "--test", target, "--message-format=json-render-diagnostics"])
         .current_dir(util::workspace_root())
         .stdout(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| util::display(&cmd))?;
@@ -42,7 +52,8 @@ fn build_test(package: &str, target: &str) -> Result<PathBuf> {
     for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == target && msg["profile"]["test"] == true {
+        let pkg_ok = msg["package_id"].as_str().is_some_and(|id| id.contains(&format!("/{package}#")) || id.contains(&format!("{package}@")) || id.contains(&format!("{package} ")));
+        if msg["reason"] == "compiler-artifact" && pkg_ok && msg["target"]["name"] == target && msg["profile"]["test"] == true {
             if let Some(p) = msg["executable"].as_str() {
                 exe = Some(PathBuf::from(p));
             }

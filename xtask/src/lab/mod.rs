@@ -155,7 +155,7 @@ pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcom
 
 /// Build the project's binaries (host target, shared target dir).
 pub fn build_project_bins() -> Result<Vec<(String, PathBuf)>> {
-    util::run(Command::new(env!("CARGO")).args(["build", "--quiet", "--package", "sriov-top", "--bins"]).current_dir(util::workspace_root()))?;
+    util::run(Command::new(env!("CARGO")).args(["build", "--quiet", "--workspace", "--bins"]).current_dir(util::workspace_root()))?;
     let dir = util::target_dir().join("debug");
     Ok(["sriov", "sriov-top"]
         .iter()
