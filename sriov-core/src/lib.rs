@@ -1,7 +1,9 @@
 //! sriov-core: the library behind `sriov` and `sriov-top`.
 //!
 //! - [`ebpf`]: load the eBPF programs of `sriov-ebpf` and read their maps.
+pub mod config;
 pub mod ebpf;
 pub mod error;
+pub mod types;
 
 pub use error::{Error, Result};
