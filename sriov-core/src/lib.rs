@@ -2,8 +2,11 @@
 //!
 //! - [`ebpf`]: load the eBPF programs of `sriov-ebpf` and read their maps.
 pub mod config;
+pub mod discover;
 pub mod ebpf;
 pub mod error;
+pub mod fixture;
+pub mod host;
 pub mod types;
 
 pub use error::{Error, Result};

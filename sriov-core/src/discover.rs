@@ -1,0 +1,249 @@
+//! PF/VF discovery from sysfs, with the PF driver's view of each VF from
+//! rtnetlink (IFLA_VF_INFO) when it is available.
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+use crate::{
+    Error, Result,
+    host::{Host, VfNetInfo},
+};
+
+/// Version of the discovery JSON (`sriov list --json`); see docs/discovery.md.
+pub const SCHEMA: &str = "sriov-top.discovery/v1";
+pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
+pub const PCI_DRIVERS: &str = "/sys/bus/pci/drivers";
+
+/// Everything discovery found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    pub schema: &'static str,
+    /// "ok", or why VF settings from rtnetlink are absent.
+    pub netlink: String,
+    pub pfs: Vec<Pf>,
+    /// Devices that vanished during the scan, netlink errors, ...
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pf {
+    pub bdf: String,
+    pub vendor_id: String,
+    pub device_id: String,
+    pub vendor_name: Option<String>,
+    pub device_name: Option<String>,
+    pub driver: Option<String>,
+    pub netdev: Option<String>,
+    /// The netdev's operstate ("up", "down", ...).
+    pub link: Option<String>,
+    pub total_vfs: u32,
+    pub num_vfs: u32,
+    pub numa_node: Option<i32>,
+    pub vfs: Vec<Vf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Vf {
+    pub index: u32,
+    pub bdf: String,
+    pub device_id: Option<String>,
+    pub driver: Option<String>,
+    pub netdev: Option<String>,
+    pub iommu_group: Option<u32>,
+    /// The PF driver's view (MAC, VLAN, spoofchk, trust, rates, stats).
+    pub config: Option<VfNetInfo>,
+}
+
+/// Which device a user named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Pf(usize),
+    Vf(usize, usize),
+}
+
+impl Inventory {
+    /// Find a PF or VF by BDF (with or without domain) or netdev name.
+    pub fn resolve(&self, name: &str) -> Option<Target> {
+        let bdf = name.parse::<crate::types::Bdf>().ok().map(|b| b.to_string());
+        let is = |b: &str, n: &Option<String>| Some(b) == bdf.as_deref() || n.as_deref() == Some(name);
+        for (p, pf) in self.pfs.iter().enumerate() {
+            if is(&pf.bdf, &pf.netdev) {
+                return Some(Target::Pf(p));
+            }
+            for (v, vf) in pf.vfs.iter().enumerate() {
+                if is(&vf.bdf, &vf.netdev) {
+                    return Some(Target::Vf(p, v));
+                }
+            }
+        }
+        None
+    }
+
+    /// The PF a user named (a VF name resolves to its PF), or a clear error.
+    pub fn pf(&self, name: &str) -> Result<&Pf> {
+        match self.resolve(name) {
+            Some(Target::Pf(p)) | Some(Target::Vf(p, _)) => Ok(&self.pfs[p]),
+            None => Err(Error::DeviceNotFound { device: name.to_string(), hint: self.known_pfs_hint() }),
+        }
+    }
+
+    pub fn known_pfs_hint(&self) -> String {
+        if self.pfs.is_empty() {
+            "; this system has no SR-IOV capable PCI device (no sriov_totalvfs in /sys/bus/pci/devices)".to_string()
+        } else {
+            let names: Vec<String> = self
+                .pfs
+                .iter()
+                .map(|p| match &p.netdev {
+                    Some(n) => format!("{} ({n})", p.bdf),
+                    None => p.bdf.clone(),
+                })
+                .collect();
+            format!("; SR-IOV PFs here: {}", names.join(", "))
+        }
+    }
+}
+
+fn p(parts: &[&str]) -> PathBuf {
+    parts.iter().collect()
+}
+
+/// Read a sysfs attribute; `Ok(None)` if it does not exist (vanished).
+pub fn read_opt(host: &dyn Host, path: &Path) -> Result<Option<String>> {
+    match host.read(path) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(Error::sysfs("reading", path, e)),
+    }
+}
+
+/// The last component of a symlink's target (`driver`, `physfn`, ...).
+pub fn link_name(host: &dyn Host, path: &Path) -> Option<String> {
+    host.read_link(path).ok()?.file_name()?.to_str().map(String::from)
+}
+
+fn first_entry(host: &dyn Host, path: &Path) -> Option<String> {
+    host.list_dir(path).ok()?.into_iter().next()
+}
+
+fn vendor_name(id: u16) -> Option<String> {
+    pci_ids::Vendors::iter().find(|v| v.id() == id).map(|v| v.name().to_string())
+}
+
+fn parse_hex_id(s: &str) -> Option<u16> {
+    u16::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+}
+
+/// Scan sysfs for SR-IOV PFs and their VFs.
+pub fn discover(host: &dyn Host) -> Result<Inventory> {
+    let devices = Path::new(PCI_DEVICES);
+    let names = host.list_dir(devices).map_err(|e| Error::sysfs("listing", devices, e))?;
+    let mut inv = Inventory { schema: SCHEMA, netlink: String::new(), pfs: Vec::new(), warnings: Vec::new() };
+    for name in names {
+        let dir = devices.join(&name);
+        if !host.exists(&dir.join("sriov_totalvfs")) {
+            continue;
+        }
+        match read_pf(host, &name, &dir, &mut inv.warnings)? {
+            Some(pf) => inv.pfs.push(pf),
+            None => inv.warnings.push(format!("PF {name} vanished during the scan")),
+        }
+    }
+    inv.netlink = match host.netlink() {
+        None => "absent: no rtnetlink for this sysfs root (fixture tree); VF MAC/VLAN/spoofchk/trust/rates/stats not shown".into(),
+        Some(nl) => {
+            for pf in &mut inv.pfs {
+                let Some(ifname) = pf.netdev.clone() else { continue };
+                match nl.vf_info(&ifname) {
+                    Ok(infos) => {
+                        for info in infos {
+                            if let Some(vf) = pf.vfs.iter_mut().find(|v| v.index == info.vf) {
+                                vf.config = Some(info);
+                            }
+                        }
+                    }
+                    Err(e) => inv.warnings.push(e.to_string()),
+                }
+            }
+            "ok".into()
+        }
+    };
+    Ok(inv)
+}
+
+fn read_pf(host: &dyn Host, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -> Result<Option<Pf>> {
+    let (Some(vendor), Some(device), Some(total), Some(num)) = (
+        read_opt(host, &dir.join("vendor"))?,
+        read_opt(host, &dir.join("device"))?,
+        read_opt(host, &dir.join("sriov_totalvfs"))?,
+        read_opt(host, &dir.join("sriov_numvfs"))?,
+    ) else {
+        return Ok(None);
+    };
+    let (vid, did) = (parse_hex_id(&vendor), parse_hex_id(&device));
+    let pci_dev = vid.zip(did).and_then(|(v, d)| pci_ids::Device::from_vid_pid(v, d));
+    let netdev = first_entry(host, &dir.join("net"));
+    let link = match &netdev {
+        Some(n) => read_opt(host, &p(&[&dir.to_string_lossy(), "net", n, "operstate"]))?,
+        None => None,
+    };
+    let total_vfs = total.parse().unwrap_or(0);
+    let num_vfs = num.parse().unwrap_or(0);
+    let mut vfs = Vec::new();
+    let mut links: Vec<(u32, String)> = host
+        .list_dir(dir)
+        .map_err(|e| Error::sysfs("listing", dir, e))?
+        .into_iter()
+        .filter_map(|n| Some((n.strip_prefix("virtfn")?.parse().ok()?, n)))
+        .collect();
+    links.sort();
+    for (index, entry) in links {
+        let Some(vf_bdf) = link_name(host, &dir.join(&entry)) else {
+            warnings.push(format!("VF {index} of {bdf} vanished during the scan"));
+            continue;
+        };
+        match read_vf(host, index, &vf_bdf)? {
+            Some(vf) => vfs.push(vf),
+            None => warnings.push(format!("VF {index} ({vf_bdf}) of {bdf} vanished during the scan")),
+        }
+    }
+    Ok(Some(Pf {
+        bdf: bdf.to_string(),
+        vendor_name: pci_dev.map(|d| d.vendor().name().to_string()).or_else(|| vid.and_then(vendor_name)),
+        device_name: pci_dev.map(|d| d.name().to_string()),
+        vendor_id: vendor,
+        device_id: device,
+        driver: link_name(host, &dir.join("driver")),
+        netdev,
+        link,
+        total_vfs,
+        num_vfs,
+        numa_node: read_opt(host, &dir.join("numa_node"))?.and_then(|s| s.parse().ok()).filter(|n: &i32| *n >= 0),
+        vfs,
+    }))
+}
+
+fn read_vf(host: &dyn Host, index: u32, bdf: &str) -> Result<Option<Vf>> {
+    let dir = Path::new(PCI_DEVICES).join(bdf);
+    // the vendor file is the liveness probe: a VF removed mid-scan has none
+    if read_opt(host, &dir.join("vendor"))?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Vf {
+        index,
+        bdf: bdf.to_string(),
+        device_id: read_opt(host, &dir.join("device"))?,
+        driver: link_name(host, &dir.join("driver")),
+        netdev: first_entry(host, &dir.join("net")),
+        iommu_group: link_name(host, &dir.join("iommu_group")).and_then(|g| g.parse().ok()),
+        config: None,
+    }))
+}
+
+/// Drivers registered on the PCI bus (`/sys/bus/pci/drivers`).
+pub fn pci_drivers(host: &dyn Host) -> Result<Vec<String>> {
+    host.list_dir(Path::new(PCI_DRIVERS)).map_err(|e| Error::sysfs("listing", PCI_DRIVERS, e))
+}

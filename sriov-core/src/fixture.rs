@@ -1,0 +1,197 @@
+//! Sysfs fixture trees: a directory laid out like the parts of `/sys` that
+//! discovery reads, for tests, benchmarks and `--sysfs-root`.
+//!
+//! ```text
+//! ROOT/sys/bus/pci/devices/<bdf>/{vendor,device,sriov_totalvfs,sriov_numvfs,numa_node,
+//!                                 driver -> ../../drivers/<drv>, virtfnN -> ../<vf>,
+//!                                 physfn -> ../<pf>, iommu_group -> ..., net/<if>/...}
+//! ROOT/sys/bus/pci/drivers/<drv>/
+//! ROOT/sys/kernel/iommu_groups/<n>/devices/
+//! ```
+use std::{
+    fs, io,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+};
+
+use crate::types::Bdf;
+
+pub const DEVICES: &str = "sys/bus/pci/devices";
+pub const DRIVERS: &str = "sys/bus/pci/drivers";
+pub const IOMMU_GROUPS: &str = "sys/kernel/iommu_groups";
+
+/// One PF to create.
+#[derive(Debug, Clone)]
+pub struct PfSpec {
+    pub bdf: Bdf,
+    pub vendor: u16,
+    pub device: u16,
+    pub driver: String,
+    pub netdev: String,
+    pub total_vfs: u32,
+    pub num_vfs: u32,
+    pub numa_node: i32,
+    /// Device id of its VFs and the driver they bind to.
+    pub vf_device: u16,
+    pub vf_driver: Option<String>,
+}
+
+impl PfSpec {
+    /// An Intel 82576 (igb) PF at `bdf` with `netdev`, 7 VFs possible.
+    pub fn i82576(bdf: Bdf, netdev: &str, num_vfs: u32) -> Self {
+        Self {
+            bdf,
+            vendor: 0x8086,
+            device: 0x10c9,
+            driver: "igb".into(),
+            netdev: netdev.into(),
+            total_vfs: 7,
+            num_vfs,
+            numa_node: 0,
+            vf_device: 0x10ca,
+            vf_driver: Some("igbvf".into()),
+        }
+    }
+
+    /// The BDF of VF `i` (82576 layout: offset 0x80, stride 2 in routing ids).
+    pub fn vf_bdf(&self, i: u32) -> Bdf {
+        vf_bdf(self.bdf, i)
+    }
+}
+
+/// Routing-id arithmetic for VF `i` of `pf` (offset 0x80, stride 2).
+pub fn vf_bdf(pf: Bdf, i: u32) -> Bdf {
+    let rid = (u32::from(pf.bus) << 8 | u32::from(pf.device) << 3 | u32::from(pf.function)) + 0x80 + 2 * i;
+    Bdf {
+        domain: pf.domain,
+        bus: ((rid >> 8) & 0xff) as u8,
+        device: ((rid >> 3) & 0x1f) as u8,
+        function: (rid & 7) as u8,
+    }
+}
+
+/// Netdev name of VF `i` of a PF whose netdev is `pf_netdev`.
+pub fn vf_netdev(pf_netdev: &str, i: u32) -> String {
+    format!("{pf_netdev}v{i}")
+}
+
+fn dev_dir(root: &Path, bdf: Bdf) -> PathBuf {
+    root.join(DEVICES).join(bdf.to_string())
+}
+
+fn w(path: PathBuf, value: impl AsRef<str>) -> io::Result<()> {
+    fs::write(path, format!("{}\n", value.as_ref()))
+}
+
+/// Point `dev/driver` at `drivers/<driver>` (creating the driver dir).
+pub fn bind(root: &Path, bdf: Bdf, driver: &str) -> io::Result<()> {
+    fs::create_dir_all(root.join(DRIVERS).join(driver))?;
+    let link = dev_dir(root, bdf).join("driver");
+    let _ = fs::remove_file(&link);
+    symlink(format!("../../drivers/{driver}"), link)
+}
+
+pub fn unbind(root: &Path, bdf: Bdf) -> io::Result<()> {
+    match fs::remove_file(dev_dir(root, bdf).join("driver")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn add_netdev(dir: &Path, ifname: &str, mac: &str) -> io::Result<()> {
+    let n = dir.join("net").join(ifname);
+    fs::create_dir_all(&n)?;
+    w(n.join("operstate"), "up")?;
+    w(n.join("carrier"), "1")?;
+    w(n.join("address"), mac)
+}
+
+/// Create the base directories (empty bus).
+pub fn init(root: &Path) -> io::Result<()> {
+    fs::create_dir_all(root.join(DEVICES))?;
+    fs::create_dir_all(root.join(DRIVERS))?;
+    fs::create_dir_all(root.join(IOMMU_GROUPS))?;
+    fs::write(root.join("sys/bus/pci/drivers_probe"), "")?;
+    Ok(())
+}
+
+/// Create a PF and its `num_vfs` VFs.
+pub fn add_pf(root: &Path, pf: &PfSpec) -> io::Result<()> {
+    init(root)?;
+    let d = dev_dir(root, pf.bdf);
+    fs::create_dir_all(&d)?;
+    w(d.join("vendor"), format!("0x{:04x}", pf.vendor))?;
+    w(d.join("device"), format!("0x{:04x}", pf.device))?;
+    w(d.join("sriov_totalvfs"), pf.total_vfs.to_string())?;
+    w(d.join("sriov_numvfs"), "0")?;
+    w(d.join("sriov_drivers_autoprobe"), "1")?;
+    w(d.join("numa_node"), pf.numa_node.to_string())?;
+    w(d.join("driver_override"), "(null)")?;
+    bind(root, pf.bdf, &pf.driver)?;
+    add_netdev(&d, &pf.netdev, "52:54:00:12:34:56")?;
+    for d in pf.vf_driver.iter().chain(["vfio-pci".to_string()].iter()) {
+        fs::create_dir_all(root.join(DRIVERS).join(d))?;
+    }
+    set_num_vfs(root, pf, pf.num_vfs)
+}
+
+/// What the kernel does on `echo N > sriov_numvfs` (from 0, or to 0).
+pub fn set_num_vfs(root: &Path, pf: &PfSpec, n: u32) -> io::Result<()> {
+    let d = dev_dir(root, pf.bdf);
+    let old: u32 = fs::read_to_string(d.join("sriov_numvfs"))?.trim().parse().unwrap_or(0);
+    for i in n..old {
+        let vf = pf.vf_bdf(i);
+        let _ = fs::remove_dir_all(dev_dir(root, vf));
+        let _ = fs::remove_file(d.join(format!("virtfn{i}")));
+    }
+    let autoprobe = fs::read_to_string(d.join("sriov_drivers_autoprobe")).map(|s| s.trim() != "0").unwrap_or(true);
+    for i in old..n {
+        let vf = pf.vf_bdf(i);
+        let vd = dev_dir(root, vf);
+        fs::create_dir_all(&vd)?;
+        w(vd.join("vendor"), format!("0x{:04x}", pf.vendor))?;
+        w(vd.join("device"), format!("0x{:04x}", pf.vf_device))?;
+        w(vd.join("numa_node"), pf.numa_node.to_string())?;
+        w(vd.join("driver_override"), "(null)")?;
+        symlink(format!("../{}", pf.bdf), vd.join("physfn"))?;
+        symlink(format!("../{vf}"), d.join(format!("virtfn{i}")))?;
+        let group = 100 + u32::from(vf.bus) * 256 + u32::from(vf.device) * 8 + u32::from(vf.function);
+        let g = root.join(IOMMU_GROUPS).join(group.to_string());
+        fs::create_dir_all(g.join("devices"))?;
+        symlink(format!("../../../{IOMMU_GROUPS}/{group}"), vd.join("iommu_group"))?;
+        if autoprobe && let Some(drv) = &pf.vf_driver {
+            bind(root, vf, drv)?;
+            add_netdev(&vd, &vf_netdev(&pf.netdev, i), "00:00:00:00:00:00")?;
+        }
+    }
+    w(d.join("sriov_numvfs"), n.to_string())
+}
+
+/// A tree of `pfs` 82576-like PFs with `vfs` VFs each (for benchmarks):
+/// PF `p` at `0000:(p+1):00.0`, netdev `enp{p}`, `total_vfs` = max(vfs, 7).
+pub fn generate(root: &Path, pfs: u32, vfs: u32) -> io::Result<Vec<PfSpec>> {
+    let mut specs = Vec::new();
+    for p in 0..pfs {
+        let bdf = Bdf { domain: 0, bus: u8::try_from(p * 4 + 1).map_err(|_| io::Error::other("too many PFs for one domain"))?, device: 0, function: 0 };
+        let mut spec = PfSpec::i82576(bdf, &format!("enp{p}"), vfs);
+        spec.total_vfs = vfs.max(7);
+        add_pf(root, &spec)?;
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vf_routing_ids_follow_offset_and_stride() {
+        let pf: Bdf = "0000:01:00.0".parse().unwrap();
+        assert_eq!(vf_bdf(pf, 0).to_string(), "0000:01:10.0");
+        assert_eq!(vf_bdf(pf, 1).to_string(), "0000:01:10.2");
+        assert_eq!(vf_bdf(pf, 4).to_string(), "0000:01:11.0");
+        // 256 VFs spill into the next buses
+        assert_eq!(vf_bdf(pf, 255).to_string(), "0000:03:0f.6");
+    }
+}

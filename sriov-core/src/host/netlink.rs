@@ -1,0 +1,326 @@
+//! VF attributes over rtnetlink (IFLA_VFINFO_LIST), with the message types of
+//! netlink-packet-route: `RTM_GETLINK` with `RTEXT_FILTER_VF` to read, and
+//! `RTM_SETLINK` with one `IFLA_VF_*` attribute per change to write.
+use std::cell::{Cell, RefCell};
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{
+        LinkAttribute, LinkExtentMask, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac,
+        VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan, VfLinkState as NlLinkState,
+        VfStats as NlVfStats,
+    },
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use serde::Serialize;
+
+use crate::types::{MacAddr, VfLinkState};
+
+/// What the PF driver reports for one VF (`ip link show PF`'s `vf N` line).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct VfNetInfo {
+    pub vf: u32,
+    pub mac: Option<MacAddr>,
+    pub vlan: u16,
+    pub qos: u8,
+    pub spoofchk: Option<bool>,
+    pub trust: Option<bool>,
+    pub link_state: Option<VfLinkState>,
+    pub min_tx_rate: u32,
+    pub max_tx_rate: u32,
+    pub stats: Option<VfStats>,
+}
+
+/// IFLA_VF_STATS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct VfStats {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub broadcast: u64,
+    pub multicast: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+/// One VF setting, as `ip link set dev PF vf N ...` sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VfAttr {
+    Mac(MacAddr),
+    Vlan { vlan: u16, qos: u8 },
+    SpoofChk(bool),
+    Trust(bool),
+    State(VfLinkState),
+    /// IFLA_VF_RATE carries both limits (Mbit/s).
+    Rate { min: u32, max: u32 },
+}
+
+impl VfAttr {
+    /// The iproute2 words for this setting.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Mac(m) => format!("mac {m}"),
+            Self::Vlan { vlan, qos } => format!("vlan {vlan} qos {qos}"),
+            Self::SpoofChk(b) => format!("spoofchk {}", if *b { "on" } else { "off" }),
+            Self::Trust(b) => format!("trust {}", if *b { "on" } else { "off" }),
+            Self::State(s) => format!("state {s}"),
+            Self::Rate { min, max } => format!("min_tx_rate {min} max_tx_rate {max}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rtnetlink {op} on {ifname}: {message} (errno {errno})")]
+pub struct NetlinkError {
+    pub ifname: String,
+    pub op: String,
+    pub errno: i32,
+    pub message: String,
+}
+
+impl NetlinkError {
+    fn new(ifname: &str, op: impl Into<String>, errno: i32) -> Self {
+        Self {
+            ifname: ifname.to_string(),
+            op: op.into(),
+            errno,
+            message: std::io::Error::from_raw_os_error(errno).to_string(),
+        }
+    }
+    fn io(ifname: &str, op: impl Into<String>, e: &std::io::Error) -> Self {
+        Self::new(ifname, op, e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+/// Read and write VF attributes of a PF netdev.
+pub trait VfNetlink {
+    fn vf_info(&self, pf_ifname: &str) -> Result<Vec<VfNetInfo>, NetlinkError>;
+    fn set_vf(&self, pf_ifname: &str, vf: u32, attr: VfAttr) -> Result<(), NetlinkError>;
+}
+
+/// rtnetlink over a NETLINK_ROUTE socket (opened on first use).
+#[derive(Default)]
+pub struct RtNetlink {
+    socket: RefCell<Option<Socket>>,
+    seq: Cell<u32>,
+    writes: Cell<usize>,
+}
+
+impl RtNetlink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn writes(&self) -> usize {
+        self.writes.get()
+    }
+
+    fn ifindex(ifname: &str, op: &str) -> Result<u32, NetlinkError> {
+        nix::net::if_::if_nametoindex(ifname).map_err(|e| NetlinkError::new(ifname, op, e as i32))
+    }
+
+    /// Send one request and collect the replies until ACK/DONE.
+    fn request(&self, ifname: &str, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        let mut sock_slot = self.socket.borrow_mut();
+        if sock_slot.is_none() {
+            let mut s = Socket::new(NETLINK_ROUTE).map_err(|e| NetlinkError::io(ifname, op, &e))?;
+            s.bind_auto().map_err(|e| NetlinkError::io(ifname, op, &e))?;
+            s.connect(&SocketAddr::new(0, 0)).map_err(|e| NetlinkError::io(ifname, op, &e))?;
+            *sock_slot = Some(s);
+        }
+        let Some(sock) = sock_slot.as_ref() else {
+            return Err(NetlinkError::new(ifname, op, libc::EIO));
+        };
+        let seq = self.seq.get().wrapping_add(1);
+        self.seq.set(seq);
+        let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
+        packet.header.flags = flags;
+        packet.header.sequence_number = seq;
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf[..]);
+        sock.send(&buf, 0).map_err(|e| NetlinkError::io(ifname, op, &e))?;
+
+        let mut out = Vec::new();
+        let mut rx = vec![0u8; 1 << 16];
+        loop {
+            let n = sock.recv(&mut &mut rx[..], 0).map_err(|e| NetlinkError::io(ifname, op, &e))?;
+            let mut off = 0;
+            while off < n {
+                let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&rx[off..n])
+                    .map_err(|_| NetlinkError::new(ifname, format!("{op} (decoding the reply)"), libc::EBADMSG))?;
+                let len = reply.header.length as usize;
+                if reply.header.sequence_number == seq {
+                    match reply.payload {
+                        NetlinkPayload::Error(e) => {
+                            return match e.code {
+                                None => Ok(out),
+                                Some(code) => Err(NetlinkError::new(ifname, op, -code.get())),
+                            };
+                        }
+                        NetlinkPayload::Done(_) => return Ok(out),
+                        NetlinkPayload::InnerMessage(m) => {
+                            out.push(m);
+                            if flags & NLM_F_ACK == 0 && reply.header.flags & netlink_packet_core::NLM_F_MULTIPART == 0 {
+                                return Ok(out);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                off += len;
+            }
+        }
+    }
+}
+
+fn link_state_from(s: NlLinkState) -> Option<VfLinkState> {
+    match s {
+        NlLinkState::Auto => Some(VfLinkState::Auto),
+        NlLinkState::Enable => Some(VfLinkState::Enable),
+        NlLinkState::Disable => Some(VfLinkState::Disable),
+        _ => None,
+    }
+}
+
+/// Turn the VF list of a link message into [`VfNetInfo`]s.
+pub fn decode_vf_list(msg: &LinkMessage) -> Vec<VfNetInfo> {
+    let mut out = Vec::new();
+    for attr in &msg.attributes {
+        let LinkAttribute::VfInfoList(list) = attr else { continue };
+        for LinkVfInfo(infos) in list {
+            let mut v = VfNetInfo::default();
+            for i in infos {
+                match i {
+                    VfInfo::Mac(m) => {
+                        v.vf = m.vf_id;
+                        let mut mac = [0u8; 6];
+                        mac.copy_from_slice(&m.mac[..6]);
+                        v.mac = Some(MacAddr(mac));
+                    }
+                    VfInfo::Vlan(x) => {
+                        v.vlan = u16::try_from(x.vlan_id).unwrap_or(u16::MAX);
+                        v.qos = u8::try_from(x.qos).unwrap_or(u8::MAX);
+                    }
+                    VfInfo::Rate(r) => {
+                        v.min_tx_rate = r.min_tx_rate;
+                        v.max_tx_rate = r.max_tx_rate;
+                    }
+                    VfInfo::SpoofCheck(s) => v.spoofchk = Some(s.enabled),
+                    VfInfo::Trust(t) => v.trust = Some(t.enabled),
+                    VfInfo::LinkState(l) => v.link_state = link_state_from(l.state),
+                    VfInfo::Stats(stats) => {
+                        let mut s = VfStats::default();
+                        for st in stats {
+                            match st {
+                                NlVfStats::RxPackets(x) => s.rx_packets = *x,
+                                NlVfStats::TxPackets(x) => s.tx_packets = *x,
+                                NlVfStats::RxBytes(x) => s.rx_bytes = *x,
+                                NlVfStats::TxBytes(x) => s.tx_bytes = *x,
+                                NlVfStats::Broadcast(x) => s.broadcast = *x,
+                                NlVfStats::Multicast(x) => s.multicast = *x,
+                                NlVfStats::RxDropped(x) => s.rx_dropped = *x,
+                                NlVfStats::TxDropped(x) => s.tx_dropped = *x,
+                                _ => {}
+                            }
+                        }
+                        v.stats = Some(s);
+                    }
+                    _ => {}
+                }
+            }
+            out.push(v);
+        }
+    }
+    out.sort_by_key(|v| v.vf);
+    out
+}
+
+/// The `IFLA_VF_*` attribute for one setting.
+pub fn encode_vf_attr(vf: u32, attr: VfAttr) -> VfInfo {
+    match attr {
+        VfAttr::Mac(m) => VfInfo::Mac(VfInfoMac::new(vf, &m.0)),
+        VfAttr::Vlan { vlan, qos } => VfInfo::Vlan(VfInfoVlan::new(vf, vlan.into(), qos.into())),
+        VfAttr::SpoofChk(b) => VfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, b)),
+        VfAttr::Trust(b) => VfInfo::Trust(VfInfoTrust::new(vf, b)),
+        VfAttr::State(s) => VfInfo::LinkState(VfInfoLinkState::new(
+            vf,
+            match s {
+                VfLinkState::Auto => NlLinkState::Auto,
+                VfLinkState::Enable => NlLinkState::Enable,
+                VfLinkState::Disable => NlLinkState::Disable,
+            },
+        )),
+        VfAttr::Rate { min, max } => VfInfo::Rate(VfInfoRate::new(vf, min, max)),
+    }
+}
+
+impl VfNetlink for RtNetlink {
+    fn vf_info(&self, pf_ifname: &str) -> Result<Vec<VfNetInfo>, NetlinkError> {
+        let op = "get VF info";
+        let mut msg = LinkMessage::default();
+        msg.header.index = Self::ifindex(pf_ifname, op)?;
+        msg.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
+        let replies = self.request(pf_ifname, op, RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST)?;
+        Ok(replies
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(decode_vf_list(l)),
+                _ => None,
+            })
+            .flatten()
+            .collect())
+    }
+
+    fn set_vf(&self, pf_ifname: &str, vf: u32, attr: VfAttr) -> Result<(), NetlinkError> {
+        let op = format!("set vf {vf} {}", attr.describe());
+        let mut msg = LinkMessage::default();
+        msg.header.index = Self::ifindex(pf_ifname, &op)?;
+        msg.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![encode_vf_attr(vf, attr)])]));
+        self.writes.set(self.writes.get() + 1);
+        self.request(pf_ifname, &op, RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{Emitable, Parseable};
+    use netlink_packet_route::link::LinkMessageBuffer;
+
+    /// Each setting survives a round trip through the wire format the kernel
+    /// parses, and decodes back to the same VF view.
+    #[test]
+    fn vf_attrs_round_trip_through_the_wire_format() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 7]);
+        let attrs = [
+            VfAttr::Mac(mac),
+            VfAttr::Vlan { vlan: 100, qos: 3 },
+            VfAttr::SpoofChk(false),
+            VfAttr::Trust(true),
+            VfAttr::State(VfLinkState::Disable),
+            VfAttr::Rate { min: 10, max: 500 },
+        ];
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(
+            attrs.iter().map(|a| encode_vf_attr(5, *a)).collect(),
+        )]));
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        let back = LinkMessage::parse(&LinkMessageBuffer::new(&buf)).expect("parse");
+        let infos = decode_vf_list(&back);
+        assert_eq!(infos.len(), 1);
+        let v = &infos[0];
+        assert_eq!((v.vf, v.mac, v.vlan, v.qos), (5, Some(mac), 100, 3));
+        assert_eq!((v.spoofchk, v.trust, v.link_state), (Some(false), Some(true), Some(VfLinkState::Disable)));
+        assert_eq!((v.min_tx_rate, v.max_tx_rate), (10, 500));
+    }
+}
