@@ -15,7 +15,8 @@ use crate::{
     types::{Bdf, MacAddr, VfLinkState},
 };
 
-/// A fault: fail the write to a path (suffix match) or a VF setting.
+/// A one-shot fault: fail the next write to a path (suffix match) or the
+/// next setting of a VF. It is used up when it fires.
 #[derive(Debug, Clone)]
 pub enum Fault {
     Write { path_suffix: String, errno: i32 },
@@ -96,8 +97,15 @@ impl FakeKernel {
         self.pfs.iter().find(|p| p.bdf.to_string() == bdf)
     }
 
+    /// Take the first fault that matches.
+    fn take_fault(&self, matches: impl Fn(&Fault) -> Option<i32>) -> Option<i32> {
+        let mut faults = self.faults.borrow_mut();
+        let i = faults.iter().position(|f| matches(f).is_some())?;
+        matches(&faults.remove(i))
+    }
+
     fn fault_for_path(&self, path: &Path) -> Option<i32> {
-        self.faults.borrow().iter().find_map(|f| match f {
+        self.take_fault(|f| match f {
             Fault::Write { path_suffix, errno } if path.to_string_lossy().ends_with(path_suffix.as_str()) => Some(*errno),
             _ => None,
         })
@@ -243,7 +251,7 @@ impl VfNetlink for FakeKernel {
             errno,
             message: io::Error::from_raw_os_error(errno).to_string(),
         };
-        let injected = self.faults.borrow().iter().find_map(|f| match f {
+        let injected = self.take_fault(|f| match f {
             Fault::SetVf { ifname, vf: fv, errno } if ifname == pf_ifname && *fv == vf => Some(*errno),
             _ => None,
         });
