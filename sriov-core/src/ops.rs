@@ -11,7 +11,7 @@ use std::{
 use crate::{
     Error, Result,
     discover::{self, Inventory, PCI_DEVICES, Pf, link_name},
-    host::{Host, VfAttr},
+    host::{Host, VfAttr, VfNetInfo},
 };
 
 /// Progress of a long operation, for progress bars.
@@ -51,8 +51,12 @@ pub struct NumVfsReport {
     pub from: u32,
     pub to: u32,
     pub writes: usize,
-    /// Time from the write to VF i existing (and bound, when autoprobe is on).
+    /// Time from the start of the change to VF i existing (and bound, when
+    /// autoprobe is on). The kernel creates and probes the VFs inside the
+    /// `sriov_numvfs` write, so these are at least `write`.
     pub vf_ready: Vec<Duration>,
+    /// How long the enabling write itself took.
+    pub write: Duration,
     pub total: Duration,
 }
 
@@ -78,7 +82,9 @@ pub fn set_numvfs(host: &dyn Host, pf: &Pf, n: u32, progress: &mut dyn FnMut(Pro
         report.writes += 1;
     }
     if n > 0 {
+        let tw = Instant::now();
         write(host, &path, &n.to_string())?;
+        report.write = tw.elapsed();
         report.writes += 1;
         let autoprobe = discover::read_opt(host, &dir.join("sriov_drivers_autoprobe"))?.as_deref() != Some("0");
         let start = Instant::now();
@@ -101,7 +107,7 @@ pub fn set_numvfs(host: &dyn Host, pf: &Pf, n: u32, progress: &mut dyn FnMut(Pro
                 }
                 thread::sleep(Duration::from_millis(5));
             }
-            let el = start.elapsed();
+            let el = t0.elapsed();
             report.vf_ready.push(el);
             progress(Progress::Advanced { what: format!("VF {i}"), elapsed: el });
         }
@@ -128,12 +134,34 @@ pub fn check_vf_attrs(host: &dyn Host, pf: &Pf, index: u32) -> Result<()> {
     vf_target(host, pf, index).map(|_| ())
 }
 
-/// `ip link set dev PF vf N <attr>` for each attribute, in order.
+/// The current value of the setting `attr` changes, from the PF's view.
+fn current_of(attr: &VfAttr, v: &VfNetInfo) -> Option<VfAttr> {
+    Some(match attr {
+        VfAttr::Mac(_) => VfAttr::Mac(v.mac?),
+        VfAttr::Vlan { .. } => VfAttr::Vlan { vlan: v.vlan, qos: v.qos },
+        VfAttr::SpoofChk(_) => VfAttr::SpoofChk(v.spoofchk?),
+        VfAttr::Trust(_) => VfAttr::Trust(v.trust?),
+        VfAttr::State(_) => VfAttr::State(v.link_state?),
+        VfAttr::Rate { .. } => VfAttr::Rate { min: v.min_tx_rate, max: v.max_tx_rate },
+    })
+}
+
+/// `ip link set dev PF vf N <attr>` for each attribute, in order, all or
+/// nothing: if one is refused, the ones already made are undone.
 pub fn set_vf(host: &dyn Host, pf: &Pf, index: u32, attrs: &[VfAttr]) -> Result<()> {
     let ifname = vf_target(host, pf, index)?;
     let nl = host.netlink().ok_or_else(|| Error::NoNetlink { device: pf.bdf.clone() })?;
-    for a in attrs {
-        nl.set_vf(ifname, index, *a)?;
+    let before = nl.vf_info(ifname)?.into_iter().find(|v| v.vf == index);
+    for (i, a) in attrs.iter().enumerate() {
+        if let Err(e) = nl.set_vf(ifname, index, *a) {
+            for done in attrs[..i].iter().rev() {
+                if let Some(old) = before.as_ref().and_then(|b| current_of(done, b)) {
+                    // best effort: the original error is what the caller needs
+                    let _ = nl.set_vf(ifname, index, old);
+                }
+            }
+            return Err(e.into());
+        }
     }
     Ok(())
 }

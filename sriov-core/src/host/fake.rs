@@ -236,7 +236,7 @@ impl Host for FakeKernel {
 impl VfNetlink for FakeKernel {
     fn vf_info(&self, pf_ifname: &str) -> Result<Vec<VfNetInfo>, NetlinkError> {
         if !self.pfs.iter().any(|p| p.netdev == pf_ifname) {
-            return Err(NetlinkError { ifname: pf_ifname.into(), op: "get VF info".into(), errno: libc::ENODEV, message: "No such device".into() });
+            return Err(NetlinkError { ifname: pf_ifname.into(), op: "get VF info".into(), errno: libc::ENODEV, message: super::netlink::strerror(libc::ENODEV) });
         }
         Ok(self.vf_state.borrow().iter().filter(|((i, _), _)| i == pf_ifname).map(|(_, v)| v.clone()).collect())
     }
@@ -249,7 +249,7 @@ impl VfNetlink for FakeKernel {
             ifname: pf_ifname.into(),
             op: op.clone(),
             errno,
-            message: io::Error::from_raw_os_error(errno).to_string(),
+            message: super::netlink::strerror(errno),
         };
         let injected = self.take_fault(|f| match f {
             Fault::SetVf { ifname, vf: fv, errno } if ifname == pf_ifname && *fv == vf => Some(*errno),

@@ -74,12 +74,20 @@ impl VfAttr {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("rtnetlink {op} on {ifname}: {message} (errno {errno})")]
+#[error("rtnetlink {op} on {ifname}: {message} (errno {errno}){}", hint(*.errno))]
 pub struct NetlinkError {
     pub ifname: String,
     pub op: String,
     pub errno: i32,
     pub message: String,
+}
+
+fn hint(errno: i32) -> &'static str {
+    match errno {
+        libc::EOPNOTSUPP => "; the PF driver does not support this VF setting",
+        libc::EPERM => "; run as root (CAP_NET_ADMIN)",
+        _ => "",
+    }
 }
 
 impl NetlinkError {
@@ -88,11 +96,20 @@ impl NetlinkError {
             ifname: ifname.to_string(),
             op: op.into(),
             errno,
-            message: std::io::Error::from_raw_os_error(errno).to_string(),
+            message: strerror(errno),
         }
     }
     fn io(ifname: &str, op: impl Into<String>, e: &std::io::Error) -> Self {
         Self::new(ifname, op, e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+/// The text of an errno without std's " (os error N)" suffix.
+pub fn strerror(errno: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(errno).to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
     }
 }
 

@@ -1,0 +1,119 @@
+//! `sriov list` / `sriov show`: a table for people, JSON for programs.
+use std::io::Write as _;
+
+use anyhow::Result;
+use sriov_core::{
+    discover::{self, Inventory, Pf, Target},
+    host::Host,
+};
+
+use crate::BadInput;
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_string(), |x| x.to_string())
+}
+
+fn onoff(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "-",
+    }
+}
+
+/// Lay out rows in columns separated by two spaces.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().enumerate().map(|(i, s)| format!("{s:<w$}", w = widths[i])).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn pf_text(pf: &Pf) -> String {
+    let mut s = format!(
+        "{} {} {} [{}:{}]\n  driver {}  netdev {}  link {}  numa {}  VFs {}/{}\n",
+        pf.bdf,
+        pf.vendor_name.as_deref().unwrap_or("?"),
+        pf.device_name.as_deref().unwrap_or("?"),
+        pf.vendor_id.trim_start_matches("0x"),
+        pf.device_id.trim_start_matches("0x"),
+        opt(&pf.driver),
+        opt(&pf.netdev),
+        opt(&pf.link),
+        opt(&pf.numa_node),
+        pf.num_vfs,
+        pf.total_vfs,
+    );
+    if pf.vfs.is_empty() {
+        return s;
+    }
+    let mut rows = vec![
+        ["VF", "BDF", "DRIVER", "NETDEV", "IOMMU", "MAC", "VLAN", "QOS", "SPOOFCHK", "TRUST", "STATE", "MIN/MAX TX", "RX PKTS", "TX PKTS", "DROPS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for vf in &pf.vfs {
+        let c = vf.config.as_ref();
+        let stats = c.and_then(|c| c.stats);
+        rows.push(vec![
+            vf.index.to_string(),
+            vf.bdf.clone(),
+            opt(&vf.driver),
+            opt(&vf.netdev),
+            opt(&vf.iommu_group),
+            c.and_then(|c| c.mac).map_or("-".into(), |m| m.to_string()),
+            c.map_or("-".into(), |c| c.vlan.to_string()),
+            c.map_or("-".into(), |c| c.qos.to_string()),
+            onoff(c.and_then(|c| c.spoofchk)).into(),
+            onoff(c.and_then(|c| c.trust)).into(),
+            c.and_then(|c| c.link_state).map_or("-".into(), |s| s.to_string()),
+            c.map_or("-".into(), |c| format!("{}/{}", c.min_tx_rate, c.max_tx_rate)),
+            stats.map_or("-".into(), |s| s.rx_packets.to_string()),
+            stats.map_or("-".into(), |s| s.tx_packets.to_string()),
+            stats.map_or("-".into(), |s| (s.rx_dropped + s.tx_dropped).to_string()),
+        ]);
+    }
+    for line in table(&rows).lines() {
+        s.push_str("  ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s
+}
+
+pub fn list(host: &dyn Host, device: Option<&str>, json: bool) -> Result<()> {
+    let mut inv: Inventory = discover::discover(host)?;
+    if let Some(name) = device {
+        let p = match inv.resolve(name) {
+            Some(Target::Pf(p) | Target::Vf(p, _)) => p,
+            None => return Err(BadInput(format!("no SR-IOV PF or VF matches {name:?}{}", inv.known_pfs_hint())).into()),
+        };
+        inv.pfs = vec![inv.pfs.swap_remove(p)];
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &inv)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if inv.pfs.is_empty() {
+        writeln!(out, "no SR-IOV capable devices (no sriov_totalvfs under /sys/bus/pci/devices)")?;
+    }
+    for pf in &inv.pfs {
+        write!(out, "{}", pf_text(pf))?;
+    }
+    if inv.netlink != "ok" {
+        eprintln!("note: rtnetlink {}", inv.netlink);
+    }
+    for w in &inv.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
