@@ -65,7 +65,7 @@ fn ldd(bin: &Path) -> Result<BTreeSet<PathBuf>> {
 fn init_script(kver: &str, insmods: &str, job: &Job) -> String {
     let job = match job {
         Job::Exec => format!(
-            "cd /tmp\n/bin/sh /lab/run/cmd.sh </dev/null\nrc=$?\nsync\necho \"{MARK_EXIT} $rc\"\n"
+            "cd /tmp\n/bin/sh -c '. /etc/profile; . /lab/run/cmd.sh' </dev/null\nrc=$?\nsync\necho \"{MARK_EXIT} $rc\"\n"
         ),
         Job::Main { vfs, shell } => format!(
             "echo {vfs} > /sys/bus/pci/devices/$PF/sriov_numvfs\n\
@@ -139,16 +139,21 @@ pub fn build(kernel: &GuestKernel, job: &Job, extra_bins: &[PathBuf], module_cac
     img.file("/etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
 
     let mut libs = BTreeSet::new();
+    // Debian's busybox shell runs its own applets before PATH lookups, so the
+    // real tools are wrapped in shell functions that /etc/profile defines.
+    let mut profile = String::from("export PATH=/lab/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
     for (tool, required) in HOST_TOOLS {
         match which(tool) {
             Some(p) => {
                 libs.extend(ldd(&p)?);
                 img.file(&format!("/usr/bin/{tool}"), 0o755, &fs::read(&p)?);
+                profile.push_str(&format!("{tool}() {{ /usr/bin/{tool} \"$@\"; }}\n"));
             }
             None if *required => bail!("host tool `{tool}` not found.\nFix: cargo xtask setup"),
             None => {}
         }
     }
+    img.file("/etc/profile", 0o644, profile.as_bytes());
     if which("tmux").is_some() {
         // tmux and TUIs need a terminfo entry for the console and for tmux itself
         for t in ["l/linux", "v/vt100", "x/xterm", "x/xterm-256color", "s/screen", "t/tmux", "t/tmux-256color"] {

@@ -159,9 +159,12 @@ pub fn apply(host: &dyn Host, file: &Path, reprobe: bool, journal: Option<&Path>
         }
     }
     let r = result?;
+    if json {
+        return Ok(());
+    }
     if r.plan.is_empty() {
         println!("no changes (0 writes)");
-    } else if !json {
+    } else {
         println!("applied {} step(s) with {} writes in {:.3} s", r.plan.steps.len(), r.writes, Duration::from_micros(r.duration_us).as_secs_f64());
     }
     Ok(())
