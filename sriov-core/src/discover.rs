@@ -142,15 +142,37 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
     let devices = Path::new(PCI_DEVICES);
     let names = host.list_dir(devices).map_err(|e| Error::sysfs("listing", devices, e))?;
     let mut inv = Inventory { schema: SCHEMA, netlink: String::new(), pfs: Vec::new(), warnings: Vec::new() };
-    for name in names {
-        let dir = devices.join(&name);
-        if !host.exists(&dir.join("sriov_totalvfs")) {
-            continue;
-        }
-        match read_pf(host, &name, &dir, &mut inv.warnings)? {
-            Some(pf) => inv.pfs.push(pf),
-            None => inv.warnings.push(format!("PF {name} vanished during the scan")),
-        }
+    let pf_names: Vec<String> = names.into_iter().filter(|n| host.exists(&devices.join(n).join("sriov_totalvfs"))).collect();
+    // PFs are independent: scan them on up to as many threads as there are
+    // CPUs, in order-preserving chunks
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pf_names.len()).max(1);
+    let chunk = pf_names.len().div_ceil(workers).max(1);
+    type PfResult = Result<(Option<Pf>, Vec<String>)>;
+    let results: Vec<Vec<PfResult>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pf_names
+            .chunks(chunk)
+            .map(|names| {
+                s.spawn(move || {
+                    names
+                        .iter()
+                        .map(|name| {
+                            let mut w = Vec::new();
+                            let pf = read_pf(host, name, &devices.join(name), &mut w)?;
+                            if pf.is_none() {
+                                w.push(format!("PF {name} vanished during the scan"));
+                            }
+                            Ok((pf, w))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    for r in results.into_iter().flatten() {
+        let (pf, w) = r?;
+        inv.pfs.extend(pf);
+        inv.warnings.extend(w);
     }
     inv.netlink = match host.netlink() {
         None => "absent: no rtnetlink for this sysfs root (fixture tree); VF MAC/VLAN/spoofchk/trust/rates/stats not shown".into(),
@@ -226,17 +248,26 @@ fn read_pf(host: &dyn Host, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -
     }))
 }
 
+/// The fields of a PCI device's `uevent` (`DRIVER=`, `PCI_ID=`, ...).
+fn uevent_field<'a>(uevent: &'a str, key: &str) -> Option<&'a str> {
+    uevent.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
 fn read_vf(host: &dyn Host, index: u32, bdf: &str) -> Result<Option<Vf>> {
     let dir = Path::new(PCI_DEVICES).join(bdf);
-    // the vendor file is the liveness probe: a VF removed mid-scan has none
-    if read_opt(host, &dir.join("vendor"))?.is_none() {
+    // one read gives the driver and the ids, and tells whether the VF still
+    // exists (a VF removed mid-scan has no uevent)
+    let Some(uevent) = read_opt(host, &dir.join("uevent"))? else {
         return Ok(None);
-    }
+    };
+    let device_id = uevent_field(&uevent, "PCI_ID")
+        .and_then(|id| id.split_once(':'))
+        .map(|(_, d)| format!("0x{}", d.to_ascii_lowercase()));
     Ok(Some(Vf {
         index,
         bdf: bdf.to_string(),
-        device_id: read_opt(host, &dir.join("device"))?,
-        driver: link_name(host, &dir.join("driver")),
+        device_id,
+        driver: uevent_field(&uevent, "DRIVER").map(String::from),
         netdev: first_entry(host, &dir.join("net")),
         iommu_group: link_name(host, &dir.join("iommu_group")).and_then(|g| g.parse().ok()),
         config: None,

@@ -2,7 +2,7 @@
 //! discovery reads, for tests, benchmarks and `--sysfs-root`.
 //!
 //! ```text
-//! ROOT/sys/bus/pci/devices/<bdf>/{vendor,device,sriov_totalvfs,sriov_numvfs,numa_node,
+//! ROOT/sys/bus/pci/devices/<bdf>/{vendor,device,uevent,sriov_totalvfs,sriov_numvfs,numa_node,
 //!                                 driver -> ../../drivers/<drv>, virtfnN -> ../<vf>,
 //!                                 physfn -> ../<pf>, iommu_group -> ..., net/<if>/...}
 //! ROOT/sys/bus/pci/drivers/<drv>/
@@ -83,18 +83,33 @@ fn w(path: PathBuf, value: impl AsRef<str>) -> io::Result<()> {
     fs::write(path, format!("{}\n", value.as_ref()))
 }
 
+/// Write the device's `uevent` as the kernel shows it.
+fn write_uevent(root: &Path, bdf: Bdf, driver: Option<&str>) -> io::Result<()> {
+    let d = dev_dir(root, bdf);
+    let id = |f: &str| -> io::Result<String> {
+        Ok(fs::read_to_string(d.join(f))?.trim().trim_start_matches("0x").to_ascii_uppercase())
+    };
+    let mut s = String::new();
+    if let Some(drv) = driver {
+        s.push_str(&format!("DRIVER={drv}\n"));
+    }
+    s.push_str(&format!("PCI_CLASS=20000\nPCI_ID={}:{}\nPCI_SLOT_NAME={bdf}\n", id("vendor")?, id("device")?));
+    fs::write(d.join("uevent"), s)
+}
+
 /// Point `dev/driver` at `drivers/<driver>` (creating the driver dir).
 pub fn bind(root: &Path, bdf: Bdf, driver: &str) -> io::Result<()> {
     fs::create_dir_all(root.join(DRIVERS).join(driver))?;
     let link = dev_dir(root, bdf).join("driver");
     let _ = fs::remove_file(&link);
-    symlink(format!("../../drivers/{driver}"), link)
+    symlink(format!("../../drivers/{driver}"), link)?;
+    write_uevent(root, bdf, Some(driver))
 }
 
 pub fn unbind(root: &Path, bdf: Bdf) -> io::Result<()> {
     match fs::remove_file(dev_dir(root, bdf).join("driver")) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        _ => write_uevent(root, bdf, None),
     }
 }
 
@@ -153,6 +168,7 @@ pub fn set_num_vfs(root: &Path, pf: &PfSpec, n: u32) -> io::Result<()> {
         w(vd.join("device"), format!("0x{:04x}", pf.vf_device))?;
         w(vd.join("numa_node"), pf.numa_node.to_string())?;
         w(vd.join("driver_override"), "(null)")?;
+        write_uevent(root, vf, None)?;
         symlink(format!("../{}", pf.bdf), vd.join("physfn"))?;
         symlink(format!("../{vf}"), d.join(format!("virtfn{i}")))?;
         let group = 100 + u32::from(vf.bus) * 256 + u32::from(vf.device) * 8 + u32::from(vf.function);

@@ -1,12 +1,15 @@
 //! sriov-core: the library behind `sriov` and `sriov-top`.
 //!
 //! - [`ebpf`]: load the eBPF programs of `sriov-ebpf` and read their maps.
+pub mod apply;
 pub mod config;
 pub mod discover;
 pub mod ebpf;
 pub mod error;
 pub mod fixture;
 pub mod host;
+pub mod ops;
+pub mod plan;
 pub mod types;
 
 pub use error::{Error, Result};

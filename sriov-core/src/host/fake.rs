@@ -3,10 +3,13 @@
 //! `sriov_numvfs`, bind and unbind drivers), and rtnetlink VF settings live in
 //! memory. Faults can be injected on any path or VF setting.
 use std::{
-    cell::{Cell, RefCell},
     collections::BTreeMap,
     io,
     path::{Path, PathBuf},
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use super::{Host, NetlinkError, System, VfAttr, VfNetInfo, VfNetlink};
@@ -23,13 +26,19 @@ pub enum Fault {
     SetVf { ifname: String, vf: u32, errno: i32 },
 }
 
+/// A poisoned lock only means another test thread panicked; the data is
+/// still what it was.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub struct FakeKernel {
     fs: System,
     pfs: Vec<PfSpec>,
-    vf_state: RefCell<BTreeMap<(String, u32), VfNetInfo>>,
-    faults: RefCell<Vec<Fault>>,
-    writes: Cell<usize>,
-    log: RefCell<Vec<String>>,
+    vf_state: Mutex<BTreeMap<(String, u32), VfNetInfo>>,
+    faults: Mutex<Vec<Fault>>,
+    writes: AtomicUsize,
+    log: Mutex<Vec<String>>,
 }
 
 impl FakeKernel {
@@ -42,10 +51,10 @@ impl FakeKernel {
         let k = Self {
             fs: System::fixture(root),
             pfs,
-            vf_state: RefCell::default(),
-            faults: RefCell::default(),
-            writes: Cell::new(0),
-            log: RefCell::default(),
+            vf_state: Mutex::default(),
+            faults: Mutex::default(),
+            writes: AtomicUsize::new(0),
+            log: Mutex::default(),
         };
         for pf in &k.pfs {
             k.reset_vf_state(pf, pf.num_vfs);
@@ -58,25 +67,25 @@ impl FakeKernel {
     }
 
     pub fn inject(&self, fault: Fault) {
-        self.faults.borrow_mut().push(fault);
+        lock(&self.faults).push(fault);
     }
 
     pub fn clear_faults(&self) {
-        self.faults.borrow_mut().clear();
+        lock(&self.faults).clear();
     }
 
     /// Every write so far, as `path <- value` or `ifname vf N ...`.
     pub fn write_log(&self) -> Vec<String> {
-        self.log.borrow().clone()
+        lock(&self.log).clone()
     }
 
     /// The PF driver's current view of one VF.
     pub fn vf(&self, ifname: &str, vf: u32) -> Option<VfNetInfo> {
-        self.vf_state.borrow().get(&(ifname.to_string(), vf)).cloned()
+        lock(&self.vf_state).get(&(ifname.to_string(), vf)).cloned()
     }
 
     fn reset_vf_state(&self, pf: &PfSpec, n: u32) {
-        let mut st = self.vf_state.borrow_mut();
+        let mut st = lock(&self.vf_state);
         st.retain(|(ifname, _), _| ifname != &pf.netdev);
         for vf in 0..n {
             st.insert(
@@ -99,7 +108,7 @@ impl FakeKernel {
 
     /// Take the first fault that matches.
     fn take_fault(&self, matches: impl Fn(&Fault) -> Option<i32>) -> Option<i32> {
-        let mut faults = self.faults.borrow_mut();
+        let mut faults = lock(&self.faults);
         let i = faults.iter().position(|f| matches(f).is_some())?;
         matches(&faults.remove(i))
     }
@@ -204,8 +213,8 @@ impl Host for FakeKernel {
     }
 
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
-        self.writes.set(self.writes.get() + 1);
-        self.log.borrow_mut().push(format!("{} <- {}", path.display(), value.trim()));
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        lock(&self.log).push(format!("{} <- {}", path.display(), value.trim()));
         if let Some(errno) = self.fault_for_path(path) {
             return Err(io::Error::from_raw_os_error(errno));
         }
@@ -229,7 +238,7 @@ impl Host for FakeKernel {
     }
 
     fn writes(&self) -> usize {
-        self.writes.get()
+        self.writes.load(Ordering::Relaxed)
     }
 }
 
@@ -238,13 +247,13 @@ impl VfNetlink for FakeKernel {
         if !self.pfs.iter().any(|p| p.netdev == pf_ifname) {
             return Err(NetlinkError { ifname: pf_ifname.into(), op: "get VF info".into(), errno: libc::ENODEV, message: super::netlink::strerror(libc::ENODEV) });
         }
-        Ok(self.vf_state.borrow().iter().filter(|((i, _), _)| i == pf_ifname).map(|(_, v)| v.clone()).collect())
+        Ok(lock(&self.vf_state).iter().filter(|((i, _), _)| i == pf_ifname).map(|(_, v)| v.clone()).collect())
     }
 
     fn set_vf(&self, pf_ifname: &str, vf: u32, attr: VfAttr) -> Result<(), NetlinkError> {
-        self.writes.set(self.writes.get() + 1);
+        self.writes.fetch_add(1, Ordering::Relaxed);
         let op = format!("set vf {vf} {}", attr.describe());
-        self.log.borrow_mut().push(format!("{pf_ifname} {op}"));
+        lock(&self.log).push(format!("{pf_ifname} {op}"));
         let err = |errno: i32| NetlinkError {
             ifname: pf_ifname.into(),
             op: op.clone(),
@@ -258,7 +267,7 @@ impl VfNetlink for FakeKernel {
         if let Some(errno) = injected {
             return Err(err(errno));
         }
-        let mut st = self.vf_state.borrow_mut();
+        let mut st = lock(&self.vf_state);
         let v = st.get_mut(&(pf_ifname.to_string(), vf)).ok_or_else(|| err(libc::EINVAL))?;
         match attr {
             VfAttr::Mac(m) => v.mac = Some(m),

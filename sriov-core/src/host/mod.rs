@@ -7,16 +7,17 @@ pub mod fake;
 pub mod netlink;
 
 use std::{
-    cell::Cell,
     fs, io,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
 pub use netlink::{NetlinkError, RtNetlink, VfAttr, VfNetInfo, VfStats, VfNetlink};
 
 /// Sysfs and netlink access. Paths are absolute system paths
 /// (`/sys/bus/pci/devices/...`); an implementation may map them elsewhere.
-pub trait Host {
+/// `Sync` so that discovery can scan PFs in parallel.
+pub trait Host: Sync {
     fn read(&self, path: &Path) -> io::Result<String>;
     fn write(&self, path: &Path, value: &str) -> io::Result<()>;
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
@@ -33,18 +34,18 @@ pub trait Host {
 pub struct System {
     root: PathBuf,
     netlink: Option<RtNetlink>,
-    writes: Cell<usize>,
+    writes: AtomicUsize,
 }
 
 impl System {
     /// The live system: sysfs at `/sys`, rtnetlink in this network namespace.
     pub fn live() -> Self {
-        Self { root: PathBuf::from("/"), netlink: Some(RtNetlink::new()), writes: Cell::new(0) }
+        Self { root: PathBuf::from("/"), netlink: Some(RtNetlink::new()), writes: AtomicUsize::new(0) }
     }
 
     /// A sysfs fixture tree: `root/sys/bus/pci/devices/...`; no netlink.
     pub fn fixture(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), netlink: None, writes: Cell::new(0) }
+        Self { root: root.into(), netlink: None, writes: AtomicUsize::new(0) }
     }
 
     pub fn root(&self) -> &Path {
@@ -59,13 +60,32 @@ impl System {
     }
 
     fn count_write(&self) {
-        self.writes.set(self.writes.get() + 1);
+        self.writes.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Read a small text file (a sysfs attribute is at most a page) with one
+/// `read` where it fits, instead of `fs::read_to_string`'s stat + reads.
+fn read_small(path: &Path) -> io::Result<String> {
+    use std::io::Read as _;
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        let n = f.read(&mut buf[len..])?;
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 impl Host for System {
     fn read(&self, path: &Path) -> io::Result<String> {
-        fs::read_to_string(self.map(path))
+        read_small(&self.map(path))
     }
 
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
@@ -94,6 +114,6 @@ impl Host for System {
     }
 
     fn writes(&self) -> usize {
-        self.writes.get() + self.netlink.as_ref().map_or(0, RtNetlink::writes)
+        self.writes.load(Ordering::Relaxed) + self.netlink.as_ref().map_or(0, RtNetlink::writes)
     }
 }

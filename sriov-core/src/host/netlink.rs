@@ -1,7 +1,10 @@
 //! VF attributes over rtnetlink (IFLA_VFINFO_LIST), with the message types of
 //! netlink-packet-route: `RTM_GETLINK` with `RTEXT_FILTER_VF` to read, and
 //! `RTM_SETLINK` with one `IFLA_VF_*` attribute per change to write.
-use std::cell::{Cell, RefCell};
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU32, AtomicUsize, Ordering},
+};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -114,7 +117,7 @@ pub fn strerror(errno: i32) -> String {
 }
 
 /// Read and write VF attributes of a PF netdev.
-pub trait VfNetlink {
+pub trait VfNetlink: Sync {
     fn vf_info(&self, pf_ifname: &str) -> Result<Vec<VfNetInfo>, NetlinkError>;
     fn set_vf(&self, pf_ifname: &str, vf: u32, attr: VfAttr) -> Result<(), NetlinkError>;
 }
@@ -122,9 +125,9 @@ pub trait VfNetlink {
 /// rtnetlink over a NETLINK_ROUTE socket (opened on first use).
 #[derive(Default)]
 pub struct RtNetlink {
-    socket: RefCell<Option<Socket>>,
-    seq: Cell<u32>,
-    writes: Cell<usize>,
+    socket: Mutex<Option<Socket>>,
+    seq: AtomicU32,
+    writes: AtomicUsize,
 }
 
 impl RtNetlink {
@@ -133,7 +136,7 @@ impl RtNetlink {
     }
 
     pub fn writes(&self) -> usize {
-        self.writes.get()
+        self.writes.load(Ordering::Relaxed)
     }
 
     fn ifindex(ifname: &str, op: &str) -> Result<u32, NetlinkError> {
@@ -142,7 +145,7 @@ impl RtNetlink {
 
     /// Send one request and collect the replies until ACK/DONE.
     fn request(&self, ifname: &str, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        let mut sock_slot = self.socket.borrow_mut();
+        let mut sock_slot = self.socket.lock().map_err(|_| NetlinkError::new(ifname, op, libc::EIO))?;
         if sock_slot.is_none() {
             let mut s = Socket::new(NETLINK_ROUTE).map_err(|e| NetlinkError::io(ifname, op, &e))?;
             s.bind_auto().map_err(|e| NetlinkError::io(ifname, op, &e))?;
@@ -152,8 +155,7 @@ impl RtNetlink {
         let Some(sock) = sock_slot.as_ref() else {
             return Err(NetlinkError::new(ifname, op, libc::EIO));
         };
-        let seq = self.seq.get().wrapping_add(1);
-        self.seq.set(seq);
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
         packet.header.flags = flags;
         packet.header.sequence_number = seq;
@@ -301,7 +303,7 @@ impl VfNetlink for RtNetlink {
         let mut msg = LinkMessage::default();
         msg.header.index = Self::ifindex(pf_ifname, &op)?;
         msg.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![encode_vf_attr(vf, attr)])]));
-        self.writes.set(self.writes.get() + 1);
+        self.writes.fetch_add(1, Ordering::Relaxed);
         self.request(pf_ifname, &op, RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK)?;
         Ok(())
     }
@@ -311,7 +313,6 @@ impl VfNetlink for RtNetlink {
 mod tests {
     use super::*;
     use netlink_packet_core::{Emitable, Parseable};
-    use netlink_packet_route::link::LinkMessageBuffer;
 
     /// Each setting survives a round trip through the wire format the kernel
     /// parses, and decodes back to the same VF view.
@@ -332,7 +333,7 @@ mod tests {
         )]));
         let mut buf = vec![0u8; msg.buffer_len()];
         msg.emit(&mut buf);
-        let back = LinkMessage::parse(&LinkMessageBuffer::new(&buf)).expect("parse");
+        let back = <LinkMessage as Parseable<[u8]>>::parse(&buf[..]).expect("parse");
         let infos = decode_vf_list(&back);
         assert_eq!(infos.len(), 1);
         let v = &infos[0];
