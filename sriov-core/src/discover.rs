@@ -16,6 +16,78 @@ use crate::{
 pub const SCHEMA: &str = "sriov-top.discovery/v1";
 pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 pub const PCI_DRIVERS: &str = "/sys/bus/pci/drivers";
+pub const CLASS_NET: &str = "/sys/class/net";
+
+/// Netdevs by the BDF of their PCI device, from `/sys/class/net/*/device`:
+/// one readlink per netdev instead of a directory listing per device.
+/// `None` when the tree has no `/sys/class/net` (then each device's `net`
+/// directory is listed).
+fn netdevs_by_bdf(host: &dyn Host) -> Option<std::collections::HashMap<String, Vec<String>>> {
+    let names = host.list_dir(Path::new(CLASS_NET)).ok()?;
+    let resolve = |names: &[String]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .filter_map(|n| Some((link_name(host, &Path::new(CLASS_NET).join(n).join("device"))?, n.clone())))
+            .collect()
+    };
+    // one readlink per netdev: split over two threads for large hosts
+    let pairs = if names.len() > 256 {
+        let (a, b) = names.split_at(names.len() / 2);
+        std::thread::scope(|s| {
+            let h = s.spawn(|| resolve(b));
+            let mut v = resolve(a);
+            v.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            v
+        })
+    } else {
+        resolve(&names)
+    };
+    let mut map: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for (bdf, n) in pairs {
+        map.entry(bdf).or_default().push(n);
+    }
+    Some(map)
+}
+
+/// Drivers by BDF, from the driver directories of `/sys/bus/pci/drivers`
+/// (each lists the devices bound to it): a listing per driver instead of a
+/// readlink per device.
+fn drivers_by_bdf(host: &dyn Host) -> std::collections::HashMap<String, String> {
+    let mut map = std::collections::HashMap::new();
+    for d in host.list_dir(Path::new(PCI_DRIVERS)).unwrap_or_default() {
+        for e in host.list_dir(&Path::new(PCI_DRIVERS).join(&d)).unwrap_or_default() {
+            if e.parse::<crate::types::Bdf>().is_ok() {
+                map.insert(e, d.clone());
+            }
+        }
+    }
+    map
+}
+
+/// Netdevs and drivers of devices, gathered once per scan.
+struct DeviceMaps {
+    netdevs: Option<std::collections::HashMap<String, Vec<String>>>,
+    drivers: std::collections::HashMap<String, String>,
+}
+
+impl DeviceMaps {
+    fn read(host: &dyn Host) -> Self {
+        Self { netdevs: netdevs_by_bdf(host), drivers: drivers_by_bdf(host) }
+    }
+
+    fn netdev(&self, host: &dyn Host, bdf: &str) -> Option<String> {
+        match &self.netdevs {
+            Some(map) => map.get(bdf).and_then(|v| v.iter().min().cloned()),
+            None => first_entry(host, &Path::new(PCI_DEVICES).join(bdf).join("net")),
+        }
+    }
+
+    /// The map's answer, checked with a readlink when the map has none (a
+    /// driver directory that could not be listed, or a bind since).
+    fn driver(&self, host: &dyn Host, bdf: &str) -> Option<String> {
+        self.drivers.get(bdf).cloned().or_else(|| link_name(host, &Path::new(PCI_DEVICES).join(bdf).join("driver")))
+    }
+}
 
 /// Everything discovery found.
 #[derive(Debug, Clone, Serialize)]
@@ -142,6 +214,8 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
     let devices = Path::new(PCI_DEVICES);
     let names = host.list_dir(devices).map_err(|e| Error::sysfs("listing", devices, e))?;
     let mut inv = Inventory { schema: SCHEMA, netlink: String::new(), pfs: Vec::new(), warnings: Vec::new() };
+    let netdevs = DeviceMaps::read(host);
+    let netdevs = &netdevs;
     let pf_names: Vec<String> = names.into_iter().filter(|n| host.exists(&devices.join(n).join("sriov_totalvfs"))).collect();
     // PFs are independent: scan them on up to as many threads as there are
     // CPUs, in order-preserving chunks
@@ -157,7 +231,7 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
                         .iter()
                         .map(|name| {
                             let mut w = Vec::new();
-                            let pf = read_pf(host, name, &devices.join(name), &mut w)?;
+                            let pf = read_pf(host, netdevs, name, &devices.join(name), &mut w)?;
                             if pf.is_none() {
                                 w.push(format!("PF {name} vanished during the scan"));
                             }
@@ -196,7 +270,7 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
     Ok(inv)
 }
 
-fn read_pf(host: &dyn Host, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -> Result<Option<Pf>> {
+fn read_pf(host: &dyn Host, netdevs: &DeviceMaps, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -> Result<Option<Pf>> {
     let (Some(vendor), Some(device), Some(total), Some(num)) = (
         read_opt(host, &dir.join("vendor"))?,
         read_opt(host, &dir.join("device"))?,
@@ -207,7 +281,8 @@ fn read_pf(host: &dyn Host, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -
     };
     let (vid, did) = (parse_hex_id(&vendor), parse_hex_id(&device));
     let pci_dev = vid.zip(did).and_then(|(v, d)| pci_ids::Device::from_vid_pid(v, d));
-    let netdev = first_entry(host, &dir.join("net"));
+    let netdev = netdevs.netdev(host, bdf);
+    let vf_device = read_opt(host, &dir.join("sriov_vf_device"))?.map(|d| format!("0x{}", d.trim_start_matches("0x")));
     let link = match &netdev {
         Some(n) => read_opt(host, &p(&[&dir.to_string_lossy(), "net", n, "operstate"]))?,
         None => None,
@@ -227,7 +302,7 @@ fn read_pf(host: &dyn Host, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -
             warnings.push(format!("VF {index} of {bdf} vanished during the scan"));
             continue;
         };
-        match read_vf(host, index, &vf_bdf)? {
+        match read_vf(host, netdevs, index, &vf_bdf, vf_device.as_deref()) {
             Some(vf) => vfs.push(vf),
             None => warnings.push(format!("VF {index} ({vf_bdf}) of {bdf} vanished during the scan")),
         }
@@ -238,7 +313,7 @@ fn read_pf(host: &dyn Host, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -
         device_name: pci_dev.map(|d| d.name().to_string()),
         vendor_id: vendor,
         device_id: device,
-        driver: link_name(host, &dir.join("driver")),
+        driver: netdevs.driver(host, bdf),
         netdev,
         link,
         total_vfs,
@@ -248,30 +323,34 @@ fn read_pf(host: &dyn Host, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -
     }))
 }
 
-/// The fields of a PCI device's `uevent` (`DRIVER=`, `PCI_ID=`, ...).
-fn uevent_field<'a>(uevent: &'a str, key: &str) -> Option<&'a str> {
-    uevent.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+/// Does the device still exist? `/sys/bus/pci/devices/<bdf>` is a symlink
+/// in sysfs; a fixture may use a plain directory (readlink says EINVAL).
+fn device_exists(host: &dyn Host, dir: &Path) -> bool {
+    match host.read_link(dir) {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EINVAL),
+    }
 }
 
-fn read_vf(host: &dyn Host, index: u32, bdf: &str) -> Result<Option<Vf>> {
+/// A VF in one readlink (its IOMMU group) besides the PF's `virtfnN` link:
+/// driver and netdev come from the per-scan maps, the device id from the
+/// PF's `sriov_vf_device`. Without a group (no IOMMU, or the VF vanished),
+/// one more readlink tells which.
+fn read_vf(host: &dyn Host, netdevs: &DeviceMaps, index: u32, bdf: &str, vf_device: Option<&str>) -> Option<Vf> {
     let dir = Path::new(PCI_DEVICES).join(bdf);
-    // one read gives the driver and the ids, and tells whether the VF still
-    // exists (a VF removed mid-scan has no uevent)
-    let Some(uevent) = read_opt(host, &dir.join("uevent"))? else {
-        return Ok(None);
-    };
-    let device_id = uevent_field(&uevent, "PCI_ID")
-        .and_then(|id| id.split_once(':'))
-        .map(|(_, d)| format!("0x{}", d.to_ascii_lowercase()));
-    Ok(Some(Vf {
+    let iommu_group = link_name(host, &dir.join("iommu_group"));
+    if iommu_group.is_none() && !device_exists(host, &dir) {
+        return None;
+    }
+    Some(Vf {
         index,
         bdf: bdf.to_string(),
-        device_id,
-        driver: uevent_field(&uevent, "DRIVER").map(String::from),
-        netdev: first_entry(host, &dir.join("net")),
-        iommu_group: link_name(host, &dir.join("iommu_group")).and_then(|g| g.parse().ok()),
+        device_id: vf_device.map(String::from),
+        driver: netdevs.driver(host, bdf),
+        netdev: netdevs.netdev(host, bdf),
+        iommu_group: iommu_group.and_then(|g| g.parse().ok()),
         config: None,
-    }))
+    })
 }
 
 /// Drivers registered on the PCI bus (`/sys/bus/pci/drivers`).

@@ -5,6 +5,9 @@
 //! ROOT/sys/bus/pci/devices/<bdf>/{vendor,device,uevent,sriov_totalvfs,sriov_numvfs,numa_node,
 //!                                 driver -> ../../drivers/<drv>, virtfnN -> ../<vf>,
 //!                                 physfn -> ../<pf>, iommu_group -> ..., net/<if>/...}
+//!   (each ROOT/sys/bus/pci/devices/<bdf> is a symlink to ROOT/sys/devices/pci0000:00/<bdf>,
+//!    as in the real sysfs)
+//! ROOT/sys/class/net/<if> -> ../../devices/pci0000:00/<bdf>/net/<if>   (with device -> the PCI device)
 //! ROOT/sys/bus/pci/drivers/<drv>/
 //! ROOT/sys/kernel/iommu_groups/<n>/devices/
 //! ```
@@ -19,6 +22,8 @@ use crate::types::Bdf;
 pub const DEVICES: &str = "sys/bus/pci/devices";
 pub const DRIVERS: &str = "sys/bus/pci/drivers";
 pub const IOMMU_GROUPS: &str = "sys/kernel/iommu_groups";
+pub const PCI_ROOT: &str = "sys/devices/pci0000:00";
+pub const CLASS_NET: &str = "sys/class/net";
 
 /// One PF to create.
 #[derive(Debug, Clone)]
@@ -75,8 +80,34 @@ pub fn vf_netdev(pf_netdev: &str, i: u32) -> String {
     format!("{pf_netdev}v{i}")
 }
 
+/// The device's directory through its bus link.
 fn dev_dir(root: &Path, bdf: Bdf) -> PathBuf {
     root.join(DEVICES).join(bdf.to_string())
+}
+
+fn real_dir(root: &Path, bdf: Bdf) -> PathBuf {
+    root.join(PCI_ROOT).join(bdf.to_string())
+}
+
+/// Create a device directory and its `/sys/bus/pci/devices` link.
+fn create_device(root: &Path, bdf: Bdf) -> io::Result<PathBuf> {
+    fs::create_dir_all(real_dir(root, bdf))?;
+    let link = dev_dir(root, bdf);
+    if fs::symlink_metadata(&link).is_err() {
+        symlink(format!("../../../devices/pci0000:00/{bdf}"), &link)?;
+    }
+    Ok(link)
+}
+
+/// Remove a device (what the kernel does to a VF on `sriov_numvfs` 0).
+pub fn remove_device(root: &Path, bdf: Bdf) -> io::Result<()> {
+    remove_netdevs(root, bdf)?;
+    unbind(root, bdf)?;
+    let _ = fs::remove_file(dev_dir(root, bdf));
+    match fs::remove_dir_all(real_dir(root, bdf)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn w(path: PathBuf, value: impl AsRef<str>) -> io::Result<()> {
@@ -101,24 +132,49 @@ fn write_uevent(root: &Path, bdf: Bdf, driver: Option<&str>) -> io::Result<()> {
 pub fn bind(root: &Path, bdf: Bdf, driver: &str) -> io::Result<()> {
     fs::create_dir_all(root.join(DRIVERS).join(driver))?;
     let link = dev_dir(root, bdf).join("driver");
-    let _ = fs::remove_file(&link);
-    symlink(format!("../../drivers/{driver}"), link)?;
+    unbind(root, bdf)?;
+    symlink(format!("../../../bus/pci/drivers/{driver}"), link)?;
+    // the driver's directory lists its devices, as in sysfs
+    symlink(format!("../../../../devices/pci0000:00/{bdf}"), root.join(DRIVERS).join(driver).join(bdf.to_string()))?;
     write_uevent(root, bdf, Some(driver))
 }
 
 pub fn unbind(root: &Path, bdf: Bdf) -> io::Result<()> {
-    match fs::remove_file(dev_dir(root, bdf).join("driver")) {
+    let link = dev_dir(root, bdf).join("driver");
+    if let Ok(target) = fs::read_link(&link)
+        && let Some(driver) = target.file_name()
+    {
+        let _ = fs::remove_file(root.join(DRIVERS).join(driver).join(bdf.to_string()));
+    }
+    match fs::remove_file(link) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => write_uevent(root, bdf, None),
     }
 }
 
-fn add_netdev(dir: &Path, ifname: &str, mac: &str) -> io::Result<()> {
-    let n = dir.join("net").join(ifname);
+/// Give a device a netdev (what its driver does on probe).
+pub fn add_netdev(root: &Path, bdf: Bdf, ifname: &str, mac: &str) -> io::Result<()> {
+    let n = dev_dir(root, bdf).join("net").join(ifname);
     fs::create_dir_all(&n)?;
     w(n.join("operstate"), "up")?;
     w(n.join("carrier"), "1")?;
-    w(n.join("address"), mac)
+    w(n.join("address"), mac)?;
+    let _ = fs::remove_file(n.join("device"));
+    symlink(format!("../../../{bdf}"), n.join("device"))?;
+    let class = root.join(CLASS_NET);
+    fs::create_dir_all(&class)?;
+    let _ = fs::remove_file(class.join(ifname));
+    symlink(format!("../../devices/pci0000:00/{bdf}/net/{ifname}"), class.join(ifname))
+}
+
+/// Remove a device's netdevs (what its driver does on unbind).
+pub fn remove_netdevs(root: &Path, bdf: Bdf) -> io::Result<()> {
+    let net = real_dir(root, bdf).join("net");
+    let Ok(rd) = fs::read_dir(&net) else { return Ok(()) };
+    for e in rd.flatten() {
+        let _ = fs::remove_file(root.join(CLASS_NET).join(e.file_name()));
+    }
+    fs::remove_dir_all(net)
 }
 
 /// Create the base directories (empty bus).
@@ -126,6 +182,8 @@ pub fn init(root: &Path) -> io::Result<()> {
     fs::create_dir_all(root.join(DEVICES))?;
     fs::create_dir_all(root.join(DRIVERS))?;
     fs::create_dir_all(root.join(IOMMU_GROUPS))?;
+    fs::create_dir_all(root.join(PCI_ROOT))?;
+    fs::create_dir_all(root.join(CLASS_NET))?;
     fs::write(root.join("sys/bus/pci/drivers_probe"), "")?;
     Ok(())
 }
@@ -133,17 +191,17 @@ pub fn init(root: &Path) -> io::Result<()> {
 /// Create a PF and its `num_vfs` VFs.
 pub fn add_pf(root: &Path, pf: &PfSpec) -> io::Result<()> {
     init(root)?;
-    let d = dev_dir(root, pf.bdf);
-    fs::create_dir_all(&d)?;
+    let d = create_device(root, pf.bdf)?;
     w(d.join("vendor"), format!("0x{:04x}", pf.vendor))?;
     w(d.join("device"), format!("0x{:04x}", pf.device))?;
     w(d.join("sriov_totalvfs"), pf.total_vfs.to_string())?;
     w(d.join("sriov_numvfs"), "0")?;
+    w(d.join("sriov_vf_device"), format!("{:04x}", pf.vf_device))?;
     w(d.join("sriov_drivers_autoprobe"), "1")?;
     w(d.join("numa_node"), pf.numa_node.to_string())?;
     w(d.join("driver_override"), "(null)")?;
     bind(root, pf.bdf, &pf.driver)?;
-    add_netdev(&d, &pf.netdev, "52:54:00:12:34:56")?;
+    add_netdev(root, pf.bdf, &pf.netdev, "52:54:00:12:34:56")?;
     for d in pf.vf_driver.iter().chain(["vfio-pci".to_string()].iter()) {
         fs::create_dir_all(root.join(DRIVERS).join(d))?;
     }
@@ -155,15 +213,13 @@ pub fn set_num_vfs(root: &Path, pf: &PfSpec, n: u32) -> io::Result<()> {
     let d = dev_dir(root, pf.bdf);
     let old: u32 = fs::read_to_string(d.join("sriov_numvfs"))?.trim().parse().unwrap_or(0);
     for i in n..old {
-        let vf = pf.vf_bdf(i);
-        let _ = fs::remove_dir_all(dev_dir(root, vf));
+        remove_device(root, pf.vf_bdf(i))?;
         let _ = fs::remove_file(d.join(format!("virtfn{i}")));
     }
     let autoprobe = fs::read_to_string(d.join("sriov_drivers_autoprobe")).map(|s| s.trim() != "0").unwrap_or(true);
     for i in old..n {
         let vf = pf.vf_bdf(i);
-        let vd = dev_dir(root, vf);
-        fs::create_dir_all(&vd)?;
+        let vd = create_device(root, vf)?;
         w(vd.join("vendor"), format!("0x{:04x}", pf.vendor))?;
         w(vd.join("device"), format!("0x{:04x}", pf.vf_device))?;
         w(vd.join("numa_node"), pf.numa_node.to_string())?;
@@ -177,7 +233,7 @@ pub fn set_num_vfs(root: &Path, pf: &PfSpec, n: u32) -> io::Result<()> {
         symlink(format!("../../../{IOMMU_GROUPS}/{group}"), vd.join("iommu_group"))?;
         if autoprobe && let Some(drv) = &pf.vf_driver {
             bind(root, vf, drv)?;
-            add_netdev(&vd, &vf_netdev(&pf.netdev, i), "00:00:00:00:00:00")?;
+            add_netdev(root, vf, &vf_netdev(&pf.netdev, i), "00:00:00:00:00:00")?;
         }
     }
     w(d.join("sriov_numvfs"), n.to_string())

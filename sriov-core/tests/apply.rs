@@ -128,7 +128,7 @@ impl Host for Vanishing<'_> {
         let r = self.inner.list_dir(path);
         if path.ends_with("0000:01:00.0") {
             for b in &self.gone {
-                let _ = std::fs::remove_dir_all(self.root.join("sys/bus/pci/devices").join(b.to_string()));
+                sriov_core::fixture::remove_device(&self.root, *b).unwrap();
             }
             // and one virtfn link too
             let _ = std::fs::remove_file(self.root.join("sys/bus/pci/devices/0000:01:00.0/virtfn3"));

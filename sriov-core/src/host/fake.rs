@@ -159,7 +159,7 @@ impl FakeKernel {
                 if !self.device_dir(v).join("driver").exists() {
                     return Err(io::Error::from_raw_os_error(libc::ENODEV));
                 }
-                std::fs::remove_dir_all(self.device_dir(v).join("net")).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })?;
+                fixture::remove_netdevs(self.root(), bdf)?;
                 fixture::unbind(self.root(), bdf)
             }
             ["sys", "bus", "pci", "drivers", drv, "bind"] => self.probe(v, Some(drv)),
@@ -199,9 +199,7 @@ impl FakeKernel {
         if let Some((p, i)) = default
             && Some(&want) == p.vf_driver.as_ref()
         {
-            let n = dir.join("net").join(fixture::vf_netdev(&p.netdev, i));
-            std::fs::create_dir_all(&n)?;
-            std::fs::write(n.join("operstate"), "up\n")?;
+            fixture::add_netdev(self.root(), b, &fixture::vf_netdev(&p.netdev, i), "00:00:00:00:00:00")?;
         }
         Ok(())
     }
