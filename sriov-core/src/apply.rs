@@ -81,7 +81,8 @@ fn attr_matches(attr: &VfAttr, v: &VfNetInfo) -> bool {
     }
 }
 
-/// Execute one step. Returns whether anything had to change.
+/// Execute one step (not SetVf: those go in batches). Returns whether
+/// anything had to change.
 fn execute(host: &dyn Host, step: &Step, progress: &mut dyn FnMut(Progress)) -> Result<bool> {
     match step {
         Step::NumVfs { pf, to, .. } => {
@@ -89,14 +90,7 @@ fn execute(host: &dyn Host, step: &Step, progress: &mut dyn FnMut(Progress)) -> 
             let r = ops::set_numvfs(host, find_pf(&inv, pf)?, *to, progress)?;
             Ok(r.writes > 0)
         }
-        Step::SetVf { ifname, vf, attr, .. } => {
-            if live_vf(host, ifname, *vf).is_some_and(|v| attr_matches(attr, &v)) {
-                return Ok(false);
-            }
-            let nl = host.netlink().ok_or_else(|| Error::NoNetlink { device: ifname.clone() })?;
-            nl.set_vf(ifname, *vf, *attr)?;
-            Ok(true)
-        }
+        Step::SetVf { ifname, vf, attr, .. } => set_vf_batch(host, ifname, *vf, &[(attr, None)]),
         Step::Reprobe { pf, vf } => {
             let inv = discover::discover(host)?;
             ops::reprobe(host, ops::vf_bdf(find_pf(&inv, pf)?, *vf)?)?;
@@ -115,6 +109,33 @@ fn execute(host: &dyn Host, step: &Step, progress: &mut dyn FnMut(Progress)) -> 
     }
 }
 
+/// Set several attributes of one VF in one message. Attributes whose old
+/// value the plan did not know (VFs re-created by a numvfs change) are
+/// checked against the live state first and left out when already right.
+fn set_vf_batch(host: &dyn Host, ifname: &str, vf: u32, attrs: &[(&VfAttr, Option<&VfAttr>)]) -> Result<bool> {
+    let live = if attrs.iter().any(|(_, from)| from.is_none()) { live_vf(host, ifname, vf) } else { None };
+    let todo: Vec<VfAttr> = attrs
+        .iter()
+        .filter(|(a, _)| !live.as_ref().is_some_and(|v| attr_matches(a, v)))
+        .map(|(a, _)| **a)
+        .collect();
+    if todo.is_empty() {
+        return Ok(false);
+    }
+    let nl = host.netlink().ok_or_else(|| Error::NoNetlink { device: ifname.to_string() })?;
+    nl.set_vf(ifname, vf, &todo)?;
+    Ok(true)
+}
+
+/// How many steps from `i` on set attributes of the same VF.
+fn batch_len(steps: &[Step], i: usize) -> usize {
+    let Step::SetVf { ifname, vf, .. } = &steps[i] else { return 1 };
+    steps[i..]
+        .iter()
+        .take_while(|s| matches!(s, Step::SetVf { ifname: n, vf: v, .. } if n == ifname && v == vf))
+        .count()
+}
+
 fn run_steps(
     host: &dyn Host,
     steps: &[Step],
@@ -122,24 +143,43 @@ fn run_steps(
     journal: &mut Vec<JournalEntry>,
     progress: &mut dyn FnMut(Progress),
 ) -> std::result::Result<(), (usize, Error)> {
-    for (i, step) in steps.iter().enumerate() {
+    let mut i = 0;
+    while i < steps.len() {
+        let n = batch_len(steps, i);
         let w0 = host.writes();
         let t = Instant::now();
-        let r = execute(host, step, progress);
-        let entry = |outcome: String| JournalEntry {
-            step: step.to_string(),
-            outcome,
-            writes: host.writes() - w0,
-            duration_us: u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
-            rollback,
-        };
-        match r {
-            Ok(changed) => journal.push(entry(if changed { "ok".into() } else { "unchanged".into() })),
-            Err(e) => {
-                journal.push(entry(format!("failed: {e}")));
-                return Err((i, e));
+        let r = match &steps[i] {
+            Step::SetVf { ifname, vf, .. } => {
+                let attrs: Vec<(&VfAttr, Option<&VfAttr>)> = steps[i..i + n]
+                    .iter()
+                    .filter_map(|s| match s {
+                        Step::SetVf { attr, from, .. } => Some((attr, from.as_ref())),
+                        _ => None,
+                    })
+                    .collect();
+                set_vf_batch(host, ifname, *vf, &attrs)
             }
+            step => execute(host, step, progress),
+        };
+        let outcome = match &r {
+            Ok(true) => "ok".to_string(),
+            Ok(false) => "unchanged".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        for (k, step) in steps[i..i + n].iter().enumerate() {
+            journal.push(JournalEntry {
+                step: step.to_string(),
+                outcome: outcome.clone(),
+                // one message for the batch: counted on its first step
+                writes: if k == 0 { host.writes() - w0 } else { 0 },
+                duration_us: if k == 0 { u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX) } else { 0 },
+                rollback,
+            });
         }
+        if let Err(e) = r {
+            return Err((i, e));
+        }
+        i += n;
     }
     Ok(())
 }
@@ -186,7 +226,12 @@ pub fn apply(
         }
     }
     let before = plan::snapshot(&inv, &touched);
-    let overrides = driver_overrides(host, &inv, &touched);
+    // driver_override only changes through Bind steps
+    let overrides = if the_plan.steps.iter().any(|s| matches!(s, Step::Bind { .. })) {
+        driver_overrides(host, &inv, &touched)
+    } else {
+        Vec::new()
+    };
 
     let result = run_steps(host, &the_plan.steps, false, &mut report.journal, progress);
     let finish = |report: &mut ApplyReport| {

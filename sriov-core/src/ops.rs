@@ -146,22 +146,19 @@ fn current_of(attr: &VfAttr, v: &VfNetInfo) -> Option<VfAttr> {
     })
 }
 
-/// `ip link set dev PF vf N <attr>` for each attribute, in order, all or
-/// nothing: if one is refused, the ones already made are undone.
+/// `ip link set dev PF vf N <attrs>` in one message, all or nothing: if the
+/// kernel refuses one, those it already made are undone.
 pub fn set_vf(host: &dyn Host, pf: &Pf, index: u32, attrs: &[VfAttr]) -> Result<()> {
     let ifname = vf_target(host, pf, index)?;
     let nl = host.netlink().ok_or_else(|| Error::NoNetlink { device: pf.bdf.clone() })?;
     let before = nl.vf_info(ifname)?.into_iter().find(|v| v.vf == index);
-    for (i, a) in attrs.iter().enumerate() {
-        if let Err(e) = nl.set_vf(ifname, index, *a) {
-            for done in attrs[..i].iter().rev() {
-                if let Some(old) = before.as_ref().and_then(|b| current_of(done, b)) {
-                    // best effort: the original error is what the caller needs
-                    let _ = nl.set_vf(ifname, index, old);
-                }
-            }
-            return Err(e.into());
+    if let Err(e) = nl.set_vf(ifname, index, attrs) {
+        let undo: Vec<VfAttr> = attrs.iter().filter_map(|a| before.as_ref().and_then(|b| current_of(a, b))).collect();
+        if !undo.is_empty() {
+            // best effort: the original error is what the caller needs
+            let _ = nl.set_vf(ifname, index, &undo);
         }
+        return Err(e.into());
     }
     Ok(())
 }

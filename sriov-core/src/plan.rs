@@ -128,7 +128,12 @@ fn resolve_pf<'a>(inv: &'a Inventory, cfg: &PfConfig) -> Result<&'a Pf> {
 pub fn plan(host: &dyn Host, inv: &Inventory, desired: &DesiredState, opts: PlanOptions) -> Result<Plan> {
     let mut steps = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    let drivers = crate::discover::pci_drivers(host)?;
+    // the PCI drivers are only listed when the file names one
+    let drivers = if desired.pfs.iter().any(|p| p.vfs.values().any(|v| v.driver.is_some())) {
+        crate::discover::pci_drivers(host)?
+    } else {
+        Vec::new()
+    };
     for cfg in &desired.pfs {
         let pf = resolve_pf(inv, cfg)?;
         if seen.contains(&pf.bdf.as_str()) {

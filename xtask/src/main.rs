@@ -6,7 +6,9 @@
 //! cargo xtask lab --exec 'CMD'      # run CMD as root in the guest, exit with its code
 //! cargo xtask vm-test               # run the root + real-kernel integration tests in the lab
 //! cargo xtask test                  # cargo test --workspace + vm-test, one summary
+//! cargo xtask bench                 # benchmarks (host + lab), ratios printed
 //! ```
+mod bench;
 mod lab;
 mod setup;
 mod test;
@@ -34,6 +36,8 @@ enum Cmd {
     VmTest(vmtest::Options),
     /// Every test: `cargo test --workspace`, then `cargo xtask vm-test`.
     Test(test::Options),
+    /// Benchmarks (host criterion benches, and lab benches in the VM).
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Cmd::Lab(o) => lab::run_lab(o),
         Cmd::VmTest(o) => vmtest::run_vm_test(o),
         Cmd::Test(o) => test::run_test(o),
+        Cmd::Bench(o) => bench::run_bench(o),
     };
     match result {
         Ok(code) => ExitCode::from(code),

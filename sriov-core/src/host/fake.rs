@@ -248,9 +248,9 @@ impl VfNetlink for FakeKernel {
         Ok(lock(&self.vf_state).iter().filter(|((i, _), _)| i == pf_ifname).map(|(_, v)| v.clone()).collect())
     }
 
-    fn set_vf(&self, pf_ifname: &str, vf: u32, attr: VfAttr) -> Result<(), NetlinkError> {
+    fn set_vf(&self, pf_ifname: &str, vf: u32, attrs: &[VfAttr]) -> Result<(), NetlinkError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        let op = format!("set vf {vf} {}", attr.describe());
+        let op = super::netlink::describe_set(vf, attrs);
         lock(&self.log).push(format!("{pf_ifname} {op}"));
         let err = |errno: i32| NetlinkError {
             ifname: pf_ifname.into(),
@@ -267,7 +267,8 @@ impl VfNetlink for FakeKernel {
         }
         let mut st = lock(&self.vf_state);
         let v = st.get_mut(&(pf_ifname.to_string(), vf)).ok_or_else(|| err(libc::EINVAL))?;
-        match attr {
+        for attr in attrs {
+        match *attr {
             VfAttr::Mac(m) => v.mac = Some(m),
             VfAttr::Vlan { vlan, qos } => (v.vlan, v.qos) = (vlan, qos),
             VfAttr::SpoofChk(b) => v.spoofchk = Some(b),
@@ -279,6 +280,7 @@ impl VfNetlink for FakeKernel {
                 }
                 (v.min_tx_rate, v.max_tx_rate) = (min, max);
             }
+        }
         }
         Ok(())
     }

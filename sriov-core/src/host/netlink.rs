@@ -107,6 +107,12 @@ impl NetlinkError {
     }
 }
 
+/// `set vf N mac .. vlan ..`, for messages.
+pub fn describe_set(vf: u32, attrs: &[VfAttr]) -> String {
+    let words: Vec<String> = attrs.iter().map(VfAttr::describe).collect();
+    format!("set vf {vf} {}", words.join(" "))
+}
+
 /// The text of an errno without std's " (os error N)" suffix.
 pub fn strerror(errno: i32) -> String {
     let s = std::io::Error::from_raw_os_error(errno).to_string();
@@ -119,7 +125,10 @@ pub fn strerror(errno: i32) -> String {
 /// Read and write VF attributes of a PF netdev.
 pub trait VfNetlink: Sync {
     fn vf_info(&self, pf_ifname: &str) -> Result<Vec<VfNetInfo>, NetlinkError>;
-    fn set_vf(&self, pf_ifname: &str, vf: u32, attr: VfAttr) -> Result<(), NetlinkError>;
+    /// Set `attrs` of one VF in one RTM_SETLINK (as `ip link set dev PF vf N
+    /// mac .. vlan ..` does). The kernel applies them in order and stops at
+    /// the first it refuses.
+    fn set_vf(&self, pf_ifname: &str, vf: u32, attrs: &[VfAttr]) -> Result<(), NetlinkError>;
 }
 
 /// rtnetlink over a NETLINK_ROUTE socket (opened on first use).
@@ -298,11 +307,13 @@ impl VfNetlink for RtNetlink {
             .collect())
     }
 
-    fn set_vf(&self, pf_ifname: &str, vf: u32, attr: VfAttr) -> Result<(), NetlinkError> {
-        let op = format!("set vf {vf} {}", attr.describe());
+    fn set_vf(&self, pf_ifname: &str, vf: u32, attrs: &[VfAttr]) -> Result<(), NetlinkError> {
+        let op = describe_set(vf, attrs);
         let mut msg = LinkMessage::default();
         msg.header.index = Self::ifindex(pf_ifname, &op)?;
-        msg.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![encode_vf_attr(vf, attr)])]));
+        msg.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(
+            attrs.iter().map(|a| encode_vf_attr(vf, *a)).collect(),
+        )]));
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.request(pf_ifname, &op, RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK)?;
         Ok(())
