@@ -7,8 +7,10 @@
 //! cargo xtask vm-test               # run the root + real-kernel integration tests in the lab
 //! cargo xtask test                  # cargo test --workspace + vm-test, one summary
 //! cargo xtask bench                 # benchmarks (host + lab), ratios printed
+//! cargo xtask fuzz                  # cargo-fuzz targets, 30 s each
 //! ```
 mod bench;
+mod fuzz;
 mod lab;
 mod setup;
 mod test;
@@ -38,6 +40,8 @@ enum Cmd {
     Test(test::Options),
     /// Benchmarks (host criterion benches, and lab benches in the VM).
     Bench(bench::Options),
+    /// Run the cargo-fuzz targets for a while.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Cmd::VmTest(o) => vmtest::run_vm_test(o),
         Cmd::Test(o) => test::run_test(o),
         Cmd::Bench(o) => bench::run_bench(o),
+        Cmd::Fuzz(o) => fuzz::run_fuzz(o),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -33,6 +33,7 @@ const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/sriov-top-bookworm-backpor
 /// the newest 6.12 for bookworm is taken when the archive no longer has it.
 const KERNEL_PREFERRED: &str = "linux-image-6.12.117+deb12-amd64-unsigned";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
@@ -67,6 +68,12 @@ const STEPS: &[Step] = &[
         check: check_bpf_linker,
         install: install_bpf_linker,
         fix_hint: "needs the nightly toolchain (`rustup toolchain list`) and crates.io; see shared/lab/NOTES.md",
+    },
+    Step {
+        name: "cargo-fuzz (for `cargo xtask fuzz`)",
+        check: check_cargo_fuzz,
+        install: install_cargo_fuzz,
+        fix_hint: "run `cargo install cargo-fuzz --locked` by hand to see cargo's error",
     },
     Step {
         name: "guest kernel (Debian 6.12, unsigned) in the lab cache",
@@ -303,6 +310,17 @@ fn install_bpf_linker() -> Result<()> {
         .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--force"])
         .args(["--no-default-features", "--features", &format!("llvm-{major}")])
         .env("LLVM_PREFIX", &prefix))
+}
+
+fn check_cargo_fuzz() -> Result<Option<String>> {
+    let bin = bpf_linker_path().with_file_name("cargo-fuzz");
+    let ok = succeeds(Command::new(&bin).arg("--version"));
+    Ok((!ok).then(|| format!("{} not installed", bin.display())))
+}
+
+fn install_cargo_fuzz() -> Result<()> {
+    println!("    building cargo-fuzz {CARGO_FUZZ_VERSION} (about a minute)");
+    run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]))
 }
 
 // ------------------------------------------------------------------ guest kernel

@@ -9,13 +9,16 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{util, vmtest};
+use crate::{fuzz, util, vmtest};
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
     /// Skip the lab (host tests only).
     #[arg(long)]
     host_only: bool,
+    /// Seconds per fuzz target (0: skip fuzzing).
+    #[arg(long, default_value_t = 20)]
+    fuzz_seconds: u64,
 }
 
 /// Run `cargo test --workspace`, streaming its output; returns (passed, failed).
@@ -52,7 +55,21 @@ pub fn run_test(o: Options) -> Result<u8> {
             }
         }
     };
-    let failed = hf + lf + u32::from(!host_ok && hf == 0);
+    // fuzz smoke: each target for a while; a crash counts as a failure
+    let (fp, ff) = if o.fuzz_seconds == 0 {
+        (0, 0)
+    } else {
+        match fuzz::run_fuzz(fuzz::Options { seconds: o.fuzz_seconds, ..Default::default() }) {
+            Ok(0) => (fuzz::TARGETS.len() as u32, 0),
+            Ok(_) => (0, 1),
+            Err(e) => {
+                eprintln!("error: fuzzing: {e:#}");
+                (0, 1)
+            }
+        }
+    };
+    let failed = hf + lf + ff + u32::from(!host_ok && hf == 0);
+    let (hp, lp) = (hp + fp, lp);
     println!("timing: host tests {}, total {}", util::secs(th), util::secs(t0.elapsed()));
     println!("all: {} passed, {failed} failed", hp + lp);
     if hp + lp == 0 {
