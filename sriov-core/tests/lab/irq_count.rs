@@ -21,6 +21,11 @@ fn irq_counter_counts_exactly_the_vf_msix_vectors() {
         irqs.iter().all(|i| now.contains_key(i))
     });
 
+    // a VF only transmits once it has carrier, which follows the PF's link
+    // (re-negotiated after each numvfs change)
+    wait_for(&format!("carrier on {ifname}"), Duration::from_secs(20), || {
+        std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")).is_ok_and(|c| c.trim() == "1")
+    });
     let before_attach = proc_interrupts();
     let mut counter = IrqCounter::attach().expect("attach irq:irq_handler_entry");
     for &irq in &irqs {
