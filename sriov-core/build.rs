@@ -18,7 +18,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
     aya_build::build_ebpf(
-        [aya_build::Package { name: "sriov-ebpf", root_dir: root, ..Default::default() }],
+        [aya_build::Package {
+            name: "sriov-ebpf",
+            root_dir: root,
+            ..Default::default()
+        }],
         aya_build::Toolchain::default(),
     )
 }

@@ -36,7 +36,10 @@ fn median(pfs: u32, vfs: u32) -> Duration {
         .map(|_| {
             let s = Instant::now();
             let inv = discover::discover(&host).expect("discover");
-            assert_eq!(inv.pfs.iter().map(|p| p.vfs.len() as u32).sum::<u32>(), pfs * vfs);
+            assert_eq!(
+                inv.pfs.iter().map(|p| p.vfs.len() as u32).sum::<u32>(),
+                pfs * vfs
+            );
             s.elapsed()
         })
         .collect();
@@ -54,7 +57,11 @@ fn main() {
     println!(
         "discovery: 16x256 = {:.2} ms (goal <= 50 ms: {}), 4x64 = {:.2} ms; 16x ({}) the VFs took {:.1}x the time",
         big.as_secs_f64() * 1e3,
-        if big <= Duration::from_millis(50) { "met" } else { "MISSED" },
+        if big <= Duration::from_millis(50) {
+            "met"
+        } else {
+            "MISSED"
+        },
         small.as_secs_f64() * 1e3,
         16 * 256 / (4 * 64),
         big.as_secs_f64() / small.as_secs_f64()

@@ -63,11 +63,18 @@ fn find_pf<'a>(inv: &'a Inventory, bdf: &str) -> Result<&'a Pf> {
     inv.pfs
         .iter()
         .find(|p| p.bdf == bdf)
-        .ok_or_else(|| Error::DeviceNotFound { device: bdf.to_string(), hint: " (vanished while applying)".into() })
+        .ok_or_else(|| Error::DeviceNotFound {
+            device: bdf.to_string(),
+            hint: " (vanished while applying)".into(),
+        })
 }
 
 fn live_vf(host: &dyn Host, ifname: &str, vf: u32) -> Option<VfNetInfo> {
-    host.netlink()?.vf_info(ifname).ok()?.into_iter().find(|v| v.vf == vf)
+    host.netlink()?
+        .vf_info(ifname)
+        .ok()?
+        .into_iter()
+        .find(|v| v.vf == vf)
 }
 
 fn attr_matches(attr: &VfAttr, v: &VfNetInfo) -> bool {
@@ -90,7 +97,9 @@ fn execute(host: &dyn Host, step: &Step, progress: &mut dyn FnMut(Progress)) -> 
             let r = ops::set_numvfs(host, find_pf(&inv, pf)?, *to, progress)?;
             Ok(r.writes > 0)
         }
-        Step::SetVf { ifname, vf, attr, .. } => set_vf_batch(host, ifname, *vf, &[(attr, None)]),
+        Step::SetVf {
+            ifname, vf, attr, ..
+        } => set_vf_batch(host, ifname, *vf, &[(attr, None)]),
         Step::Reprobe { pf, vf } => {
             let inv = discover::discover(host)?;
             ops::reprobe(host, ops::vf_bdf(find_pf(&inv, pf)?, *vf)?)?;
@@ -100,7 +109,10 @@ fn execute(host: &dyn Host, step: &Step, progress: &mut dyn FnMut(Progress)) -> 
             let inv = discover::discover(host)?;
             let p = find_pf(&inv, pf)?;
             let bdf = ops::vf_bdf(p, *vf)?;
-            if p.vfs.iter().any(|v| v.index == *vf && v.driver.as_deref() == Some(to.as_str())) {
+            if p.vfs
+                .iter()
+                .any(|v| v.index == *vf && v.driver.as_deref() == Some(to.as_str()))
+            {
                 return Ok(false);
             }
             ops::bind(host, bdf, to)?;
@@ -112,8 +124,17 @@ fn execute(host: &dyn Host, step: &Step, progress: &mut dyn FnMut(Progress)) -> 
 /// Set several attributes of one VF in one message. Attributes whose old
 /// value the plan did not know (VFs re-created by a numvfs change) are
 /// checked against the live state first and left out when already right.
-fn set_vf_batch(host: &dyn Host, ifname: &str, vf: u32, attrs: &[(&VfAttr, Option<&VfAttr>)]) -> Result<bool> {
-    let live = if attrs.iter().any(|(_, from)| from.is_none()) { live_vf(host, ifname, vf) } else { None };
+fn set_vf_batch(
+    host: &dyn Host,
+    ifname: &str,
+    vf: u32,
+    attrs: &[(&VfAttr, Option<&VfAttr>)],
+) -> Result<bool> {
+    let live = if attrs.iter().any(|(_, from)| from.is_none()) {
+        live_vf(host, ifname, vf)
+    } else {
+        None
+    };
     let todo: Vec<VfAttr> = attrs
         .iter()
         .filter(|(a, _)| !live.as_ref().is_some_and(|v| attr_matches(a, v)))
@@ -122,14 +143,18 @@ fn set_vf_batch(host: &dyn Host, ifname: &str, vf: u32, attrs: &[(&VfAttr, Optio
     if todo.is_empty() {
         return Ok(false);
     }
-    let nl = host.netlink().ok_or_else(|| Error::NoNetlink { device: ifname.to_string() })?;
+    let nl = host.netlink().ok_or_else(|| Error::NoNetlink {
+        device: ifname.to_string(),
+    })?;
     nl.set_vf(ifname, vf, &todo)?;
     Ok(true)
 }
 
 /// How many steps from `i` on set attributes of the same VF.
 fn batch_len(steps: &[Step], i: usize) -> usize {
-    let Step::SetVf { ifname, vf, .. } = &steps[i] else { return 1 };
+    let Step::SetVf { ifname, vf, .. } = &steps[i] else {
+        return 1;
+    };
     steps[i..]
         .iter()
         .take_while(|s| matches!(s, Step::SetVf { ifname: n, vf: v, .. } if n == ifname && v == vf))
@@ -172,7 +197,11 @@ fn run_steps(
                 outcome: outcome.clone(),
                 // one message for the batch: counted on its first step
                 writes: if k == 0 { host.writes() - w0 } else { 0 },
-                duration_us: if k == 0 { u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX) } else { 0 },
+                duration_us: if k == 0 {
+                    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+                } else {
+                    0
+                },
                 rollback,
             });
         }
@@ -193,6 +222,10 @@ pub fn plan(host: &dyn Host, desired: &DesiredState, opts: PlanOptions) -> Resul
 /// Make the system match `desired`. Bad input (unknown PF, index out of
 /// range, unknown driver, ...) is an `Err(ApplyError)` with `index` 0 and no
 /// write made. A failing step triggers a rollback to the snapshot.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error carries the journal; apply runs once per command"
+)]
 pub fn apply(
     host: &dyn Host,
     desired: &DesiredState,
@@ -212,14 +245,20 @@ pub fn apply(
     };
     let inv = discover::discover(host).map_err(early)?;
     let the_plan = plan::plan(host, &inv, desired, opts).map_err(early)?;
-    let mut report = ApplyReport { plan: the_plan.clone(), ..Default::default() };
+    let mut report = ApplyReport {
+        plan: the_plan.clone(),
+        ..Default::default()
+    };
     if the_plan.is_empty() {
         return Ok(report);
     }
     let mut touched: Vec<&str> = Vec::new();
     for s in &the_plan.steps {
         let pf = match s {
-            Step::NumVfs { pf, .. } | Step::SetVf { pf, .. } | Step::Reprobe { pf, .. } | Step::Bind { pf, .. } => pf.as_str(),
+            Step::NumVfs { pf, .. }
+            | Step::SetVf { pf, .. }
+            | Step::Reprobe { pf, .. }
+            | Step::Bind { pf, .. } => pf.as_str(),
         };
         if !touched.contains(&pf) {
             touched.push(pf);
@@ -227,7 +266,11 @@ pub fn apply(
     }
     let before = plan::snapshot(&inv, &touched);
     // driver_override only changes through Bind steps
-    let overrides = if the_plan.steps.iter().any(|s| matches!(s, Step::Bind { .. })) {
+    let overrides = if the_plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Bind { .. }))
+    {
         driver_overrides(host, &inv, &touched)
     } else {
         Vec::new()
@@ -245,9 +288,12 @@ pub fn apply(
 
     // roll back: plan from the current state to the snapshot and run it
     let mut rollback_errors = Vec::new();
-    match discover::discover(host).and_then(|now| plan::plan(host, &now, &before, PlanOptions::default())) {
+    match discover::discover(host)
+        .and_then(|now| plan::plan(host, &now, &before, PlanOptions::default()))
+    {
         Ok(back) => {
-            if let Err((j, e2)) = run_steps(host, &back.steps, true, &mut report.journal, progress) {
+            if let Err((j, e2)) = run_steps(host, &back.steps, true, &mut report.journal, progress)
+            {
                 rollback_errors.push(format!("{}: {e2}", back.steps[j]));
             }
         }
@@ -273,7 +319,9 @@ fn driver_overrides(host: &dyn Host, inv: &Inventory, pfs: &[&str]) -> Vec<(Stri
         .filter(|p| pfs.contains(&p.bdf.as_str()))
         .flat_map(|p| p.vfs.iter())
         .filter_map(|v| {
-            let path = std::path::Path::new(discover::PCI_DEVICES).join(&v.bdf).join("driver_override");
+            let path = std::path::Path::new(discover::PCI_DEVICES)
+                .join(&v.bdf)
+                .join("driver_override");
             Some((v.bdf.clone(), discover::read_opt(host, &path).ok()??))
         })
         .collect()
@@ -281,12 +329,18 @@ fn driver_overrides(host: &dyn Host, inv: &Inventory, pfs: &[&str]) -> Vec<(Stri
 
 fn restore_overrides(host: &dyn Host, saved: &[(String, String)], errors: &mut Vec<String>) {
     for (bdf, value) in saved {
-        let path = std::path::Path::new(discover::PCI_DEVICES).join(bdf).join("driver_override");
+        let path = std::path::Path::new(discover::PCI_DEVICES)
+            .join(bdf)
+            .join("driver_override");
         let now = discover::read_opt(host, &path).ok().flatten();
         if now.as_deref() == Some(value.as_str()) || now.is_none() {
             continue;
         }
-        let v = if value == "(null)" { "\n" } else { value.as_str() };
+        let v = if value == "(null)" {
+            "\n"
+        } else {
+            value.as_str()
+        };
         if let Err(e) = host.write(&path, v) {
             errors.push(format!("restoring driver_override of {bdf}: {e}"));
         }

@@ -27,7 +27,12 @@ fn netdevs_by_bdf(host: &dyn Host) -> Option<std::collections::HashMap<String, V
     let resolve = |names: &[String]| -> Vec<(String, String)> {
         names
             .iter()
-            .filter_map(|n| Some((link_name(host, &Path::new(CLASS_NET).join(n).join("device"))?, n.clone())))
+            .filter_map(|n| {
+                Some((
+                    link_name(host, &Path::new(CLASS_NET).join(n).join("device"))?,
+                    n.clone(),
+                ))
+            })
             .collect()
     };
     // one readlink per netdev: split over two threads for large hosts
@@ -55,7 +60,10 @@ fn netdevs_by_bdf(host: &dyn Host) -> Option<std::collections::HashMap<String, V
 fn drivers_by_bdf(host: &dyn Host) -> std::collections::HashMap<String, String> {
     let mut map = std::collections::HashMap::new();
     for d in host.list_dir(Path::new(PCI_DRIVERS)).unwrap_or_default() {
-        for e in host.list_dir(&Path::new(PCI_DRIVERS).join(&d)).unwrap_or_default() {
+        for e in host
+            .list_dir(&Path::new(PCI_DRIVERS).join(&d))
+            .unwrap_or_default()
+        {
             if e.parse::<crate::types::Bdf>().is_ok() {
                 map.insert(e, d.clone());
             }
@@ -72,7 +80,10 @@ struct DeviceMaps {
 
 impl DeviceMaps {
     fn read(host: &dyn Host) -> Self {
-        Self { netdevs: netdevs_by_bdf(host), drivers: drivers_by_bdf(host) }
+        Self {
+            netdevs: netdevs_by_bdf(host),
+            drivers: drivers_by_bdf(host),
+        }
     }
 
     fn netdev(&self, host: &dyn Host, bdf: &str) -> Option<String> {
@@ -85,7 +96,10 @@ impl DeviceMaps {
     /// The map's answer, checked with a readlink when the map has none (a
     /// driver directory that could not be listed, or a bind since).
     fn driver(&self, host: &dyn Host, bdf: &str) -> Option<String> {
-        self.drivers.get(bdf).cloned().or_else(|| link_name(host, &Path::new(PCI_DEVICES).join(bdf).join("driver")))
+        self.drivers
+            .get(bdf)
+            .cloned()
+            .or_else(|| link_name(host, &Path::new(PCI_DEVICES).join(bdf).join("driver")))
     }
 }
 
@@ -139,8 +153,12 @@ pub enum Target {
 impl Inventory {
     /// Find a PF or VF by BDF (with or without domain) or netdev name.
     pub fn resolve(&self, name: &str) -> Option<Target> {
-        let bdf = name.parse::<crate::types::Bdf>().ok().map(|b| b.to_string());
-        let is = |b: &str, n: &Option<String>| Some(b) == bdf.as_deref() || n.as_deref() == Some(name);
+        let bdf = name
+            .parse::<crate::types::Bdf>()
+            .ok()
+            .map(|b| b.to_string());
+        let is =
+            |b: &str, n: &Option<String>| Some(b) == bdf.as_deref() || n.as_deref() == Some(name);
         for (p, pf) in self.pfs.iter().enumerate() {
             if is(&pf.bdf, &pf.netdev) {
                 return Some(Target::Pf(p));
@@ -158,7 +176,10 @@ impl Inventory {
     pub fn pf(&self, name: &str) -> Result<&Pf> {
         match self.resolve(name) {
             Some(Target::Pf(p)) | Some(Target::Vf(p, _)) => Ok(&self.pfs[p]),
-            None => Err(Error::DeviceNotFound { device: name.to_string(), hint: self.known_pfs_hint() }),
+            None => Err(Error::DeviceNotFound {
+                device: name.to_string(),
+                hint: self.known_pfs_hint(),
+            }),
         }
     }
 
@@ -187,14 +208,20 @@ fn p(parts: &[&str]) -> PathBuf {
 pub fn read_opt(host: &dyn Host, path: &Path) -> Result<Option<String>> {
     match host.read(path) {
         Ok(s) => Ok(Some(s.trim().to_string())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => {
+            Ok(None)
+        }
         Err(e) => Err(Error::sysfs("reading", path, e)),
     }
 }
 
 /// The last component of a symlink's target (`driver`, `physfn`, ...).
 pub fn link_name(host: &dyn Host, path: &Path) -> Option<String> {
-    host.read_link(path).ok()?.file_name()?.to_str().map(String::from)
+    host.read_link(path)
+        .ok()?
+        .file_name()?
+        .to_str()
+        .map(String::from)
 }
 
 fn first_entry(host: &dyn Host, path: &Path) -> Option<String> {
@@ -202,7 +229,9 @@ fn first_entry(host: &dyn Host, path: &Path) -> Option<String> {
 }
 
 fn vendor_name(id: u16) -> Option<String> {
-    pci_ids::Vendors::iter().find(|v| v.id() == id).map(|v| v.name().to_string())
+    pci_ids::Vendors::iter()
+        .find(|v| v.id() == id)
+        .map(|v| v.name().to_string())
 }
 
 fn parse_hex_id(s: &str) -> Option<u16> {
@@ -212,14 +241,27 @@ fn parse_hex_id(s: &str) -> Option<u16> {
 /// Scan sysfs for SR-IOV PFs and their VFs.
 pub fn discover(host: &dyn Host) -> Result<Inventory> {
     let devices = Path::new(PCI_DEVICES);
-    let names = host.list_dir(devices).map_err(|e| Error::sysfs("listing", devices, e))?;
-    let mut inv = Inventory { schema: SCHEMA, netlink: String::new(), pfs: Vec::new(), warnings: Vec::new() };
+    let names = host
+        .list_dir(devices)
+        .map_err(|e| Error::sysfs("listing", devices, e))?;
+    let mut inv = Inventory {
+        schema: SCHEMA,
+        netlink: String::new(),
+        pfs: Vec::new(),
+        warnings: Vec::new(),
+    };
     let netdevs = DeviceMaps::read(host);
     let netdevs = &netdevs;
-    let pf_names: Vec<String> = names.into_iter().filter(|n| host.exists(&devices.join(n).join("sriov_totalvfs"))).collect();
+    let pf_names: Vec<String> = names
+        .into_iter()
+        .filter(|n| host.exists(&devices.join(n).join("sriov_totalvfs")))
+        .collect();
     // PFs are independent: scan them on up to as many threads as there are
     // CPUs, in order-preserving chunks
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pf_names.len()).max(1);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(pf_names.len())
+        .max(1);
     let chunk = pf_names.len().div_ceil(workers).max(1);
     type PfResult = Result<(Option<Pf>, Vec<String>)>;
     let results: Vec<Vec<PfResult>> = std::thread::scope(|s| {
@@ -241,7 +283,10 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     });
     for r in results.into_iter().flatten() {
         let (pf, w) = r?;
@@ -270,7 +315,13 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
     Ok(inv)
 }
 
-fn read_pf(host: &dyn Host, netdevs: &DeviceMaps, bdf: &str, dir: &Path, warnings: &mut Vec<String>) -> Result<Option<Pf>> {
+fn read_pf(
+    host: &dyn Host,
+    netdevs: &DeviceMaps,
+    bdf: &str,
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Pf>> {
     let (Some(vendor), Some(device), Some(total), Some(num)) = (
         read_opt(host, &dir.join("vendor"))?,
         read_opt(host, &dir.join("device"))?,
@@ -280,9 +331,12 @@ fn read_pf(host: &dyn Host, netdevs: &DeviceMaps, bdf: &str, dir: &Path, warning
         return Ok(None);
     };
     let (vid, did) = (parse_hex_id(&vendor), parse_hex_id(&device));
-    let pci_dev = vid.zip(did).and_then(|(v, d)| pci_ids::Device::from_vid_pid(v, d));
+    let pci_dev = vid
+        .zip(did)
+        .and_then(|(v, d)| pci_ids::Device::from_vid_pid(v, d));
     let netdev = netdevs.netdev(host, bdf);
-    let vf_device = read_opt(host, &dir.join("sriov_vf_device"))?.map(|d| format!("0x{}", d.trim_start_matches("0x")));
+    let vf_device = read_opt(host, &dir.join("sriov_vf_device"))?
+        .map(|d| format!("0x{}", d.trim_start_matches("0x")));
     let link = match &netdev {
         Some(n) => read_opt(host, &p(&[&dir.to_string_lossy(), "net", n, "operstate"]))?,
         None => None,
@@ -304,12 +358,16 @@ fn read_pf(host: &dyn Host, netdevs: &DeviceMaps, bdf: &str, dir: &Path, warning
         };
         match read_vf(host, netdevs, index, &vf_bdf, vf_device.as_deref()) {
             Some(vf) => vfs.push(vf),
-            None => warnings.push(format!("VF {index} ({vf_bdf}) of {bdf} vanished during the scan")),
+            None => warnings.push(format!(
+                "VF {index} ({vf_bdf}) of {bdf} vanished during the scan"
+            )),
         }
     }
     Ok(Some(Pf {
         bdf: bdf.to_string(),
-        vendor_name: pci_dev.map(|d| d.vendor().name().to_string()).or_else(|| vid.and_then(vendor_name)),
+        vendor_name: pci_dev
+            .map(|d| d.vendor().name().to_string())
+            .or_else(|| vid.and_then(vendor_name)),
         device_name: pci_dev.map(|d| d.name().to_string()),
         vendor_id: vendor,
         device_id: device,
@@ -318,7 +376,9 @@ fn read_pf(host: &dyn Host, netdevs: &DeviceMaps, bdf: &str, dir: &Path, warning
         link,
         total_vfs,
         num_vfs,
-        numa_node: read_opt(host, &dir.join("numa_node"))?.and_then(|s| s.parse().ok()).filter(|n: &i32| *n >= 0),
+        numa_node: read_opt(host, &dir.join("numa_node"))?
+            .and_then(|s| s.parse().ok())
+            .filter(|n: &i32| *n >= 0),
         vfs,
     }))
 }
@@ -336,7 +396,13 @@ fn device_exists(host: &dyn Host, dir: &Path) -> bool {
 /// driver and netdev come from the per-scan maps, the device id from the
 /// PF's `sriov_vf_device`. Without a group (no IOMMU, or the VF vanished),
 /// one more readlink tells which.
-fn read_vf(host: &dyn Host, netdevs: &DeviceMaps, index: u32, bdf: &str, vf_device: Option<&str>) -> Option<Vf> {
+fn read_vf(
+    host: &dyn Host,
+    netdevs: &DeviceMaps,
+    index: u32,
+    bdf: &str,
+    vf_device: Option<&str>,
+) -> Option<Vf> {
     let dir = Path::new(PCI_DEVICES).join(bdf);
     let iommu_group = link_name(host, &dir.join("iommu_group"));
     if iommu_group.is_none() && !device_exists(host, &dir) {
@@ -355,5 +421,6 @@ fn read_vf(host: &dyn Host, netdevs: &DeviceMaps, index: u32, bdf: &str, vf_devi
 
 /// Drivers registered on the PCI bus (`/sys/bus/pci/drivers`).
 pub fn pci_drivers(host: &dyn Host) -> Result<Vec<String>> {
-    host.list_dir(Path::new(PCI_DRIVERS)).map_err(|e| Error::sysfs("listing", PCI_DRIVERS, e))
+    host.list_dir(Path::new(PCI_DRIVERS))
+        .map_err(|e| Error::sysfs("listing", PCI_DRIVERS, e))
 }

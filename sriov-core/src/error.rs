@@ -23,10 +23,22 @@ pub enum Error {
     #[error("no SR-IOV PF or VF matches {device:?}{hint}")]
     DeviceNotFound { device: String, hint: String },
     #[error("{device}: VF index {index} does not exist (sriov_numvfs is {numvfs}; valid indexes are 0 to {max})", max = numvfs.saturating_sub(1))]
-    VfIndexOutOfRange { device: String, index: u32, numvfs: u32 },
-    #[error("{device}: numvfs {requested} is more than sriov_totalvfs {total} (allowed: 0 to {total})")]
-    NumVfsTooLarge { device: String, requested: u32, total: u32 },
-    #[error("driver {driver:?} does not exist (not in /sys/bus/pci/drivers; load its module first, e.g. `modprobe {driver}`); available: {available}")]
+    VfIndexOutOfRange {
+        device: String,
+        index: u32,
+        numvfs: u32,
+    },
+    #[error(
+        "{device}: numvfs {requested} is more than sriov_totalvfs {total} (allowed: 0 to {total})"
+    )]
+    NumVfsTooLarge {
+        device: String,
+        requested: u32,
+        total: u32,
+    },
+    #[error(
+        "driver {driver:?} does not exist (not in /sys/bus/pci/drivers; load its module first, e.g. `modprobe {driver}`); available: {available}"
+    )]
     UnknownDriver { driver: String, available: String },
     #[error("{device}: {message}")]
     Unsupported { device: String, message: String },
@@ -53,12 +65,19 @@ pub enum Error {
         source: Box<aya::maps::MapError>,
     },
     #[error("eBPF: the object has no {kind} named `{name}` (build mismatch)")]
-    EbpfMissing { kind: &'static str, name: &'static str },
+    EbpfMissing {
+        kind: &'static str,
+        name: &'static str,
+    },
 }
 
 impl Error {
     pub fn sysfs(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::Sysfs { op, path: path.into(), source }
+        Self::Sysfs {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// The OS error number behind this error, if any.

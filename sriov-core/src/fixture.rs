@@ -66,7 +66,9 @@ impl PfSpec {
 
 /// Routing-id arithmetic for VF `i` of `pf` (offset 0x80, stride 2).
 pub fn vf_bdf(pf: Bdf, i: u32) -> Bdf {
-    let rid = (u32::from(pf.bus) << 8 | u32::from(pf.device) << 3 | u32::from(pf.function)) + 0x80 + 2 * i;
+    let rid = (u32::from(pf.bus) << 8 | u32::from(pf.device) << 3 | u32::from(pf.function))
+        + 0x80
+        + 2 * i;
     Bdf {
         domain: pf.domain,
         bus: ((rid >> 8) & 0xff) as u8,
@@ -118,13 +120,20 @@ fn w(path: PathBuf, value: impl AsRef<str>) -> io::Result<()> {
 fn write_uevent(root: &Path, bdf: Bdf, driver: Option<&str>) -> io::Result<()> {
     let d = dev_dir(root, bdf);
     let id = |f: &str| -> io::Result<String> {
-        Ok(fs::read_to_string(d.join(f))?.trim().trim_start_matches("0x").to_ascii_uppercase())
+        Ok(fs::read_to_string(d.join(f))?
+            .trim()
+            .trim_start_matches("0x")
+            .to_ascii_uppercase())
     };
     let mut s = String::new();
     if let Some(drv) = driver {
         s.push_str(&format!("DRIVER={drv}\n"));
     }
-    s.push_str(&format!("PCI_CLASS=20000\nPCI_ID={}:{}\nPCI_SLOT_NAME={bdf}\n", id("vendor")?, id("device")?));
+    s.push_str(&format!(
+        "PCI_CLASS=20000\nPCI_ID={}:{}\nPCI_SLOT_NAME={bdf}\n",
+        id("vendor")?,
+        id("device")?
+    ));
     fs::write(d.join("uevent"), s)
 }
 
@@ -135,7 +144,10 @@ pub fn bind(root: &Path, bdf: Bdf, driver: &str) -> io::Result<()> {
     unbind(root, bdf)?;
     symlink(format!("../../../bus/pci/drivers/{driver}"), link)?;
     // the driver's directory lists its devices, as in sysfs
-    symlink(format!("../../../../devices/pci0000:00/{bdf}"), root.join(DRIVERS).join(driver).join(bdf.to_string()))?;
+    symlink(
+        format!("../../../../devices/pci0000:00/{bdf}"),
+        root.join(DRIVERS).join(driver).join(bdf.to_string()),
+    )?;
     write_uevent(root, bdf, Some(driver))
 }
 
@@ -164,13 +176,18 @@ pub fn add_netdev(root: &Path, bdf: Bdf, ifname: &str, mac: &str) -> io::Result<
     let class = root.join(CLASS_NET);
     fs::create_dir_all(&class)?;
     let _ = fs::remove_file(class.join(ifname));
-    symlink(format!("../../devices/pci0000:00/{bdf}/net/{ifname}"), class.join(ifname))
+    symlink(
+        format!("../../devices/pci0000:00/{bdf}/net/{ifname}"),
+        class.join(ifname),
+    )
 }
 
 /// Remove a device's netdevs (what its driver does on unbind).
 pub fn remove_netdevs(root: &Path, bdf: Bdf) -> io::Result<()> {
     let net = real_dir(root, bdf).join("net");
-    let Ok(rd) = fs::read_dir(&net) else { return Ok(()) };
+    let Ok(rd) = fs::read_dir(&net) else {
+        return Ok(());
+    };
     for e in rd.flatten() {
         let _ = fs::remove_file(root.join(CLASS_NET).join(e.file_name()));
     }
@@ -211,12 +228,17 @@ pub fn add_pf(root: &Path, pf: &PfSpec) -> io::Result<()> {
 /// What the kernel does on `echo N > sriov_numvfs` (from 0, or to 0).
 pub fn set_num_vfs(root: &Path, pf: &PfSpec, n: u32) -> io::Result<()> {
     let d = dev_dir(root, pf.bdf);
-    let old: u32 = fs::read_to_string(d.join("sriov_numvfs"))?.trim().parse().unwrap_or(0);
+    let old: u32 = fs::read_to_string(d.join("sriov_numvfs"))?
+        .trim()
+        .parse()
+        .unwrap_or(0);
     for i in n..old {
         remove_device(root, pf.vf_bdf(i))?;
         let _ = fs::remove_file(d.join(format!("virtfn{i}")));
     }
-    let autoprobe = fs::read_to_string(d.join("sriov_drivers_autoprobe")).map(|s| s.trim() != "0").unwrap_or(true);
+    let autoprobe = fs::read_to_string(d.join("sriov_drivers_autoprobe"))
+        .map(|s| s.trim() != "0")
+        .unwrap_or(true);
     for i in old..n {
         let vf = pf.vf_bdf(i);
         let vd = create_device(root, vf)?;
@@ -227,10 +249,14 @@ pub fn set_num_vfs(root: &Path, pf: &PfSpec, n: u32) -> io::Result<()> {
         write_uevent(root, vf, None)?;
         symlink(format!("../{}", pf.bdf), vd.join("physfn"))?;
         symlink(format!("../{vf}"), d.join(format!("virtfn{i}")))?;
-        let group = 100 + u32::from(vf.bus) * 256 + u32::from(vf.device) * 8 + u32::from(vf.function);
+        let group =
+            100 + u32::from(vf.bus) * 256 + u32::from(vf.device) * 8 + u32::from(vf.function);
         let g = root.join(IOMMU_GROUPS).join(group.to_string());
         fs::create_dir_all(g.join("devices"))?;
-        symlink(format!("../../../{IOMMU_GROUPS}/{group}"), vd.join("iommu_group"))?;
+        symlink(
+            format!("../../../{IOMMU_GROUPS}/{group}"),
+            vd.join("iommu_group"),
+        )?;
         if autoprobe && let Some(drv) = &pf.vf_driver {
             bind(root, vf, drv)?;
             add_netdev(root, vf, &vf_netdev(&pf.netdev, i), "00:00:00:00:00:00")?;
@@ -244,7 +270,13 @@ pub fn set_num_vfs(root: &Path, pf: &PfSpec, n: u32) -> io::Result<()> {
 pub fn generate(root: &Path, pfs: u32, vfs: u32) -> io::Result<Vec<PfSpec>> {
     let mut specs = Vec::new();
     for p in 0..pfs {
-        let bdf = Bdf { domain: 0, bus: u8::try_from(p * 4 + 1).map_err(|_| io::Error::other("too many PFs for one domain"))?, device: 0, function: 0 };
+        let bdf = Bdf {
+            domain: 0,
+            bus: u8::try_from(p * 4 + 1)
+                .map_err(|_| io::Error::other("too many PFs for one domain"))?,
+            device: 0,
+            function: 0,
+        };
         let mut spec = PfSpec::i82576(bdf, &format!("enp{p}"), vfs);
         spec.total_vfs = vfs.max(7);
         add_pf(root, &spec)?;
@@ -254,6 +286,7 @@ pub fn generate(root: &Path, pfs: u32, vfs: u32) -> io::Result<Vec<PfSpec>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

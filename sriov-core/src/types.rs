@@ -15,7 +15,11 @@ pub struct InvalidValue {
 
 impl InvalidValue {
     pub fn new(field: &'static str, value: impl Into<String>, allowed: impl Into<String>) -> Self {
-        Self { field, value: value.into(), allowed: allowed.into() }
+        Self {
+            field,
+            value: value.into(),
+            allowed: allowed.into(),
+        }
     }
 }
 
@@ -46,14 +50,24 @@ pub struct Bdf {
 
 impl fmt::Display for Bdf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
     }
 }
 
 impl FromStr for Bdf {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || InvalidValue::new("PCI address", s, "the form dddd:bb:dd.f or bb:dd.f, in hex (e.g. 0000:01:00.0)");
+        let err = || {
+            InvalidValue::new(
+                "PCI address",
+                s,
+                "the form dddd:bb:dd.f or bb:dd.f, in hex (e.g. 0000:01:00.0)",
+            )
+        };
         let (head, func) = s.rsplit_once('.').ok_or_else(err)?;
         let parts: Vec<&str> = head.split(':').collect();
         let (domain, bus, device) = match parts.as_slice() {
@@ -113,7 +127,11 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -121,13 +139,22 @@ impl FromStr for MacAddr {
     type Err = InvalidValue;
     /// A VF MAC must be a unicast, non-zero address.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mac = Self::parse_any(s)
-            .ok_or_else(|| InvalidValue::new("mac", s, "six hex octets separated by ':' (e.g. 02:00:00:00:00:01)"))?;
+        let mac = Self::parse_any(s).ok_or_else(|| {
+            InvalidValue::new(
+                "mac",
+                s,
+                "six hex octets separated by ':' (e.g. 02:00:00:00:00:01)",
+            )
+        })?;
         if mac.is_zero() {
             return Err(InvalidValue::new("mac", s, "a non-zero unicast address"));
         }
         if mac.is_multicast() {
-            return Err(InvalidValue::new("mac", s, "a unicast address (the low bit of the first octet must be 0)"));
+            return Err(InvalidValue::new(
+                "mac",
+                s,
+                "a unicast address (the low bit of the first octet must be 0)",
+            ));
         }
         Ok(mac)
     }
@@ -144,7 +171,13 @@ pub fn parse_vlan(s: &str) -> Result<u16, InvalidValue> {
         .parse::<u16>()
         .ok()
         .filter(|v| *v <= VLAN_MAX)
-        .ok_or_else(|| InvalidValue::new("vlan", s, format!("an integer from 0 (no VLAN) to {VLAN_MAX}")))
+        .ok_or_else(|| {
+            InvalidValue::new(
+                "vlan",
+                s,
+                format!("an integer from 0 (no VLAN) to {VLAN_MAX}"),
+            )
+        })
 }
 
 pub fn parse_qos(s: &str) -> Result<u8, InvalidValue> {
@@ -157,9 +190,13 @@ pub fn parse_qos(s: &str) -> Result<u8, InvalidValue> {
 
 /// A TX rate limit in Mbit/s (0 = no limit), as IFLA_VF_RATE takes it.
 pub fn parse_rate(field: &'static str, s: &str) -> Result<u32, InvalidValue> {
-    s.trim()
-        .parse::<u32>()
-        .map_err(|_| InvalidValue::new(field, s, "a whole number of Mbit/s from 0 (no limit) to 4294967295"))
+    s.trim().parse::<u32>().map_err(|_| {
+        InvalidValue::new(
+            field,
+            s,
+            "a whole number of Mbit/s from 0 (no limit) to 4294967295",
+        )
+    })
 }
 
 pub fn parse_bool(field: &'static str, s: &str) -> Result<bool, InvalidValue> {
@@ -208,12 +245,19 @@ serde_via_str!(VfLinkState);
 pub fn parse_driver(s: &str) -> Result<String, InvalidValue> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    ok.then(|| s.to_string())
-        .ok_or_else(|| InvalidValue::new("driver", s, "a driver name from /sys/bus/pci/drivers (letters, digits, '_', '-', '.')"))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    ok.then(|| s.to_string()).ok_or_else(|| {
+        InvalidValue::new(
+            "driver",
+            s,
+            "a driver name from /sys/bus/pci/drivers (letters, digits, '_', '-', '.')",
+        )
+    })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -222,17 +266,43 @@ mod tests {
         let b: Bdf = "0000:01:10.2".parse().unwrap();
         assert_eq!((b.bus, b.device, b.function), (1, 0x10, 2));
         assert_eq!(b.to_string(), "0000:01:10.2");
-        assert_eq!("01:00.0".parse::<Bdf>().unwrap().to_string(), "0000:01:00.0");
-        for bad in ["", "0000:01:00", "0000:01:00.8", "0000:01:20.0", "zz:00.0", "0000:001:00.0", "eth0"] {
+        assert_eq!(
+            "01:00.0".parse::<Bdf>().unwrap().to_string(),
+            "0000:01:00.0"
+        );
+        for bad in [
+            "",
+            "0000:01:00",
+            "0000:01:00.8",
+            "0000:01:20.0",
+            "zz:00.0",
+            "0000:001:00.0",
+            "eth0",
+        ] {
             assert!(bad.parse::<Bdf>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn mac_must_be_unicast_and_non_zero() {
-        assert_eq!("02:00:00:00:00:01".parse::<MacAddr>().unwrap().to_string(), "02:00:00:00:00:01");
-        assert_eq!("02:AB:cd:00:00:01".parse::<MacAddr>().unwrap().to_string(), "02:ab:cd:00:00:01");
-        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:01:02", "0g:00:00:00:00:01", "00:00:00:00:00:00", "01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "2:0:0:0:0:1"] {
+        assert_eq!(
+            "02:00:00:00:00:01".parse::<MacAddr>().unwrap().to_string(),
+            "02:00:00:00:00:01"
+        );
+        assert_eq!(
+            "02:AB:cd:00:00:01".parse::<MacAddr>().unwrap().to_string(),
+            "02:ab:cd:00:00:01"
+        );
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "0g:00:00:00:00:01",
+            "00:00:00:00:00:00",
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "2:0:0:0:0:1",
+        ] {
             let e = bad.parse::<MacAddr>().unwrap_err();
             assert_eq!(e.field, "mac", "{bad}");
         }

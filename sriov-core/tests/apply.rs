@@ -1,6 +1,11 @@
 //! Discovery, plan and apply against the fake kernel (a sysfs fixture tree
 //! whose writes behave like the kernel's, and in-memory rtnetlink state).
-use std::{io, path::{Path, PathBuf}};
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
 
 use sriov_core::{
     apply::{self, ApplyReport},
@@ -34,7 +39,14 @@ fn state(host: &dyn Host) -> serde_json::Value {
     let overrides: Vec<String> = inv.pfs[0]
         .vfs
         .iter()
-        .map(|vf| host.read(&Path::new("/sys/bus/pci/devices").join(&vf.bdf).join("driver_override")).unwrap())
+        .map(|vf| {
+            host.read(
+                &Path::new("/sys/bus/pci/devices")
+                    .join(&vf.bdf)
+                    .join("driver_override"),
+            )
+            .unwrap()
+        })
         .collect();
     v["overrides"] = serde_json::json!(overrides);
     v
@@ -42,6 +54,7 @@ fn state(host: &dyn Host) -> serde_json::Value {
 
 fn nothing(_: sriov_core::ops::Progress) {}
 
+#[allow(clippy::result_large_err)]
 fn apply_text(host: &dyn Host, text: &str) -> Result<ApplyReport, apply::ApplyError> {
     let desired = DesiredState::parse(text).expect("valid config");
     apply::apply(host, &desired, PlanOptions::default(), &mut nothing)
@@ -77,10 +90,24 @@ fn discovery_reads_pf_and_vfs_with_names_and_netlink_view() {
     assert_eq!(inv.pfs.len(), 1);
     let pf = &inv.pfs[0];
     assert_eq!(pf.bdf, "0000:01:00.0");
-    assert_eq!((pf.vendor_id.as_str(), pf.device_id.as_str()), ("0x8086", "0x10c9"));
+    assert_eq!(
+        (pf.vendor_id.as_str(), pf.device_id.as_str()),
+        ("0x8086", "0x10c9")
+    );
     assert_eq!(pf.vendor_name.as_deref(), Some("Intel Corporation"));
-    assert!(pf.device_name.as_deref().unwrap().contains("82576"), "{:?}", pf.device_name);
-    assert_eq!((pf.driver.as_deref(), pf.netdev.as_deref(), pf.link.as_deref()), (Some("igb"), Some("eth0"), Some("up")));
+    assert!(
+        pf.device_name.as_deref().unwrap().contains("82576"),
+        "{:?}",
+        pf.device_name
+    );
+    assert_eq!(
+        (
+            pf.driver.as_deref(),
+            pf.netdev.as_deref(),
+            pf.link.as_deref()
+        ),
+        (Some("igb"), Some("eth0"), Some("up"))
+    );
     assert_eq!((pf.total_vfs, pf.num_vfs, pf.numa_node), (7, 3, Some(0)));
     let bdfs: Vec<&str> = pf.vfs.iter().map(|v| v.bdf.as_str()).collect();
     assert_eq!(bdfs, ["0000:01:10.0", "0000:01:10.2", "0000:01:10.4"]);
@@ -99,7 +126,10 @@ fn discovery_reads_pf_and_vfs_with_names_and_netlink_view() {
     assert_eq!(inv.pf("01:00.0").unwrap().bdf, "0000:01:00.0");
     assert_eq!(inv.pf("eth0v2").unwrap().bdf, "0000:01:00.0");
     let e = inv.pf("eth9").unwrap_err().to_string();
-    assert!(e.contains("eth9") && e.contains("0000:01:00.0 (eth0)"), "{e}");
+    assert!(
+        e.contains("eth9") && e.contains("0000:01:00.0 (eth0)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -121,9 +151,15 @@ struct Vanishing<'a> {
 }
 
 impl Host for Vanishing<'_> {
-    fn read(&self, path: &Path) -> io::Result<String> { self.inner.read(path) }
-    fn write(&self, path: &Path, value: &str) -> io::Result<()> { self.inner.write(path, value) }
-    fn read_link(&self, path: &Path) -> io::Result<PathBuf> { self.inner.read_link(path) }
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.inner.read(path)
+    }
+    fn write(&self, path: &Path, value: &str) -> io::Result<()> {
+        self.inner.write(path, value)
+    }
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        self.inner.read_link(path)
+    }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let r = self.inner.list_dir(path);
         if path.ends_with("0000:01:00.0") {
@@ -131,25 +167,42 @@ impl Host for Vanishing<'_> {
                 sriov_core::fixture::remove_device(&self.root, *b).unwrap();
             }
             // and one virtfn link too
-            let _ = std::fs::remove_file(self.root.join("sys/bus/pci/devices/0000:01:00.0/virtfn3"));
+            let _ =
+                std::fs::remove_file(self.root.join("sys/bus/pci/devices/0000:01:00.0/virtfn3"));
         }
         r
     }
-    fn exists(&self, path: &Path) -> bool { self.inner.exists(path) }
-    fn netlink(&self) -> Option<&dyn VfNetlink> { self.inner.netlink() }
-    fn writes(&self) -> usize { self.inner.writes() }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn netlink(&self) -> Option<&dyn VfNetlink> {
+        self.inner.netlink()
+    }
+    fn writes(&self) -> usize {
+        self.inner.writes()
+    }
 }
 
 #[test]
 fn vfs_vanishing_mid_scan_are_skipped_with_a_warning() {
     let (d, k) = kernel(4);
     let spec = pf_spec(4);
-    let host = Vanishing { inner: &k, root: d.path().to_path_buf(), gone: vec![spec.vf_bdf(1)] };
+    let host = Vanishing {
+        inner: &k,
+        root: d.path().to_path_buf(),
+        gone: vec![spec.vf_bdf(1)],
+    };
     let inv = discover::discover(&host).unwrap();
     let idx: Vec<u32> = inv.pfs[0].vfs.iter().map(|v| v.index).collect();
     assert_eq!(idx, [0, 2]);
     assert_eq!(inv.warnings.len(), 2, "{:?}", inv.warnings);
-    assert!(inv.warnings.iter().any(|w| w.contains("0000:01:10.2") && w.contains("vanished")), "{:?}", inv.warnings);
+    assert!(
+        inv.warnings
+            .iter()
+            .any(|w| w.contains("0000:01:10.2") && w.contains("vanished")),
+        "{:?}",
+        inv.warnings
+    );
 }
 
 #[test]
@@ -157,12 +210,21 @@ fn apply_configures_then_second_apply_is_a_no_op() {
     let (_d, k) = kernel(0);
     let r = apply_text(&k, CONFIG).unwrap();
     assert!(r.writes > 0);
-    assert!(r.journal.iter().all(|j| j.outcome == "ok" || j.outcome == "unchanged"), "{:#?}", r.journal);
+    assert!(
+        r.journal
+            .iter()
+            .all(|j| j.outcome == "ok" || j.outcome == "unchanged"),
+        "{:#?}",
+        r.journal
+    );
     let inv: Inventory = discover::discover(&k).unwrap();
     let pf = &inv.pfs[0];
     assert_eq!(pf.num_vfs, 4);
     let v0 = k.vf("eth0", 0).unwrap();
-    assert_eq!((v0.mac, v0.vlan, v0.qos), (Some("02:00:00:00:00:01".parse::<MacAddr>().unwrap()), 10, 0));
+    assert_eq!(
+        (v0.mac, v0.vlan, v0.qos),
+        (Some("02:00:00:00:00:01".parse::<MacAddr>().unwrap()), 10, 0)
+    );
     let v1 = k.vf("eth0", 1).unwrap();
     assert_eq!((v1.vlan, v1.qos), (20, 3));
     assert_eq!(k.vf("eth0", 2).unwrap().spoofchk, Some(false));
@@ -174,7 +236,12 @@ fn apply_configures_then_second_apply_is_a_no_op() {
     let again = apply_text(&k, CONFIG).unwrap();
     assert!(again.plan.is_empty(), "{:?}", again.plan);
     assert_eq!(again.writes, 0);
-    assert_eq!(k.writes(), w, "second apply wrote: {:?}", &k.write_log()[w..]);
+    assert_eq!(
+        k.writes(),
+        w,
+        "second apply wrote: {:?}",
+        &k.write_log()[w..]
+    );
 }
 
 #[test]
@@ -185,12 +252,23 @@ fn failure_midway_rolls_back_to_the_exact_state_before() {
     let before = state(&k);
     let w0 = k.writes();
     // the new config re-creates the VFs (2 -> 4); VF 2's setting fails
-    k.inject(Fault::SetVf { ifname: "eth0".into(), vf: 2, errno: libc::EIO });
+    k.inject(Fault::SetVf {
+        ifname: "eth0".into(),
+        vf: 2,
+        errno: libc::EIO,
+    });
     let err = apply_text(&k, CONFIG).unwrap_err();
     k.clear_faults();
-    assert!(k.writes() > w0, "the apply did change things before failing");
+    assert!(
+        k.writes() > w0,
+        "the apply did change things before failing"
+    );
     assert!(err.rolled_back, "{err}");
-    assert!(err.step.contains("vf 2") && err.step.contains("spoofchk off"), "{}", err.step);
+    assert!(
+        err.step.contains("vf 2") && err.step.contains("spoofchk off"),
+        "{}",
+        err.step
+    );
     assert_eq!(err.source.errno(), Some(libc::EIO));
     let msg = err.to_string();
     assert!(msg.contains("rolled back"), "{msg}");
@@ -202,10 +280,17 @@ fn failure_midway_rolls_back_to_the_exact_state_before() {
 fn failure_without_numvfs_change_rolls_back_each_setting() {
     let (_d, k) = kernel(4);
     let before = state(&k);
-    k.inject(Fault::Write { path_suffix: "drivers_probe".into(), errno: libc::ENODEV });
+    k.inject(Fault::Write {
+        path_suffix: "drivers_probe".into(),
+        errno: libc::ENODEV,
+    });
     let err = apply_text(&k, CONFIG).unwrap_err();
     k.clear_faults();
-    assert!(err.step.contains("driver igbvf -> vfio-pci"), "{}", err.step);
+    assert!(
+        err.step.contains("driver igbvf -> vfio-pci"),
+        "{}",
+        err.step
+    );
     assert!(err.rolled_back, "{err}");
     assert_eq!(state(&k), before);
     assert_eq!(k.vf("eth0", 0).unwrap().mac, Some(MacAddr([0; 6])));
@@ -215,13 +300,34 @@ fn failure_without_numvfs_change_rolls_back_each_setting() {
 #[test]
 fn bad_input_is_refused_before_any_write() {
     let cases: &[(&str, &str)] = &[
-        ("version = 1\n[[pf]]\ndevice = \"eth9\"\nnumvfs = 2\n", "eth9"),
-        ("version = 1\n[[pf]]\ndevice = \"0000:02:00.0\"\nnumvfs = 2\n", "0000:02:00.0"),
-        ("version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = 8\n", "sriov_totalvfs 7"),
-        ("version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 5\nmac = \"02:00:00:00:00:01\"\n", "VF index 5"),
-        ("version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 0\ndriver = \"nosuchdrv\"\n", "nosuchdrv"),
-        ("version = 1\n[[pf]]\ndevice = \"eth0v1\"\nnumvfs = 2\n", "it is a VF"),
-        ("version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = 2\n[[pf]]\ndevice = \"0000:01:00.0\"\nnumvfs = 2\n", "twice"),
+        (
+            "version = 1\n[[pf]]\ndevice = \"eth9\"\nnumvfs = 2\n",
+            "eth9",
+        ),
+        (
+            "version = 1\n[[pf]]\ndevice = \"0000:02:00.0\"\nnumvfs = 2\n",
+            "0000:02:00.0",
+        ),
+        (
+            "version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = 8\n",
+            "sriov_totalvfs 7",
+        ),
+        (
+            "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 5\nmac = \"02:00:00:00:00:01\"\n",
+            "VF index 5",
+        ),
+        (
+            "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 0\ndriver = \"nosuchdrv\"\n",
+            "nosuchdrv",
+        ),
+        (
+            "version = 1\n[[pf]]\ndevice = \"eth0v1\"\nnumvfs = 2\n",
+            "it is a VF",
+        ),
+        (
+            "version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = 2\n[[pf]]\ndevice = \"0000:01:00.0\"\nnumvfs = 2\n",
+            "twice",
+        ),
     ];
     for (text, want) in cases {
         let (_d, k) = kernel(2);
@@ -240,5 +346,8 @@ fn link_state_and_rates_are_planned_and_applied() {
     let (_d, k) = kernel(1);
     apply_text(&k, "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 0\nstate = \"disable\"\nmax_tx_rate = 100\ntrust = true\n").unwrap();
     let v = k.vf("eth0", 0).unwrap();
-    assert_eq!((v.link_state, v.max_tx_rate, v.min_tx_rate, v.trust), (Some(VfLinkState::Disable), 100, 0, Some(true)));
+    assert_eq!(
+        (v.link_state, v.max_tx_rate, v.min_tx_rate, v.trust),
+        (Some(VfLinkState::Disable), 100, 0, Some(true))
+    );
 }

@@ -19,14 +19,24 @@ fn pf() -> (String, String) {
 }
 
 fn values(round: u32, vf: u32) -> (String, u32, &'static str) {
-    (format!("02:00:00:00:{:02x}:{:02x}", round, vf + 1), 10 + round * 10 + vf, if round % 2 == 0 { "off" } else { "on" })
+    (
+        format!("02:00:00:00:{:02x}:{:02x}", round, vf + 1),
+        10 + round * 10 + vf,
+        if round.is_multiple_of(2) { "off" } else { "on" },
+    )
 }
 
 fn run(cmd: &mut Command) -> Duration {
     let t = Instant::now();
     let out = cmd.output().expect("spawn");
     let d = t.elapsed();
-    assert!(out.status.success(), "{:?}: {}{}", cmd, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     d
 }
 
@@ -51,19 +61,28 @@ fn main() {
         let (mut script, mut each) = (String::new(), String::new());
         for vf in 0..VFS {
             let (mac, vlan, sc) = values(3 * round, vf);
-            script.push_str(&format!("ip link set dev {ifname} vf {vf} mac {mac} vlan {vlan} spoofchk {sc}\n"));
+            script.push_str(&format!(
+                "ip link set dev {ifname} vf {vf} mac {mac} vlan {vlan} spoofchk {sc}\n"
+            ));
             let (mac, vlan, sc) = values(3 * round + 1, vf);
             each.push_str(&format!(
                 "ip link set dev {ifname} vf {vf} mac {mac}\nip link set dev {ifname} vf {vf} vlan {vlan}\nip link set dev {ifname} vf {vf} spoofchk {sc}\n"
             ));
         }
-        ip_times.push(run(Command::new("/bin/sh").arg("-c").arg(format!(". /etc/profile\n{script}"))));
-        ip_each_times.push(run(Command::new("/bin/sh").arg("-c").arg(format!(". /etc/profile\n{each}"))));
+        ip_times.push(run(Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(". /etc/profile\n{script}"))));
+        ip_each_times.push(run(Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(". /etc/profile\n{each}"))));
 
         let mut config = format!("version = 1\n[[pf]]\ndevice = \"{ifname}\"\n");
         for vf in 0..VFS {
             let (mac, vlan, sc) = values(3 * round + 2, vf);
-            config.push_str(&format!("[[pf.vf]]\nindex = {vf}\nmac = \"{mac}\"\nvlan = {vlan}\nspoofchk = {}\n", sc == "on"));
+            config.push_str(&format!(
+                "[[pf.vf]]\nindex = {vf}\nmac = \"{mac}\"\nvlan = {vlan}\nspoofchk = {}\n",
+                sc == "on"
+            ));
         }
         fs::write("/tmp/bench.toml", config).expect("write config");
         apply_times.push(run(Command::new(sriov).args(["apply", "/tmp/bench.toml"])));

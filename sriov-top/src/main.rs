@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!("sriov-top: the terminal UI is not part of this build yet; use `sriov list` / `sriov show` for now");
+    eprintln!(
+        "sriov-top: the terminal UI is not part of this build yet; use `sriov list` / `sriov show` for now"
+    );
     ExitCode::from(1)
 }

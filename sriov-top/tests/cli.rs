@@ -1,6 +1,8 @@
 //! The `sriov` CLI against sysfs fixture trees: output, and bad input that
 //! must exit 2 with a message naming the field and the allowed values while
 //! changing nothing.
+#![allow(clippy::unwrap_used)]
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -11,7 +13,11 @@ use sriov_core::fixture::{self, PfSpec};
 
 fn tree() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    fixture::add_pf(d.path(), &PfSpec::i82576("0000:01:00.0".parse().unwrap(), "eth0", 2)).unwrap();
+    fixture::add_pf(
+        d.path(),
+        &PfSpec::i82576("0000:01:00.0".parse().unwrap(), "eth0", 2),
+    )
+    .unwrap();
     d
 }
 
@@ -24,7 +30,10 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, String)> {
             let p = e.path();
             let ft = e.file_type().unwrap();
             if ft.is_symlink() {
-                out.push((p.clone(), format!("-> {}", fs::read_link(&p).unwrap().display())));
+                out.push((
+                    p.clone(),
+                    format!("-> {}", fs::read_link(&p).unwrap().display()),
+                ));
             } else if ft.is_dir() {
                 out.push((p.clone(), "dir".into()));
                 stack.push(p);
@@ -49,9 +58,15 @@ fn list_shows_pf_and_vfs_and_says_netlink_is_absent() {
     let out = sriov(d.path()).arg("list").assert().success();
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-    assert!(stdout.contains("0000:01:00.0 Intel Corporation 82576"), "{stdout}");
+    assert!(
+        stdout.contains("0000:01:00.0 Intel Corporation 82576"),
+        "{stdout}"
+    );
     assert!(stdout.contains("VFs 2/7"), "{stdout}");
-    assert!(stdout.contains("0000:01:10.0") && stdout.contains("0000:01:10.2"), "{stdout}");
+    assert!(
+        stdout.contains("0000:01:10.0") && stdout.contains("0000:01:10.2"),
+        "{stdout}"
+    );
     assert!(stdout.contains("eth0v1"), "{stdout}");
     assert!(stderr.contains("rtnetlink absent"), "{stderr}");
 }
@@ -59,7 +74,10 @@ fn list_shows_pf_and_vfs_and_says_netlink_is_absent() {
 #[test]
 fn json_output_has_the_schema_and_devices() {
     let d = tree();
-    let out = sriov(d.path()).args(["show", "eth0v1", "--json"]).assert().success();
+    let out = sriov(d.path())
+        .args(["show", "eth0v1", "--json"])
+        .assert()
+        .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(v["schema"], "sriov-top.discovery/v1");
     assert_eq!(v["pfs"][0]["bdf"], "0000:01:00.0");
@@ -74,7 +92,11 @@ fn numvfs_change_works_on_a_fixture_tree() {
     // a fixture tree has no kernel behind it: the write lands in the file,
     // and `set` then waits for VFs that never appear -- so only 0 is tested
     let d = tree();
-    sriov(d.path()).args(["set", "eth0", "numvfs", "2"]).assert().success().stdout(predicates::str::contains("already 2"));
+    sriov(d.path())
+        .args(["set", "eth0", "numvfs", "2"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("already 2"));
 }
 
 #[test]
@@ -91,56 +113,197 @@ fn vf_settings_without_netlink_fail_with_exit_1_and_change_nothing() {
 
 #[test]
 fn completions_are_generated() {
-    Command::cargo_bin("sriov").unwrap().args(["completions", "bash"]).assert().success().stdout(predicates::str::contains("sriov"));
+    Command::cargo_bin("sriov")
+        .unwrap()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("sriov"));
 }
 
 const BAD_CONFIG_UNKNOWN_KEY: &str = "version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfz = 2\n";
 const BAD_CONFIG_SYNTAX: &str = "version = 1\n[[pf]\ndevice = \"eth0\"\n";
 const BAD_CONFIG_TOTAL: &str = "version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = 9\n";
-const BAD_CONFIG_INDEX: &str = "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 4\ntrust = true\n";
-const BAD_CONFIG_DRIVER: &str = "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 1\ndriver = \"nosuchdrv\"\n";
+const BAD_CONFIG_INDEX: &str =
+    "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 4\ntrust = true\n";
+const BAD_CONFIG_DRIVER: &str =
+    "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 1\ndriver = \"nosuchdrv\"\n";
 const BAD_CONFIG_PF: &str = "version = 1\n[[pf]]\ndevice = \"eth7\"\nnumvfs = 1\n";
-const BAD_CONFIG_VLAN: &str = "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 0\nvlan = 5000\n";
+const BAD_CONFIG_VLAN: &str =
+    "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 0\nvlan = 5000\n";
 
 /// (arguments, config file content if the command takes FILE, text stderr must contain)
 const BAD_INPUT: &[(&[&str], Option<&str>, &[&str])] = &[
-    (&["vf", "set", "eth0", "0", "mac", "zz:00:00:00:00:01"], None, &["mac", "six hex octets"]),
-    (&["vf", "set", "eth0", "0", "mac", "01:00:5e:00:00:01"], None, &["mac", "unicast"]),
-    (&["vf", "set", "eth0", "0", "mac", "00:00:00:00:00:00"], None, &["mac", "non-zero"]),
-    (&["vf", "set", "eth0", "0", "mac", "02:00:00:00:00"], None, &["mac", "six hex octets"]),
-    (&["vf", "set", "eth0", "0", "vlan", "4095"], None, &["vlan", "0 (no VLAN) to 4094"]),
-    (&["vf", "set", "eth0", "0", "vlan", "-1"], None, &["vlan", "0 (no VLAN) to 4094"]),
-    (&["vf", "set", "eth0", "0", "vlan", "ten"], None, &["vlan", "0 (no VLAN) to 4094"]),
-    (&["vf", "set", "eth0", "0", "vlan", "10", "qos", "8"], None, &["qos", "0 to 7"]),
-    (&["vf", "set", "eth0", "0", "qos", "3"], None, &["qos needs a VLAN"]),
-    (&["vf", "set", "eth0", "0", "max-tx-rate", "-5"], None, &["max-tx-rate", "whole number of Mbit/s"]),
-    (&["vf", "set", "eth0", "0", "max-tx-rate", "fast"], None, &["max-tx-rate", "whole number of Mbit/s"]),
-    (&["vf", "set", "eth0", "0", "min-tx-rate", "1.5"], None, &["min-tx-rate", "whole number of Mbit/s"]),
-    (&["vf", "set", "eth0", "0", "min-tx-rate", "100", "max-tx-rate", "50"], None, &["min-tx-rate 100 is above max-tx-rate 50"]),
-    (&["vf", "set", "eth0", "0", "spoofchk", "maybe"], None, &["spoofchk", "on or off"]),
-    (&["vf", "set", "eth0", "0", "trust", "2"], None, &["trust", "on or off"]),
-    (&["vf", "set", "eth0", "0", "state", "up"], None, &["state", "auto, enable or disable"]),
-    (&["vf", "set", "eth0", "0", "speed", "10"], None, &["unknown VF setting", "allowed are mac"]),
-    (&["vf", "set", "eth0", "0", "mac"], None, &["`mac` needs a value"]),
-    (&["vf", "set", "eth0", "x", "trust", "on"], None, &["invalid VF index", "0 to sriov_numvfs - 1"]),
-    (&["vf", "set", "eth0", "5", "trust", "on"], None, &["VF index 5 does not exist", "valid indexes are 0 to 1"]),
-    (&["vf", "set", "eth9", "0", "trust", "on"], None, &["eth9", "SR-IOV PFs here: 0000:01:00.0 (eth0)"]),
-    (&["set", "eth0", "numvfs", "8"], None, &["numvfs 8 is more than sriov_totalvfs 7", "0 to 7"]),
-    (&["set", "eth0", "numvfs", "-1"], None, &["numvfs", "0 to sriov_totalvfs"]),
-    (&["set", "eth0", "numvfs", "many"], None, &["numvfs", "0 to sriov_totalvfs"]),
+    (
+        &["vf", "set", "eth0", "0", "mac", "zz:00:00:00:00:01"],
+        None,
+        &["mac", "six hex octets"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "mac", "01:00:5e:00:00:01"],
+        None,
+        &["mac", "unicast"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "mac", "00:00:00:00:00:00"],
+        None,
+        &["mac", "non-zero"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "mac", "02:00:00:00:00"],
+        None,
+        &["mac", "six hex octets"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "vlan", "4095"],
+        None,
+        &["vlan", "0 (no VLAN) to 4094"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "vlan", "-1"],
+        None,
+        &["vlan", "0 (no VLAN) to 4094"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "vlan", "ten"],
+        None,
+        &["vlan", "0 (no VLAN) to 4094"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "vlan", "10", "qos", "8"],
+        None,
+        &["qos", "0 to 7"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "qos", "3"],
+        None,
+        &["qos needs a VLAN"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "max-tx-rate", "-5"],
+        None,
+        &["max-tx-rate", "whole number of Mbit/s"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "max-tx-rate", "fast"],
+        None,
+        &["max-tx-rate", "whole number of Mbit/s"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "min-tx-rate", "1.5"],
+        None,
+        &["min-tx-rate", "whole number of Mbit/s"],
+    ),
+    (
+        &[
+            "vf",
+            "set",
+            "eth0",
+            "0",
+            "min-tx-rate",
+            "100",
+            "max-tx-rate",
+            "50",
+        ],
+        None,
+        &["min-tx-rate 100 is above max-tx-rate 50"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "spoofchk", "maybe"],
+        None,
+        &["spoofchk", "on or off"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "trust", "2"],
+        None,
+        &["trust", "on or off"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "state", "up"],
+        None,
+        &["state", "auto, enable or disable"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "speed", "10"],
+        None,
+        &["unknown VF setting", "allowed are mac"],
+    ),
+    (
+        &["vf", "set", "eth0", "0", "mac"],
+        None,
+        &["`mac` needs a value"],
+    ),
+    (
+        &["vf", "set", "eth0", "x", "trust", "on"],
+        None,
+        &["invalid VF index", "0 to sriov_numvfs - 1"],
+    ),
+    (
+        &["vf", "set", "eth0", "5", "trust", "on"],
+        None,
+        &["VF index 5 does not exist", "valid indexes are 0 to 1"],
+    ),
+    (
+        &["vf", "set", "eth9", "0", "trust", "on"],
+        None,
+        &["eth9", "SR-IOV PFs here: 0000:01:00.0 (eth0)"],
+    ),
+    (
+        &["set", "eth0", "numvfs", "8"],
+        None,
+        &["numvfs 8 is more than sriov_totalvfs 7", "0 to 7"],
+    ),
+    (
+        &["set", "eth0", "numvfs", "-1"],
+        None,
+        &["numvfs", "0 to sriov_totalvfs"],
+    ),
+    (
+        &["set", "eth0", "numvfs", "many"],
+        None,
+        &["numvfs", "0 to sriov_totalvfs"],
+    ),
     (&["set", "eth0", "mtu", "9000"], None, &["numvfs"]),
-    (&["set", "0000:09:00.0", "numvfs", "1"], None, &["0000:09:00.0", "SR-IOV PFs here"]),
-    (&["vf", "bind", "eth0", "0", "nosuchdrv"], None, &["nosuchdrv", "does not exist", "available: "]),
-    (&["vf", "bind", "eth0", "0", "../../evil"], None, &["driver", "letters, digits"]),
-    (&["vf", "bind", "eth0", "7", "vfio-pci"], None, &["VF index 7 does not exist"]),
+    (
+        &["set", "0000:09:00.0", "numvfs", "1"],
+        None,
+        &["0000:09:00.0", "SR-IOV PFs here"],
+    ),
+    (
+        &["vf", "bind", "eth0", "0", "nosuchdrv"],
+        None,
+        &["nosuchdrv", "does not exist", "available: "],
+    ),
+    (
+        &["vf", "bind", "eth0", "0", "../../evil"],
+        None,
+        &["driver", "letters, digits"],
+    ),
+    (
+        &["vf", "bind", "eth0", "7", "vfio-pci"],
+        None,
+        &["VF index 7 does not exist"],
+    ),
     (&["show", "eth9"], None, &["eth9", "SR-IOV PFs here"]),
-    (&["apply"], Some(BAD_CONFIG_UNKNOWN_KEY), &["line 4", "numvfz"]),
+    (
+        &["apply"],
+        Some(BAD_CONFIG_UNKNOWN_KEY),
+        &["line 4", "numvfz"],
+    ),
     (&["apply"], Some(BAD_CONFIG_SYNTAX), &["line 2"]),
     (&["apply"], Some(BAD_CONFIG_TOTAL), &["sriov_totalvfs 7"]),
     (&["apply"], Some(BAD_CONFIG_INDEX), &["VF index 4"]),
-    (&["apply"], Some(BAD_CONFIG_DRIVER), &["nosuchdrv", "does not exist"]),
+    (
+        &["apply"],
+        Some(BAD_CONFIG_DRIVER),
+        &["nosuchdrv", "does not exist"],
+    ),
     (&["apply"], Some(BAD_CONFIG_PF), &["eth7", "line 2"]),
-    (&["plan"], Some(BAD_CONFIG_VLAN), &["line 6", "vlan", "4094"]),
+    (
+        &["plan"],
+        Some(BAD_CONFIG_VLAN),
+        &["line 6", "vlan", "4094"],
+    ),
 ];
 
 #[test]
@@ -159,7 +322,10 @@ fn bad_input_exits_2_names_the_field_and_changes_nothing() {
         let out = cmd.assert().code(2);
         let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
         for w in *wants {
-            assert!(stderr.contains(w), "{args:?}: stderr lacks {w:?}:\n{stderr}");
+            assert!(
+                stderr.contains(w),
+                "{args:?}: stderr lacks {w:?}:\n{stderr}"
+            );
         }
         let mut after = snapshot(d.path());
         after.retain(|(p, _)| !p.ends_with("config.toml"));
@@ -170,6 +336,15 @@ fn bad_input_exits_2_names_the_field_and_changes_nothing() {
 #[test]
 fn missing_config_file_and_sysfs_root_are_bad_input() {
     let d = tree();
-    sriov(d.path()).args(["apply", "/nonexistent/sriov.toml"]).assert().code(2).stderr(predicates::str::contains("/nonexistent/sriov.toml"));
-    Command::cargo_bin("sriov").unwrap().args(["--sysfs-root", "/nonexistent", "list"]).assert().code(2).stderr(predicates::str::contains("fixture tree"));
+    sriov(d.path())
+        .args(["apply", "/nonexistent/sriov.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("/nonexistent/sriov.toml"));
+    Command::cargo_bin("sriov")
+        .unwrap()
+        .args(["--sysfs-root", "/nonexistent", "list"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("fixture tree"));
 }

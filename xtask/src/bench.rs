@@ -22,7 +22,20 @@ const LAB_EXAMPLES: &[&str] = &["lab_bench_apply"];
 
 /// Release builds: benchmarks measure what operators run.
 fn build_release(name: &str) -> Result<PathBuf> {
-    util::run(Command::new(env!("CARGO")).args(["build", "--quiet", "--release", "--package", "sriov-top", "--bins", "--example", name]).current_dir(util::workspace_root()))?;
+    util::run(
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--package",
+                "sriov-top",
+                "--bins",
+                "--example",
+                name,
+            ])
+            .current_dir(util::workspace_root()),
+    )?;
     let p = util::target_dir().join("release/examples").join(name);
     if !p.exists() {
         bail!("example {name} was not built at {}", p.display());
@@ -32,8 +45,12 @@ fn build_release(name: &str) -> Result<PathBuf> {
 
 pub fn run_bench(o: Options) -> Result<u8> {
     if !o.lab_only {
-        util::run(Command::new(env!("CARGO")).args(["bench", "--workspace"]).current_dir(util::workspace_root()))
-            .context("host benchmarks")?;
+        util::run(
+            Command::new(env!("CARGO"))
+                .args(["bench", "--workspace"])
+                .current_dir(util::workspace_root()),
+        )
+        .context("host benchmarks")?;
     }
     if o.host_only {
         return Ok(0);
@@ -45,7 +62,11 @@ pub fn run_bench(o: Options) -> Result<u8> {
         script.push_str(&format!("{name}\n"));
     }
     let release = util::target_dir().join("release");
-    bins.extend(["sriov", "sriov-top"].iter().map(|n| (n.to_string(), release.join(n))));
+    bins.extend(
+        ["sriov", "sriov-top"]
+            .iter()
+            .map(|n| (n.to_string(), release.join(n))),
+    );
     let run = lab::Run {
         job: lab::Job::Exec,
         cmd: Some(&script),

@@ -11,7 +11,9 @@ use crate::util;
 pub const TARGETS: &[(&str, &str)] = &[("sriov-core", "config_parser")];
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  cargo xtask fuzz\n  cargo xtask fuzz --seconds 600 config_parser")]
+#[command(
+    after_help = "Examples:\n  cargo xtask fuzz\n  cargo xtask fuzz --seconds 600 config_parser"
+)]
 pub struct Options {
     /// Run only this target.
     pub target: Option<String>,
@@ -22,7 +24,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { target: None, seconds: 30 }
+        Self {
+            target: None,
+            seconds: 30,
+        }
     }
 }
 
@@ -52,7 +57,11 @@ pub fn run_fuzz(o: Options) -> Result<u8> {
         }
     }
     if ran == 0 {
-        bail!("no fuzz target named {:?}; targets: {:?}", o.target, TARGETS.iter().map(|t| t.1).collect::<Vec<_>>());
+        bail!(
+            "no fuzz target named {:?}; targets: {:?}",
+            o.target,
+            TARGETS.iter().map(|t| t.1).collect::<Vec<_>>()
+        );
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

@@ -105,7 +105,10 @@ pub fn run_setup(opts: Options) -> Result<()> {
                 println!("[{n}/{total}] install  {}: {what}", step.name);
                 let ts = Instant::now();
                 (step.install)().with_context(|| {
-                    format!("setup step {n} failed: {}\nFix: {}", step.name, step.fix_hint)
+                    format!(
+                        "setup step {n} failed: {}\nFix: {}",
+                        step.name, step.fix_hint
+                    )
                 })?;
                 if let Some(still) = (step.check)()? {
                     bail!(
@@ -114,7 +117,11 @@ pub fn run_setup(opts: Options) -> Result<()> {
                         step.fix_hint
                     );
                 }
-                println!("[{n}/{total}] done     {} in {}", step.name, util::secs(ts.elapsed()));
+                println!(
+                    "[{n}/{total}] done     {} in {}",
+                    step.name,
+                    util::secs(ts.elapsed())
+                );
             }
         }
     }
@@ -128,7 +135,8 @@ pub fn run_setup(opts: Options) -> Result<()> {
 // ------------------------------------------------------------------ apt
 
 fn dpkg_version(pkg: &str) -> Option<String> {
-    let out = output(Command::new("dpkg-query").args(["-W", "-f=${Status}\t${Version}", pkg])).ok()?;
+    let out =
+        output(Command::new("dpkg-query").args(["-W", "-f=${Status}\t${Version}", pkg])).ok()?;
     let (status, version) = out.split_once('\t')?;
     status.ends_with(" installed").then(|| version.to_string())
 }
@@ -151,7 +159,9 @@ fn check_apt() -> Result<Option<String>> {
     let (qemu, rest) = missing_apt();
     let mut what = Vec::new();
     if qemu {
-        what.push(format!("{QEMU_PACKAGE} >= {QEMU_MIN_VERSION} (bookworm-backports)"));
+        what.push(format!(
+            "{QEMU_PACKAGE} >= {QEMU_MIN_VERSION} (bookworm-backports)"
+        ));
     }
     what.extend(rest.iter().map(|s| s.to_string()));
     Ok((!what.is_empty()).then(|| what.join(", ")))
@@ -165,7 +175,9 @@ fn debian_archive_uri() -> Result<String> {
         candidates.extend(rd.flatten().map(|e| e.path()));
     }
     for path in candidates {
-        let Ok(text) = fs::read_to_string(&path) else { continue };
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
         // deb822 stanzas
         for stanza in text.split("\n\n") {
             let field = |k: &str| {
@@ -209,11 +221,21 @@ fn install_apt() -> Result<()> {
     }
     let log = cache_dir().join("setup-apt.log");
     println!("    apt-get update + install (log: {})", log.display());
-    run_logged(Command::new("apt-get").args(["update", "-qq"]).envs(env), &log)?;
+    run_logged(
+        Command::new("apt-get").args(["update", "-qq"]).envs(env),
+        &log,
+    )?;
     if qemu {
         run_logged(
             Command::new("apt-get")
-                .args(["install", "-y", "-qq", "-t", "bookworm-backports", QEMU_PACKAGE])
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "-t",
+                    "bookworm-backports",
+                    QEMU_PACKAGE,
+                ])
                 .envs(env),
             &log,
         )?;
@@ -233,8 +255,14 @@ fn install_apt() -> Result<()> {
 // ------------------------------------------------------------------ rust
 
 fn check_rust_src() -> Result<Option<String>> {
-    let out = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
-        .context("the nightly toolchain is needed for the eBPF build (`rustup toolchain list`)")?;
+    let out = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context("the nightly toolchain is needed for the eBPF build (`rustup toolchain list`)")?;
     Ok((!out.lines().any(|l| l.starts_with("rust-src"))).then(|| "rust-src (nightly)".to_string()))
 }
 
@@ -262,9 +290,12 @@ fn nightly_libllvm() -> Result<PathBuf> {
         })
         .collect();
     found.sort();
-    found
-        .pop()
-        .with_context(|| format!("no libLLVM in {}; is the nightly toolchain complete?", lib.display()))
+    found.pop().with_context(|| {
+        format!(
+            "no libLLVM in {}; is the nightly toolchain complete?",
+            lib.display()
+        )
+    })
 }
 
 fn llvm_major(lib: &Path) -> Option<String> {
@@ -292,7 +323,11 @@ fn check_bpf_linker() -> Result<Option<String>> {
         return Ok(Some(format!("{} not installed", bin.display())));
     }
     let lib_dir = nightly_sysroot()?.join("lib");
-    let ok = succeeds(Command::new(&bin).arg("--version").env("LD_LIBRARY_PATH", &lib_dir));
+    let ok = succeeds(
+        Command::new(&bin)
+            .arg("--version")
+            .env("LD_LIBRARY_PATH", &lib_dir),
+    );
     Ok((!ok).then(|| format!("{} does not run against nightly's LLVM", bin.display())))
 }
 
@@ -305,10 +340,23 @@ fn install_bpf_linker() -> Result<()> {
     let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(&lib, &link)
         .with_context(|| format!("linking {} -> {}", link.display(), lib.display()))?;
-    println!("    building bpf-linker {BPF_LINKER_VERSION} against {} (about a minute)", lib.display());
+    println!(
+        "    building bpf-linker {BPF_LINKER_VERSION} against {} (about a minute)",
+        lib.display()
+    );
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--force"])
-        .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--force",
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
         .env("LLVM_PREFIX", &prefix))
 }
 
@@ -320,7 +368,13 @@ fn check_cargo_fuzz() -> Result<Option<String>> {
 
 fn install_cargo_fuzz() -> Result<()> {
     println!("    building cargo-fuzz {CARGO_FUZZ_VERSION} (about a minute)");
-    run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]))
+    run(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
 }
 
 // ------------------------------------------------------------------ guest kernel
@@ -333,7 +387,9 @@ pub struct GuestKernel {
 
 impl GuestKernel {
     pub fn vmlinuz(&self) -> PathBuf {
-        self.root.join("boot").join(format!("vmlinuz-{}", self.version))
+        self.root
+            .join("boot")
+            .join(format!("vmlinuz-{}", self.version))
     }
     pub fn modules_dir(&self) -> PathBuf {
         self.root.join("lib/modules").join(&self.version)
@@ -372,7 +428,11 @@ fn kernel_candidates() -> Result<Vec<String>> {
         "--names-only",
         r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
     ]))?;
-    Ok(out.lines().filter_map(|l| l.split_whitespace().next()).map(String::from).collect())
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect())
 }
 
 fn install_kernel() -> Result<()> {
@@ -386,9 +446,15 @@ fn install_kernel() -> Result<()> {
     } else {
         // newest by Debian version order
         cands.sort_by(|a, b| {
-            if version_ge(a, b) { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Less }
+            if version_ge(a, b) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Less
+            }
         });
-        cands.pop().context("the apt archive has no linux-image-6.12.*+deb12-amd64-unsigned")?
+        cands
+            .pop()
+            .context("the apt archive has no linux-image-6.12.*+deb12-amd64-unsigned")?
     };
     let root = kernel_root();
     let debs = cache_dir().join("debs");
@@ -396,7 +462,9 @@ fn install_kernel() -> Result<()> {
     let _ = fs::remove_dir_all(&debs);
     fs::create_dir_all(&debs)?;
     println!("    downloading {pkg}");
-    run(Command::new("apt-get").args(["download", "-q", &pkg]).current_dir(&debs))?;
+    run(Command::new("apt-get")
+        .args(["download", "-q", &pkg])
+        .current_dir(&debs))?;
     let deb = fs::read_dir(&debs)?
         .flatten()
         .map(|e| e.path())

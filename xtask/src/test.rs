@@ -24,7 +24,9 @@ pub struct Options {
 /// Run `cargo test --workspace`, streaming its output; returns (passed, failed).
 fn host_tests() -> Result<(u32, u32, bool)> {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["test", "--workspace"]).current_dir(util::workspace_root()).stdout(Stdio::piped());
+    cmd.args(["test", "--workspace"])
+        .current_dir(util::workspace_root())
+        .stdout(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| util::display(&cmd))?;
     let (mut passed, mut failed) = (0, 0);
     for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
@@ -59,7 +61,10 @@ pub fn run_test(o: Options) -> Result<u8> {
     let (fp, ff) = if o.fuzz_seconds == 0 {
         (0, 0)
     } else {
-        match fuzz::run_fuzz(fuzz::Options { seconds: o.fuzz_seconds, ..Default::default() }) {
+        match fuzz::run_fuzz(fuzz::Options {
+            seconds: o.fuzz_seconds,
+            ..Default::default()
+        }) {
             Ok(0) => (fuzz::TARGETS.len() as u32, 0),
             Ok(_) => (0, 1),
             Err(e) => {
@@ -70,10 +75,18 @@ pub fn run_test(o: Options) -> Result<u8> {
     };
     let failed = hf + lf + ff + u32::from(!host_ok && hf == 0);
     let (hp, lp) = (hp + fp, lp);
-    println!("timing: host tests {}, total {}", util::secs(th), util::secs(t0.elapsed()));
+    println!(
+        "timing: host tests {}, total {}",
+        util::secs(th),
+        util::secs(t0.elapsed())
+    );
     println!("all: {} passed, {failed} failed", hp + lp);
     if hp + lp == 0 {
         bail!("no test ran");
     }
-    Ok(if failed > 0 || !host_ok || !lab_ok { 1 } else { 0 })
+    Ok(if failed > 0 || !host_ok || !lab_ok {
+        1
+    } else {
+        0
+    })
 }

@@ -38,7 +38,9 @@ pub fn cache_dir() -> PathBuf {
 /// Run a command, inheriting stdio; fail with the command line on non-zero.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = display(cmd);
-    let status = cmd.status().with_context(|| format!("cannot start `{line}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{line}`"))?;
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }
@@ -53,13 +55,20 @@ pub fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     writeln!(f, "$ {line}")?;
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{line}`"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `{line}`"))?;
     f.write_all(&out.stdout)?;
     f.write_all(&out.stderr)?;
     if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         bail!(
             "`{line}` failed ({}); last lines (full log: {}):\n{}",

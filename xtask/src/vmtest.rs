@@ -30,7 +30,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { filter: None, accel: None, timeout: DEFAULT_TIMEOUT_S, verbose: false }
+        Self {
+            filter: None,
+            accel: None,
+            timeout: DEFAULT_TIMEOUT_S,
+            verbose: false,
+        }
     }
 }
 
@@ -44,24 +49,43 @@ fn build_test(package: &str, target: &str) -> Result<PathBuf> {
     let mut cmd = Command::new(env!("CARGO"));
     // --workspace: the same feature unification as `cargo test --workspace`,
     // so the host test build is reused rather than rebuilt
-    cmd.args(["test", "--workspace", "--no-run", "--test", target, "--message-format=json-render-diagnostics"])
-        .current_dir(util::workspace_root())
-        .stdout(Stdio::piped());
+    cmd.args([
+        "test",
+        "--workspace",
+        "--no-run",
+        "--test",
+        target,
+        "--message-format=json-render-diagnostics",
+    ])
+    .current_dir(util::workspace_root())
+    .stdout(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| util::display(&cmd))?;
     let mut exe = None;
     for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        let pkg_ok = msg["package_id"].as_str().is_some_and(|id| id.contains(&format!("/{package}#")) || id.contains(&format!("{package}@")) || id.contains(&format!("{package} ")));
-        if msg["reason"] == "compiler-artifact" && pkg_ok && msg["target"]["name"] == target && msg["profile"]["test"] == true {
-            if let Some(p) = msg["executable"].as_str() {
-                exe = Some(PathBuf::from(p));
-            }
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let pkg_ok = msg["package_id"].as_str().is_some_and(|id| {
+            id.contains(&format!("/{package}#"))
+                || id.contains(&format!("{package}@"))
+                || id.contains(&format!("{package} "))
+        });
+        if msg["reason"] == "compiler-artifact"
+            && pkg_ok
+            && msg["target"]["name"] == target
+            && msg["profile"]["test"] == true
+            && let Some(p) = msg["executable"].as_str()
+        {
+            exe = Some(PathBuf::from(p));
         }
     }
     let status = child.wait()?;
     if !status.success() {
-        bail!("building the lab tests failed: `{}` ({status})", util::display(&cmd));
+        bail!(
+            "building the lab tests failed: `{}` ({status})",
+            util::display(&cmd)
+        );
     }
     exe.with_context(|| format!("cargo built no test executable for {package} --test {target}"))
 }
@@ -72,7 +96,9 @@ pub fn parse_result(line: &str) -> Option<(u32, u32)> {
     let num = |word: &str| -> Option<u32> {
         rest.split(';').find_map(|part| {
             let mut it = part.split_whitespace().rev();
-            (it.next()? == word).then(|| it.next()?.parse().ok()).flatten()
+            (it.next()? == word)
+                .then(|| it.next()?.parse().ok())
+                .flatten()
         })
     };
     Some((num("passed")?, num("failed")?))
@@ -100,7 +126,10 @@ pub fn run(o: Options) -> Result<Summary> {
         let name = format!("{package}-{target}-tests");
         script.push_str(&format!(
             "echo '>>> {name}'\n{name} --ignored --test-threads=1 --color never {} || rc=1\n",
-            o.filter.as_deref().map(|f| format!("'{}'", f.replace('\'', ""))).unwrap_or_default()
+            o.filter
+                .as_deref()
+                .map(|f| format!("'{}'", f.replace('\'', "")))
+                .unwrap_or_default()
         ));
         bins.push((name, exe));
     }
@@ -129,7 +158,9 @@ pub fn run(o: Options) -> Result<Summary> {
         "vm-test: build {}, VM {} (ready after {})",
         util::secs(built),
         util::secs(out.wall),
-        out.ready_after.map(util::secs).unwrap_or_else(|| "-".into())
+        out.ready_after
+            .map(util::secs)
+            .unwrap_or_else(|| "-".into())
     );
     if let Some(f) = out.failure {
         println!("vm-test: {passed} passed, {failed} failed");
@@ -143,20 +174,30 @@ pub fn run(o: Options) -> Result<Summary> {
     if passed + failed == 0 {
         bail!("no lab test ran");
     }
-    Ok(Summary { passed, failed, ok: failed == 0 && out.exit_code == Some(0) })
+    Ok(Summary {
+        passed,
+        failed,
+        ok: failed == 0 && out.exit_code == Some(0),
+    })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse_result;
 
     #[test]
     fn parses_libtest_summary() {
         assert_eq!(
-            parse_result("test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 3.21s"),
+            parse_result(
+                "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 3.21s"
+            ),
             Some((2, 0))
         );
-        assert_eq!(parse_result("test result: FAILED. 1 passed; 1 failed; 0 ignored"), Some((1, 1)));
+        assert_eq!(
+            parse_result("test result: FAILED. 1 passed; 1 failed; 0 ignored"),
+            Some((1, 1))
+        );
         assert_eq!(parse_result("running 2 tests"), None);
     }
 }

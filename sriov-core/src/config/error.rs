@@ -16,10 +16,17 @@ impl Position {
     /// the middle of a character, are clamped rather than refused.
     pub fn at(text: &str, offset: usize) -> Self {
         let before = &text.as_bytes()[..offset.min(text.len())];
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         // Count characters by counting the bytes that start one.
-        let column = before[line_start..].iter().filter(|&&b| b & 0xC0 != 0x80).count() + 1;
+        let column = before[line_start..]
+            .iter()
+            .filter(|&&b| b & 0xC0 != 0x80)
+            .count()
+            + 1;
         Self { line, column }
     }
 }
@@ -210,7 +217,11 @@ struct Near<'a>(&'a str);
 
 impl fmt::Display for Near<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() { Ok(()) } else { write!(f, " at `{}`", self.0) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " at `{}`", self.0)
+        }
     }
 }
 

@@ -49,7 +49,8 @@ use toml::{
 
 pub use self::error::{ConfigError, Position};
 use crate::types::{
-    Bdf, InvalidValue, MacAddr, VLAN_MAX, VfLinkState, parse_driver, parse_qos, parse_rate, parse_vlan,
+    Bdf, InvalidValue, MacAddr, VLAN_MAX, VfLinkState, parse_driver, parse_qos, parse_rate,
+    parse_vlan,
 };
 
 /// The only config format version there is.
@@ -123,7 +124,12 @@ impl DesiredState {
                 message: e.message().to_owned(),
             }
         })?;
-        Parser { text, devices: HashMap::new(), macs: HashMap::new() }.document(doc.get_ref())
+        Parser {
+            text,
+            devices: HashMap::new(),
+            macs: HashMap::new(),
+        }
+        .document(doc.get_ref())
     }
 
     /// Read a config file and [`parse`](Self::parse) it.
@@ -133,8 +139,10 @@ impl DesiredState {
     /// [`ConfigError::Io`] with the path if the file cannot be read (or is
     /// not UTF-8), otherwise as for [`parse`](Self::parse).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text)
     }
 }
@@ -144,8 +152,18 @@ type Value<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &["version", "pf"];
 const PF_KEYS: &[&str] = &["device", "numvfs", "vf"];
-const VF_KEYS: &[&str] =
-    &["index", "mac", "vlan", "qos", "spoofchk", "trust", "state", "min_tx_rate", "max_tx_rate", "driver"];
+const VF_KEYS: &[&str] = &[
+    "index",
+    "mac",
+    "vlan",
+    "qos",
+    "spoofchk",
+    "trust",
+    "state",
+    "min_tx_rate",
+    "max_tx_rate",
+    "driver",
+];
 
 const DEVICE_ALLOWED: &str = "a PCI address (dddd:bb:dd.f, e.g. 0000:01:00.0) or a network interface name \
      (1 to 15 characters, no '/', ':' or whitespace, not \".\" or \"..\")";
@@ -174,7 +192,12 @@ impl Parser<'_> {
         let mut pfs = Vec::new();
         for (key, value) in self.entries(doc, "", "the top-level table", TOP_KEYS)? {
             if key == "pf" {
-                let tables = self.tables("pf", value, "[[pf]]", "one [[pf]] table per physical function")?;
+                let tables = self.tables(
+                    "pf",
+                    value,
+                    "[[pf]]",
+                    "one [[pf]] table per physical function",
+                )?;
                 for (i, (table, span)) in tables.into_iter().enumerate() {
                     pfs.push(self.pf(&format!("pf[{i}]"), table, span)?);
                 }
@@ -194,7 +217,12 @@ impl Parser<'_> {
         Ok(DesiredState { pfs })
     }
 
-    fn pf(&mut self, path: &str, table: &DeTable<'_>, span: Range<usize>) -> Result<PfConfig, ConfigError> {
+    fn pf(
+        &mut self,
+        path: &str,
+        table: &DeTable<'_>,
+        span: Range<usize>,
+    ) -> Result<PfConfig, ConfigError> {
         let at = self.pos(span.start);
         let mut device = None;
         let mut numvfs = None;
@@ -202,7 +230,9 @@ impl Parser<'_> {
         for (key, value) in self.entries(table, path, "[[pf]]", PF_KEYS)? {
             let field = format!("{path}.{key}");
             match key {
-                "device" => device = Some((self.string(&field, value, parse_device)?, field, value)),
+                "device" => {
+                    device = Some((self.string(&field, value, parse_device)?, field, value))
+                }
                 "numvfs" => numvfs = Some(self.integer(&field, value, parse_numvfs)?),
                 "vf" => vf_tables = Some((field, value)),
                 _ => {} // entries() yields only PF_KEYS
@@ -217,13 +247,26 @@ impl Parser<'_> {
                 allowed: DEVICE_ALLOWED.to_owned(),
             });
         };
-        let canonical = device.parse::<Bdf>().map_or_else(|_| device.clone(), |bdf| bdf.to_string());
+        let canonical = device
+            .parse::<Bdf>()
+            .map_or_else(|_| device.clone(), |bdf| bdf.to_string());
         if let Some(&first) = self.devices.get(&canonical) {
-            return Err(self.duplicate(field, value, "[[pf]]", first, "unique among the [[pf]] tables"));
+            return Err(self.duplicate(
+                field,
+                value,
+                "[[pf]]",
+                first,
+                "unique among the [[pf]] tables",
+            ));
         }
         self.devices.insert(canonical, at.line);
 
-        let mut pf = PfConfig { device, numvfs, vfs: BTreeMap::new(), line: at.line };
+        let mut pf = PfConfig {
+            device,
+            numvfs,
+            vfs: BTreeMap::new(),
+            line: at.line,
+        };
         if let Some((field, value)) = vf_tables {
             let tables = self.tables(&field, value, "[[pf.vf]]", "one [[pf.vf]] table per VF")?;
             for (j, (table, span)) in tables.into_iter().enumerate() {
@@ -243,7 +286,10 @@ impl Parser<'_> {
         pf: &PfConfig,
     ) -> Result<(u32, VfConfig), ConfigError> {
         let at = self.pos(span.start);
-        let mut vf = VfConfig { line: at.line, ..VfConfig::default() };
+        let mut vf = VfConfig {
+            line: at.line,
+            ..VfConfig::default()
+        };
         let mut index = None;
         let mut mac_at = None;
         let mut qos_at = None;
@@ -263,13 +309,17 @@ impl Parser<'_> {
                 }
                 "spoofchk" => vf.spoofchk = Some(self.boolean(&field, value)?),
                 "trust" => vf.trust = Some(self.boolean(&field, value)?),
-                "state" => vf.state = Some(self.string(&field, value, str::parse::<VfLinkState>)?),
+                "state" => {
+                    vf.state = Some(self.string(&field, value, str::parse::<VfLinkState>)?)
+                }
                 "min_tx_rate" => {
-                    vf.min_tx_rate = Some(self.integer(&field, value, |s| parse_rate("min_tx_rate", s))?);
+                    vf.min_tx_rate =
+                        Some(self.integer(&field, value, |s| parse_rate("min_tx_rate", s))?);
                     min_rate_at = Some((field, value));
                 }
                 "max_tx_rate" => {
-                    vf.max_tx_rate = Some(self.integer(&field, value, |s| parse_rate("max_tx_rate", s))?);
+                    vf.max_tx_rate =
+                        Some(self.integer(&field, value, |s| parse_rate("max_tx_rate", s))?);
                 }
                 "driver" => vf.driver = Some(self.string(&field, value, parse_driver)?),
                 _ => {} // entries() yields only VF_KEYS
@@ -287,7 +337,9 @@ impl Parser<'_> {
         if let Some(numvfs) = pf.numvfs.filter(|n| index >= *n) {
             let problem = format!("VF index {index} is not below numvfs = {numvfs}");
             let allowed = match numvfs.checked_sub(1) {
-                Some(last) => format!("an integer from 0 to {last} (raise numvfs or remove this [[pf.vf]])"),
+                Some(last) => {
+                    format!("an integer from 0 to {last} (raise numvfs or remove this [[pf.vf]])")
+                }
                 None => "below numvfs (raise numvfs or remove this [[pf.vf]])".to_owned(),
             };
             return Err(self.invalid(field, value, Some(problem), allowed));
@@ -306,7 +358,8 @@ impl Parser<'_> {
             let allowed = format!("set only together with a vlan from 1 to {VLAN_MAX}");
             return Err(self.invalid(field, value, Some(problem.to_owned()), allowed));
         }
-        if let (Some((field, value)), Some(min), Some(max)) = (min_rate_at, vf.min_tx_rate, vf.max_tx_rate)
+        if let (Some((field, value)), Some(min), Some(max)) =
+            (min_rate_at, vf.min_tx_rate, vf.max_tx_rate)
             && max > 0
             && min > max
         {
@@ -342,7 +395,11 @@ impl Parser<'_> {
                 }
                 Err(ConfigError::UnknownKey {
                     at: self.pos(key.span().start),
-                    field: if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") },
+                    field: if path.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    },
                     key: name.to_owned(),
                     table: table_name,
                     allowed,
@@ -368,7 +425,12 @@ impl Parser<'_> {
             .enumerate()
             .map(|(i, item)| match item.get_ref() {
                 DeValue::Table(table) => Ok((table, item.span())),
-                _ => Err(self.wrong_type(&format!("{field}[{i}]"), item, "a table", format!("a {table_name} table"))),
+                _ => Err(self.wrong_type(
+                    &format!("{field}[{i}]"),
+                    item,
+                    "a table",
+                    format!("a {table_name} table"),
+                )),
             })
             .collect()
     }
@@ -417,7 +479,13 @@ impl Parser<'_> {
         Position::at(self.text, offset)
     }
 
-    fn wrong_type(&self, field: &str, value: &Value<'_>, expected: &'static str, allowed: String) -> ConfigError {
+    fn wrong_type(
+        &self,
+        field: &str,
+        value: &Value<'_>,
+        expected: &'static str,
+        allowed: String,
+    ) -> ConfigError {
         ConfigError::WrongType {
             at: self.pos(value.span().start),
             field: field.to_owned(),
@@ -428,7 +496,13 @@ impl Parser<'_> {
         }
     }
 
-    fn invalid(&self, field: String, value: &Value<'_>, problem: Option<String>, allowed: String) -> ConfigError {
+    fn invalid(
+        &self,
+        field: String,
+        value: &Value<'_>,
+        problem: Option<String>,
+        allowed: String,
+    ) -> ConfigError {
         ConfigError::Invalid {
             at: self.pos(value.span().start),
             field,
@@ -462,7 +536,13 @@ fn parse_version(s: &str) -> Result<u32, InvalidValue> {
     s.parse::<u32>()
         .ok()
         .filter(|v| *v == CONFIG_VERSION)
-        .ok_or_else(|| InvalidValue::new("version", s, format!("{CONFIG_VERSION} (the only config format version)")))
+        .ok_or_else(|| {
+            InvalidValue::new(
+                "version",
+                s,
+                format!("{CONFIG_VERSION} (the only config format version)"),
+            )
+        })
 }
 
 /// A desired `sriov_numvfs`: up to [`NUMVFS_MAX`].
@@ -478,7 +558,13 @@ fn parse_index(s: &str) -> Result<u32, InvalidValue> {
     s.parse::<u32>()
         .ok()
         .filter(|i| *i < NUMVFS_MAX)
-        .ok_or_else(|| InvalidValue::new("index", s, format!("an integer from 0 to {}", NUMVFS_MAX - 1)))
+        .ok_or_else(|| {
+            InvalidValue::new(
+                "index",
+                s,
+                format!("an integer from 0 to {}", NUMVFS_MAX - 1),
+            )
+        })
 }
 
 /// A PF: a PCI address, or a name the kernel would accept for a netdev
@@ -487,7 +573,9 @@ fn parse_device(s: &str) -> Result<String, InvalidValue> {
     let ifname = (1..=15).contains(&s.len())
         && s != "."
         && s != ".."
-        && !s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+        && !s
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
     if ifname || s.parse::<Bdf>().is_ok() {
         Ok(s.to_owned())
     } else {
@@ -507,8 +595,12 @@ fn misplaced_key_hint(table: &str, key: &str) -> &'static str {
     match (table, key) {
         ("[[pf]]" | "[[pf.vf]]", "version") => " (version must come before the first [[pf]])",
         ("the top-level table", "device" | "numvfs") => " (PF keys go in a [[pf]] table)",
-        ("[[pf.vf]]", "device" | "numvfs") => " (PF keys must come before the first [[pf.vf]] of their [[pf]])",
-        ("the top-level table" | "[[pf]]", _) if VF_KEYS.contains(&key) => " (VF settings go in a [[pf.vf]] table)",
+        ("[[pf.vf]]", "device" | "numvfs") => {
+            " (PF keys must come before the first [[pf.vf]] of their [[pf]])"
+        }
+        ("the top-level table" | "[[pf]]", _) if VF_KEYS.contains(&key) => {
+            " (VF settings go in a [[pf.vf]] table)"
+        }
         _ => "",
     }
 }

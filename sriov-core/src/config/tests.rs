@@ -63,7 +63,12 @@ fn good_config_parses_to_the_expected_state() {
                 vfs: BTreeMap::from([(0, vf0), (2, vf2)]),
                 line: 4,
             },
-            PfConfig { device: "eth1".to_owned(), numvfs: None, vfs: BTreeMap::new(), line: 26 },
+            PfConfig {
+                device: "eth1".to_owned(),
+                numvfs: None,
+                vfs: BTreeMap::new(),
+                line: 26,
+            },
         ],
     };
     assert_eq!(state, expected);
@@ -71,20 +76,38 @@ fn good_config_parses_to_the_expected_state() {
 
 #[test]
 fn device_and_numvfs_alone_work() {
-    let state = DesiredState::parse("version = 1\n[[pf]]\ndevice = \"enp1s0f0\"\nnumvfs = 0\n").unwrap();
+    let state =
+        DesiredState::parse("version = 1\n[[pf]]\ndevice = \"enp1s0f0\"\nnumvfs = 0\n").unwrap();
     assert_eq!(
         state.pfs,
-        vec![PfConfig { device: "enp1s0f0".to_owned(), numvfs: Some(0), vfs: BTreeMap::new(), line: 2 }]
+        vec![PfConfig {
+            device: "enp1s0f0".to_owned(),
+            numvfs: Some(0),
+            vfs: BTreeMap::new(),
+            line: 2
+        }]
     );
 }
 
 #[test]
 fn vf_with_only_an_index_works() {
-    let state = DesiredState::parse("version = 1\n\n[[pf]]\ndevice = \"01:00.1\"\n\n[[pf.vf]]\nindex = 7\n").unwrap();
+    let state = DesiredState::parse(
+        "version = 1\n\n[[pf]]\ndevice = \"01:00.1\"\n\n[[pf.vf]]\nindex = 7\n",
+    )
+    .unwrap();
     let pf = &state.pfs[0];
-    assert_eq!((pf.device.as_str(), pf.numvfs, pf.line), ("01:00.1", None, 3));
+    assert_eq!(
+        (pf.device.as_str(), pf.numvfs, pf.line),
+        ("01:00.1", None, 3)
+    );
     assert_eq!(pf.vfs.len(), 1);
-    assert_eq!(pf.vfs[&7], VfConfig { line: 6, ..VfConfig::default() });
+    assert_eq!(
+        pf.vfs[&7],
+        VfConfig {
+            line: 6,
+            ..VfConfig::default()
+        }
+    );
 }
 
 #[test]
@@ -109,7 +132,10 @@ fn vf_indexes_may_repeat_across_pfs() {
 fn error_display_matches_the_documented_form() {
     let text = "version = 1\n\n[[pf]]\ndevice = \"eth0\"\n\n[[pf.vf]]\nindex = 0\nvlan = 5000\n";
     let err = DesiredState::parse(text).unwrap_err();
-    assert_eq!(err.to_string(), "line 8, column 8: vlan = 5000: must be an integer from 0 (no VLAN) to 4094");
+    assert_eq!(
+        err.to_string(),
+        "line 8, column 8: vlan = 5000: must be an integer from 0 (no VLAN) to 4094"
+    );
     assert_eq!(err.field(), Some("pf[0].vf[0].vlan"));
     assert_eq!(err.position(), Some(Position { line: 8, column: 8 }));
 }
@@ -121,12 +147,23 @@ fn columns_count_characters_not_bytes() {
     let err = DesiredState::parse(text).unwrap_err();
     assert_eq!((err.line(), err.column()), (Some(6), Some(7)));
     let err = DesiredState::parse("version = 1\n\"é\" = 1\n").unwrap_err();
-    assert_eq!((err.line(), err.column(), err.field()), (Some(2), Some(1), Some("é")));
+    assert_eq!(
+        (err.line(), err.column(), err.field()),
+        (Some(2), Some(1), Some("é"))
+    );
     let err = DesiredState::parse("version = 1 # é\n[[pf]]\ndevice = \"é/\"\n").unwrap_err();
     assert_eq!((err.line(), err.column()), (Some(3), Some(10)));
     assert_eq!(Position::at("aé\nb", 3), Position { line: 1, column: 3 });
-    assert_eq!(Position::at("aé\nb", 2), Position { line: 1, column: 3 }, "mid-character offset");
-    assert_eq!(Position::at("aé\nb", 99), Position { line: 2, column: 2 }, "offset past the end");
+    assert_eq!(
+        Position::at("aé\nb", 2),
+        Position { line: 1, column: 3 },
+        "mid-character offset"
+    );
+    assert_eq!(
+        Position::at("aé\nb", 99),
+        Position { line: 2, column: 2 },
+        "offset past the end"
+    );
 }
 
 /// A file whose `[[pf.vf]]` (index 0) is at line 4; the given lines follow
@@ -148,25 +185,66 @@ struct Bad {
     at: Option<(usize, usize)>,
 }
 
-const fn bad(text: &'static str, field: Option<&'static str>, says: &'static str, at: Option<(usize, usize)>) -> Bad {
-    Bad { text, field, says, at }
+const fn bad(
+    text: &'static str,
+    field: Option<&'static str>,
+    says: &'static str,
+    at: Option<(usize, usize)>,
+) -> Bad {
+    Bad {
+        text,
+        field,
+        says,
+        at,
+    }
 }
 
 const VLAN_RANGE: &str = "must be an integer from 0 (no VLAN) to 4094";
 const QOS_RANGE: &str = "must be an integer from 0 to 7";
 const RATE_RANGE: &str = "must be a whole number of Mbit/s from 0 (no limit) to 4294967295";
-const DEVICE_RULE: &str = "must be a PCI address (dddd:bb:dd.f, e.g. 0000:01:00.0) or a network interface name";
+const DEVICE_RULE: &str =
+    "must be a PCI address (dddd:bb:dd.f, e.g. 0000:01:00.0) or a network interface name";
 
 const BAD: &[Bad] = &[
     // Malformed TOML.
     bad("version = 1\n[[pf]\n", None, "invalid TOML", Some((2, 6))),
-    bad("version = 1\nversion = 1\n", None, "invalid TOML at `version`: duplicate key", Some((2, 1))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\n", None, "invalid TOML: invalid basic string", Some((3, 15))),
+    bad(
+        "version = 1\nversion = 1\n",
+        None,
+        "invalid TOML at `version`: duplicate key",
+        Some((2, 1)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\n",
+        None,
+        "invalid TOML: invalid basic string",
+        Some((3, 15)),
+    ),
     // version.
-    bad("[[pf]]\ndevice = \"eth0\"\n", Some("version"), "the file has no version; it must be 1", None),
-    bad("version = 2\n[[pf]]\ndevice = \"eth0\"\n", Some("version"), "version = 2: must be 1 (the only config format version)", Some((1, 11))),
-    bad("version = \"1\"\n[[pf]]\ndevice = \"eth0\"\n", Some("version"), "expected an integer, found a string; must be 1", Some((1, 11))),
-    bad("version = -1\n", Some("version"), "must be 1", Some((1, 11))),
+    bad(
+        "[[pf]]\ndevice = \"eth0\"\n",
+        Some("version"),
+        "the file has no version; it must be 1",
+        None,
+    ),
+    bad(
+        "version = 2\n[[pf]]\ndevice = \"eth0\"\n",
+        Some("version"),
+        "version = 2: must be 1 (the only config format version)",
+        Some((1, 11)),
+    ),
+    bad(
+        "version = \"1\"\n[[pf]]\ndevice = \"eth0\"\n",
+        Some("version"),
+        "expected an integer, found a string; must be 1",
+        Some((1, 11)),
+    ),
+    bad(
+        "version = -1\n",
+        Some("version"),
+        "must be 1",
+        Some((1, 11)),
+    ),
     bad(
         "[[pf]]\ndevice = \"eth0\"\nversion = 1\n",
         Some("pf[0].version"),
@@ -175,22 +253,92 @@ const BAD: &[Bad] = &[
     ),
     // [[pf]] tables.
     bad("version = 1\n", Some("pf"), "no [[pf]] table", None),
-    bad("version = 1\npf = []\n", Some("pf"), "no [[pf]] table", None),
-    bad("version = 1\n[pf]\ndevice = \"eth0\"\n", Some("pf"), "expected an array of tables, found a table", Some((2, 1))),
-    bad("version = 1\npf = [1]\n", Some("pf[0]"), "expected a table, found an integer; must be a [[pf]] table", Some((2, 7))),
+    bad(
+        "version = 1\npf = []\n",
+        Some("pf"),
+        "no [[pf]] table",
+        None,
+    ),
+    bad(
+        "version = 1\n[pf]\ndevice = \"eth0\"\n",
+        Some("pf"),
+        "expected an array of tables, found a table",
+        Some((2, 1)),
+    ),
+    bad(
+        "version = 1\npf = [1]\n",
+        Some("pf[0]"),
+        "expected a table, found an integer; must be a [[pf]] table",
+        Some((2, 7)),
+    ),
     // Unknown keys.
-    bad("version = 1\ncolour = \"red\"\n[[pf]]\ndevice = \"eth0\"\n", Some("colour"), "unknown key `colour` in the top-level table; allowed keys: version, pf", Some((2, 1))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\nspeed = 10\n", Some("pf[0].speed"), "allowed keys: device, numvfs, vf", Some((4, 1))),
-    bad(vf!("speed = 1"), Some("pf[0].vf[0].speed"), "allowed keys: index, mac, vlan, qos, spoofchk, trust, state, min_tx_rate, max_tx_rate, driver", Some((6, 1))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\nvlan = 3\n", Some("pf[0].vlan"), "(VF settings go in a [[pf.vf]] table)", Some((4, 1))),
+    bad(
+        "version = 1\ncolour = \"red\"\n[[pf]]\ndevice = \"eth0\"\n",
+        Some("colour"),
+        "unknown key `colour` in the top-level table; allowed keys: version, pf",
+        Some((2, 1)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\nspeed = 10\n",
+        Some("pf[0].speed"),
+        "allowed keys: device, numvfs, vf",
+        Some((4, 1)),
+    ),
+    bad(
+        vf!("speed = 1"),
+        Some("pf[0].vf[0].speed"),
+        "allowed keys: index, mac, vlan, qos, spoofchk, trust, state, min_tx_rate, max_tx_rate, driver",
+        Some((6, 1)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\nvlan = 3\n",
+        Some("pf[0].vlan"),
+        "(VF settings go in a [[pf.vf]] table)",
+        Some((4, 1)),
+    ),
     // device.
-    bad("version = 1\n[[pf]]\nnumvfs = 2\n", Some("pf[0].device"), "[[pf]] has no device; it must be a PCI address", Some((2, 1))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth/0\"\n", Some("pf[0].device"), DEVICE_RULE, Some((3, 10))),
-    bad("version = 1\n[[pf]]\ndevice = \"enp1s0f0np0vf123\"\n", Some("pf[0].device"), DEVICE_RULE, Some((3, 10))),
-    bad("version = 1\n[[pf]]\ndevice = \"0000:01:00.8\"\n", Some("pf[0].device"), DEVICE_RULE, Some((3, 10))),
-    bad("version = 1\n[[pf]]\ndevice = \"..\"\n", Some("pf[0].device"), DEVICE_RULE, Some((3, 10))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth 0\"\n", Some("pf[0].device"), DEVICE_RULE, Some((3, 10))),
-    bad("version = 1\n[[pf]]\ndevice = 0\n", Some("pf[0].device"), "expected a string, found an integer; must be a PCI address", Some((3, 10))),
+    bad(
+        "version = 1\n[[pf]]\nnumvfs = 2\n",
+        Some("pf[0].device"),
+        "[[pf]] has no device; it must be a PCI address",
+        Some((2, 1)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth/0\"\n",
+        Some("pf[0].device"),
+        DEVICE_RULE,
+        Some((3, 10)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"enp1s0f0np0vf123\"\n",
+        Some("pf[0].device"),
+        DEVICE_RULE,
+        Some((3, 10)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"0000:01:00.8\"\n",
+        Some("pf[0].device"),
+        DEVICE_RULE,
+        Some((3, 10)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"..\"\n",
+        Some("pf[0].device"),
+        DEVICE_RULE,
+        Some((3, 10)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth 0\"\n",
+        Some("pf[0].device"),
+        DEVICE_RULE,
+        Some((3, 10)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = 0\n",
+        Some("pf[0].device"),
+        "expected a string, found an integer; must be a PCI address",
+        Some((3, 10)),
+    ),
     bad(
         "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf]]\ndevice = \"eth0\"\n",
         Some("pf[1].device"),
@@ -204,11 +352,31 @@ const BAD: &[Bad] = &[
         Some((5, 10)),
     ),
     // numvfs.
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = 257\n", Some("pf[0].numvfs"), "numvfs = 257: must be an integer from 0 to 256", Some((4, 10))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = -1\n", Some("pf[0].numvfs"), "must be an integer from 0 to 256", Some((4, 10))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = true\n", Some("pf[0].numvfs"), "expected an integer, found a boolean", Some((4, 10))),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = 257\n",
+        Some("pf[0].numvfs"),
+        "numvfs = 257: must be an integer from 0 to 256",
+        Some((4, 10)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = -1\n",
+        Some("pf[0].numvfs"),
+        "must be an integer from 0 to 256",
+        Some((4, 10)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = true\n",
+        Some("pf[0].numvfs"),
+        "expected an integer, found a boolean",
+        Some((4, 10)),
+    ),
     // VF index.
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nvlan = 1\n", Some("pf[0].vf[0].index"), "[[pf.vf]] has no index; it must be an integer from 0 to 255", Some((4, 1))),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nvlan = 1\n",
+        Some("pf[0].vf[0].index"),
+        "[[pf.vf]] has no index; it must be an integer from 0 to 255",
+        Some((4, 1)),
+    ),
     bad(
         "version = 1\n[[pf]]\ndevice = \"eth0\"\nnumvfs = 4\n[[pf.vf]]\nindex = 5\n",
         Some("pf[0].vf[0].index"),
@@ -221,36 +389,143 @@ const BAD: &[Bad] = &[
         "VF index 0 is not below numvfs = 0; must be below numvfs",
         Some((6, 9)),
     ),
-    bad(vf!("[[pf.vf]]", "index = 0"), Some("pf[0].vf[1].index"), "also used by the [[pf.vf]] at line 4; must be unique among the [[pf.vf]] tables of this [[pf]]", Some((7, 9))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = -1\n", Some("pf[0].vf[0].index"), "must be an integer from 0 to 255", Some((5, 9))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 256\n", Some("pf[0].vf[0].index"), "must be an integer from 0 to 255", Some((5, 9))),
-    bad("version = 1\n[[pf]]\ndevice = \"eth0\"\n[pf.vf]\nindex = 0\n", Some("pf[0].vf"), "expected an array of tables, found a table; must be one [[pf.vf]] table per VF", Some((4, 1))),
-    // mac.
-    bad(vf!("mac = \"02:00:00:00:00\""), Some("pf[0].vf[0].mac"), "must be six hex octets separated by ':'", Some((6, 7))),
-    bad(vf!("mac = \"01:00:5e:00:00:01\""), Some("pf[0].vf[0].mac"), "must be a unicast address", Some((6, 7))),
-    bad(vf!("mac = \"00:00:00:00:00:00\""), Some("pf[0].vf[0].mac"), "must be a non-zero unicast address", Some((6, 7))),
-    bad(vf!("mac = 0x020000000001"), Some("pf[0].vf[0].mac"), "expected a string, found an integer; must be six hex octets", Some((6, 7))),
     bad(
-        vf!("mac = \"02:00:00:00:00:0a\"", "[[pf]]", "device = \"eth1\"", "[[pf.vf]]", "index = 1", "mac = \"02:00:00:00:00:0A\""),
+        vf!("[[pf.vf]]", "index = 0"),
+        Some("pf[0].vf[1].index"),
+        "also used by the [[pf.vf]] at line 4; must be unique among the [[pf.vf]] tables of this [[pf]]",
+        Some((7, 9)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = -1\n",
+        Some("pf[0].vf[0].index"),
+        "must be an integer from 0 to 255",
+        Some((5, 9)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\n[[pf.vf]]\nindex = 256\n",
+        Some("pf[0].vf[0].index"),
+        "must be an integer from 0 to 255",
+        Some((5, 9)),
+    ),
+    bad(
+        "version = 1\n[[pf]]\ndevice = \"eth0\"\n[pf.vf]\nindex = 0\n",
+        Some("pf[0].vf"),
+        "expected an array of tables, found a table; must be one [[pf.vf]] table per VF",
+        Some((4, 1)),
+    ),
+    // mac.
+    bad(
+        vf!("mac = \"02:00:00:00:00\""),
+        Some("pf[0].vf[0].mac"),
+        "must be six hex octets separated by ':'",
+        Some((6, 7)),
+    ),
+    bad(
+        vf!("mac = \"01:00:5e:00:00:01\""),
+        Some("pf[0].vf[0].mac"),
+        "must be a unicast address",
+        Some((6, 7)),
+    ),
+    bad(
+        vf!("mac = \"00:00:00:00:00:00\""),
+        Some("pf[0].vf[0].mac"),
+        "must be a non-zero unicast address",
+        Some((6, 7)),
+    ),
+    bad(
+        vf!("mac = 0x020000000001"),
+        Some("pf[0].vf[0].mac"),
+        "expected a string, found an integer; must be six hex octets",
+        Some((6, 7)),
+    ),
+    bad(
+        vf!(
+            "mac = \"02:00:00:00:00:0a\"",
+            "[[pf]]",
+            "device = \"eth1\"",
+            "[[pf.vf]]",
+            "index = 1",
+            "mac = \"02:00:00:00:00:0A\""
+        ),
         Some("pf[1].vf[0].mac"),
         "also used by the [[pf.vf]] at line 4; must be unique in the file",
         Some((11, 7)),
     ),
     // vlan.
-    bad(vf!("vlan = 4095"), Some("pf[0].vf[0].vlan"), VLAN_RANGE, Some((6, 8))),
-    bad(vf!("vlan = -1"), Some("pf[0].vf[0].vlan"), VLAN_RANGE, Some((6, 8))),
-    bad(vf!("vlan = 99999999999999999999"), Some("pf[0].vf[0].vlan"), VLAN_RANGE, Some((6, 8))),
-    bad(vf!("vlan = \"ten\""), Some("pf[0].vf[0].vlan"), "vlan = \"ten\": expected an integer, found a string; must be an integer from 0", Some((6, 8))),
-    bad(vf!("vlan = 10.0"), Some("pf[0].vf[0].vlan"), "expected an integer, found a float", Some((6, 8))),
+    bad(
+        vf!("vlan = 4095"),
+        Some("pf[0].vf[0].vlan"),
+        VLAN_RANGE,
+        Some((6, 8)),
+    ),
+    bad(
+        vf!("vlan = -1"),
+        Some("pf[0].vf[0].vlan"),
+        VLAN_RANGE,
+        Some((6, 8)),
+    ),
+    bad(
+        vf!("vlan = 99999999999999999999"),
+        Some("pf[0].vf[0].vlan"),
+        VLAN_RANGE,
+        Some((6, 8)),
+    ),
+    bad(
+        vf!("vlan = \"ten\""),
+        Some("pf[0].vf[0].vlan"),
+        "vlan = \"ten\": expected an integer, found a string; must be an integer from 0",
+        Some((6, 8)),
+    ),
+    bad(
+        vf!("vlan = 10.0"),
+        Some("pf[0].vf[0].vlan"),
+        "expected an integer, found a float",
+        Some((6, 8)),
+    ),
     // qos.
-    bad(vf!("vlan = 10", "qos = 8"), Some("pf[0].vf[0].qos"), QOS_RANGE, Some((7, 7))),
-    bad(vf!("vlan = 10", "qos = -1"), Some("pf[0].vf[0].qos"), QOS_RANGE, Some((7, 7))),
-    bad(vf!("qos = 3"), Some("pf[0].vf[0].qos"), "qos needs a VLAN, but vlan is not set; must be set only together with a vlan from 1 to 4094", Some((6, 7))),
-    bad(vf!("qos = 0", "vlan = 0"), Some("pf[0].vf[0].qos"), "qos needs a VLAN, but vlan = 0", Some((6, 7))),
+    bad(
+        vf!("vlan = 10", "qos = 8"),
+        Some("pf[0].vf[0].qos"),
+        QOS_RANGE,
+        Some((7, 7)),
+    ),
+    bad(
+        vf!("vlan = 10", "qos = -1"),
+        Some("pf[0].vf[0].qos"),
+        QOS_RANGE,
+        Some((7, 7)),
+    ),
+    bad(
+        vf!("qos = 3"),
+        Some("pf[0].vf[0].qos"),
+        "qos needs a VLAN, but vlan is not set; must be set only together with a vlan from 1 to 4094",
+        Some((6, 7)),
+    ),
+    bad(
+        vf!("qos = 0", "vlan = 0"),
+        Some("pf[0].vf[0].qos"),
+        "qos needs a VLAN, but vlan = 0",
+        Some((6, 7)),
+    ),
     // Rates.
-    bad(vf!("min_tx_rate = -5"), Some("pf[0].vf[0].min_tx_rate"), RATE_RANGE, Some((6, 15))),
-    bad(vf!("max_tx_rate = 4294967296"), Some("pf[0].vf[0].max_tx_rate"), RATE_RANGE, Some((6, 15))),
-    bad(vf!("max_tx_rate = 1.5"), Some("pf[0].vf[0].max_tx_rate"), "expected an integer, found a float", Some((6, 15))),
+    bad(
+        vf!("min_tx_rate = -5"),
+        Some("pf[0].vf[0].min_tx_rate"),
+        RATE_RANGE,
+        Some((6, 15)),
+    ),
+    bad(
+        vf!("max_tx_rate = 4294967296"),
+        Some("pf[0].vf[0].max_tx_rate"),
+        RATE_RANGE,
+        Some((6, 15)),
+    ),
+    bad(
+        vf!("max_tx_rate = 1.5"),
+        Some("pf[0].vf[0].max_tx_rate"),
+        "expected an integer, found a float",
+        Some((6, 15)),
+    ),
     bad(
         vf!("max_tx_rate = 100", "min_tx_rate = 200"),
         Some("pf[0].vf[0].min_tx_rate"),
@@ -258,12 +533,42 @@ const BAD: &[Bad] = &[
         Some((7, 15)),
     ),
     // state, driver, booleans.
-    bad(vf!("state = \"up\""), Some("pf[0].vf[0].state"), "state = \"up\": must be auto, enable or disable", Some((6, 9))),
-    bad(vf!("state = 1"), Some("pf[0].vf[0].state"), "expected a string, found an integer; must be auto, enable or disable", Some((6, 9))),
-    bad(vf!("driver = \"../vfio\""), Some("pf[0].vf[0].driver"), "must be a driver name from /sys/bus/pci/drivers", Some((6, 10))),
-    bad(vf!("driver = \"\""), Some("pf[0].vf[0].driver"), "must be a driver name", Some((6, 10))),
-    bad(vf!("spoofchk = \"no\""), Some("pf[0].vf[0].spoofchk"), "spoofchk = \"no\": expected a boolean, found a string; must be true or false", Some((6, 12))),
-    bad(vf!("trust = 1"), Some("pf[0].vf[0].trust"), "expected a boolean, found an integer; must be true or false", Some((6, 9))),
+    bad(
+        vf!("state = \"up\""),
+        Some("pf[0].vf[0].state"),
+        "state = \"up\": must be auto, enable or disable",
+        Some((6, 9)),
+    ),
+    bad(
+        vf!("state = 1"),
+        Some("pf[0].vf[0].state"),
+        "expected a string, found an integer; must be auto, enable or disable",
+        Some((6, 9)),
+    ),
+    bad(
+        vf!("driver = \"../vfio\""),
+        Some("pf[0].vf[0].driver"),
+        "must be a driver name from /sys/bus/pci/drivers",
+        Some((6, 10)),
+    ),
+    bad(
+        vf!("driver = \"\""),
+        Some("pf[0].vf[0].driver"),
+        "must be a driver name",
+        Some((6, 10)),
+    ),
+    bad(
+        vf!("spoofchk = \"no\""),
+        Some("pf[0].vf[0].spoofchk"),
+        "spoofchk = \"no\": expected a boolean, found a string; must be true or false",
+        Some((6, 12)),
+    ),
+    bad(
+        vf!("trust = 1"),
+        Some("pf[0].vf[0].trust"),
+        "expected a boolean, found an integer; must be true or false",
+        Some((6, 9)),
+    ),
 ];
 
 #[test]
@@ -281,25 +586,45 @@ fn bad_inputs_name_the_field_the_allowed_values_and_the_position() {
             Err(err) => err,
         };
         let msg = err.to_string();
-        let position = case.at.map(|(line, column)| format!("line {line}, column {column}: "));
+        let position = case
+            .at
+            .map(|(line, column)| format!("line {line}, column {column}: "));
         let mut wrong = Vec::new();
         if err.field() != case.field {
-            wrong.push(format!("field {:?}, expected {:?}", err.field(), case.field));
+            wrong.push(format!(
+                "field {:?}, expected {:?}",
+                err.field(),
+                case.field
+            ));
         }
         if !msg.contains(case.says) {
             wrong.push(format!("message lacks {:?}", case.says));
         }
         if (err.line(), err.column()) != (case.at.map(|a| a.0), case.at.map(|a| a.1)) {
-            wrong.push(format!("position {:?}, expected {:?}", err.position(), case.at));
+            wrong.push(format!(
+                "position {:?}, expected {:?}",
+                err.position(),
+                case.at
+            ));
         }
         if position.is_some_and(|p| !msg.starts_with(&p)) {
             wrong.push("message does not start with the position".to_owned());
         }
         if !wrong.is_empty() {
-            failures.push(format!("input:\n{}error: {msg}\n{}", case.text, wrong.join("\n")));
+            failures.push(format!(
+                "input:\n{}error: {msg}\n{}",
+                case.text,
+                wrong.join("\n")
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n\n{}", failures.len(), BAD.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        BAD.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -327,7 +652,15 @@ fn truncated_and_mangled_inputs_never_panic() {
     for (end, _) in GOOD.char_indices() {
         let _ = DesiredState::parse(&GOOD[..end]);
     }
-    for garbage in ["", "\u{0}", "[[", "é = [", "pf = [[[[[[[[[[[[]]]]]]]]]]]]", "version = 1\npf = [{vf = 1}]", "version = 9223372036854775808"] {
+    for garbage in [
+        "",
+        "\u{0}",
+        "[[",
+        "é = [",
+        "pf = [[[[[[[[[[[[]]]]]]]]]]]]",
+        "version = 1\npf = [{vf = 1}]",
+        "version = 9223372036854775808",
+    ] {
         let _ = DesiredState::parse(garbage);
     }
 }

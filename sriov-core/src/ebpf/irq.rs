@@ -22,7 +22,10 @@ pub struct IrqCounter {
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
-    move |e| Error::EbpfMap { map, source: Box::new(e) }
+    move |e| Error::EbpfMap {
+        map,
+        source: Box::new(e),
+    }
 }
 
 impl IrqCounter {
@@ -36,25 +39,36 @@ impl IrqCounter {
         };
         let prog: &mut TracePoint = ebpf
             .program_mut(programs::IRQ_HANDLER_ENTRY)
-            .ok_or(Error::EbpfMissing { kind: "program", name: programs::IRQ_HANDLER_ENTRY })?
+            .ok_or(Error::EbpfMissing {
+                kind: "program",
+                name: programs::IRQ_HANDLER_ENTRY,
+            })?
             .try_into()
             .map_err(prog_err)?;
         prog.load().map_err(prog_err)?;
         prog.attach("irq", "irq_handler_entry").map_err(prog_err)?;
-        let watch = ebpf
-            .take_map(maps::WATCH_IRQS)
-            .ok_or(Error::EbpfMissing { kind: "map", name: maps::WATCH_IRQS })?;
+        let watch = ebpf.take_map(maps::WATCH_IRQS).ok_or(Error::EbpfMissing {
+            kind: "map",
+            name: maps::WATCH_IRQS,
+        })?;
         let watch = HashMap::try_from(watch).map_err(map_err(maps::WATCH_IRQS))?;
-        let counts = ebpf
-            .take_map(maps::IRQ_COUNTS)
-            .ok_or(Error::EbpfMissing { kind: "map", name: maps::IRQ_COUNTS })?;
+        let counts = ebpf.take_map(maps::IRQ_COUNTS).ok_or(Error::EbpfMissing {
+            kind: "map",
+            name: maps::IRQ_COUNTS,
+        })?;
         let counts = PerCpuHashMap::try_from(counts).map_err(map_err(maps::IRQ_COUNTS))?;
-        Ok(Self { _ebpf: ebpf, watch, counts })
+        Ok(Self {
+            _ebpf: ebpf,
+            watch,
+            counts,
+        })
     }
 
     /// Start counting `irq`.
     pub fn watch(&mut self, irq: u32) -> Result<()> {
-        self.watch.insert(irq, WATCHED, 0).map_err(map_err(maps::WATCH_IRQS))
+        self.watch
+            .insert(irq, WATCHED, 0)
+            .map_err(map_err(maps::WATCH_IRQS))
     }
 
     /// Stop counting `irq` (its count so far is kept).

@@ -11,9 +11,11 @@ pub fn object() -> &'static [u8] {
 /// Where tracefs is expected; attaching tracepoints needs it mounted.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
-const TRACEFS_HINT: &str = "\nFix: mount tracefs (`mount -t tracefs tracefs /sys/kernel/tracing`) and run as root";
+const TRACEFS_HINT: &str =
+    "\nFix: mount tracefs (`mount -t tracefs tracefs /sys/kernel/tracing`) and run as root";
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use sriov_ebpf::{maps, programs};
 
@@ -22,9 +24,17 @@ mod tests {
     #[test]
     fn embedded_object_has_the_programs_and_maps_the_loader_uses() {
         let obj = aya_obj::Object::parse(super::object()).expect("parse the embedded eBPF object");
-        assert!(obj.programs.contains_key(programs::IRQ_HANDLER_ENTRY), "programs: {:?}", obj.programs.keys());
+        assert!(
+            obj.programs.contains_key(programs::IRQ_HANDLER_ENTRY),
+            "programs: {:?}",
+            obj.programs.keys()
+        );
         for m in [maps::WATCH_IRQS, maps::IRQ_COUNTS] {
-            assert!(obj.maps.contains_key(m), "map {m} missing; maps: {:?}", obj.maps.keys());
+            assert!(
+                obj.maps.contains_key(m),
+                "map {m} missing; maps: {:?}",
+                obj.maps.keys()
+            );
         }
     }
 }

@@ -115,7 +115,11 @@ impl FakeKernel {
 
     fn fault_for_path(&self, path: &Path) -> Option<i32> {
         self.take_fault(|f| match f {
-            Fault::Write { path_suffix, errno } if path.to_string_lossy().ends_with(path_suffix.as_str()) => Some(*errno),
+            Fault::Write { path_suffix, errno }
+                if path.to_string_lossy().ends_with(path_suffix.as_str()) =>
+            {
+                Some(*errno)
+            }
             _ => None,
         })
     }
@@ -138,7 +142,10 @@ impl FakeKernel {
             ["sys", "bus", "pci", "devices", bdf, "sriov_numvfs"] => {
                 let pf = self.pf_by_bdf(bdf).ok_or_else(einval)?.clone();
                 let n: u32 = v.parse().map_err(|_| einval())?;
-                let cur: u32 = std::fs::read_to_string(self.device_dir(bdf).join("sriov_numvfs"))?.trim().parse().unwrap_or(0);
+                let cur: u32 = std::fs::read_to_string(self.device_dir(bdf).join("sriov_numvfs"))?
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
                 if n > pf.total_vfs {
                     return Err(io::Error::from_raw_os_error(libc::ERANGE));
                 }
@@ -151,9 +158,10 @@ impl FakeKernel {
                 }
                 Ok(())
             }
-            ["sys", "bus", "pci", "devices", bdf, "driver_override"] => {
-                std::fs::write(self.device_dir(bdf).join("driver_override"), format!("{}\n", if v.is_empty() { "(null)" } else { v }))
-            }
+            ["sys", "bus", "pci", "devices", bdf, "driver_override"] => std::fs::write(
+                self.device_dir(bdf).join("driver_override"),
+                format!("{}\n", if v.is_empty() { "(null)" } else { v }),
+            ),
             ["sys", "bus", "pci", "drivers", _drv, "unbind"] => {
                 let bdf: Bdf = v.parse().map_err(|_| einval())?;
                 if !self.device_dir(v).join("driver").exists() {
@@ -177,11 +185,14 @@ impl FakeKernel {
         if dir.join("driver").exists() {
             return Err(io::Error::from_raw_os_error(libc::EBUSY));
         }
-        let over = std::fs::read_to_string(dir.join("driver_override"))?.trim().to_string();
-        let default = self
-            .pfs
-            .iter()
-            .find_map(|p| (0..p.total_vfs).find(|i| p.vf_bdf(*i).to_string() == bdf).map(|i| (p, i)));
+        let over = std::fs::read_to_string(dir.join("driver_override"))?
+            .trim()
+            .to_string();
+        let default = self.pfs.iter().find_map(|p| {
+            (0..p.total_vfs)
+                .find(|i| p.vf_bdf(*i).to_string() == bdf)
+                .map(|i| (p, i))
+        });
         let want = match (driver, over.as_str()) {
             (Some(d), "(null)") => Some(d.to_string()),
             (Some(d), o) if o == d => Some(d.to_string()),
@@ -194,12 +205,19 @@ impl FakeKernel {
             // the kernel leaves the device unbound when the driver is missing
             return Ok(());
         }
-        let b: Bdf = bdf.parse().map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let b: Bdf = bdf
+            .parse()
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         fixture::bind(self.root(), b, &want)?;
         if let Some((p, i)) = default
             && Some(&want) == p.vf_driver.as_ref()
         {
-            fixture::add_netdev(self.root(), b, &fixture::vf_netdev(&p.netdev, i), "00:00:00:00:00:00")?;
+            fixture::add_netdev(
+                self.root(),
+                b,
+                &fixture::vf_netdev(&p.netdev, i),
+                "00:00:00:00:00:00",
+            )?;
         }
         Ok(())
     }
@@ -243,9 +261,18 @@ impl Host for FakeKernel {
 impl VfNetlink for FakeKernel {
     fn vf_info(&self, pf_ifname: &str) -> Result<Vec<VfNetInfo>, NetlinkError> {
         if !self.pfs.iter().any(|p| p.netdev == pf_ifname) {
-            return Err(NetlinkError { ifname: pf_ifname.into(), op: "get VF info".into(), errno: libc::ENODEV, message: super::netlink::strerror(libc::ENODEV) });
+            return Err(NetlinkError {
+                ifname: pf_ifname.into(),
+                op: "get VF info".into(),
+                errno: libc::ENODEV,
+                message: super::netlink::strerror(libc::ENODEV),
+            });
         }
-        Ok(lock(&self.vf_state).iter().filter(|((i, _), _)| i == pf_ifname).map(|(_, v)| v.clone()).collect())
+        Ok(lock(&self.vf_state)
+            .iter()
+            .filter(|((i, _), _)| i == pf_ifname)
+            .map(|(_, v)| v.clone())
+            .collect())
     }
 
     fn set_vf(&self, pf_ifname: &str, vf: u32, attrs: &[VfAttr]) -> Result<(), NetlinkError> {
@@ -259,28 +286,34 @@ impl VfNetlink for FakeKernel {
             message: super::netlink::strerror(errno),
         };
         let injected = self.take_fault(|f| match f {
-            Fault::SetVf { ifname, vf: fv, errno } if ifname == pf_ifname && *fv == vf => Some(*errno),
+            Fault::SetVf {
+                ifname,
+                vf: fv,
+                errno,
+            } if ifname == pf_ifname && *fv == vf => Some(*errno),
             _ => None,
         });
         if let Some(errno) = injected {
             return Err(err(errno));
         }
         let mut st = lock(&self.vf_state);
-        let v = st.get_mut(&(pf_ifname.to_string(), vf)).ok_or_else(|| err(libc::EINVAL))?;
+        let v = st
+            .get_mut(&(pf_ifname.to_string(), vf))
+            .ok_or_else(|| err(libc::EINVAL))?;
         for attr in attrs {
-        match *attr {
-            VfAttr::Mac(m) => v.mac = Some(m),
-            VfAttr::Vlan { vlan, qos } => (v.vlan, v.qos) = (vlan, qos),
-            VfAttr::SpoofChk(b) => v.spoofchk = Some(b),
-            VfAttr::Trust(b) => v.trust = Some(b),
-            VfAttr::State(s) => v.link_state = Some(s),
-            VfAttr::Rate { min, max } => {
-                if max != 0 && min > max {
-                    return Err(err(libc::EINVAL));
+            match *attr {
+                VfAttr::Mac(m) => v.mac = Some(m),
+                VfAttr::Vlan { vlan, qos } => (v.vlan, v.qos) = (vlan, qos),
+                VfAttr::SpoofChk(b) => v.spoofchk = Some(b),
+                VfAttr::Trust(b) => v.trust = Some(b),
+                VfAttr::State(s) => v.link_state = Some(s),
+                VfAttr::Rate { min, max } => {
+                    if max != 0 && min > max {
+                        return Err(err(libc::EINVAL));
+                    }
+                    (v.min_tx_rate, v.max_tx_rate) = (min, max);
                 }
-                (v.min_tx_rate, v.max_tx_rate) = (min, max);
             }
-        }
         }
         Ok(())
     }

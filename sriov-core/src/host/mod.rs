@@ -12,7 +12,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-pub use netlink::{NetlinkError, RtNetlink, VfAttr, VfNetInfo, VfStats, VfNetlink};
+pub use netlink::{NetlinkError, RtNetlink, VfAttr, VfNetInfo, VfNetlink, VfStats};
 
 /// Sysfs and netlink access. Paths are absolute system paths
 /// (`/sys/bus/pci/devices/...`); an implementation may map them elsewhere.
@@ -40,12 +40,20 @@ pub struct System {
 impl System {
     /// The live system: sysfs at `/sys`, rtnetlink in this network namespace.
     pub fn live() -> Self {
-        Self { root: PathBuf::from("/"), netlink: Some(RtNetlink::new()), writes: AtomicUsize::new(0) }
+        Self {
+            root: PathBuf::from("/"),
+            netlink: Some(RtNetlink::new()),
+            writes: AtomicUsize::new(0),
+        }
     }
 
     /// A sysfs fixture tree: `root/sys/bus/pci/devices/...`; no netlink.
     pub fn fixture(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), netlink: None, writes: AtomicUsize::new(0) }
+        Self {
+            root: root.into(),
+            netlink: None,
+            writes: AtomicUsize::new(0),
+        }
     }
 
     pub fn root(&self) -> &Path {

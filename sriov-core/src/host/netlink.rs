@@ -54,12 +54,18 @@ pub struct VfStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VfAttr {
     Mac(MacAddr),
-    Vlan { vlan: u16, qos: u8 },
+    Vlan {
+        vlan: u16,
+        qos: u8,
+    },
     SpoofChk(bool),
     Trust(bool),
     State(VfLinkState),
     /// IFLA_VF_RATE carries both limits (Mbit/s).
-    Rate { min: u32, max: u32 },
+    Rate {
+        min: u32,
+        max: u32,
+    },
 }
 
 impl VfAttr {
@@ -153,12 +159,23 @@ impl RtNetlink {
     }
 
     /// Send one request and collect the replies until ACK/DONE.
-    fn request(&self, ifname: &str, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        let mut sock_slot = self.socket.lock().map_err(|_| NetlinkError::new(ifname, op, libc::EIO))?;
+    fn request(
+        &self,
+        ifname: &str,
+        op: &str,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        let mut sock_slot = self
+            .socket
+            .lock()
+            .map_err(|_| NetlinkError::new(ifname, op, libc::EIO))?;
         if sock_slot.is_none() {
             let mut s = Socket::new(NETLINK_ROUTE).map_err(|e| NetlinkError::io(ifname, op, &e))?;
-            s.bind_auto().map_err(|e| NetlinkError::io(ifname, op, &e))?;
-            s.connect(&SocketAddr::new(0, 0)).map_err(|e| NetlinkError::io(ifname, op, &e))?;
+            s.bind_auto()
+                .map_err(|e| NetlinkError::io(ifname, op, &e))?;
+            s.connect(&SocketAddr::new(0, 0))
+                .map_err(|e| NetlinkError::io(ifname, op, &e))?;
             *sock_slot = Some(s);
         }
         let Some(sock) = sock_slot.as_ref() else {
@@ -171,16 +188,25 @@ impl RtNetlink {
         packet.finalize();
         let mut buf = vec![0; packet.buffer_len()];
         packet.serialize(&mut buf[..]);
-        sock.send(&buf, 0).map_err(|e| NetlinkError::io(ifname, op, &e))?;
+        sock.send(&buf, 0)
+            .map_err(|e| NetlinkError::io(ifname, op, &e))?;
 
         let mut out = Vec::new();
         let mut rx = vec![0u8; 1 << 16];
         loop {
-            let n = sock.recv(&mut &mut rx[..], 0).map_err(|e| NetlinkError::io(ifname, op, &e))?;
+            let n = sock
+                .recv(&mut &mut rx[..], 0)
+                .map_err(|e| NetlinkError::io(ifname, op, &e))?;
             let mut off = 0;
             while off < n {
-                let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&rx[off..n])
-                    .map_err(|_| NetlinkError::new(ifname, format!("{op} (decoding the reply)"), libc::EBADMSG))?;
+                let reply: NetlinkMessage<RouteNetlinkMessage> =
+                    NetlinkMessage::deserialize(&rx[off..n]).map_err(|_| {
+                        NetlinkError::new(
+                            ifname,
+                            format!("{op} (decoding the reply)"),
+                            libc::EBADMSG,
+                        )
+                    })?;
                 let len = reply.header.length as usize;
                 if reply.header.sequence_number == seq {
                     match reply.payload {
@@ -193,7 +219,9 @@ impl RtNetlink {
                         NetlinkPayload::Done(_) => return Ok(out),
                         NetlinkPayload::InnerMessage(m) => {
                             out.push(m);
-                            if flags & NLM_F_ACK == 0 && reply.header.flags & netlink_packet_core::NLM_F_MULTIPART == 0 {
+                            if flags & NLM_F_ACK == 0
+                                && reply.header.flags & netlink_packet_core::NLM_F_MULTIPART == 0
+                            {
                                 return Ok(out);
                             }
                         }
@@ -222,7 +250,9 @@ fn link_state_from(s: NlLinkState) -> Option<VfLinkState> {
 pub fn decode_vf_list(msg: &LinkMessage) -> Vec<VfNetInfo> {
     let mut out = Vec::new();
     for attr in &msg.attributes {
-        let LinkAttribute::VfInfoList(list) = attr else { continue };
+        let LinkAttribute::VfInfoList(list) = attr else {
+            continue;
+        };
         for LinkVfInfo(infos) in list {
             let mut v = VfNetInfo::default();
             for i in infos {
@@ -295,8 +325,14 @@ impl VfNetlink for RtNetlink {
         let op = "get VF info";
         let mut msg = LinkMessage::default();
         msg.header.index = Self::ifindex(pf_ifname, op)?;
-        msg.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
-        let replies = self.request(pf_ifname, op, RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST)?;
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
+        let replies = self.request(
+            pf_ifname,
+            op,
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_REQUEST,
+        )?;
         Ok(replies
             .iter()
             .filter_map(|m| match m {
@@ -311,16 +347,23 @@ impl VfNetlink for RtNetlink {
         let op = describe_set(vf, attrs);
         let mut msg = LinkMessage::default();
         msg.header.index = Self::ifindex(pf_ifname, &op)?;
-        msg.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(
-            attrs.iter().map(|a| encode_vf_attr(vf, *a)).collect(),
-        )]));
+        msg.attributes
+            .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(
+                attrs.iter().map(|a| encode_vf_attr(vf, *a)).collect(),
+            )]));
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.request(pf_ifname, &op, RouteNetlinkMessage::SetLink(msg), NLM_F_REQUEST | NLM_F_ACK)?;
+        self.request(
+            pf_ifname,
+            &op,
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_REQUEST | NLM_F_ACK,
+        )?;
         Ok(())
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use netlink_packet_core::{Emitable, Parseable};
@@ -339,9 +382,10 @@ mod tests {
             VfAttr::Rate { min: 10, max: 500 },
         ];
         let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(
-            attrs.iter().map(|a| encode_vf_attr(5, *a)).collect(),
-        )]));
+        msg.attributes
+            .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(
+                attrs.iter().map(|a| encode_vf_attr(5, *a)).collect(),
+            )]));
         let mut buf = vec![0u8; msg.buffer_len()];
         msg.emit(&mut buf);
         let back = <LinkMessage as Parseable<[u8]>>::parse(&buf[..]).expect("parse");
@@ -349,7 +393,10 @@ mod tests {
         assert_eq!(infos.len(), 1);
         let v = &infos[0];
         assert_eq!((v.vf, v.mac, v.vlan, v.qos), (5, Some(mac), 100, 3));
-        assert_eq!((v.spoofchk, v.trust, v.link_state), (Some(false), Some(true), Some(VfLinkState::Disable)));
+        assert_eq!(
+            (v.spoofchk, v.trust, v.link_state),
+            (Some(false), Some(true), Some(VfLinkState::Disable))
+        );
         assert_eq!((v.min_tx_rate, v.max_tx_rate), (10, 500));
     }
 }

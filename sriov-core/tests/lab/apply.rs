@@ -6,7 +6,6 @@ use serde_json::Value;
 
 use crate::guest::{self, dev, link_name, pf, read};
 
-
 /// What `ip -j link show` and sysfs say about the PF and its VFs.
 fn observed() -> Value {
     let pf_bdf = pf();
@@ -37,7 +36,10 @@ fn observed() -> Value {
 }
 
 fn sriov(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("sriov").args(args).output().expect("run /lab/bin/sriov");
+    let out = Command::new("sriov")
+        .args(args)
+        .output()
+        .expect("run /lab/bin/sriov");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -47,7 +49,11 @@ fn sriov(args: &[&str]) -> (i32, String, String) {
 
 fn write_config(name: &str, body: &str) -> String {
     let path = format!("/tmp/{name}.toml");
-    fs::write(&path, format!("version = 1\n[[pf]]\ndevice = \"{}\"\n{body}", pf())).unwrap();
+    fs::write(
+        &path,
+        format!("version = 1\n[[pf]]\ndevice = \"{}\"\n{body}", pf()),
+    )
+    .unwrap();
     path
 }
 
@@ -81,8 +87,18 @@ fn apply_configures_vfs_and_a_second_apply_writes_nothing() {
     assert_eq!(o["numvfs"], "4", "{o:#}");
     let vfs = o["vfs"].as_array().unwrap();
     assert_eq!(vfs.len(), 4, "{o:#}");
-    assert_eq!((vfs[0]["mac"].as_str(), vfs[0]["vlan"].as_u64()), (Some("02:00:00:00:00:01"), Some(10)));
-    assert_eq!((vfs[1]["mac"].as_str(), vfs[1]["vlan"].as_u64(), vfs[1]["qos"].as_u64()), (Some("02:00:00:00:00:02"), Some(20), Some(3)));
+    assert_eq!(
+        (vfs[0]["mac"].as_str(), vfs[0]["vlan"].as_u64()),
+        (Some("02:00:00:00:00:01"), Some(10))
+    );
+    assert_eq!(
+        (
+            vfs[1]["mac"].as_str(),
+            vfs[1]["vlan"].as_u64(),
+            vfs[1]["qos"].as_u64()
+        ),
+        (Some("02:00:00:00:00:02"), Some(20), Some(3))
+    );
     assert_eq!(vfs[2]["spoofchk"], false);
     assert_eq!(vfs[3]["spoofchk"], true);
     assert_eq!(vfs[3]["driver"], "vfio-pci");
@@ -120,7 +136,10 @@ driver = \"nosuchdriver\"
 ";
     let (code, _, err) = sriov(&["apply", &write_config("nodriver", bad)]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("nosuchdriver") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("nosuchdriver") && err.contains("does not exist"),
+        "{err}"
+    );
     assert_eq!(observed(), before);
 
     // a driver that exists but cannot drive a VF (pcieport only binds to
@@ -138,8 +157,14 @@ driver = \"pcieport\"
 ";
     let (code, out, err) = sriov(&["apply", &write_config("midway", midway)]);
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
-    assert!(err.contains("pcieport") && err.contains("rolled back"), "{err}");
-    assert!(out.contains("rollback: "), "the journal shows the rollback:\n{out}");
+    assert!(
+        err.contains("pcieport") && err.contains("rolled back"),
+        "{err}"
+    );
+    assert!(
+        out.contains("rollback: "),
+        "the journal shows the rollback:\n{out}"
+    );
     assert_eq!(observed(), before, "journal:\n{out}");
     guest::set_numvfs(0);
 }

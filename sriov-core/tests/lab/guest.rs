@@ -14,7 +14,9 @@ pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 
 /// The PF's BDF, as found by the lab's /init.
 pub fn pf() -> String {
-    std::env::var("SRIOV_LAB_PF").expect("SRIOV_LAB_PF is set by the lab's /init; run these tests with `cargo xtask vm-test`")
+    std::env::var("SRIOV_LAB_PF").expect(
+        "SRIOV_LAB_PF is set by the lab's /init; run these tests with `cargo xtask vm-test`",
+    )
 }
 
 pub fn dev(bdf: &str) -> PathBuf {
@@ -23,24 +25,35 @@ pub fn dev(bdf: &str) -> PathBuf {
 
 pub fn read(path: impl AsRef<Path>) -> String {
     let path = path.as_ref();
-    fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).trim().to_string()
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_string()
 }
 
 pub fn write(path: impl AsRef<Path>, value: &str) {
     let path = path.as_ref();
-    fs::write(path, value).unwrap_or_else(|e| panic!("writing {value:?} to {}: {e}", path.display()));
+    fs::write(path, value)
+        .unwrap_or_else(|e| panic!("writing {value:?} to {}: {e}", path.display()));
 }
 
 /// Last path component of a symlink's target (driver name, BDF, group).
 pub fn link_name(path: impl AsRef<Path>) -> Option<String> {
-    fs::read_link(path.as_ref()).ok()?.file_name()?.to_str().map(String::from)
+    fs::read_link(path.as_ref())
+        .ok()?
+        .file_name()?
+        .to_str()
+        .map(String::from)
 }
 
 /// Poll `cond` every 20 ms until it holds or `limit` passes.
 pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
     while !cond() {
-        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            t.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -54,18 +67,23 @@ pub fn set_numvfs(n: u32) {
     }
     if n > 0 {
         write(pf.join("sriov_numvfs"), &n.to_string());
-        wait_for(&format!("{n} VFs bound with netdevs"), Duration::from_secs(30), || {
-            (0..n).all(|i| {
-                let vf = pf.join(format!("virtfn{i}"));
-                vf.join("driver").exists() && vf.join("net").is_dir()
-            })
-        });
+        wait_for(
+            &format!("{n} VFs bound with netdevs"),
+            Duration::from_secs(30),
+            || {
+                (0..n).all(|i| {
+                    let vf = pf.join(format!("virtfn{i}"));
+                    vf.join("driver").exists() && vf.join("net").is_dir()
+                })
+            },
+        );
     }
 }
 
 /// BDF of VF `i` of the lab PF.
 pub fn vf_bdf(i: u32) -> String {
-    link_name(dev(&pf()).join(format!("virtfn{i}"))).unwrap_or_else(|| panic!("PF has no virtfn{i}"))
+    link_name(dev(&pf()).join(format!("virtfn{i}")))
+        .unwrap_or_else(|| panic!("PF has no virtfn{i}"))
 }
 
 pub fn netdev_of(bdf: &str) -> String {
@@ -82,7 +100,11 @@ pub fn netdev_of(bdf: &str) -> String {
 pub fn msi_irqs(bdf: &str) -> Vec<u32> {
     let dir = dev(bdf).join("msi_irqs");
     let mut v: Vec<u32> = fs::read_dir(&dir)
-        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -92,12 +114,19 @@ pub fn msi_irqs(bdf: &str) -> Vec<u32> {
 pub fn proc_interrupts() -> BTreeMap<u32, u64> {
     let text = read("/proc/interrupts");
     let mut lines = text.lines();
-    let ncpu = lines.next().map(|h| h.split_whitespace().count()).unwrap_or(0);
+    let ncpu = lines
+        .next()
+        .map(|h| h.split_whitespace().count())
+        .unwrap_or(0);
     lines
         .filter_map(|l| {
             let (irq, rest) = l.trim_start().split_once(':')?;
             let irq: u32 = irq.parse().ok()?;
-            let sum = rest.split_whitespace().take(ncpu).filter_map(|c| c.parse::<u64>().ok()).sum();
+            let sum = rest
+                .split_whitespace()
+                .take(ncpu)
+                .filter_map(|c| c.parse::<u64>().ok())
+                .sum();
             Some((irq, sum))
         })
         .collect()
@@ -105,7 +134,10 @@ pub fn proc_interrupts() -> BTreeMap<u32, u64> {
 
 /// Run a command (iproute2 and friends) and panic with its stderr on failure.
 pub fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(
         out.status.success(),
         "`{cmd} {}` failed: {}",

@@ -13,19 +13,32 @@ fn irq_counter_counts_exactly_the_vf_msix_vectors() {
     let ifname = netdev_of(&vf);
     sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
     sh("ip", &["link", "set", "dev", &ifname, "up"]);
-    wait_for(&format!("MSI-X vectors of {vf}"), Duration::from_secs(10), || msi_irqs(&vf).len() == 3);
+    wait_for(
+        &format!("MSI-X vectors of {vf}"),
+        Duration::from_secs(10),
+        || msi_irqs(&vf).len() == 3,
+    );
     let irqs = msi_irqs(&vf);
     // igbvf requests (names) its vectors when the netdev comes up
-    wait_for("the VF's vectors in /proc/interrupts", Duration::from_secs(10), || {
-        let now = proc_interrupts();
-        irqs.iter().all(|i| now.contains_key(i))
-    });
+    wait_for(
+        "the VF's vectors in /proc/interrupts",
+        Duration::from_secs(10),
+        || {
+            let now = proc_interrupts();
+            irqs.iter().all(|i| now.contains_key(i))
+        },
+    );
 
     // a VF only transmits once it has carrier, which follows the PF's link
     // (re-negotiated after each numvfs change)
-    wait_for(&format!("carrier on {ifname}"), Duration::from_secs(20), || {
-        std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")).is_ok_and(|c| c.trim() == "1")
-    });
+    wait_for(
+        &format!("carrier on {ifname}"),
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
+                .is_ok_and(|c| c.trim() == "1")
+        },
+    );
     let before_attach = proc_interrupts();
     let mut counter = IrqCounter::attach().expect("attach irq:irq_handler_entry");
     for &irq in &irqs {
@@ -37,7 +50,8 @@ fn irq_counter_counts_exactly_the_vf_msix_vectors() {
     let sock = UdpSocket::bind("192.0.2.1:0").expect("bind on the VF's address");
     sock.set_broadcast(true).expect("SO_BROADCAST");
     for i in 0..300u32 {
-        sock.send_to(&i.to_be_bytes(), "192.0.2.255:9").expect("send");
+        sock.send_to(&i.to_be_bytes(), "192.0.2.255:9")
+            .expect("send");
     }
     std::thread::sleep(Duration::from_millis(500));
 
@@ -47,10 +61,16 @@ fn irq_counter_counts_exactly_the_vf_msix_vectors() {
     drop(counter);
 
     let keys: Vec<u32> = counts.keys().copied().collect();
-    assert!(keys.iter().all(|k| irqs.contains(k)), "counted IRQs {keys:?} outside msi_irqs {irqs:?}");
+    assert!(
+        keys.iter().all(|k| irqs.contains(k)),
+        "counted IRQs {keys:?} outside msi_irqs {irqs:?}"
+    );
     let total: u64 = counts.values().sum();
-    assert!(total > 0, "no interrupts counted on {irqs:?} ({ifname}); /proc/interrupts delta: {:?}",
-        irqs.iter().map(|i| end[i] - start[i]).collect::<Vec<_>>());
+    assert!(
+        total > 0,
+        "no interrupts counted on {irqs:?} ({ifname}); /proc/interrupts delta: {:?}",
+        irqs.iter().map(|i| end[i] - start[i]).collect::<Vec<_>>()
+    );
     for irq in &irqs {
         let got = counts.get(irq).copied().unwrap_or(0);
         let low = end[irq] - start[irq];

@@ -4,6 +4,8 @@
 //! On any other machine they are ignored; `cargo xtask vm-test` runs them
 //! with `--ignored` in the guest. Each test checks the system state through
 //! sysfs, procfs and iproute2 directly, not through the library under test.
+#![allow(clippy::unwrap_used)]
+
 mod apply;
 mod guest;
 mod irq_count;

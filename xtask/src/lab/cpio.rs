@@ -49,7 +49,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -101,6 +101,7 @@ impl Cpio {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -124,7 +125,13 @@ mod tests {
         let mut c = Cpio::new();
         c.file("x", 0o644, b"hello");
         let img = c.finish();
-        let field = |i: usize| u32::from_str_radix(std::str::from_utf8(&img[6 + 8 * i..14 + 8 * i]).unwrap(), 16).unwrap();
+        let field = |i: usize| {
+            u32::from_str_radix(
+                std::str::from_utf8(&img[6 + 8 * i..14 + 8 * i]).unwrap(),
+                16,
+            )
+            .unwrap()
+        };
         assert_eq!(field(1), S_IFREG | 0o644);
         assert_eq!(field(6), 5); // filesize
         assert_eq!(field(11), 2); // "x\0"

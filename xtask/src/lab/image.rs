@@ -12,8 +12,14 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{cpio::Cpio, modules::{LAB_MODULES, ModuleSet}};
-use crate::{setup::GuestKernel, util::{output, which}};
+use super::{
+    cpio::Cpio,
+    modules::{LAB_MODULES, ModuleSet},
+};
+use crate::{
+    setup::GuestKernel,
+    util::{output, which},
+};
 
 /// Host programs copied into the image (with their libraries), if present.
 const HOST_TOOLS: &[(&str, bool)] = &[
@@ -49,7 +55,11 @@ fn ldd(bin: &Path) -> Result<BTreeSet<PathBuf>> {
     let mut libs = BTreeSet::new();
     for line in out.lines() {
         if line.contains("not found") {
-            bail!("{}: a shared library is missing on the host: {}", bin.display(), line.trim());
+            bail!(
+                "{}: a shared library is missing on the host: {}",
+                bin.display(),
+                line.trim()
+            );
         }
         let path = match line.split_once("=>") {
             Some((_, rhs)) => rhs.split_whitespace().next(),
@@ -124,18 +134,44 @@ pub struct Built {
 
 /// Write the initramfs for `job` to `out`. `extra_bins` are the binaries
 /// that will run from the share (their libraries go into the image).
-pub fn build(kernel: &GuestKernel, job: &Job, extra_bins: &[PathBuf], module_cache: &Path, out: &Path) -> Result<Built> {
+pub fn build(
+    kernel: &GuestKernel,
+    job: &Job,
+    extra_bins: &[PathBuf],
+    module_cache: &Path,
+    out: &Path,
+) -> Result<Built> {
     let mut img = Cpio::new();
-    for d in ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/etc", "/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/lab", "/var"] {
+    for d in [
+        "/bin",
+        "/sbin",
+        "/usr/bin",
+        "/usr/sbin",
+        "/etc",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/run",
+        "/root",
+        "/lab",
+        "/var",
+    ] {
         img.dir(d);
     }
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() || !ldd(busybox)?.is_empty() {
-        bail!("/bin/busybox (static) is missing.\nFix: cargo xtask setup   (installs busybox-static)");
+        bail!(
+            "/bin/busybox (static) is missing.\nFix: cargo xtask setup   (installs busybox-static)"
+        );
     }
     img.file("/bin/busybox", 0o755, &fs::read(busybox)?);
     img.symlink("/bin/sh", "busybox");
-    img.file("/etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
+    img.file(
+        "/etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    );
     img.file("/etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
 
     let mut libs = BTreeSet::new();
@@ -156,7 +192,15 @@ pub fn build(kernel: &GuestKernel, job: &Job, extra_bins: &[PathBuf], module_cac
     img.file("/etc/profile", 0o644, profile.as_bytes());
     if which("tmux").is_some() {
         // tmux and TUIs need a terminfo entry for the console and for tmux itself
-        for t in ["l/linux", "v/vt100", "x/xterm", "x/xterm-256color", "s/screen", "t/tmux", "t/tmux-256color"] {
+        for t in [
+            "l/linux",
+            "v/vt100",
+            "x/xterm",
+            "x/xterm-256color",
+            "s/screen",
+            "t/tmux",
+            "t/tmux-256color",
+        ] {
             for base in ["/usr/share/terminfo", "/lib/terminfo"] {
                 let p = Path::new(base).join(t);
                 if let Ok(data) = fs::read(&p) {
@@ -179,15 +223,28 @@ pub fn build(kernel: &GuestKernel, job: &Job, extra_bins: &[PathBuf], module_cac
 
     let set = ModuleSet::read(&kernel.modules_dir())?;
     let order = set.load_order(LAB_MODULES)?;
-    let paths = set.install(&kernel.modules_dir(), &kernel.version, &order, &module_cache.join(&kernel.version), &mut img)?;
+    let paths = set.install(
+        &kernel.modules_dir(),
+        &kernel.version,
+        &order,
+        &module_cache.join(&kernel.version),
+        &mut img,
+    )?;
     let insmods: String = paths
         .iter()
         .map(|p| format!("insmod {p} || fail \"insmod {p} failed\"\n"))
         .collect();
 
-    img.file("/init", 0o755, init_script(&kernel.version, &insmods, job).as_bytes());
+    img.file(
+        "/init",
+        0o755,
+        init_script(&kernel.version, &insmods, job).as_bytes(),
+    );
     let data = img.finish();
     fs::create_dir_all(out.parent().expect("has parent"))?;
     fs::write(out, &data).with_context(|| format!("writing {}", out.display()))?;
-    Ok(Built { path: out.to_path_buf(), bytes: data.len() })
+    Ok(Built {
+        path: out.to_path_buf(),
+        bytes: data.len(),
+    })
 }

@@ -21,7 +21,9 @@ pub use qemu::Accel;
 use crate::{setup, util};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  cargo xtask lab\n  cargo xtask lab --exec 'cat /sys/bus/pci/devices/*/sriov_totalvfs'\n  cargo xtask lab --exec 'echo 3 > /sys/bus/pci/devices/$SRIOV_LAB_PF/sriov_numvfs; lspci -nn'")]
+#[command(
+    after_help = "Examples:\n  cargo xtask lab\n  cargo xtask lab --exec 'cat /sys/bus/pci/devices/*/sriov_totalvfs'\n  cargo xtask lab --exec 'echo 3 > /sys/bus/pci/devices/$SRIOV_LAB_PF/sriov_numvfs; lspci -nn'"
+)]
 pub struct Options {
     /// Run CMD (a busybox sh command line) as root in the guest once igb,
     /// igbvf and vfio-pci are loaded; stream its output and exit with its code.
@@ -71,7 +73,8 @@ fn prepare_share(bins: &[(String, PathBuf)], cmd: Option<&str>) -> Result<PathBu
     for (name, src) in bins {
         let dst = share.join("bin").join(name);
         if fs::hard_link(src, &dst).is_err() {
-            fs::copy(src, &dst).with_context(|| format!("copying {} into the lab share", src.display()))?;
+            fs::copy(src, &dst)
+                .with_context(|| format!("copying {} into the lab share", src.display()))?;
         }
     }
     if let Some(cmd) = cmd {
@@ -92,12 +95,18 @@ fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<
     if !qemu::kvm_device_usable() {
         return Ok(Accel::Tcg);
     }
-    match fs::read_to_string(kvm_probe_file()).as_deref().map(str::trim) {
+    match fs::read_to_string(kvm_probe_file())
+        .as_deref()
+        .map(str::trim)
+    {
         Ok("ok") => return Ok(Accel::Kvm),
         Ok("fail") => return Ok(Accel::Tcg),
         _ => {}
     }
-    eprintln!("lab: /dev/kvm is present; checking once whether a KVM guest really boots (cached in {})", kvm_probe_file().display());
+    eprintln!(
+        "lab: /dev/kvm is present; checking once whether a KVM guest really boots (cached in {})",
+        kvm_probe_file().display()
+    );
     let modules = util::cache_dir().join("modules");
     let kernel_info = setup::guest_kernel()?;
     let initrd = initrd_dir.join("probe-initramfs.cpio");
@@ -116,7 +125,14 @@ fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<
     let ok = matches!(vm.run(|_| {}), Ok(o) if o.exit_code == Some(0) && o.failure.is_none());
     fs::create_dir_all(util::cache_dir())?;
     fs::write(kvm_probe_file(), if ok { "ok\n" } else { "fail\n" })?;
-    eprintln!("lab: KVM {}", if ok { "works; using it" } else { "does not boot the lab here; using TCG" });
+    eprintln!(
+        "lab: KVM {}",
+        if ok {
+            "works; using it"
+        } else {
+            "does not boot the lab here; using TCG"
+        }
+    );
     Ok(if ok { Accel::Kvm } else { Accel::Tcg })
 }
 
@@ -130,10 +146,21 @@ pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcom
     let accel = pick_accel(run.accel, &vmlinuz, &dir)?;
     let bin_paths: Vec<PathBuf> = run.bins.iter().map(|(_, p)| p.clone()).collect();
     let initrd = dir.join("initramfs.cpio");
-    let built = image::build(&kernel, &run.job, &bin_paths, &util::cache_dir().join("modules"), &initrd)?;
+    let built = image::build(
+        &kernel,
+        &run.job,
+        &bin_paths,
+        &util::cache_dir().join("modules"),
+        &initrd,
+    )?;
     let share = prepare_share(run.bins, run.cmd)?;
     if run.verbose {
-        eprintln!("lab: initramfs {} ({:.1} MiB), kernel {}, accel {accel:?}", built.path.display(), built.bytes as f64 / 1048576.0, kernel.version);
+        eprintln!(
+            "lab: initramfs {} ({:.1} MiB), kernel {}, accel {accel:?}",
+            built.path.display(),
+            built.bytes as f64 / 1048576.0,
+            kernel.version
+        );
     }
     let vm = qemu::Vm {
         accel,
@@ -155,7 +182,11 @@ pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcom
 
 /// Build the project's binaries (host target, shared target dir).
 pub fn build_project_bins() -> Result<Vec<(String, PathBuf)>> {
-    util::run(Command::new(env!("CARGO")).args(["build", "--quiet", "--workspace", "--bins"]).current_dir(util::workspace_root()))?;
+    util::run(
+        Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .current_dir(util::workspace_root()),
+    )?;
     let dir = util::target_dir().join("debug");
     Ok(["sriov", "sriov-top"]
         .iter()
@@ -165,15 +196,36 @@ pub fn build_project_bins() -> Result<Vec<(String, PathBuf)>> {
 }
 
 pub fn run_lab(o: Options) -> Result<u8> {
-    let bins = if o.no_build { Vec::new() } else { build_project_bins()? };
+    let bins = if o.no_build {
+        Vec::new()
+    } else {
+        build_project_bins()?
+    };
     let bins = if o.no_build {
         let dir = util::target_dir().join("debug");
-        ["sriov", "sriov-top"].iter().map(|n| (n.to_string(), dir.join(n))).filter(|(_, p)| p.exists()).collect()
+        ["sriov", "sriov-top"]
+            .iter()
+            .map(|n| (n.to_string(), dir.join(n)))
+            .filter(|(_, p)| p.exists())
+            .collect()
     } else {
         bins
     };
-    let job = match o.exec { Some(_) => Job::Exec, None => Job::Main { vfs: o.vfs, shell: std::io::IsTerminal::is_terminal(&std::io::stdin()) } };
-    let run = Run { job, cmd: o.exec.as_deref(), bins: &bins, accel: o.accel, timeout: Duration::from_secs(o.timeout), verbose: o.verbose };
+    let job = match o.exec {
+        Some(_) => Job::Exec,
+        None => Job::Main {
+            vfs: o.vfs,
+            shell: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        },
+    };
+    let run = Run {
+        job,
+        cmd: o.exec.as_deref(),
+        bins: &bins,
+        accel: o.accel,
+        timeout: Duration::from_secs(o.timeout),
+        verbose: o.verbose,
+    };
     let out = boot(&run, |l| println!("{l}"))?;
     if let Some(f) = &out.failure {
         bail!("{f}");
@@ -181,7 +233,9 @@ pub fn run_lab(o: Options) -> Result<u8> {
     let code = out.exit_code.unwrap_or(1);
     eprintln!(
         "lab: exit {code}; ready after {}, wall {}",
-        out.ready_after.map(util::secs).unwrap_or_else(|| "-".into()),
+        out.ready_after
+            .map(util::secs)
+            .unwrap_or_else(|| "-".into()),
         util::secs(out.wall)
     );
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))

@@ -56,9 +56,14 @@ impl ModuleSet {
         let mut paths = BTreeMap::new();
         let mut deps = BTreeMap::new();
         for line in text.lines() {
-            let Some((m, rest)) = line.split_once(':') else { continue };
+            let Some((m, rest)) = line.split_once(':') else {
+                continue;
+            };
             let name = module_name(m);
-            deps.insert(name.clone(), rest.split_whitespace().map(module_name).collect());
+            deps.insert(
+                name.clone(),
+                rest.split_whitespace().map(module_name).collect(),
+            );
             paths.insert(name, m.to_string());
             for d in rest.split_whitespace() {
                 paths.entry(module_name(d)).or_insert_with(|| d.to_string());
@@ -69,7 +74,11 @@ impl ModuleSet {
             .lines()
             .map(module_name)
             .collect();
-        Ok(Self { paths, deps, builtin })
+        Ok(Self {
+            paths,
+            deps,
+            builtin,
+        })
     }
 
     /// Wanted modules plus their dependencies, dependencies first.
@@ -102,11 +111,22 @@ impl ModuleSet {
     /// Decompress `modules` into the image under `/lib/modules/<version>/`
     /// and write a `modules.dep` for them. Decompressed files are cached.
     /// Returns the in-image paths in load order.
-    pub fn install(&self, modules_dir: &Path, version: &str, modules: &[String], cache: &Path, img: &mut Cpio) -> Result<Vec<String>> {
+    pub fn install(
+        &self,
+        modules_dir: &Path,
+        version: &str,
+        modules: &[String],
+        cache: &Path,
+        img: &mut Cpio,
+    ) -> Result<Vec<String>> {
         let mut loaded = Vec::new();
         let base = format!("/lib/modules/{version}");
         let mut dep = String::new();
-        let ko = |rel: &str| rel.trim_end_matches(".xz").trim_end_matches(".zst").to_string();
+        let ko = |rel: &str| {
+            rel.trim_end_matches(".xz")
+                .trim_end_matches(".zst")
+                .to_string()
+        };
         for m in modules {
             let rel = &self.paths[m];
             let cached = cache.join(ko(rel));
@@ -119,7 +139,13 @@ impl ModuleSet {
             let in_image = format!("{base}/{}", ko(rel));
             img.file(&in_image, 0o644, &fs::read(&cached)?);
             loaded.push(in_image);
-            let ds: Vec<String> = self.deps.get(m).into_iter().flatten().map(|d| ko(&self.paths[d])).collect();
+            let ds: Vec<String> = self
+                .deps
+                .get(m)
+                .into_iter()
+                .flatten()
+                .map(|d| ko(&self.paths[d]))
+                .collect();
             dep.push_str(&format!("{}: {}\n", ko(rel), ds.join(" ")));
         }
         img.file(&format!("{base}/modules.dep"), 0o644, dep.as_bytes());
@@ -143,6 +169,7 @@ fn decompress(src: &Path) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -157,10 +184,24 @@ mod tests {
              kernel/d/vfio-pci-core.ko.xz: kernel/d/vfio.ko.xz\nkernel/d/vfio.ko.xz:\n",
         )
         .unwrap();
-        fs::write(dir.path().join("modules.builtin"), "kernel/e/virtio_pci.ko\n").unwrap();
+        fs::write(
+            dir.path().join("modules.builtin"),
+            "kernel/e/virtio_pci.ko\n",
+        )
+        .unwrap();
         let set = ModuleSet::read(dir.path()).unwrap();
         let order = set.load_order(&["vfio-pci", "igb", "virtio_pci"]).unwrap();
-        assert_eq!(order, ["vfio", "vfio_pci_core", "vfio_pci", "dca", "i2c_algo_bit", "igb"]);
+        assert_eq!(
+            order,
+            [
+                "vfio",
+                "vfio_pci_core",
+                "vfio_pci",
+                "dca",
+                "i2c_algo_bit",
+                "igb"
+            ]
+        );
         assert!(set.load_order(&["nope"]).is_err());
     }
 }

@@ -54,31 +54,57 @@ impl Vm<'_> {
             Accel::Tcg => ("tcg", "max"),
             Accel::Kvm => ("kvm", "host"),
         };
-        c.args(["-machine", "q35,kernel-irqchip=split", "-accel", accel, "-cpu", cpu])
-            .args(["-smp", "2", "-m", "2048", "-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-no-reboot"])
-            .args(["-serial", if self.interactive { "mon:stdio" } else { "stdio" }])
-            .args(["-device", "intel-iommu,intremap=on,caching-mode=on,device-iotlb=off"])
-            // the 82576 behind a root port: directly on pcie.0 each VF probe
-            // waits ~2 s for a PF reset
-            .args(["-netdev", "user,id=n0,restrict=on"])
-            .args(["-device", "pcie-root-port,id=rp0,chassis=1,slot=0"])
-            .args(["-device", "igb,bus=rp0,netdev=n0,mac=52:54:00:12:34:56"])
-            .arg("-virtfs")
-            .arg(format!(
-                "local,path={},mount_tag=lab,security_model=none,readonly=on",
-                self.share.display()
-            ))
-            .arg("-kernel")
-            .arg(self.kernel)
-            .arg("-initrd")
-            .arg(self.initrd)
-            .arg("-append")
-            .arg(format!(
-                "console=ttyS0 intel_iommu=on iommu=pt lsm=lockdown,capability,landlock,yama,bpf \
+        c.args([
+            "-machine",
+            "q35,kernel-irqchip=split",
+            "-accel",
+            accel,
+            "-cpu",
+            cpu,
+        ])
+        .args([
+            "-smp",
+            "2",
+            "-m",
+            "2048",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+        ])
+        .args(["-no-reboot"])
+        .args([
+            "-serial",
+            if self.interactive {
+                "mon:stdio"
+            } else {
+                "stdio"
+            },
+        ])
+        .args([
+            "-device",
+            "intel-iommu,intremap=on,caching-mode=on,device-iotlb=off",
+        ])
+        // the 82576 behind a root port: directly on pcie.0 each VF probe
+        // waits ~2 s for a PF reset
+        .args(["-netdev", "user,id=n0,restrict=on"])
+        .args(["-device", "pcie-root-port,id=rp0,chassis=1,slot=0"])
+        .args(["-device", "igb,bus=rp0,netdev=n0,mac=52:54:00:12:34:56"])
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=lab,security_model=none,readonly=on",
+            self.share.display()
+        ))
+        .arg("-kernel")
+        .arg(self.kernel)
+        .arg("-initrd")
+        .arg(self.initrd)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 intel_iommu=on iommu=pt lsm=lockdown,capability,landlock,yama,bpf \
                  panic=-1 quiet loglevel=3 {}",
-                self.append_extra
-            ));
+            self.append_extra
+        ));
         Ok(c)
     }
 
@@ -91,7 +117,9 @@ impl Vm<'_> {
             cmd.stdin(Stdio::null());
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", util::display(&cmd)))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", util::display(&cmd)))?;
         let mut log = std::fs::File::create(&self.log)
             .with_context(|| format!("creating {}", self.log.display()))?;
         writeln!(log, "# {}", util::display(&cmd))?;
@@ -125,7 +153,13 @@ impl Vm<'_> {
         });
 
         let deadline = t0 + self.timeout;
-        let mut out = Outcome { exit_code: None, ready_after: None, guest_ready_uptime: None, wall: Duration::ZERO, failure: None };
+        let mut out = Outcome {
+            exit_code: None,
+            ready_after: None,
+            guest_ready_uptime: None,
+            wall: Duration::ZERO,
+            failure: None,
+        };
         let mut ready = false;
         loop {
             let now = Instant::now();
@@ -133,7 +167,11 @@ impl Vm<'_> {
                 out.failure = Some(format!(
                     "timeout: the VM did not finish within {} s ({}); killed",
                     self.timeout.as_secs(),
-                    if ready { "hung after ready" } else { "never became ready" }
+                    if ready {
+                        "hung after ready"
+                    } else {
+                        "never became ready"
+                    }
                 ));
                 break;
             }
@@ -144,7 +182,11 @@ impl Vm<'_> {
                         ready = true;
                         out.ready_after = Some(t0.elapsed());
                         out.guest_ready_uptime = rest.split_whitespace().next().map(String::from);
-                        let info = rest.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+                        let info = rest
+                            .split_whitespace()
+                            .skip(1)
+                            .collect::<Vec<_>>()
+                            .join(" ");
                         eprintln!(
                             "lab: ready in {} (guest uptime {} s; {info})",
                             util::secs(t0.elapsed()),
@@ -181,7 +223,11 @@ impl Vm<'_> {
         if out.failure.is_none() && out.exit_code.is_none() {
             out.failure = Some(format!(
                 "the VM stopped ({status}) without reporting an exit code{}",
-                if err.trim().is_empty() { String::new() } else { format!(": {}", err.trim()) }
+                if err.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", err.trim())
+                }
             ));
         }
         Ok(out)
@@ -208,16 +254,27 @@ fn finish(child: &mut Child, kill_now: bool) -> Result<String> {
 /// Is KVM usable here? `/dev/kvm` may exist while nested KVM still fails, so
 /// callers verify with a real boot (see `super::pick_accel`).
 pub fn kvm_device_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 pub fn ensure_qemu() -> Result<()> {
     let q = qemu_bin()?;
     let v = util::output(Command::new(&q).arg("--version"))?;
     let ver = v.split_whitespace().nth(3).unwrap_or("0");
-    let major: u32 = ver.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let major: u32 = ver
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
     if major < 8 {
-        bail!("{} is QEMU {ver}; the igb (82576) device needs QEMU >= 8.\nFix: cargo xtask setup", q.display());
+        bail!(
+            "{} is QEMU {ver}; the igb (82576) device needs QEMU >= 8.\nFix: cargo xtask setup",
+            q.display()
+        );
     }
     Ok(())
 }

@@ -51,9 +51,11 @@ fn progress_bar() -> impl FnMut(Progress) {
 }
 
 pub fn set_numvfs(host: &dyn Host, device: &str, value: &str) -> Result<()> {
-    let n: u32 = value
-        .parse()
-        .map_err(|_| BadInput(format!("invalid numvfs {value:?}: a whole number from 0 to sriov_totalvfs")))?;
+    let n: u32 = value.parse().map_err(|_| {
+        BadInput(format!(
+            "invalid numvfs {value:?}: a whole number from 0 to sriov_totalvfs"
+        ))
+    })?;
     let inv = discover::discover(host)?;
     let pf = inv.pf(device)?;
     ops::check_numvfs(pf, n)?;
@@ -80,11 +82,18 @@ pub fn vf_set(host: &dyn Host, device: &str, vf: u32, s: &Settings, reprobe: boo
     let mut attrs = s.attrs.clone();
     if s.min_tx_rate.is_some() || s.max_tx_rate.is_some() {
         // IFLA_VF_RATE sets both; keep the one not given
-        let cur = pf.vfs.iter().find(|v| v.index == vf).and_then(|v| v.config.as_ref());
+        let cur = pf
+            .vfs
+            .iter()
+            .find(|v| v.index == vf)
+            .and_then(|v| v.config.as_ref());
         let min = s.min_tx_rate.or(cur.map(|c| c.min_tx_rate)).unwrap_or(0);
         let max = s.max_tx_rate.or(cur.map(|c| c.max_tx_rate)).unwrap_or(0);
         if max != 0 && min > max {
-            return Err(BadInput(format!("min-tx-rate {min} would be above max-tx-rate {max}")).into());
+            return Err(BadInput(format!(
+                "min-tx-rate {min} would be above max-tx-rate {max}"
+            ))
+            .into());
         }
         attrs.push(VfAttr::Rate { min, max });
     }
@@ -106,9 +115,17 @@ pub fn vf_bind(host: &dyn Host, device: &str, vf: u32, driver: &str) -> Result<(
     let pf = inv.pf(device)?;
     let bdf = ops::vf_bdf(pf, vf)?;
     ops::check_driver(host, driver)?;
-    let before = pf.vfs.iter().find(|v| v.index == vf).and_then(|v| v.driver.clone());
+    let before = pf
+        .vfs
+        .iter()
+        .find(|v| v.index == vf)
+        .and_then(|v| v.driver.clone());
     ops::bind(host, bdf, driver)?;
-    println!("{} vf {vf} ({bdf}): driver {} -> {driver}", pf.bdf, before.as_deref().unwrap_or("(none)"));
+    println!(
+        "{} vf {vf} ({bdf}): driver {} -> {driver}",
+        pf.bdf,
+        before.as_deref().unwrap_or("(none)")
+    );
     Ok(())
 }
 
@@ -118,7 +135,13 @@ fn load(file: &Path) -> Result<DesiredState> {
 
 pub fn plan(host: &dyn Host, file: &Path, json: bool, reprobe: bool) -> Result<()> {
     let desired = load(file)?;
-    let p = apply::plan(host, &desired, PlanOptions { reprobe_after_mac: reprobe })?;
+    let p = apply::plan(
+        host,
+        &desired,
+        PlanOptions {
+            reprobe_after_mac: reprobe,
+        },
+    )?;
     if json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else if p.is_empty() {
@@ -127,21 +150,39 @@ pub fn plan(host: &dyn Host, file: &Path, json: bool, reprobe: bool) -> Result<(
         for (i, s) in p.steps.iter().enumerate() {
             println!("{:>3}. {s}", i + 1);
         }
-        println!("{} change(s); run `sriov apply {}` to make them", p.steps.len(), file.display());
+        println!(
+            "{} change(s); run `sriov apply {}` to make them",
+            p.steps.len(),
+            file.display()
+        );
     }
     Ok(())
 }
 
-pub fn apply(host: &dyn Host, file: &Path, reprobe: bool, journal: Option<&Path>, json: bool) -> Result<()> {
+pub fn apply(
+    host: &dyn Host,
+    file: &Path,
+    reprobe: bool,
+    journal: Option<&Path>,
+    json: bool,
+) -> Result<()> {
     let desired = load(file)?;
-    let result = apply::apply(host, &desired, PlanOptions { reprobe_after_mac: reprobe }, &mut progress_bar());
+    let result = apply::apply(
+        host,
+        &desired,
+        PlanOptions {
+            reprobe_after_mac: reprobe,
+        },
+        &mut progress_bar(),
+    );
     let report = match &result {
         Ok(r) => r,
         Err(e) => &e.report,
     };
     if let Some(path) = journal {
         let text = serde_json::to_string_pretty(report)?;
-        std::fs::write(path, text).with_context(|| format!("writing the journal to {}", path.display()))?;
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the journal to {}", path.display()))?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
@@ -165,7 +206,12 @@ pub fn apply(host: &dyn Host, file: &Path, reprobe: bool, journal: Option<&Path>
     if r.plan.is_empty() {
         println!("no changes (0 writes)");
     } else {
-        println!("applied {} step(s) with {} writes in {:.3} s", r.plan.steps.len(), r.writes, Duration::from_micros(r.duration_us).as_secs_f64());
+        println!(
+            "applied {} step(s) with {} writes in {:.3} s",
+            r.plan.steps.len(),
+            r.writes,
+            Duration::from_micros(r.duration_us).as_secs_f64()
+        );
     }
     Ok(())
 }

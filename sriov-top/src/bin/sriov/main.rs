@@ -49,7 +49,9 @@ enum Cmd {
         json: bool,
     },
     /// Change a PF setting: `sriov set DEV numvfs N`.
-    #[command(after_help = "Example:\n  sriov set eth0 numvfs 4\n  sriov set 0000:01:00.0 numvfs 0")]
+    #[command(
+        after_help = "Example:\n  sriov set eth0 numvfs 4\n  sriov set 0000:01:00.0 numvfs 0"
+    )]
     Set {
         device: String,
         /// Only `numvfs` for now.
@@ -107,8 +109,14 @@ enum VfCmd {
         reprobe: bool,
     },
     /// Bind a VF to a driver (driver_override, unbind, probe).
-    #[command(after_help = "Examples:\n  sriov vf bind eth0 3 vfio-pci\n  sriov vf bind eth0 3 igbvf")]
-    Bind { device: String, vf: String, driver: String },
+    #[command(
+        after_help = "Examples:\n  sriov vf bind eth0 3 vfio-pci\n  sriov vf bind eth0 3 igbvf"
+    )]
+    Bind {
+        device: String,
+        vf: String,
+        driver: String,
+    },
 }
 
 /// An error caused by the user's input: exit status 2, nothing changed.
@@ -140,37 +148,69 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::List { json } => render::list(&*host(&cli.sysfs_root)?, None, json),
         Cmd::Show { device, json } => render::list(&*host(&cli.sysfs_root)?, Some(&device), json),
-        Cmd::Set { device, value, .. } => configure::set_numvfs(&*host(&cli.sysfs_root)?, &device, &value),
-        Cmd::Vf { cmd: VfCmd::Set { device, vf, settings, reprobe } } => {
+        Cmd::Set { device, value, .. } => {
+            configure::set_numvfs(&*host(&cli.sysfs_root)?, &device, &value)
+        }
+        Cmd::Vf {
+            cmd:
+                VfCmd::Set {
+                    device,
+                    vf,
+                    settings,
+                    reprobe,
+                },
+        } => {
             // `--reprobe` may also come after the settings
             let reprobe = reprobe || settings.iter().any(|s| s == "--reprobe");
             let attrs = vfargs::parse(&settings)?;
             let vf = vfargs::parse_index(&vf)?;
             configure::vf_set(&*host(&cli.sysfs_root)?, &device, vf, &attrs, reprobe)
         }
-        Cmd::Vf { cmd: VfCmd::Bind { device, vf, driver } } => {
+        Cmd::Vf {
+            cmd: VfCmd::Bind { device, vf, driver },
+        } => {
             let vf = vfargs::parse_index(&vf)?;
             sriov_core::types::parse_driver(&driver)?;
             configure::vf_bind(&*host(&cli.sysfs_root)?, &device, vf, &driver)
         }
-        Cmd::Plan { file, json, reprobe } => configure::plan(&*host(&cli.sysfs_root)?, &file, json, reprobe),
-        Cmd::Apply { file, reprobe, journal, json } => {
-            configure::apply(&*host(&cli.sysfs_root)?, &file, reprobe, journal.as_deref(), json)
-        }
+        Cmd::Plan {
+            file,
+            json,
+            reprobe,
+        } => configure::plan(&*host(&cli.sysfs_root)?, &file, json, reprobe),
+        Cmd::Apply {
+            file,
+            reprobe,
+            journal,
+            json,
+        } => configure::apply(
+            &*host(&cli.sysfs_root)?,
+            &file,
+            reprobe,
+            journal.as_deref(),
+            json,
+        ),
     }
 }
 
 /// Exit status 2 for input errors (ours or the library's), 1 otherwise.
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
-        if cause.is::<BadInput>() || cause.is::<sriov_core::config::ConfigError>() || cause.is::<sriov_core::types::InvalidValue>() {
+        if cause.is::<BadInput>()
+            || cause.is::<sriov_core::config::ConfigError>()
+            || cause.is::<sriov_core::types::InvalidValue>()
+        {
             return 2;
         }
         if let Some(core) = cause.downcast_ref::<sriov_core::Error>() {
             return if core.is_bad_input() { 2 } else { 1 };
         }
         if let Some(a) = cause.downcast_ref::<sriov_core::apply::ApplyError>() {
-            return if a.index == 0 && a.source.is_bad_input() { 2 } else { 1 };
+            return if a.index == 0 && a.source.is_bad_input() {
+                2
+            } else {
+                1
+            };
         }
     }
     1
@@ -181,11 +221,18 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             let color = std::io::stderr().is_terminal();
-            let prefix = if color { "\x1b[1;31merror:\x1b[0m" } else { "error:" };
+            let prefix = if color {
+                "\x1b[1;31merror:\x1b[0m"
+            } else {
+                "error:"
+            };
             eprintln!("{prefix} {e:#}");
             ExitCode::from(exit_code(&e))
         }

@@ -10,7 +10,8 @@ use sriov_core::{
 use crate::BadInput;
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), |x| x.to_string())
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |x| x.to_string())
 }
 
 fn onoff(v: Option<bool>) -> &'static str {
@@ -25,11 +26,21 @@ fn onoff(v: Option<bool>) -> &'static str {
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, s)| format!("{s:<w$}", w = widths[i])).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{s:<w$}", w = widths[i]))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -55,9 +66,25 @@ pub fn pf_text(pf: &Pf) -> String {
         return s;
     }
     let mut rows = vec![
-        ["VF", "BDF", "DRIVER", "NETDEV", "IOMMU", "MAC", "VLAN", "QOS", "SPOOFCHK", "TRUST", "STATE", "MIN/MAX TX", "RX PKTS", "TX PKTS", "DROPS"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "VF",
+            "BDF",
+            "DRIVER",
+            "NETDEV",
+            "IOMMU",
+            "MAC",
+            "VLAN",
+            "QOS",
+            "SPOOFCHK",
+            "TRUST",
+            "STATE",
+            "MIN/MAX TX",
+            "RX PKTS",
+            "TX PKTS",
+            "DROPS",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for vf in &pf.vfs {
         let c = vf.config.as_ref();
@@ -73,8 +100,11 @@ pub fn pf_text(pf: &Pf) -> String {
             c.map_or("-".into(), |c| c.qos.to_string()),
             onoff(c.and_then(|c| c.spoofchk)).into(),
             onoff(c.and_then(|c| c.trust)).into(),
-            c.and_then(|c| c.link_state).map_or("-".into(), |s| s.to_string()),
-            c.map_or("-".into(), |c| format!("{}/{}", c.min_tx_rate, c.max_tx_rate)),
+            c.and_then(|c| c.link_state)
+                .map_or("-".into(), |s| s.to_string()),
+            c.map_or("-".into(), |c| {
+                format!("{}/{}", c.min_tx_rate, c.max_tx_rate)
+            }),
             stats.map_or("-".into(), |s| s.rx_packets.to_string()),
             stats.map_or("-".into(), |s| s.tx_packets.to_string()),
             stats.map_or("-".into(), |s| (s.rx_dropped + s.tx_dropped).to_string()),
@@ -93,7 +123,13 @@ pub fn list(host: &dyn Host, device: Option<&str>, json: bool) -> Result<()> {
     if let Some(name) = device {
         let p = match inv.resolve(name) {
             Some(Target::Pf(p) | Target::Vf(p, _)) => p,
-            None => return Err(BadInput(format!("no SR-IOV PF or VF matches {name:?}{}", inv.known_pfs_hint())).into()),
+            None => {
+                return Err(BadInput(format!(
+                    "no SR-IOV PF or VF matches {name:?}{}",
+                    inv.known_pfs_hint()
+                ))
+                .into());
+            }
         };
         inv.pfs = vec![inv.pfs.swap_remove(p)];
     }
@@ -104,7 +140,10 @@ pub fn list(host: &dyn Host, device: Option<&str>, json: bool) -> Result<()> {
         return Ok(());
     }
     if inv.pfs.is_empty() {
-        writeln!(out, "no SR-IOV capable devices (no sriov_totalvfs under /sys/bus/pci/devices)")?;
+        writeln!(
+            out,
+            "no SR-IOV capable devices (no sriov_totalvfs under /sys/bus/pci/devices)"
+        )?;
     }
     for pf in &inv.pfs {
         write!(out, "{}", pf_text(pf))?;

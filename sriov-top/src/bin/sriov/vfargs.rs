@@ -22,7 +22,11 @@ Examples:
   sriov vf set 0000:01:00.0 2 max-tx-rate 500";
 
 pub fn parse_index(s: &str) -> Result<u32, BadInput> {
-    s.parse().map_err(|_| BadInput(format!("invalid VF index {s:?}: a whole number from 0 to sriov_numvfs - 1")))
+    s.parse().map_err(|_| {
+        BadInput(format!(
+            "invalid VF index {s:?}: a whole number from 0 to sriov_numvfs - 1"
+        ))
+    })
 }
 
 /// Parsed settings; the two rates travel together in IFLA_VF_RATE, so a
@@ -42,7 +46,9 @@ pub fn parse(args: &[String]) -> Result<Settings, anyhow::Error> {
     let (mut min, mut max) = (None, None);
     let mut it = args.iter().filter(|a| *a != "--reprobe");
     while let Some(key) = it.next() {
-        let value = it.next().ok_or_else(|| BadInput(format!("`{key}` needs a value (see `sriov vf set --help`)")))?;
+        let value = it.next().ok_or_else(|| {
+            BadInput(format!("`{key}` needs a value (see `sriov vf set --help`)"))
+        })?;
         match key.as_str() {
             "mac" => out.push(VfAttr::Mac(value.parse::<MacAddr>()?)),
             "vlan" => vlan = Some(types::parse_vlan(value)?),
@@ -51,7 +57,9 @@ pub fn parse(args: &[String]) -> Result<Settings, anyhow::Error> {
             "trust" => out.push(VfAttr::Trust(types::parse_bool("trust", value)?)),
             "state" => out.push(VfAttr::State(value.parse::<VfLinkState>()?)),
             "min-tx-rate" | "min_tx_rate" => min = Some(types::parse_rate("min-tx-rate", value)?),
-            "max-tx-rate" | "max_tx_rate" | "rate" => max = Some(types::parse_rate("max-tx-rate", value)?),
+            "max-tx-rate" | "max_tx_rate" | "rate" => {
+                max = Some(types::parse_rate("max-tx-rate", value)?)
+            }
             other => {
                 return Err(BadInput(format!(
                     "unknown VF setting {other:?}: allowed are mac, vlan, qos, spoofchk, trust, state, min-tx-rate, max-tx-rate"
@@ -63,18 +71,35 @@ pub fn parse(args: &[String]) -> Result<Settings, anyhow::Error> {
     match (vlan, qos) {
         (Some(v), q) => {
             if q.unwrap_or(0) != 0 && v == 0 {
-                return Err(BadInput("qos needs a VLAN: give `vlan ID` (1 to 4094) with `qos`".into()).into());
+                return Err(BadInput(
+                    "qos needs a VLAN: give `vlan ID` (1 to 4094) with `qos`".into(),
+                )
+                .into());
             }
-            out.push(VfAttr::Vlan { vlan: v, qos: q.unwrap_or(0) });
+            out.push(VfAttr::Vlan {
+                vlan: v,
+                qos: q.unwrap_or(0),
+            });
         }
-        (None, Some(_)) => return Err(BadInput("qos needs a VLAN: give `vlan ID` (1 to 4094) with `qos`".into()).into()),
+        (None, Some(_)) => {
+            return Err(
+                BadInput("qos needs a VLAN: give `vlan ID` (1 to 4094) with `qos`".into()).into(),
+            );
+        }
         (None, None) => {}
     }
     if let (Some(lo), Some(hi)) = (min, max)
         && hi != 0
         && lo > hi
     {
-        return Err(BadInput(format!("min-tx-rate {lo} is above max-tx-rate {hi}: the minimum must not exceed the limit")).into());
+        return Err(BadInput(format!(
+            "min-tx-rate {lo} is above max-tx-rate {hi}: the minimum must not exceed the limit"
+        ))
+        .into());
     }
-    Ok(Settings { attrs: out, min_tx_rate: min, max_tx_rate: max })
+    Ok(Settings {
+        attrs: out,
+        min_tx_rate: min,
+        max_tx_rate: max,
+    })
 }
