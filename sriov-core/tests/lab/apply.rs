@@ -114,6 +114,15 @@ fn apply_configures_vfs_and_a_second_apply_writes_nothing() {
     assert_eq!(observed(), o);
 }
 
+/// A config that changes numvfs, VF 0's MAC and VF 1's VLAN, then binds VF 2
+/// to `driver`.
+fn changes(numvfs: u32, driver: &str) -> String {
+    format!(
+        "numvfs = {numvfs}\n[[pf.vf]]\nindex = 0\nmac = \"02:00:00:00:00:11\"\n\
+         [[pf.vf]]\nindex = 1\nvlan = 99\n[[pf.vf]]\nindex = 2\ndriver = \"{driver}\"\n"
+    )
+}
+
 #[test]
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn a_failing_apply_leaves_numvfs_macs_vlans_and_bindings_as_before() {
@@ -123,18 +132,8 @@ fn a_failing_apply_leaves_numvfs_macs_vlans_and_bindings_as_before() {
     let before = observed();
 
     // a driver that does not exist: refused before any write (exit 2)
-    let bad = "numvfs = 4
-[[pf.vf]]
-index = 0
-mac = \"02:00:00:00:00:11\"
-[[pf.vf]]
-index = 1
-vlan = 99
-[[pf.vf]]
-index = 2
-driver = \"nosuchdriver\"
-";
-    let (code, _, err) = sriov(&["apply", &write_config("nodriver", bad)]);
+    let bad = changes(4, "nosuchdriver");
+    let (code, _, err) = sriov(&["apply", &write_config("nodriver", &bad)]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("nosuchdriver") && err.contains("does not exist"),
@@ -144,18 +143,8 @@ driver = \"nosuchdriver\"
 
     // a driver that exists but cannot drive a VF (pcieport only binds to
     // PCIe ports): the bind fails midway, after numvfs, MACs and VLANs changed
-    let midway = "numvfs = 5
-[[pf.vf]]
-index = 0
-mac = \"02:00:00:00:00:11\"
-[[pf.vf]]
-index = 1
-vlan = 99
-[[pf.vf]]
-index = 2
-driver = \"pcieport\"
-";
-    let (code, out, err) = sriov(&["apply", &write_config("midway", midway)]);
+    let midway = changes(5, "pcieport");
+    let (code, out, err) = sriov(&["apply", &write_config("midway", &midway)]);
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
         err.contains("pcieport") && err.contains("rolled back"),
