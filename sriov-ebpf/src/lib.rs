@@ -7,19 +7,70 @@
 //! records with `TryFrom<&[u8]>`, using the offsets and sizes declared here.
 #![no_std]
 
+pub mod record;
+
 /// Names of the maps in the eBPF object, used by the loader.
 pub mod maps {
     /// `HashMap<u32, u8>`: IRQ numbers (from a VF's `msi_irqs`) to count.
     pub const WATCH_IRQS: &str = "WATCH_IRQS";
     /// `PerCpuHashMap<u32, u64>`: interrupts seen per watched IRQ.
     pub const IRQ_COUNTS: &str = "IRQ_COUNTS";
+    /// `PerCpuHashMap<u32, IrqStats>`: handler time per watched IRQ.
+    pub const IRQ_STATS: &str = "IRQ_STATS";
+    /// `PerCpuHashMap<u32, u64>`: interrupts VFIO forwarded (eventfd), per IRQ.
+    pub const VFIO_IRQ_COUNTS: &str = "VFIO_IRQ_COUNTS";
+    /// `RingBuf`: the records of [`crate::record`].
+    pub const EVENTS: &str = "EVENTS";
+    /// `PerCpuArray<u64>` of 1: records dropped because `EVENTS` was full.
+    pub const LOST: &str = "LOST";
+    /// `PerCpuArray<u64>` of 2: IOMMU pages mapped / unmapped (bytes), all devices.
+    pub const IOMMU_BYTES: &str = "IOMMU_BYTES";
 }
 
-/// Names of the programs in the eBPF object.
+/// Default size of the `EVENTS` ring buffer (bytes, a power of two).
+pub const EVENTS_BYTES: u32 = 1 << 20;
+
+/// Names of the programs in the eBPF object, and where each attaches.
 pub mod programs {
     /// Tracepoint `irq:irq_handler_entry`.
     pub const IRQ_HANDLER_ENTRY: &str = "irq_handler_entry";
+    /// Tracepoint `irq:irq_handler_exit`.
+    pub const IRQ_HANDLER_EXIT: &str = "irq_handler_exit";
+
+    /// What a program is and where it goes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Attach {
+        Tracepoint { category: &'static str, name: &'static str },
+        Kprobe { function: &'static str },
+        Kretprobe { function: &'static str },
+    }
+
+    /// Every hook besides the IRQ counter: (program name, attach point).
+    pub const HOOKS: &[(&str, Attach)] = &[
+        ("irq_handler_exit", Attach::Tracepoint { category: "irq", name: "irq_handler_exit" }),
+        ("sriov_store_entry", Attach::Kprobe { function: "sriov_numvfs_store" }),
+        ("sriov_store_exit", Attach::Kretprobe { function: "sriov_numvfs_store" }),
+        ("vf_add_entry", Attach::Kprobe { function: "pci_iov_add_virtfn" }),
+        ("vf_add_exit", Attach::Kretprobe { function: "pci_iov_add_virtfn" }),
+        ("vf_remove_entry", Attach::Kprobe { function: "pci_iov_remove_virtfn" }),
+        ("vf_remove_exit", Attach::Kretprobe { function: "pci_iov_remove_virtfn" }),
+        ("group_add", Attach::Tracepoint { category: "iommu", name: "add_device_to_group" }),
+        ("probe_entry", Attach::Kprobe { function: "really_probe" }),
+        ("probe_exit", Attach::Kretprobe { function: "really_probe" }),
+        ("msi_entry", Attach::Kprobe { function: "msi_domain_alloc_irqs_all_locked" }),
+        ("msi_exit", Attach::Kretprobe { function: "msi_domain_alloc_irqs_all_locked" }),
+        ("vfio_irq", Attach::Kprobe { function: "vfio_msihandler" }),
+        ("vfio_ioctl_entry", Attach::Kprobe { function: "vfio_iommu_type1_ioctl" }),
+        ("vfio_ioctl_exit", Attach::Kretprobe { function: "vfio_iommu_type1_ioctl" }),
+        ("iommu_map", Attach::Tracepoint { category: "iommu", name: "map" }),
+        ("iommu_unmap", Attach::Tracepoint { category: "iommu", name: "unmap" }),
+    ];
 }
+
+/// `VFIO_IOMMU_MAP_DMA` = `_IO(';', 100 + 13)`.
+pub const VFIO_IOMMU_MAP_DMA: u32 = (b';' as u32) << 8 | 113;
+/// `VFIO_IOMMU_UNMAP_DMA` = `_IO(';', 100 + 14)`.
+pub const VFIO_IOMMU_UNMAP_DMA: u32 = (b';' as u32) << 8 | 114;
 
 /// Most IRQs that can be watched at once (7 VFs x 3 vectors leaves headroom
 /// for the largest NICs: 256 VFs x 4 vectors).

@@ -1,10 +1,27 @@
-//! Kernel-side programs.
+//! Kernel-side programs: hot-plug (sriov_numvfs, VF add/remove, driver
+//! probe), MSI/MSI-X allocation and per-IRQ handler statistics, VFIO
+//! interrupts and DMA map/unmap. Records go through one ring buffer; a full
+//! ring is counted in `LOST`. Device and driver names are read at offset 0 of
+//! `struct device` (kobj.name) and `struct device_driver` (name), which is
+//! stable across kernels, so no CO-RE relocation is needed.
 use aya_ebpf::{
-    macros::{map, tracepoint},
-    maps::{HashMap, PerCpuHashMap},
-    programs::TracePointContext,
+    EbpfContext as _,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+    },
+    macros::{kprobe, kretprobe, map, tracepoint},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
-use sriov_ebpf::{IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS};
+use sriov_ebpf::{
+    EVENTS_BYTES, IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
+    record::{
+        DMA_MAP, DMA_UNMAP, DmaRecord, GroupRecord, Header, IRQ_BUCKETS, IrqStats, KIND_DRIVER_PROBE,
+        KIND_IOMMU_GROUP_ADD, KIND_MSI_ALLOC, KIND_SRIOV_CONFIGURE, KIND_VF_ADD, KIND_VF_REMOVE, KIND_VFIO_DMA,
+        MsiRecord, NAME_LEN, ProbeRecord, SriovConfigureRecord, VfRecord,
+    },
+};
 
 #[map(name = "WATCH_IRQS")]
 static WATCH_IRQS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
@@ -12,19 +29,147 @@ static WATCH_IRQS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHED_IRQS
 #[map(name = "IRQ_COUNTS")]
 static IRQ_COUNTS: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
 
-/// `irq:irq_handler_entry`: count each interrupt of a watched IRQ in a
-/// per-CPU counter. No record per interrupt leaves the kernel.
+#[map(name = "IRQ_STATS")]
+static IRQ_STATS: PerCpuHashMap<u32, IrqStats> = PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
+
+/// Start of the hard-IRQ handler running on this CPU (they do not nest).
+#[map(name = "IRQ_START")]
+static IRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "VFIO_IRQ_COUNTS")]
+static VFIO_IRQ_COUNTS: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
+
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map(name = "LOST")]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "IOMMU_BYTES")]
+static IOMMU_BYTES: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// What an entry probe saves for its return probe.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Start {
+    ts: u64,
+    name: [u8; NAME_LEN],
+    name2: [u8; NAME_LEN],
+    a: u64,
+    b: u64,
+    c: u64,
+}
+
+const HOOK_SRIOV: u64 = 1;
+const HOOK_VF_ADD: u64 = 2;
+const HOOK_VF_REMOVE: u64 = 3;
+const HOOK_PROBE: u64 = 4;
+const HOOK_MSI: u64 = 5;
+const HOOK_VFIO_IOCTL: u64 = 6;
+
+/// Entry state by (thread, hook).
+#[map(name = "STARTS")]
+static STARTS: HashMap<u64, Start> = HashMap::with_max_entries(4096, 0);
+
+/// The PF whose `sriov_numvfs` write a thread is in, by thread id.
+#[map(name = "CONFIGURING")]
+static CONFIGURING: HashMap<u32, [u8; NAME_LEN]> = HashMap::with_max_entries(1024, 0);
+
+fn tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
+
+fn key(hook: u64) -> u64 {
+    (u64::from(tid()) << 8) | hook
+}
+
+fn now() -> u64 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+fn header(kind: u32) -> Header {
+    let pt = bpf_get_current_pid_tgid();
+    Header {
+        kind,
+        // SAFETY: a helper without arguments.
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        ts_ns: now(),
+        tid: pt as u32,
+        pid: (pt >> 32) as u32,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// Put a record on the ring, or count it as lost.
+fn emit<T: 'static>(rec: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut e) => {
+            e.write(rec);
+            e.submit(0);
+        }
+        None => {
+            if let Some(p) = LOST.get_ptr_mut(0) {
+                // SAFETY: per-CPU slot, only this CPU writes it.
+                unsafe { *p += 1 };
+            }
+        }
+    }
+}
+
+/// The name of a `struct device` or `struct device_driver`: a `const char *`
+/// at offset 0 of both (`kobj.name`, `name`).
+fn name_at(obj: *const u8) -> [u8; NAME_LEN] {
+    let mut out = [0u8; NAME_LEN];
+    if obj.is_null() {
+        return out;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an Err.
+    if let Ok(p) = unsafe { bpf_probe_read_kernel(obj as *const *const u8) } {
+        // SAFETY: as above, for the string.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(p, &mut out) };
+    }
+    out
+}
+
+fn start(hook: u64, s: &Start) {
+    let _ = STARTS.insert(&key(hook), s, 0);
+}
+
+fn take(hook: u64) -> Option<Start> {
+    let k = key(hook);
+    // SAFETY: the value is copied out before the entry is removed.
+    let s = unsafe { STARTS.get(&k) }.copied();
+    let _ = STARTS.remove(&k);
+    s
+}
+
+const EMPTY: Start = Start { ts: 0, name: [0; NAME_LEN], name2: [0; NAME_LEN], a: 0, b: 0, c: 0 };
+
+// ---------------------------------------------------------------- IRQs
+
+fn watched(irq: u32) -> bool {
+    // SAFETY: the value is a plain u8 and is only read.
+    unsafe { WATCH_IRQS.get(&irq) }.is_some()
+}
+
+fn irq_of(ctx: &TracePointContext) -> Option<u32> {
+    // SAFETY: the offset comes from the tracepoint's format file; read_at is
+    // a checked read of the record.
+    unsafe { ctx.read_at::<i32>(IRQ_HANDLER_ENTRY_IRQ_OFFSET) }.ok().map(|v| v as u32)
+}
+
+/// `irq:irq_handler_entry`: count watched IRQs (per CPU) and note when the
+/// handler started. No record per interrupt leaves the kernel.
 #[tracepoint]
 pub fn irq_handler_entry(ctx: TracePointContext) -> u32 {
-    // SAFETY: the offset comes from the tracepoint's format file; read_at is
-    // a bounds-checked bpf_probe_read of the record.
-    let irq: u32 = match unsafe { ctx.read_at::<i32>(IRQ_HANDLER_ENTRY_IRQ_OFFSET) } {
-        Ok(v) => v as u32,
-        Err(_) => return 0,
-    };
-    // SAFETY: the value is a plain u8 and is only read.
-    if unsafe { WATCH_IRQS.get(&irq) }.is_none() {
+    let Some(irq) = irq_of(&ctx) else { return 0 };
+    if !watched(irq) {
         return 0;
+    }
+    if let Some(p) = IRQ_START.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot.
+        unsafe { *p = now() };
     }
     match IRQ_COUNTS.get_ptr_mut(&irq) {
         // SAFETY: per-CPU value, so no other writer can race with this CPU.
@@ -33,5 +178,268 @@ pub fn irq_handler_entry(ctx: TracePointContext) -> u32 {
             let _ = IRQ_COUNTS.insert(&irq, &1, 0);
         }
     }
+    0
+}
+
+/// `irq:irq_handler_exit`: handler time of watched IRQs into a per-CPU
+/// log2 histogram.
+#[tracepoint]
+pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
+    let Some(irq) = irq_of(&ctx) else { return 0 };
+    if !watched(irq) {
+        return 0;
+    }
+    let Some(p) = IRQ_START.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU slot.
+    let t0 = unsafe { *p };
+    if t0 == 0 {
+        return 0;
+    }
+    // SAFETY: per-CPU slot.
+    unsafe { *p = 0 };
+    let d = now().saturating_sub(t0);
+    let bucket = ((63 - d.max(1).leading_zeros()) as usize).min(IRQ_BUCKETS - 1);
+    if IRQ_STATS.get_ptr_mut(&irq).is_none() {
+        let _ = IRQ_STATS.insert(&irq, &IrqStats::ZERO, 0);
+    }
+    if let Some(s) = IRQ_STATS.get_ptr_mut(&irq) {
+        // SAFETY: per-CPU value; the index is below IRQ_BUCKETS.
+        unsafe {
+            (*s).count += 1;
+            (*s).total_ns += d;
+            if d > (*s).max_ns {
+                (*s).max_ns = d;
+            }
+            if let Some(b) = (*s).log2_ns.get_mut(bucket) {
+                *b += 1;
+            }
+        }
+    }
+    0
+}
+
+/// `vfio_msihandler(int irq, void *arg)`: an interrupt VFIO forwards to
+/// user space through an eventfd.
+#[kprobe]
+pub fn vfio_irq(ctx: ProbeContext) -> u32 {
+    let Some(irq) = ctx.arg::<u32>(0) else { return 0 };
+    match VFIO_IRQ_COUNTS.get_ptr_mut(&irq) {
+        // SAFETY: per-CPU value.
+        Some(p) => unsafe { *p += 1 },
+        None => {
+            let _ = VFIO_IRQ_COUNTS.insert(&irq, &1, 0);
+        }
+    }
+    0
+}
+
+// ---------------------------------------------------------------- hot-plug
+
+/// `sriov_numvfs_store(dev, attr, buf, count)`: a write to sriov_numvfs.
+#[kprobe]
+pub fn sriov_store_entry(ctx: ProbeContext) -> u32 {
+    let dev = ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null());
+    let buf = ctx.arg::<*const u8>(2).unwrap_or(core::ptr::null());
+    let mut s = EMPTY;
+    s.ts = now();
+    s.name = name_at(dev);
+    if !buf.is_null() {
+        // SAFETY: a checked read of the kernel copy of the written text.
+        if let Ok(v) = unsafe { bpf_probe_read_kernel(buf as *const [u8; 8]) } {
+            s.a = u64::from_le_bytes(v);
+        }
+    }
+    let _ = CONFIGURING.insert(&tid(), &s.name, 0);
+    start(HOOK_SRIOV, &s);
+    0
+}
+
+#[kretprobe]
+pub fn sriov_store_exit(ctx: RetProbeContext) -> u32 {
+    let _ = CONFIGURING.remove(&tid());
+    let Some(s) = take(HOOK_SRIOV) else { return 0 };
+    let ret: i64 = ctx.ret();
+    emit(SriovConfigureRecord {
+        hdr: header(KIND_SRIOV_CONFIGURE),
+        dev: s.name,
+        value: s.a.to_le_bytes(),
+        ret,
+        latency_ns: now().saturating_sub(s.ts),
+    });
+    0
+}
+
+fn vf_entry(ctx: &ProbeContext, hook: u64) {
+    let mut s = EMPTY;
+    s.ts = now();
+    s.a = u64::from(ctx.arg::<u32>(1).unwrap_or(u32::MAX));
+    start(hook, &s);
+}
+
+fn vf_exit(ret: i32, hook: u64, kind: u32) {
+    let Some(s) = take(hook) else { return };
+    // SAFETY: the value is copied.
+    let pf = unsafe { CONFIGURING.get(&tid()) }.copied().unwrap_or([0; NAME_LEN]);
+    emit(VfRecord { hdr: header(kind), pf, vf_id: s.a as i32, ret, latency_ns: now().saturating_sub(s.ts) });
+}
+
+/// `pci_iov_add_virtfn(struct pci_dev *pf, int id)`.
+#[kprobe]
+pub fn vf_add_entry(ctx: ProbeContext) -> u32 {
+    vf_entry(&ctx, HOOK_VF_ADD);
+    0
+}
+
+#[kretprobe]
+pub fn vf_add_exit(ctx: RetProbeContext) -> u32 {
+    vf_exit(ctx.ret(), HOOK_VF_ADD, KIND_VF_ADD);
+    0
+}
+
+/// `pci_iov_remove_virtfn(struct pci_dev *pf, int id)` (returns nothing).
+#[kprobe]
+pub fn vf_remove_entry(ctx: ProbeContext) -> u32 {
+    vf_entry(&ctx, HOOK_VF_REMOVE);
+    0
+}
+
+#[kretprobe]
+pub fn vf_remove_exit(_ctx: RetProbeContext) -> u32 {
+    vf_exit(0, HOOK_VF_REMOVE, KIND_VF_REMOVE);
+    0
+}
+
+/// `iommu:add_device_to_group`: `int gid` at 8, `__data_loc char[] device` at 12.
+#[tracepoint]
+pub fn group_add(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets from the event's format file; checked reads.
+    let (Ok(gid), Ok(loc)) = (unsafe { ctx.read_at::<i32>(8) }, unsafe { ctx.read_at::<u32>(12) }) else {
+        return 0;
+    };
+    let mut dev = [0u8; NAME_LEN];
+    let off = (loc & 0xffff) as usize;
+    // SAFETY: __data_loc points inside the record; the read is checked.
+    let _ = unsafe { bpf_probe_read_kernel_str_bytes((ctx.as_ptr() as *const u8).add(off), &mut dev) };
+    emit(GroupRecord { hdr: header(KIND_IOMMU_GROUP_ADD), dev, group: gid, _pad: 0 });
+    0
+}
+
+/// `really_probe(struct device *dev, struct device_driver *drv)`.
+#[kprobe]
+pub fn probe_entry(ctx: ProbeContext) -> u32 {
+    let mut s = EMPTY;
+    s.ts = now();
+    s.name = name_at(ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null()));
+    s.name2 = name_at(ctx.arg::<*const u8>(1).unwrap_or(core::ptr::null()));
+    start(HOOK_PROBE, &s);
+    0
+}
+
+#[kretprobe]
+pub fn probe_exit(ctx: RetProbeContext) -> u32 {
+    let Some(s) = take(HOOK_PROBE) else { return 0 };
+    emit(ProbeRecord {
+        hdr: header(KIND_DRIVER_PROBE),
+        dev: s.name,
+        driver: s.name2,
+        ret: ctx.ret(),
+        _pad: 0,
+        latency_ns: now().saturating_sub(s.ts),
+    });
+    0
+}
+
+// ---------------------------------------------------------------- MSI
+
+/// `msi_domain_alloc_irqs_all_locked(struct device *dev, unsigned int domid, int nirqs)`.
+#[kprobe]
+pub fn msi_entry(ctx: ProbeContext) -> u32 {
+    let mut s = EMPTY;
+    s.ts = now();
+    s.name = name_at(ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null()));
+    s.a = u64::from(ctx.arg::<u32>(2).unwrap_or(0));
+    start(HOOK_MSI, &s);
+    0
+}
+
+#[kretprobe]
+pub fn msi_exit(ctx: RetProbeContext) -> u32 {
+    let Some(s) = take(HOOK_MSI) else { return 0 };
+    emit(MsiRecord {
+        hdr: header(KIND_MSI_ALLOC),
+        dev: s.name,
+        nvec: s.a as i32,
+        ret: ctx.ret(),
+        latency_ns: now().saturating_sub(s.ts),
+    });
+    0
+}
+
+// ---------------------------------------------------------------- DMA
+
+/// `vfio_iommu_type1_ioctl(void *iommu_data, unsigned int cmd, unsigned long arg)`:
+/// `VFIO_IOMMU_MAP_DMA` reads `struct vfio_iommu_type1_dma_map { argsz, flags,
+/// vaddr, iova, size }`, `UNMAP_DMA` `{ argsz, flags, iova, size }`.
+#[kprobe]
+pub fn vfio_ioctl_entry(ctx: ProbeContext) -> u32 {
+    let Some(cmd) = ctx.arg::<u32>(1) else { return 0 };
+    let Some(arg) = ctx.arg::<u64>(2) else { return 0 };
+    let mut s = EMPTY;
+    s.ts = now();
+    if cmd == VFIO_IOMMU_MAP_DMA {
+        // SAFETY: checked reads of the caller's struct in user memory.
+        let m = unsafe { bpf_probe_read_user((arg + 8) as *const [u64; 3]) };
+        let Ok([vaddr, iova, size]) = m else { return 0 };
+        (s.a, s.b, s.c) = (iova, size, vaddr);
+        s.name[0] = DMA_MAP as u8;
+    } else if cmd == VFIO_IOMMU_UNMAP_DMA {
+        // SAFETY: as above.
+        let m = unsafe { bpf_probe_read_user((arg + 8) as *const [u64; 2]) };
+        let Ok([iova, size]) = m else { return 0 };
+        (s.a, s.b) = (iova, size);
+        s.name[0] = DMA_UNMAP as u8;
+    } else {
+        return 0;
+    }
+    start(HOOK_VFIO_IOCTL, &s);
+    0
+}
+
+#[kretprobe]
+pub fn vfio_ioctl_exit(ctx: RetProbeContext) -> u32 {
+    let Some(s) = take(HOOK_VFIO_IOCTL) else { return 0 };
+    let ret: i64 = ctx.ret();
+    emit(DmaRecord {
+        hdr: header(KIND_VFIO_DMA),
+        op: u32::from(s.name[0]),
+        ret: ret as i32,
+        iova: s.a,
+        size: s.b,
+        vaddr: s.c,
+        latency_ns: now().saturating_sub(s.ts),
+    });
+    0
+}
+
+fn add_bytes(slot: u32, ctx: &TracePointContext, offset: usize) {
+    // SAFETY: offset from the event's format file; checked read.
+    let Ok(size) = (unsafe { ctx.read_at::<u64>(offset) }) else { return };
+    if let Some(p) = IOMMU_BYTES.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot.
+        unsafe { *p += size };
+    }
+}
+
+/// `iommu:map` (`size` at 24): bytes mapped through any IOMMU domain.
+#[tracepoint]
+pub fn iommu_map(ctx: TracePointContext) -> u32 {
+    add_bytes(0, &ctx, 24);
+    0
+}
+
+/// `iommu:unmap` (`unmapped_size` at 24).
+#[tracepoint]
+pub fn iommu_unmap(ctx: TracePointContext) -> u32 {
+    add_bytes(1, &ctx, 24);
     0
 }

@@ -1,7 +1,9 @@
 //! Loading the eBPF programs built from `sriov-ebpf` (embedded at build time).
 mod irq;
+mod probes;
 
 pub use irq::IrqCounter;
+pub use probes::{LoadOptions, MissingHook, Probes, RingReader};
 
 /// The eBPF object, built by `build.rs` with aya-build.
 pub fn object() -> &'static [u8] {
@@ -13,6 +15,21 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 const TRACEFS_HINT: &str =
     "\nFix: mount tracefs (`mount -t tracefs tracefs /sys/kernel/tracing`) and run as root";
+
+/// Mount tracefs at [`TRACEFS`] if it is not there (tracepoints need it).
+/// Best effort: without privileges the attach error says what to do.
+pub fn ensure_tracefs() {
+    if std::path::Path::new(TRACEFS).join("events").is_dir() {
+        return;
+    }
+    let _ = nix::mount::mount(
+        Some("tracefs"),
+        TRACEFS,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    );
+}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

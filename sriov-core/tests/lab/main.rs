@@ -9,4 +9,5 @@
 mod apply;
 mod guest;
 mod irq_count;
+mod probes;
 mod vf_enable;

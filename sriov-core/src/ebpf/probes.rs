@@ -1,0 +1,241 @@
+//! All the hooks of `sriov-ebpf`: load, attach each one (a hook that cannot
+//! attach is reported, not fatal), read the ring buffer with tokio and the
+//! per-CPU statistics maps.
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{KProbe, TracePoint},
+};
+use sriov_ebpf::{
+    EVENTS_BYTES, WATCHED, maps,
+    programs::{self, Attach, HOOKS},
+    record::{DecodeError, IrqStats, Record},
+};
+use tokio::io::unix::AsyncFd;
+
+use super::{TRACEFS_HINT, object};
+use crate::{Error, Result};
+
+/// A hook that could not be attached, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingHook {
+    pub program: &'static str,
+    /// e.g. `kprobe:sriov_numvfs_store`
+    pub attach: String,
+    pub reason: String,
+}
+
+/// Options for [`Probes::load`].
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Size of the `EVENTS` ring buffer in bytes (a power of two, at least a page).
+    pub ring_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { ring_bytes: EVENTS_BYTES }
+    }
+}
+
+type StatsBytes = [u8; IrqStats::SIZE];
+
+/// The loaded and attached programs with their maps.
+pub struct Probes {
+    _ebpf: Ebpf,
+    pub attached: Vec<String>,
+    pub missing: Vec<MissingHook>,
+    ring: Option<RingBuf<MapData>>,
+    watch: HashMap<MapData, u32, u8>,
+    irq_counts: PerCpuHashMap<MapData, u32, u64>,
+    irq_stats: PerCpuHashMap<MapData, u32, StatsBytes>,
+    vfio_irq_counts: PerCpuHashMap<MapData, u32, u64>,
+    lost: PerCpuArray<MapData, u64>,
+    iommu_bytes: PerCpuArray<MapData, u64>,
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
+    move |e| Error::EbpfMap { map, source: Box::new(e) }
+}
+
+fn describe(a: &Attach) -> String {
+    match a {
+        Attach::Tracepoint { category, name } => format!("tracepoint:{category}:{name}"),
+        Attach::Kprobe { function } => format!("kprobe:{function}"),
+        Attach::Kretprobe { function } => format!("kretprobe:{function}"),
+    }
+}
+
+/// Load and attach one program; the error text says what failed.
+fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(), String> {
+    let prog = ebpf.program_mut(name).ok_or_else(|| "not in the eBPF object (build mismatch)".to_string())?;
+    let chain = |e: &dyn std::error::Error| {
+        let mut s = e.to_string();
+        let mut src = e.source();
+        while let Some(c) = src {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            src = c.source();
+        }
+        s
+    };
+    match at {
+        Attach::Tracepoint { category, name } => {
+            let tp: &mut TracePoint = prog.try_into().map_err(|e| chain(&e))?;
+            tp.load().map_err(|e| chain(&e))?;
+            tp.attach(category, name).map_err(|e| chain(&e))?;
+        }
+        Attach::Kprobe { function } | Attach::Kretprobe { function } => {
+            let kp: &mut KProbe = prog.try_into().map_err(|e| chain(&e))?;
+            kp.load().map_err(|e| chain(&e))?;
+            kp.attach(function, 0).map_err(|e| chain(&e))?;
+        }
+    }
+    Ok(())
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str, conv: impl FnOnce(aya::maps::Map) -> std::result::Result<T, aya::maps::MapError>) -> Result<T> {
+    let m = ebpf.take_map(name).ok_or(Error::EbpfMissing { kind: "map", name })?;
+    conv(m).map_err(map_err(name))
+}
+
+impl Probes {
+    /// Load the object and attach every hook. Only the IRQ tracepoint is
+    /// required; any other hook that fails is listed in `missing`.
+    pub fn load(opts: LoadOptions) -> Result<Self> {
+        super::ensure_tracefs();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::EVENTS, opts.ring_bytes)
+            .load(object())
+            .map_err(|e| Error::EbpfLoad(Box::new(e)))?;
+        let mut attached = Vec::new();
+        let mut missing = Vec::new();
+        let entry = Attach::Tracepoint { category: "irq", name: "irq_handler_entry" };
+        if let Err(reason) = attach_one(&mut ebpf, programs::IRQ_HANDLER_ENTRY, &entry) {
+            return Err(Error::Unsupported {
+                device: "kernel".into(),
+                message: format!("cannot attach {}: {reason}{TRACEFS_HINT}", describe(&entry)),
+            });
+        }
+        attached.push(describe(&entry));
+        for (name, at) in HOOKS {
+            match attach_one(&mut ebpf, name, at) {
+                Ok(()) => attached.push(describe(at)),
+                Err(reason) => missing.push(MissingHook { program: name, attach: describe(at), reason }),
+            }
+        }
+        Ok(Self {
+            ring: Some(take(&mut ebpf, maps::EVENTS, RingBuf::try_from)?),
+            watch: take(&mut ebpf, maps::WATCH_IRQS, HashMap::try_from)?,
+            irq_counts: take(&mut ebpf, maps::IRQ_COUNTS, PerCpuHashMap::try_from)?,
+            irq_stats: take(&mut ebpf, maps::IRQ_STATS, PerCpuHashMap::try_from)?,
+            vfio_irq_counts: take(&mut ebpf, maps::VFIO_IRQ_COUNTS, PerCpuHashMap::try_from)?,
+            lost: take(&mut ebpf, maps::LOST, PerCpuArray::try_from)?,
+            iommu_bytes: take(&mut ebpf, maps::IOMMU_BYTES, PerCpuArray::try_from)?,
+            _ebpf: ebpf,
+            attached,
+            missing,
+        })
+    }
+
+    /// Count and time `irq` (a VF's MSI-X vector).
+    pub fn watch_irq(&mut self, irq: u32) -> Result<()> {
+        self.watch.insert(irq, WATCHED, 0).map_err(map_err(maps::WATCH_IRQS))
+    }
+
+    /// The IRQs watched now.
+    pub fn watched(&self) -> Vec<u32> {
+        self.watch.keys().filter_map(|k| k.ok()).collect()
+    }
+
+    fn sum_u64(map: &PerCpuHashMap<MapData, u32, u64>, name: &'static str) -> Result<BTreeMap<u32, u64>> {
+        let mut out = BTreeMap::new();
+        for item in map.iter() {
+            let (k, v) = item.map_err(map_err(name))?;
+            out.insert(k, v.iter().sum());
+        }
+        Ok(out)
+    }
+
+    /// Interrupts per watched IRQ, summed over CPUs.
+    pub fn irq_counts(&self) -> Result<BTreeMap<u32, u64>> {
+        Self::sum_u64(&self.irq_counts, maps::IRQ_COUNTS)
+    }
+
+    /// Interrupts VFIO forwarded to user space, per IRQ.
+    pub fn vfio_irq_counts(&self) -> Result<BTreeMap<u32, u64>> {
+        Self::sum_u64(&self.vfio_irq_counts, maps::VFIO_IRQ_COUNTS)
+    }
+
+    /// Handler-time statistics per watched IRQ, merged over CPUs.
+    pub fn irq_stats(&self) -> Result<BTreeMap<u32, IrqStats>> {
+        let mut out = BTreeMap::new();
+        for item in self.irq_stats.iter() {
+            let (irq, per_cpu) = item.map_err(map_err(maps::IRQ_STATS))?;
+            let mut acc = IrqStats::ZERO;
+            for bytes in per_cpu.iter() {
+                let s = IrqStats::try_from(&bytes[..]).map_err(|e| Error::Unsupported {
+                    device: "kernel".into(),
+                    message: format!("decoding {}: {e}", maps::IRQ_STATS),
+                })?;
+                acc.count += s.count;
+                acc.total_ns += s.total_ns;
+                acc.max_ns = acc.max_ns.max(s.max_ns);
+                for (a, b) in acc.log2_ns.iter_mut().zip(s.log2_ns) {
+                    *a += b;
+                }
+            }
+            out.insert(irq, acc);
+        }
+        Ok(out)
+    }
+
+    /// Records dropped so far because the ring buffer was full.
+    pub fn lost(&self) -> Result<u64> {
+        Ok(self.lost.get(&0, 0).map_err(map_err(maps::LOST))?.iter().sum())
+    }
+
+    /// Bytes mapped and unmapped through any IOMMU domain (`iommu:map/unmap`).
+    pub fn iommu_bytes(&self) -> Result<(u64, u64)> {
+        let get = |i: u32| -> Result<u64> { Ok(self.iommu_bytes.get(&i, 0).map_err(map_err(maps::IOMMU_BYTES))?.iter().sum()) };
+        Ok((get(0)?, get(1)?))
+    }
+
+    /// The ring buffer, for [`RingReader`] (once). Must be called inside a
+    /// tokio runtime; `None` outside one or if the fd cannot be registered.
+    pub fn take_ring(&mut self) -> Option<RingReader> {
+        tokio::runtime::Handle::try_current().ok()?;
+        let ring = self.ring.take()?;
+        // SAFETY: the RingBuf owns its map fd (an OwnedFd in MapData), keeps
+        // it open until it is dropped, and as_raw_fd always returns that fd;
+        // the AsyncFd owns the RingBuf, so the fd outlives the registration.
+        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.ok()?;
+        Some(RingReader { fd })
+    }
+}
+
+/// Reads records from the `EVENTS` ring buffer as they come (tokio).
+pub struct RingReader {
+    fd: AsyncFd<RingBuf<MapData>>,
+}
+
+impl RingReader {
+    /// Wait until records are there, then decode all that are. Records that
+    /// do not decode are returned as errors in place, not dropped silently.
+    pub async fn next_batch(&mut self) -> std::io::Result<Vec<std::result::Result<Record, DecodeError>>> {
+        loop {
+            let mut guard = self.fd.readable_mut().await?;
+            let ring = guard.get_inner_mut();
+            let mut out = Vec::new();
+            while let Some(item) = ring.next() {
+                out.push(Record::decode(&item));
+            }
+            guard.clear_ready();
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+}

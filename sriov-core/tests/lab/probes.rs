@@ -1,0 +1,78 @@
+//! The eBPF hooks on the lab's real SR-IOV kernel: every hook attaches, and
+//! `echo 3 > sriov_numvfs` yields the enable, VF-add, IOMMU-group and
+//! driver-probe records for the right devices.
+use std::time::{Duration, Instant};
+
+use sriov_core::ebpf::{LoadOptions, Probes};
+use sriov_ebpf::record::{Record, name};
+
+use crate::guest::{self, dev, pf, vf_bdf};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
+    guest::set_numvfs(0);
+    let pf_bdf = pf();
+    let rt = runtime();
+    let records = rt.block_on(async {
+        let mut probes = Probes::load(LoadOptions::default()).expect("load the eBPF object");
+        assert!(probes.missing.is_empty(), "hooks that did not attach in the lab: {:#?}", probes.missing);
+        let mut ring = probes.take_ring().expect("ring buffer");
+        let path = dev(&pf_bdf).join("sriov_numvfs");
+        let writer = std::thread::spawn(move || std::fs::write(path, "3\n"));
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let batch = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await;
+            if let Ok(Ok(b)) = batch {
+                got.extend(b.into_iter().map(|r| r.expect("every record decodes")));
+            }
+            let done = got.iter().any(|r| matches!(r, Record::SriovConfigure(_)))
+                && got.iter().filter(|r| matches!(r, Record::DriverProbe(p) if name(&p.driver) == Some("igbvf"))).count() >= 3;
+            if done && writer.is_finished() {
+                break;
+            }
+        }
+        writer.join().unwrap().expect("echo 3 > sriov_numvfs");
+        got
+    });
+    let vfs: Vec<String> = (0..3).map(vf_bdf).collect();
+
+    let enables: Vec<_> = records.iter().filter_map(|r| match r { Record::SriovConfigure(c) => Some(c), _ => None }).collect();
+    assert_eq!(enables.len(), 1, "{records:#?}");
+    let en = enables[0];
+    assert_eq!(name(&en.dev), Some(pf_bdf.as_str()));
+    assert_eq!(name(&en.value[..2]), Some("3\n"));
+    assert_eq!(en.ret, 2, "sriov_numvfs_store returns the bytes consumed");
+    assert!(en.latency_ns > 0);
+
+    let adds: Vec<_> = records.iter().filter_map(|r| match r { Record::VfAdd(v) => Some(v), _ => None }).collect();
+    let ids: Vec<i32> = adds.iter().map(|v| v.vf_id).collect();
+    assert_eq!(ids, [0, 1, 2], "{adds:#?}");
+    for a in &adds {
+        assert_eq!(name(&a.pf), Some(pf_bdf.as_str()), "VF add attributed to the PF being configured");
+        assert_eq!(a.ret, 0);
+        assert!(a.latency_ns > 0 && a.latency_ns <= en.latency_ns, "VF add {} ns within enable {} ns", a.latency_ns, en.latency_ns);
+    }
+
+    let groups: Vec<String> = records
+        .iter()
+        .filter_map(|r| match r { Record::IommuGroupAdd(g) => name(&g.dev).map(String::from), _ => None })
+        .collect();
+    for v in &vfs {
+        assert!(groups.contains(v), "no iommu group record for {v}: {groups:?}");
+    }
+
+    let probes: Vec<_> = records.iter().filter_map(|r| match r { Record::DriverProbe(p) => Some(p), _ => None }).collect();
+    for v in &vfs {
+        let p = probes.iter().find(|p| name(&p.dev) == Some(v.as_str())).unwrap_or_else(|| panic!("no probe record for {v}: {probes:#?}"));
+        assert_eq!(name(&p.driver), Some("igbvf"));
+        assert_eq!(p.ret, 0);
+        assert!(p.latency_ns > 0 && p.latency_ns <= en.latency_ns);
+    }
+    guest::set_numvfs(0);
+}
