@@ -76,3 +76,38 @@ fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
     }
     guest::set_numvfs(0);
 }
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn a_flooded_tiny_ring_counts_lost_records_and_keeps_going() {
+    guest::set_numvfs(0);
+    let rt = runtime();
+    rt.block_on(async {
+        // one page: about 40 records
+        let mut probes = Probes::load(LoadOptions { ring_bytes: 4096 }).expect("load with a tiny ring");
+        let mut ring = probes.take_ring().expect("ring buffer");
+        assert_eq!(probes.lost().unwrap(), 0);
+        // nobody reads while 2 x 7 VFs come and go: far more than a page of records
+        for _ in 0..2 {
+            guest::set_numvfs(7);
+            guest::set_numvfs(0);
+        }
+        let lost = probes.lost().unwrap();
+        assert!(lost > 0, "no record counted as lost");
+        // drain what fit, then the stream continues with new records
+        let first = tokio::time::timeout(Duration::from_secs(5), ring.next_batch()).await.expect("records").unwrap();
+        assert!(!first.is_empty());
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), ring.next_batch()).await {}
+        guest::set_numvfs(1);
+        let mut seen_add = false;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !seen_add && Instant::now() < deadline {
+            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await {
+                seen_add = b.iter().any(|r| matches!(r, Ok(Record::VfAdd(v)) if v.vf_id == 0));
+            }
+        }
+        assert!(seen_add, "after the flood, a new VF add record came through");
+        assert_eq!(probes.lost().unwrap(), lost, "nothing more was lost once the ring was read");
+    });
+    guest::set_numvfs(0);
+}
