@@ -111,3 +111,63 @@ fn a_flooded_tiny_ring_counts_lost_records_and_keeps_going() {
     });
     guest::set_numvfs(0);
 }
+
+/// Page-aligned memory for DMA, freed on drop.
+struct DmaBuf {
+    raw: Vec<u8>,
+    off: usize,
+    len: usize,
+}
+
+impl DmaBuf {
+    fn new(len: usize) -> Self {
+        let raw = vec![0u8; len + 4096];
+        let off = (4096 - (raw.as_ptr() as usize % 4096)) % 4096;
+        Self { raw, off, len }
+    }
+    fn ptr(&mut self) -> *mut u8 {
+        self.raw[self.off..self.off + self.len].as_mut_ptr()
+    }
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn vfio_map_and_unmap_dma_yield_records_with_the_exact_size() {
+    use std::sync::Arc;
+    use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
+
+    guest::set_numvfs(2);
+    let vf = vf_bdf(1);
+    sriov_core::ops::bind(&sriov_core::host::System::live(), &vf, "vfio-pci").expect("bind VF 1 to vfio-pci");
+    const SIZE: usize = 1 << 20;
+    const IOVA: u64 = 0x10_0000;
+    let rt = runtime();
+    let records = rt.block_on(async {
+        let mut probes = Probes::load(LoadOptions::default()).expect("load");
+        let mut ring = probes.take_ring().expect("ring");
+        let container = Arc::new(VfioContainer::new(None).expect("open /dev/vfio/vfio"));
+        let device = VfioDevice::new(&dev(&vf), container.clone() as Arc<dyn VfioOps>, false).expect("open the VF through VFIO");
+        let mut buf = DmaBuf::new(SIZE);
+        // SAFETY: buf stays alive and is not moved until after the unmap below.
+        unsafe { container.vfio_dma_map(IOVA, SIZE, buf.ptr()) }.expect("VFIO_IOMMU_MAP_DMA");
+        container.vfio_dma_unmap(IOVA, SIZE).expect("VFIO_IOMMU_UNMAP_DMA");
+        drop(device);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && got.iter().filter(|r| matches!(r, Record::VfioDma(_))).count() < 2 {
+            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await {
+                got.extend(b.into_iter().filter_map(Result::ok));
+            }
+        }
+        got
+    });
+    let dma: Vec<_> = records.iter().filter_map(|r| match r { Record::VfioDma(d) => Some(d), _ => None }).collect();
+    assert_eq!(dma.len(), 2, "{dma:#?}");
+    let (map, unmap) = (dma[0], dma[1]);
+    assert_eq!((map.op, map.iova, map.size as usize, map.ret), (sriov_ebpf::record::DMA_MAP, IOVA, SIZE, 0));
+    assert_eq!((unmap.op, unmap.iova, unmap.size as usize, unmap.ret), (sriov_ebpf::record::DMA_UNMAP, IOVA, SIZE, 0));
+    assert_eq!(map.hdr.pid, std::process::id());
+    assert!(map.latency_ns > 0);
+    sriov_core::ops::bind(&sriov_core::host::System::live(), &vf, "igbvf").expect("back to igbvf");
+    guest::set_numvfs(0);
+}
