@@ -171,3 +171,60 @@ fn vfio_map_and_unmap_dma_yield_records_with_the_exact_size() {
     sriov_core::ops::bind(&sriov_core::host::System::live(), &vf, "igbvf").expect("back to igbvf");
     guest::set_numvfs(0);
 }
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn vf_vector_allocation_and_irq_handler_stats() {
+    guest::set_numvfs(0);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut probes = Probes::load(LoadOptions::default()).expect("load");
+        let mut ring = probes.take_ring().expect("ring");
+        guest::set_numvfs(1);
+        let vf = vf_bdf(0);
+        let mut msi = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while msi.is_none() && Instant::now() < deadline {
+            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await {
+                msi = b.into_iter().find_map(|r| match r {
+                    Ok(Record::MsiAlloc(m)) if name(&m.dev) == Some(vf.as_str()) => Some(m),
+                    _ => None,
+                });
+            }
+        }
+        let msi = msi.unwrap_or_else(|| panic!("no MSI allocation record for {vf}"));
+        assert_eq!((msi.nvec, msi.ret), (3, 0), "igbvf asks for 3 MSI-X vectors");
+        let irqs = guest::msi_irqs(&vf);
+        assert_eq!(irqs.len(), 3);
+        for irq in &irqs {
+            probes.watch_irq(*irq).unwrap();
+        }
+        let ifname = guest::netdev_of(&vf);
+        guest::sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
+        guest::sh("ip", &["link", "set", "dev", &ifname, "up"]);
+        guest::wait_for("carrier", Duration::from_secs(20), || {
+            std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")).is_ok_and(|c| c.trim() == "1")
+        });
+        let sock = std::net::UdpSocket::bind("192.0.2.1:0").unwrap();
+        sock.set_broadcast(true).unwrap();
+        for i in 0..200u32 {
+            sock.send_to(&i.to_be_bytes(), "192.0.2.255:9").unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let counts = probes.irq_counts().unwrap();
+        let stats = probes.irq_stats().unwrap();
+        assert!(stats.keys().all(|k| irqs.contains(k)), "stats for unwatched IRQs: {stats:?}");
+        let total: u64 = stats.values().map(|s| s.count).sum();
+        assert!(total > 0, "no handler time recorded on {irqs:?}");
+        for (irq, s) in &stats {
+            assert_eq!(s.log2_ns.iter().sum::<u64>(), s.count, "IRQ {irq}: histogram total");
+            assert!(s.max_ns > 0 && s.total_ns >= s.max_ns);
+            // entry counts and exit stats see the same interrupts (an entry
+            // before the exit's read may be in flight: at most one per CPU)
+            let c = counts.get(irq).copied().unwrap_or(0);
+            assert!(c >= s.count && c <= s.count + 2, "IRQ {irq}: {c} entries vs {} exits", s.count);
+        }
+        guest::sh("ip", &["link", "set", "dev", &ifname, "down"]);
+    });
+    guest::set_numvfs(0);
+}
