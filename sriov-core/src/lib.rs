@@ -6,6 +6,7 @@ pub mod config;
 pub mod discover;
 pub mod ebpf;
 pub mod error;
+pub mod events;
 pub mod fixture;
 pub mod host;
 pub mod ops;

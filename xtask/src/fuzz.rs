@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use crate::util;
 
 /// (crate directory holding `fuzz/`, target)
-pub const TARGETS: &[(&str, &str)] = &[("sriov-core", "config_parser")];
+pub const TARGETS: &[(&str, &str)] = &[("sriov-core", "config_parser"), ("sriov-core", "record_decoder")];
 
 #[derive(clap::Args, Debug)]
 #[command(

@@ -88,6 +88,9 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(
             tp.attach(category, name).map_err(|e| chain(&e))?;
         }
         Attach::Kprobe { function } | Attach::Kretprobe { function } => {
+            if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                return Err("this kernel has no kprobes (CONFIG_KPROBES; no /sys/bus/event_source/devices/kprobe)".into());
+            }
             let kp: &mut KProbe = prog.try_into().map_err(|e| chain(&e))?;
             kp.load().map_err(|e| chain(&e))?;
             kp.attach(function, 0).map_err(|e| chain(&e))?;

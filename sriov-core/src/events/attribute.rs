@@ -1,0 +1,363 @@
+//! Attribution: which VF (and which process) a record is about.
+//!
+//! Rules (also in `docs/events.md`):
+//!
+//! - A record naming a device (`iommu_group_added`, `driver_probe`,
+//!   `msi_alloc`) is about the VF with that BDF. A BDF not in the map that
+//!   has a `physfn` link (a VF created since the last scan) triggers a
+//!   rescan; any other BDF is a PF or an unrelated device: no identity.
+//! - `vf_added`: the VF is the target of the PF's `virtfnN` link (N from the
+//!   record), else the map's VF N of that PF. `vf_removed`: the map first
+//!   (the link is gone by then), then the link.
+//! - `msi_alloc`: `irqs` are the entries of the device's `msi_irqs`; for a
+//!   VF they replace its IRQs in the IRQ map ([`Attributor::vf_of_irq`]).
+//! - `vfio_dma`: `iommu_groups` are the `/dev/vfio/<N>` files the process
+//!   has open (`/proc/<pid>/fd`, remembered per process for a second of
+//!   kernel time); the VF is the one VF in those groups, if exactly one is.
+//! - `sriov_configure` is about a PF: no VF identity; a successful write
+//!   rescans (the VFs changed).
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+use sriov_ebpf::record::{self, DMA_MAP, Header, Record};
+
+use super::{DmaOp, Event, EventEnvelope, Process, VfIdentity};
+use crate::{
+    Result,
+    discover::{PCI_DEVICES, discover, link_name},
+    host::Host,
+};
+
+/// How long (kernel ns) a process's open VFIO groups are remembered.
+const FD_CACHE_NS: u64 = 1_000_000_000;
+/// Most processes whose VFIO groups are remembered at once.
+const FD_CACHE_MAX: usize = 1024;
+
+/// Maps devices, IRQs and processes to VFs. Built from a discovery scan,
+/// updated by [`refresh`](Self::refresh) and by the records themselves.
+#[derive(Debug, Default)]
+pub struct Attributor {
+    /// VFs by BDF.
+    vfs: BTreeMap<String, VfIdentity>,
+    /// IRQ number to VF BDF, from each VF's `msi_irqs`.
+    irqs: BTreeMap<u32, String>,
+    /// VFs whose BDF was unknown, for which a rescan did not help: not
+    /// rescanned for again until the next explicit refresh.
+    misses: BTreeSet<String>,
+    /// pid to (kernel ns when read, open VFIO groups).
+    fds: BTreeMap<u32, (u64, Vec<u32>)>,
+}
+
+impl Attributor {
+    /// Scan `host`. Fails only when the PCI device list cannot be read.
+    pub fn new(host: &dyn Host) -> Result<Self> {
+        let mut a = Self::default();
+        a.refresh(host)?;
+        Ok(a)
+    }
+
+    /// Rescan the VFs and their IRQs. On error the previous maps stay.
+    pub fn refresh(&mut self, host: &dyn Host) -> Result<()> {
+        self.misses.clear();
+        self.fds.clear();
+        self.rescan(host)
+    }
+
+    fn rescan(&mut self, host: &dyn Host) -> Result<()> {
+        let inv = discover(host)?;
+        let mut vfs = BTreeMap::new();
+        let mut irqs = BTreeMap::new();
+        for pf in &inv.pfs {
+            for vf in &pf.vfs {
+                for irq in msi_irqs(host, &vf.bdf) {
+                    irqs.insert(irq, vf.bdf.clone());
+                }
+                vfs.insert(
+                    vf.bdf.clone(),
+                    VfIdentity {
+                        pf: pf.bdf.clone(),
+                        pf_netdev: pf.netdev.clone(),
+                        index: vf.index,
+                        bdf: vf.bdf.clone(),
+                        netdev: vf.netdev.clone(),
+                        iommu_group: vf.iommu_group,
+                    },
+                );
+            }
+        }
+        self.vfs = vfs;
+        self.irqs = irqs;
+        Ok(())
+    }
+
+    /// The VF that owns MSI/MSI-X `irq` (as of the last scan or `msi_alloc`).
+    pub fn vf_of_irq(&self, irq: u32) -> Option<VfIdentity> {
+        self.irqs.get(&irq).and_then(|b| self.vfs.get(b)).cloned()
+    }
+
+    /// Every IRQ known to belong to a VF, ascending (what to watch).
+    pub fn irqs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.irqs.keys().copied()
+    }
+
+    /// The event for a record, with its process and VF identity.
+    #[allow(clippy::wrong_self_convention)] // the name says what it takes
+    pub fn from_record(&mut self, host: &dyn Host, rec: &Record) -> EventEnvelope {
+        let (hdr, vf, event) = match rec {
+            Record::SriovConfigure(r) => {
+                if r.ret >= 0 {
+                    // best effort: on failure the old map stays
+                    let _ = self.refresh(host);
+                }
+                let event = Event::SriovConfigure {
+                    pf: text(&r.dev),
+                    numvfs: parse_numvfs(&r.value),
+                    ret: r.ret,
+                    latency_ns: r.latency_ns,
+                };
+                (&r.hdr, None, event)
+            }
+            Record::VfAdd(r) | Record::VfRemove(r) => {
+                let added = matches!(rec, Record::VfAdd(_));
+                let pf = Some(text(&r.pf)).filter(|p| !p.is_empty());
+                // the kernel never writes a negative id; report it as
+                // u32::MAX, which no VF has
+                let vf_index = u32::try_from(r.vf_id).unwrap_or(u32::MAX);
+                let vf_bdf = pf
+                    .as_deref()
+                    .and_then(|pf| self.vf_bdf(host, pf, vf_index, added));
+                let vf = vf_bdf.as_deref().and_then(|b| self.identity(host, b));
+                let (ret, latency_ns) = (r.ret, r.latency_ns);
+                let event = if added {
+                    Event::VfAdded {
+                        pf,
+                        vf_index,
+                        vf_bdf,
+                        ret,
+                        latency_ns,
+                    }
+                } else {
+                    Event::VfRemoved {
+                        pf,
+                        vf_index,
+                        vf_bdf,
+                        ret,
+                        latency_ns,
+                    }
+                };
+                (&r.hdr, vf, event)
+            }
+            Record::IommuGroupAdd(r) => {
+                let device = text(&r.dev);
+                let vf = self.identity(host, &device);
+                let event = Event::IommuGroupAdded {
+                    device,
+                    group: r.group,
+                };
+                (&r.hdr, vf, event)
+            }
+            Record::DriverProbe(r) => {
+                let device = text(&r.dev);
+                let vf = self.identity(host, &device);
+                let event = Event::DriverProbe {
+                    device,
+                    driver: text(&r.driver),
+                    ret: r.ret,
+                    latency_ns: r.latency_ns,
+                };
+                (&r.hdr, vf, event)
+            }
+            Record::MsiAlloc(r) => {
+                let device = text(&r.dev);
+                let irqs = if is_bdf_like(&device) {
+                    msi_irqs(host, &device)
+                } else {
+                    Vec::new()
+                };
+                let vf = self.identity(host, &device);
+                if let Some(v) = &vf {
+                    self.irqs.retain(|_, b| *b != v.bdf);
+                    for &irq in &irqs {
+                        self.irqs.insert(irq, v.bdf.clone());
+                    }
+                }
+                let event = Event::MsiAlloc {
+                    device,
+                    nvec: r.nvec,
+                    ret: r.ret,
+                    irqs,
+                    latency_ns: r.latency_ns,
+                };
+                (&r.hdr, vf, event)
+            }
+            Record::VfioDma(r) => {
+                let iommu_groups = self.vfio_groups(host, r.hdr.pid, r.hdr.ts_ns);
+                let mut matching = self
+                    .vfs
+                    .values()
+                    .filter(|v| v.iommu_group.is_some_and(|g| iommu_groups.contains(&g)));
+                let vf = match (matching.next(), matching.next()) {
+                    (Some(v), None) => Some(v.clone()),
+                    _ => None,
+                };
+                let event = Event::VfioDma {
+                    op: if r.op == DMA_MAP {
+                        DmaOp::Map
+                    } else {
+                        DmaOp::Unmap
+                    },
+                    iova: r.iova,
+                    size: r.size,
+                    vaddr: r.vaddr,
+                    ret: r.ret,
+                    latency_ns: r.latency_ns,
+                    iommu_groups,
+                };
+                (&r.hdr, vf, event)
+            }
+        };
+        EventEnvelope {
+            ts_ns: hdr.ts_ns,
+            vf,
+            process: Some(process(hdr)),
+            event,
+        }
+    }
+
+    /// BDF of VF `index` of `pf`: from the `virtfnN` link or the map, in
+    /// the order that is fresher for an add (link) or a remove (map).
+    fn vf_bdf(&self, host: &dyn Host, pf: &str, index: u32, added: bool) -> Option<String> {
+        let from_link = || {
+            if !is_bdf_like(pf) {
+                return None;
+            }
+            link_name(host, &device_dir(pf).join(format!("virtfn{index}")))
+        };
+        let from_map = || {
+            self.vfs
+                .values()
+                .find(|v| v.pf == pf && v.index == index)
+                .map(|v| v.bdf.clone())
+        };
+        if added {
+            from_link().or_else(from_map)
+        } else {
+            from_map().or_else(from_link)
+        }
+    }
+
+    /// The identity of VF `bdf`, rescanning once when it is a VF that the
+    /// map does not know yet. `None` for PFs, other devices and vanished
+    /// devices.
+    fn identity(&mut self, host: &dyn Host, bdf: &str) -> Option<VfIdentity> {
+        if let Some(v) = self.vfs.get(bdf) {
+            return Some(v.clone());
+        }
+        if !is_bdf_like(bdf)
+            || self.misses.contains(bdf)
+            || !host.exists(&device_dir(bdf).join("physfn"))
+        {
+            return None;
+        }
+        // a scan error (sysfs gone) leaves the map as it was
+        let _ = self.rescan(host);
+        let found = self.vfs.get(bdf).cloned();
+        if found.is_none() {
+            self.misses.insert(bdf.to_string());
+        }
+        found
+    }
+
+    /// The VFIO groups process `pid` has open, cached per process for
+    /// [`FD_CACHE_NS`] of kernel time.
+    fn vfio_groups(&mut self, host: &dyn Host, pid: u32, ts_ns: u64) -> Vec<u32> {
+        if let Some((at, groups)) = self.fds.get(&pid)
+            && ts_ns >= *at
+            && ts_ns - *at < FD_CACHE_NS
+        {
+            return groups.clone();
+        }
+        let groups = open_vfio_groups(host, pid);
+        if self.fds.len() >= FD_CACHE_MAX {
+            self.fds.clear();
+        }
+        self.fds.insert(pid, (ts_ns, groups.clone()));
+        groups
+    }
+}
+
+fn device_dir(bdf: &str) -> PathBuf {
+    Path::new(PCI_DEVICES).join(bdf)
+}
+
+/// A name that is safe to use as one path component (a BDF from a record
+/// could be anything: never let it walk out of `/sys/bus/pci/devices`).
+fn is_bdf_like(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= record::NAME_LEN
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        && name.bytes().any(|c| c.is_ascii_hexdigit())
+}
+
+/// IRQ numbers in a device's `msi_irqs` directory, ascending; empty when
+/// it has none or vanished.
+fn msi_irqs(host: &dyn Host, bdf: &str) -> Vec<u32> {
+    let mut v: Vec<u32> = host
+        .list_dir(&device_dir(bdf).join("msi_irqs"))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// `/dev/vfio/<N>` files open in process `pid`, ascending, deduplicated.
+fn open_vfio_groups(host: &dyn Host, pid: u32) -> Vec<u32> {
+    let dir = PathBuf::from(format!("/proc/{pid}/fd"));
+    let mut groups: Vec<u32> = host
+        .list_dir(&dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|fd| {
+            let target = host.read_link(&dir.join(fd)).ok()?;
+            target
+                .strip_prefix("/dev/vfio")
+                .ok()?
+                .to_str()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+/// A NUL-terminated name as text (invalid UTF-8 replaced).
+fn text(bytes: &[u8]) -> String {
+    match record::name(bytes) {
+        Some(s) => s.to_string(),
+        None => {
+            let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
+            String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned()
+        }
+    }
+}
+
+/// The number in the text written to `sriov_numvfs` (`"3\n"`).
+fn parse_numvfs(value: &[u8]) -> Option<u32> {
+    text(value).trim().parse().ok()
+}
+
+fn process(hdr: &Header) -> Process {
+    Process {
+        pid: hdr.pid,
+        tid: hdr.tid,
+        comm: text(&hdr.comm),
+    }
+}

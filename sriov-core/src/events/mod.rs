@@ -1,0 +1,210 @@
+//! Events: what the eBPF programs saw, attributed to VFs, as NDJSON.
+//!
+//! The pipeline, one step per submodule:
+//!
+//! - [`Attributor`] turns a ring-buffer record
+//!   ([`sriov_ebpf::record::Record`]) into an [`EventEnvelope`]: the
+//!   [`Event`] plus the process that caused it and the VF it is about
+//!   ([`VfIdentity`]), found through sysfs (and `/proc/<pid>/fd` for VFIO).
+//! - [`StatsAggregator`] folds events and the IRQ maps into one periodic
+//!   [`Event::Stats`] per active VF (and [`Event::Lost`] when records were
+//!   dropped).
+//! - [`Clock`] maps kernel `CLOCK_MONOTONIC` timestamps to wall time.
+//! - [`NdjsonWriter`] writes one JSON object per line, schema
+//!   [`SCHEMA`] (`docs/events.md`).
+//!
+//! Nothing here fails because a device vanished: fields that could not be
+//! read are left empty.
+use serde::Serialize;
+
+mod attribute;
+mod clock;
+mod ndjson;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use attribute::Attributor;
+pub use clock::Clock;
+pub use ndjson::{NdjsonWriter, SCHEMA, hostname};
+pub use stats::StatsAggregator;
+
+/// The VF an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VfIdentity {
+    /// BDF of the PF.
+    pub pf: String,
+    pub pf_netdev: Option<String>,
+    /// VF index on the PF (`virtfnN`).
+    pub index: u32,
+    /// BDF of the VF.
+    pub bdf: String,
+    pub netdev: Option<String>,
+    pub iommu_group: Option<u32>,
+}
+
+/// The task that was running when the kernel made the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    /// Process id (thread group id).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// `comm` (at most 15 bytes), lossy UTF-8.
+    pub comm: String,
+}
+
+/// Direction of a VFIO DMA request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DmaOp {
+    Map,
+    Unmap,
+}
+
+/// IRQ handler latency of a VF, from the kernel's log2 histograms
+/// (approximate percentiles, exact max; see [`StatsAggregator`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IrqLatency {
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// VFIO DMA map latency percentiles of a VF (3 significant digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DmaLatency {
+    pub p50: u64,
+    pub p99: u64,
+}
+
+/// Periodic per-VF statistics ([`Event::Stats`]). Totals count since the
+/// programs were loaded (IRQs) or since the aggregator started (DMA).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VfActivity {
+    /// Interrupts per second over the last snapshot interval (0 on the first
+    /// snapshot).
+    pub irq_per_s: f64,
+    pub irqs_total: u64,
+    /// `None` when no handler time was recorded.
+    pub irq_latency_ns: Option<IrqLatency>,
+    /// Interrupts VFIO forwarded to user space (eventfd).
+    pub vfio_irqs_total: u64,
+    pub dma_bytes_mapped: u64,
+    pub dma_bytes_unmapped: u64,
+    /// `None` when no map succeeded.
+    pub dma_map_latency_ns: Option<DmaLatency>,
+}
+
+/// What happened. Serialized internally tagged: `"kind": "vf_added"`, ...
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A write to a PF's `sriov_numvfs`.
+    SriovConfigure {
+        /// BDF of the PF.
+        pf: String,
+        /// The number written, when it parses.
+        numvfs: Option<u32>,
+        /// Bytes consumed, or -errno.
+        ret: i64,
+        latency_ns: u64,
+    },
+    /// `pci_iov_add_virtfn`.
+    VfAdded {
+        pf: Option<String>,
+        vf_index: u32,
+        vf_bdf: Option<String>,
+        ret: i32,
+        latency_ns: u64,
+    },
+    /// `pci_iov_remove_virtfn`.
+    VfRemoved {
+        pf: Option<String>,
+        vf_index: u32,
+        vf_bdf: Option<String>,
+        ret: i32,
+        latency_ns: u64,
+    },
+    /// A device joined an IOMMU group.
+    IommuGroupAdded { device: String, group: i32 },
+    /// A driver probed a device.
+    DriverProbe {
+        device: String,
+        driver: String,
+        ret: i32,
+        latency_ns: u64,
+    },
+    /// MSI/MSI-X vectors allocated; `irqs` from the device's `msi_irqs`.
+    MsiAlloc {
+        device: String,
+        nvec: i32,
+        ret: i32,
+        irqs: Vec<u32>,
+        latency_ns: u64,
+    },
+    /// `VFIO_IOMMU_MAP_DMA` / `VFIO_IOMMU_UNMAP_DMA`; `iommu_groups` are the
+    /// VFIO groups the process has open.
+    VfioDma {
+        op: DmaOp,
+        iova: u64,
+        size: u64,
+        vaddr: u64,
+        ret: i32,
+        latency_ns: u64,
+        iommu_groups: Vec<u32>,
+    },
+    /// Periodic statistics of one VF.
+    Stats(VfActivity),
+    /// Records the kernel dropped (ring buffer full) since the last report.
+    Lost { records: u64 },
+    /// A hook that could not be attached.
+    HookMissing {
+        hook: String,
+        attach: String,
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The `kind` tag this event serializes with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SriovConfigure { .. } => "sriov_configure",
+            Self::VfAdded { .. } => "vf_added",
+            Self::VfRemoved { .. } => "vf_removed",
+            Self::IommuGroupAdded { .. } => "iommu_group_added",
+            Self::DriverProbe { .. } => "driver_probe",
+            Self::MsiAlloc { .. } => "msi_alloc",
+            Self::VfioDma { .. } => "vfio_dma",
+            Self::Stats(_) => "stats",
+            Self::Lost { .. } => "lost",
+            Self::HookMissing { .. } => "hook_missing",
+        }
+    }
+}
+
+/// An [`Event`] with when it happened, who caused it and which VF it is
+/// about. Serializes as `{"ts_ns", "vf", "process", "kind", ...payload}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventEnvelope {
+    /// Kernel `CLOCK_MONOTONIC` time (see [`Clock`]).
+    pub ts_ns: u64,
+    pub vf: Option<VfIdentity>,
+    /// Set for events that came from a ring-buffer record.
+    pub process: Option<Process>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl EventEnvelope {
+    /// An event made in user space (no process, no VF).
+    pub fn new(ts_ns: u64, event: Event) -> Self {
+        Self {
+            ts_ns,
+            vf: None,
+            process: None,
+            event,
+        }
+    }
+}

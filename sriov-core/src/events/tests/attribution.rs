@@ -1,0 +1,184 @@
+//! Records to events, and which VF they are about.
+use std::fs;
+
+use super::*;
+
+#[test]
+fn vf_add_record_becomes_event_with_vf_identity() {
+    let (_dir, _spec, host) = lab(3);
+    let mut attr = Attributor::new(&host).unwrap();
+    let ev = attr.from_record(&host, &vf_record(record::KIND_VF_ADD, PF, 1));
+    assert_eq!(ev.ts_ns, 42_000);
+    assert_eq!(
+        ev.process,
+        Some(Process {
+            pid: 100,
+            tid: 101,
+            comm: "bash".into()
+        })
+    );
+    assert_eq!(
+        ev.event,
+        Event::VfAdded {
+            pf: Some(PF.into()),
+            vf_index: 1,
+            vf_bdf: Some(VF1.into()),
+            ret: 0,
+            latency_ns: 1234,
+        }
+    );
+    assert_eq!(ev.vf, Some(identity(1, VF1, 486)));
+}
+
+#[test]
+fn vf_created_after_the_scan_is_found_by_rescanning() {
+    let (dir, spec, host) = lab(3);
+    let mut attr = Attributor::new(&host).unwrap();
+    fixture::set_num_vfs(dir.path(), &spec, 4).unwrap();
+    let ev = attr.from_record(&host, &vf_record(record::KIND_VF_ADD, PF, 3));
+    assert_eq!(ev.vf, Some(identity(3, "0000:01:10.6", 490)));
+}
+
+#[test]
+fn vf_removed_is_attributed_from_the_map_after_its_link_is_gone() {
+    let (dir, spec, host) = lab(3);
+    let mut attr = Attributor::new(&host).unwrap();
+    fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
+    let ev = attr.from_record(&host, &vf_record(record::KIND_VF_REMOVE, PF, 2));
+    assert!(matches!(&ev.event, Event::VfRemoved { vf_bdf: Some(b), .. } if b == VF2));
+    assert_eq!(ev.vf, Some(identity(2, VF2, 488)));
+}
+
+#[test]
+fn sriov_configure_parses_numvfs_and_has_no_vf() {
+    let (_dir, _spec, host) = lab(3);
+    let mut attr = Attributor::new(&host).unwrap();
+    let ev = attr.from_record(&host, &sriov_configure(PF, "3\n", 2));
+    assert_eq!(
+        ev.event,
+        Event::SriovConfigure {
+            pf: PF.into(),
+            numvfs: Some(3),
+            ret: 2,
+            latency_ns: 777
+        }
+    );
+    assert_eq!(ev.vf, None);
+    let ev = attr.from_record(&host, &sriov_configure(PF, "x", -22));
+    assert!(matches!(
+        ev.event,
+        Event::SriovConfigure {
+            numvfs: None,
+            ret: -22,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn msi_irqs_attribute_irqs_to_vfs() {
+    let (dir, _spec, host) = lab(3);
+    add_msi_irqs(dir.path(), VF0, &[42, 40, 41]);
+    let mut attr = Attributor::new(&host).unwrap();
+    assert_eq!(attr.vf_of_irq(41), Some(identity(0, VF0, 484)));
+    assert_eq!(attr.vf_of_irq(99), None);
+
+    // vectors allocated later: the msi_alloc record brings them in
+    add_msi_irqs(dir.path(), VF1, &[51, 50]);
+    let ev = attr.from_record(&host, &msi_record(VF1, 2));
+    assert_eq!(
+        ev.event,
+        Event::MsiAlloc {
+            device: VF1.into(),
+            nvec: 2,
+            ret: 0,
+            irqs: vec![50, 51],
+            latency_ns: 66
+        }
+    );
+    assert_eq!(ev.vf, Some(identity(1, VF1, 486)));
+    assert_eq!(attr.vf_of_irq(50), Some(identity(1, VF1, 486)));
+    assert_eq!(attr.irqs().collect::<Vec<_>>(), vec![40, 41, 42, 50, 51]);
+}
+
+#[test]
+fn vfio_dma_is_attributed_through_the_process_open_groups() {
+    let (dir, _spec, host) = lab(3);
+    add_fds(
+        dir.path(),
+        4242,
+        &["/dev/null", "/dev/vfio/vfio", "/dev/vfio/486"],
+    );
+    add_fds(
+        dir.path(),
+        5000,
+        &["/dev/vfio/484", "/dev/vfio/488", "/dev/vfio/484"],
+    );
+    let mut attr = Attributor::new(&host).unwrap();
+
+    let ev = attr.from_record(&host, &dma_record(4242, record::DMA_MAP, 4096, 1_000));
+    assert_eq!(
+        ev.event,
+        Event::VfioDma {
+            op: DmaOp::Map,
+            iova: 0x10_0000,
+            size: 4096,
+            vaddr: 0x7f00_0000_0000,
+            ret: 0,
+            latency_ns: 2_500,
+            iommu_groups: vec![486],
+        }
+    );
+    assert_eq!(ev.vf, Some(identity(1, VF1, 486)));
+    assert_eq!(
+        ev.process.as_ref().map(|p| (p.pid, p.tid)),
+        Some((4242, 4243))
+    );
+
+    // two VFs in the process's groups: no single identity
+    let ev = attr.from_record(&host, &dma_record(5000, record::DMA_UNMAP, 4096, 1_000));
+    assert!(
+        matches!(&ev.event, Event::VfioDma { op: DmaOp::Unmap, iommu_groups, .. }
+        if *iommu_groups == [484, 488])
+    );
+    assert_eq!(ev.vf, None);
+}
+
+#[test]
+fn vanished_devices_give_events_without_identity() {
+    let (dir, spec, host) = lab(3);
+    add_msi_irqs(dir.path(), VF2, &[60]);
+    let mut attr = Attributor::new(&host).unwrap();
+    fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
+    attr.refresh(&host).unwrap();
+    assert_eq!(attr.vf_of_irq(60), None);
+
+    let ev = attr.from_record(&host, &probe_record(VF2, "vfio-pci"));
+    assert_eq!(ev.vf, None);
+    assert!(matches!(&ev.event, Event::DriverProbe { device, ret: -19, .. } if device == VF2));
+
+    let ev = attr.from_record(&host, &msi_record(VF2, 3));
+    assert_eq!(ev.vf, None);
+    assert!(matches!(&ev.event, Event::MsiAlloc { irqs, .. } if irqs.is_empty()));
+
+    let ev = attr.from_record(&host, &vf_record(record::KIND_VF_ADD, "0000:09:00.0", 0));
+    assert_eq!(ev.vf, None);
+    assert!(matches!(ev.event, Event::VfAdded { vf_bdf: None, .. }));
+
+    // no /proc/<pid> (the process exited)
+    let ev = attr.from_record(&host, &dma_record(999, record::DMA_MAP, 1, 1));
+    assert_eq!(ev.vf, None);
+    assert!(matches!(&ev.event, Event::VfioDma { iommu_groups, .. } if iommu_groups.is_empty()));
+
+    // names that are not BDFs never become paths
+    let ev = attr.from_record(&host, &msi_record("../../../etc", 1));
+    assert_eq!(ev.vf, None);
+
+    // the whole tree gone
+    fs::remove_dir_all(dir.path()).unwrap();
+    assert!(attr.refresh(&host).is_err());
+    let ev = attr.from_record(&host, &sriov_configure(PF, "0\n", 2));
+    assert_eq!(ev.vf, None);
+    let ev = attr.from_record(&host, &vf_record(record::KIND_VF_REMOVE, PF, 0));
+    assert!(matches!(ev.event, Event::VfRemoved { vf_bdf: None, .. }));
+}
