@@ -49,6 +49,10 @@ async fn stream(cli: &Cli) -> Result<()> {
     let opts = LoadOptions { ring_bytes: cli.ring_bytes.unwrap_or(LoadOptions::default().ring_bytes) };
     let mut probes = Probes::load(opts).context("loading the eBPF programs (run as root)")?;
     let now = || Clock::now_ns().unwrap_or(0);
+    w.write(&EventEnvelope::new(
+        now(),
+        Event::Started { hooks_attached: probes.attached.clone(), hooks_missing: probes.missing.len() },
+    ))?;
     for m in &probes.missing {
         eprintln!("sriov-top: warning: hook {} ({}) not attached: {}", m.program, m.attach, m.reason);
         let ev = EventEnvelope::new(now(), Event::HookMissing { hook: m.program.to_string(), attach: m.attach.clone(), reason: m.reason.clone() });

@@ -164,6 +164,9 @@ pub enum Event {
         attach: String,
         reason: String,
     },
+    /// The first line of a stream: the hooks that are attached (and how
+    /// many are missing; each also comes as a `hook_missing` line).
+    Started { hooks_attached: Vec<String>, hooks_missing: usize },
 }
 
 impl Event {
@@ -172,6 +175,7 @@ impl Event {
         match self {
             Self::SriovConfigure { .. } => "sriov_configure",
             Self::VfAdded { .. } => "vf_added",
+            Self::Started { .. } => "started",
             Self::VfRemoved { .. } => "vf_removed",
             Self::IommuGroupAdded { .. } => "iommu_group_added",
             Self::DriverProbe { .. } => "driver_probe",

@@ -10,4 +10,5 @@ mod apply;
 mod guest;
 mod irq_count;
 mod probes;
+mod stream;
 mod vf_enable;

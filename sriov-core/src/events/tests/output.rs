@@ -299,6 +299,10 @@ fn samples() -> Vec<Event> {
             attach: "kprobe msi_domain_alloc_irqs_all_locked".into(),
             reason: "no such function".into(),
         },
+        Event::Started {
+            hooks_attached: vec!["tracepoint:irq:irq_handler_entry".into()],
+            hooks_missing: 0,
+        },
     ]
 }
 
