@@ -64,17 +64,14 @@ impl PfSpec {
     }
 }
 
-/// Routing-id arithmetic for VF `i` of `pf` (offset 0x80, stride 2).
+/// The 82576's First VF Offset and VF Stride.
+pub const VF_OFFSET: u32 = 0x80;
+pub const VF_STRIDE: u32 = 2;
+
+/// Routing-id arithmetic for VF `i` of `pf` (offset 0x80, stride 2); PFs
+/// are placed so that their VFs fit on the bus range.
 pub fn vf_bdf(pf: Bdf, i: u32) -> Bdf {
-    let rid = (u32::from(pf.bus) << 8 | u32::from(pf.device) << 3 | u32::from(pf.function))
-        + 0x80
-        + 2 * i;
-    Bdf {
-        domain: pf.domain,
-        bus: ((rid >> 8) & 0xff) as u8,
-        device: ((rid >> 3) & 0x1f) as u8,
-        function: (rid & 7) as u8,
-    }
+    pf.vf(VF_OFFSET, VF_STRIDE, i).unwrap_or(pf)
 }
 
 /// Netdev name of VF `i` of a PF whose netdev is `pf_netdev`.
@@ -214,6 +211,8 @@ pub fn add_pf(root: &Path, pf: &PfSpec) -> io::Result<()> {
     w(d.join("sriov_totalvfs"), pf.total_vfs.to_string())?;
     w(d.join("sriov_numvfs"), "0")?;
     w(d.join("sriov_vf_device"), format!("{:04x}", pf.vf_device))?;
+    w(d.join("sriov_offset"), VF_OFFSET.to_string())?;
+    w(d.join("sriov_stride"), VF_STRIDE.to_string())?;
     w(d.join("sriov_drivers_autoprobe"), "1")?;
     w(d.join("numa_node"), pf.numa_node.to_string())?;
     w(d.join("driver_override"), "(null)")?;

@@ -58,6 +58,26 @@ impl fmt::Display for Bdf {
     }
 }
 
+impl Bdf {
+    /// The 16-bit routing id (bus, device, function).
+    pub fn routing_id(&self) -> u32 {
+        u32::from(self.bus) << 8 | u32::from(self.device) << 3 | u32::from(self.function)
+    }
+
+    /// VF `index` of this PF, from the SR-IOV capability's First VF Offset
+    /// and VF Stride (sysfs `sriov_offset`, `sriov_stride`). `None` past the
+    /// last bus.
+    pub fn vf(&self, offset: u32, stride: u32, index: u32) -> Option<Bdf> {
+        let rid = self.routing_id().checked_add(offset)?.checked_add(stride.checked_mul(index)?)?;
+        (rid <= 0xffff).then(|| Bdf {
+            domain: self.domain,
+            bus: (rid >> 8) as u8,
+            device: ((rid >> 3) & 0x1f) as u8,
+            function: (rid & 7) as u8,
+        })
+    }
+}
+
 impl FromStr for Bdf {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -48,6 +48,9 @@ pub struct Attributor {
     misses: BTreeSet<String>,
     /// pid to (kernel ns when read, open VFIO groups).
     fds: BTreeMap<u32, (u64, Vec<u32>)>,
+    /// PF BDF to its (First VF Offset, VF Stride), for VF BDFs without a
+    /// syscall per event.
+    routing: BTreeMap<String, (u32, u32)>,
 }
 
 impl Attributor {
@@ -69,7 +72,12 @@ impl Attributor {
         let inv = discover(host)?;
         let mut vfs = BTreeMap::new();
         let mut irqs = BTreeMap::new();
+        let mut routing = BTreeMap::new();
         for pf in &inv.pfs {
+            let read = |f: &str| -> Option<u32> { host.read(&device_dir(&pf.bdf).join(f)).ok()?.trim().parse().ok() };
+            if let (Some(offset), Some(stride)) = (read("sriov_offset"), read("sriov_stride")) {
+                routing.insert(pf.bdf.clone(), (offset, stride));
+            }
             for vf in &pf.vfs {
                 for irq in msi_irqs(host, &vf.bdf) {
                     irqs.insert(irq, vf.bdf.clone());
@@ -89,6 +97,7 @@ impl Attributor {
         }
         self.vfs = vfs;
         self.irqs = irqs;
+        self.routing = routing;
         Ok(())
     }
 
@@ -229,6 +238,12 @@ impl Attributor {
     /// BDF of VF `index` of `pf`: from the `virtfnN` link or the map, in
     /// the order that is fresher for an add (link) or a remove (map).
     fn vf_bdf(&self, host: &dyn Host, pf: &str, index: u32, added: bool) -> Option<String> {
+        // the PF's routing (offset, stride) gives the BDF with no syscall
+        if let (Some(&(offset, stride)), Ok(pf_bdf)) = (self.routing.get(pf), pf.parse::<crate::types::Bdf>())
+            && let Some(b) = pf_bdf.vf(offset, stride, index)
+        {
+            return Some(b.to_string());
+        }
         let from_link = || {
             if !is_bdf_like(pf) {
                 return None;
