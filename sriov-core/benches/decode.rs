@@ -35,7 +35,10 @@ fn records() -> Vec<Vec<u8>> {
             0 => {
                 header(record::KIND_DRIVER_PROBE, &mut b);
                 // a VF of the fixture's PF (0000:01:10.0, .2, .4, ...)
-                name(&fixture::vf_bdf("0000:01:00.0".parse().expect("bdf"), i % 7).to_string(), &mut b);
+                name(
+                    &fixture::vf_bdf("0000:01:00.0".parse().expect("bdf"), i % 7).to_string(),
+                    &mut b,
+                );
                 name("igbvf", &mut b);
                 b.extend_from_slice(&0i32.to_le_bytes());
                 b.extend_from_slice(&0u32.to_le_bytes());
@@ -71,10 +74,19 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
-    fixture::add_pf(dir.path(), &PfSpec::i82576("0000:01:00.0".parse().expect("bdf"), "eth0", 7)).expect("fixture");
+    fixture::add_pf(
+        dir.path(),
+        &PfSpec::i82576("0000:01:00.0".parse().expect("bdf"), "eth0", 7),
+    )
+    .expect("fixture");
     let host = System::fixture(dir.path());
     let attr = Attributor::new(&host).expect("attributor");
-    Setup { _dir: dir, host, attr, recs: records() }
+    Setup {
+        _dir: dir,
+        host,
+        attr,
+        recs: records(),
+    }
 }
 
 /// Decode, attribute and encode every record; returns bytes written.
@@ -94,10 +106,14 @@ fn bench(c: &mut Criterion) {
     let mut w = NdjsonWriter::new(std::io::sink(), Clock::new().expect("clock"), "bench");
     let mut g = c.benchmark_group("events");
     g.throughput(Throughput::Elements(s.recs.len() as u64));
-    g.bench_function("decode+attribute+ndjson", |b| b.iter(|| pipeline(&mut s, &mut w)));
+    g.bench_function("decode+attribute+ndjson", |b| {
+        b.iter(|| pipeline(&mut s, &mut w))
+    });
     let flat: Vec<u8> = s.recs.concat();
     let mut dst = vec![0u8; flat.len()];
-    g.bench_function("memcpy", |b| b.iter(|| dst.copy_from_slice(std::hint::black_box(&flat))));
+    g.bench_function("memcpy", |b| {
+        b.iter(|| dst.copy_from_slice(std::hint::black_box(&flat)))
+    });
     g.finish();
 }
 

@@ -68,8 +68,11 @@ impl Bdf {
     /// and VF Stride (sysfs `sriov_offset`, `sriov_stride`). `None` past the
     /// last bus.
     pub fn vf(&self, offset: u32, stride: u32, index: u32) -> Option<Bdf> {
-        let rid = self.routing_id().checked_add(offset)?.checked_add(stride.checked_mul(index)?)?;
-        (rid <= 0xffff).then(|| Bdf {
+        let rid = self
+            .routing_id()
+            .checked_add(offset)?
+            .checked_add(stride.checked_mul(index)?)?;
+        (rid <= 0xffff).then_some(Bdf {
             domain: self.domain,
             bus: (rid >> 8) as u8,
             device: ((rid >> 3) & 0x1f) as u8,

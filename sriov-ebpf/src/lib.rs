@@ -37,33 +37,134 @@ pub mod programs {
     /// Tracepoint `irq:irq_handler_exit`.
     pub const IRQ_HANDLER_EXIT: &str = "irq_handler_exit";
 
+    /// Programs that do nothing, one per attach type: benchmark baselines.
+    pub const EMPTY_TRACEPOINT: &str = "empty_tracepoint";
+    pub const EMPTY_KPROBE: &str = "empty_kprobe";
+    pub const EMPTY_KRETPROBE: &str = "empty_kretprobe";
+
     /// What a program is and where it goes.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Attach {
-        Tracepoint { category: &'static str, name: &'static str },
-        Kprobe { function: &'static str },
-        Kretprobe { function: &'static str },
+        Tracepoint {
+            category: &'static str,
+            name: &'static str,
+        },
+        Kprobe {
+            function: &'static str,
+        },
+        Kretprobe {
+            function: &'static str,
+        },
     }
 
     /// Every hook besides the IRQ counter: (program name, attach point).
     pub const HOOKS: &[(&str, Attach)] = &[
-        ("irq_handler_exit", Attach::Tracepoint { category: "irq", name: "irq_handler_exit" }),
-        ("sriov_store_entry", Attach::Kprobe { function: "sriov_numvfs_store" }),
-        ("sriov_store_exit", Attach::Kretprobe { function: "sriov_numvfs_store" }),
-        ("vf_add_entry", Attach::Kprobe { function: "pci_iov_add_virtfn" }),
-        ("vf_add_exit", Attach::Kretprobe { function: "pci_iov_add_virtfn" }),
-        ("vf_remove_entry", Attach::Kprobe { function: "pci_iov_remove_virtfn" }),
-        ("vf_remove_exit", Attach::Kretprobe { function: "pci_iov_remove_virtfn" }),
-        ("group_add", Attach::Tracepoint { category: "iommu", name: "add_device_to_group" }),
-        ("probe_entry", Attach::Kprobe { function: "really_probe" }),
-        ("probe_exit", Attach::Kretprobe { function: "really_probe" }),
-        ("msi_entry", Attach::Kprobe { function: "msi_domain_alloc_irqs_all_locked" }),
-        ("msi_exit", Attach::Kretprobe { function: "msi_domain_alloc_irqs_all_locked" }),
-        ("vfio_irq", Attach::Kprobe { function: "vfio_msihandler" }),
-        ("vfio_ioctl_entry", Attach::Kprobe { function: "vfio_iommu_type1_ioctl" }),
-        ("vfio_ioctl_exit", Attach::Kretprobe { function: "vfio_iommu_type1_ioctl" }),
-        ("iommu_map", Attach::Tracepoint { category: "iommu", name: "map" }),
-        ("iommu_unmap", Attach::Tracepoint { category: "iommu", name: "unmap" }),
+        (
+            "irq_handler_exit",
+            Attach::Tracepoint {
+                category: "irq",
+                name: "irq_handler_exit",
+            },
+        ),
+        (
+            "sriov_store_entry",
+            Attach::Kprobe {
+                function: "sriov_numvfs_store",
+            },
+        ),
+        (
+            "sriov_store_exit",
+            Attach::Kretprobe {
+                function: "sriov_numvfs_store",
+            },
+        ),
+        (
+            "vf_add_entry",
+            Attach::Kprobe {
+                function: "pci_iov_add_virtfn",
+            },
+        ),
+        (
+            "vf_add_exit",
+            Attach::Kretprobe {
+                function: "pci_iov_add_virtfn",
+            },
+        ),
+        (
+            "vf_remove_entry",
+            Attach::Kprobe {
+                function: "pci_iov_remove_virtfn",
+            },
+        ),
+        (
+            "vf_remove_exit",
+            Attach::Kretprobe {
+                function: "pci_iov_remove_virtfn",
+            },
+        ),
+        (
+            "group_add",
+            Attach::Tracepoint {
+                category: "iommu",
+                name: "add_device_to_group",
+            },
+        ),
+        (
+            "probe_entry",
+            Attach::Kprobe {
+                function: "really_probe",
+            },
+        ),
+        (
+            "probe_exit",
+            Attach::Kretprobe {
+                function: "really_probe",
+            },
+        ),
+        (
+            "msi_entry",
+            Attach::Kprobe {
+                function: "msi_domain_alloc_irqs_all_locked",
+            },
+        ),
+        (
+            "msi_exit",
+            Attach::Kretprobe {
+                function: "msi_domain_alloc_irqs_all_locked",
+            },
+        ),
+        (
+            "vfio_irq",
+            Attach::Kprobe {
+                function: "vfio_msihandler",
+            },
+        ),
+        (
+            "vfio_ioctl_entry",
+            Attach::Kprobe {
+                function: "vfio_iommu_type1_ioctl",
+            },
+        ),
+        (
+            "vfio_ioctl_exit",
+            Attach::Kretprobe {
+                function: "vfio_iommu_type1_ioctl",
+            },
+        ),
+        (
+            "iommu_map",
+            Attach::Tracepoint {
+                category: "iommu",
+                name: "map",
+            },
+        ),
+        (
+            "iommu_unmap",
+            Attach::Tracepoint {
+                category: "iommu",
+                name: "unmap",
+            },
+        ),
     ];
 }
 

@@ -15,11 +15,13 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use sriov_ebpf::{
-    EVENTS_BYTES, IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
+    EVENTS_BYTES, IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS, VFIO_IOMMU_MAP_DMA,
+    VFIO_IOMMU_UNMAP_DMA,
     record::{
-        DMA_MAP, DMA_UNMAP, DmaRecord, GroupRecord, Header, IRQ_BUCKETS, IrqStats, KIND_DRIVER_PROBE,
-        KIND_IOMMU_GROUP_ADD, KIND_MSI_ALLOC, KIND_SRIOV_CONFIGURE, KIND_VF_ADD, KIND_VF_REMOVE, KIND_VFIO_DMA,
-        MsiRecord, NAME_LEN, ProbeRecord, SriovConfigureRecord, VfRecord,
+        DMA_MAP, DMA_UNMAP, DmaRecord, GroupRecord, Header, IRQ_BUCKETS, IrqStats,
+        KIND_DRIVER_PROBE, KIND_IOMMU_GROUP_ADD, KIND_MSI_ALLOC, KIND_SRIOV_CONFIGURE, KIND_VF_ADD,
+        KIND_VF_REMOVE, KIND_VFIO_DMA, MsiRecord, NAME_LEN, ProbeRecord, SriovConfigureRecord,
+        VfRecord,
     },
 };
 
@@ -30,14 +32,16 @@ static WATCH_IRQS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHED_IRQS
 static IRQ_COUNTS: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 #[map(name = "IRQ_STATS")]
-static IRQ_STATS: PerCpuHashMap<u32, IrqStats> = PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
+static IRQ_STATS: PerCpuHashMap<u32, IrqStats> =
+    PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 /// Start of the hard-IRQ handler running on this CPU (they do not nest).
 #[map(name = "IRQ_START")]
 static IRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "VFIO_IRQ_COUNTS")]
-static VFIO_IRQ_COUNTS: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
+static VFIO_IRQ_COUNTS: PerCpuHashMap<u32, u64> =
+    PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -144,7 +148,14 @@ fn take(hook: u64) -> Option<Start> {
     s
 }
 
-const EMPTY: Start = Start { ts: 0, name: [0; NAME_LEN], name2: [0; NAME_LEN], a: 0, b: 0, c: 0 };
+const EMPTY: Start = Start {
+    ts: 0,
+    name: [0; NAME_LEN],
+    name2: [0; NAME_LEN],
+    a: 0,
+    b: 0,
+    c: 0,
+};
 
 // ---------------------------------------------------------------- IRQs
 
@@ -156,7 +167,9 @@ fn watched(irq: u32) -> bool {
 fn irq_of(ctx: &TracePointContext) -> Option<u32> {
     // SAFETY: the offset comes from the tracepoint's format file; read_at is
     // a checked read of the record.
-    unsafe { ctx.read_at::<i32>(IRQ_HANDLER_ENTRY_IRQ_OFFSET) }.ok().map(|v| v as u32)
+    unsafe { ctx.read_at::<i32>(IRQ_HANDLER_ENTRY_IRQ_OFFSET) }
+        .ok()
+        .map(|v| v as u32)
 }
 
 /// `irq:irq_handler_entry`: count watched IRQs (per CPU) and note when the
@@ -189,7 +202,9 @@ pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
     if !watched(irq) {
         return 0;
     }
-    let Some(p) = IRQ_START.get_ptr_mut(0) else { return 0 };
+    let Some(p) = IRQ_START.get_ptr_mut(0) else {
+        return 0;
+    };
     // SAFETY: per-CPU slot.
     let t0 = unsafe { *p };
     if t0 == 0 {
@@ -222,7 +237,9 @@ pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
 /// user space through an eventfd.
 #[kprobe]
 pub fn vfio_irq(ctx: ProbeContext) -> u32 {
-    let Some(irq) = ctx.arg::<u32>(0) else { return 0 };
+    let Some(irq) = ctx.arg::<u32>(0) else {
+        return 0;
+    };
     match VFIO_IRQ_COUNTS.get_ptr_mut(&irq) {
         // SAFETY: per-CPU value.
         Some(p) => unsafe { *p += 1 },
@@ -279,8 +296,16 @@ fn vf_entry(ctx: &ProbeContext, hook: u64) {
 fn vf_exit(ret: i32, hook: u64, kind: u32) {
     let Some(s) = take(hook) else { return };
     // SAFETY: the value is copied.
-    let pf = unsafe { CONFIGURING.get(&tid()) }.copied().unwrap_or([0; NAME_LEN]);
-    emit(VfRecord { hdr: header(kind), pf, vf_id: s.a as i32, ret, latency_ns: now().saturating_sub(s.ts) });
+    let pf = unsafe { CONFIGURING.get(&tid()) }
+        .copied()
+        .unwrap_or([0; NAME_LEN]);
+    emit(VfRecord {
+        hdr: header(kind),
+        pf,
+        vf_id: s.a as i32,
+        ret,
+        latency_ns: now().saturating_sub(s.ts),
+    });
 }
 
 /// `pci_iov_add_virtfn(struct pci_dev *pf, int id)`.
@@ -313,14 +338,22 @@ pub fn vf_remove_exit(_ctx: RetProbeContext) -> u32 {
 #[tracepoint]
 pub fn group_add(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets from the event's format file; checked reads.
-    let (Ok(gid), Ok(loc)) = (unsafe { ctx.read_at::<i32>(8) }, unsafe { ctx.read_at::<u32>(12) }) else {
+    let (Ok(gid), Ok(loc)) = (unsafe { ctx.read_at::<i32>(8) }, unsafe {
+        ctx.read_at::<u32>(12)
+    }) else {
         return 0;
     };
     let mut dev = [0u8; NAME_LEN];
     let off = (loc & 0xffff) as usize;
     // SAFETY: __data_loc points inside the record; the read is checked.
-    let _ = unsafe { bpf_probe_read_kernel_str_bytes((ctx.as_ptr() as *const u8).add(off), &mut dev) };
-    emit(GroupRecord { hdr: header(KIND_IOMMU_GROUP_ADD), dev, group: gid, _pad: 0 });
+    let _ =
+        unsafe { bpf_probe_read_kernel_str_bytes((ctx.as_ptr() as *const u8).add(off), &mut dev) };
+    emit(GroupRecord {
+        hdr: header(KIND_IOMMU_GROUP_ADD),
+        dev,
+        group: gid,
+        _pad: 0,
+    });
     0
 }
 
@@ -382,8 +415,12 @@ pub fn msi_exit(ctx: RetProbeContext) -> u32 {
 /// vaddr, iova, size }`, `UNMAP_DMA` `{ argsz, flags, iova, size }`.
 #[kprobe]
 pub fn vfio_ioctl_entry(ctx: ProbeContext) -> u32 {
-    let Some(cmd) = ctx.arg::<u32>(1) else { return 0 };
-    let Some(arg) = ctx.arg::<u64>(2) else { return 0 };
+    let Some(cmd) = ctx.arg::<u32>(1) else {
+        return 0;
+    };
+    let Some(arg) = ctx.arg::<u64>(2) else {
+        return 0;
+    };
     let mut s = EMPTY;
     s.ts = now();
     if cmd == VFIO_IOMMU_MAP_DMA {
@@ -407,7 +444,9 @@ pub fn vfio_ioctl_entry(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn vfio_ioctl_exit(ctx: RetProbeContext) -> u32 {
-    let Some(s) = take(HOOK_VFIO_IOCTL) else { return 0 };
+    let Some(s) = take(HOOK_VFIO_IOCTL) else {
+        return 0;
+    };
     let ret: i64 = ctx.ret();
     emit(DmaRecord {
         hdr: header(KIND_VFIO_DMA),
@@ -423,7 +462,9 @@ pub fn vfio_ioctl_exit(ctx: RetProbeContext) -> u32 {
 
 fn add_bytes(slot: u32, ctx: &TracePointContext, offset: usize) {
     // SAFETY: offset from the event's format file; checked read.
-    let Ok(size) = (unsafe { ctx.read_at::<u64>(offset) }) else { return };
+    let Ok(size) = (unsafe { ctx.read_at::<u64>(offset) }) else {
+        return;
+    };
     if let Some(p) = IOMMU_BYTES.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot.
         unsafe { *p += size };
@@ -441,5 +482,26 @@ pub fn iommu_map(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn iommu_unmap(ctx: TracePointContext) -> u32 {
     add_bytes(1, &ctx, 24);
+    0
+}
+
+// ---------------------------------------------------------------- baselines
+
+/// Does nothing: the baseline a tracepoint program is measured against
+/// (`cargo xtask bench`, kernel.bpf_stats_enabled).
+#[tracepoint]
+pub fn empty_tracepoint(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+/// Does nothing: the kprobe baseline.
+#[kprobe]
+pub fn empty_kprobe(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// Does nothing: the kretprobe baseline.
+#[kretprobe]
+pub fn empty_kretprobe(_ctx: RetProbeContext) -> u32 {
     0
 }

@@ -36,7 +36,9 @@ pub enum DecodeError {
 impl core::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Short { kind, need, got } => write!(f, "record kind {kind}: {got} bytes, need {need}"),
+            Self::Short { kind, need, got } => {
+                write!(f, "record kind {kind}: {got} bytes, need {need}")
+            }
             Self::UnknownKind(k) => write!(f, "unknown record kind {k}"),
             Self::BadField { kind, field } => write!(f, "record kind {kind}: bad {field}"),
         }
@@ -52,12 +54,20 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn new(b: &'a [u8], kind: u32, need: usize) -> Result<Self, DecodeError> {
         if b.len() < need {
-            return Err(DecodeError::Short { kind, need, got: b.len() });
+            return Err(DecodeError::Short {
+                kind,
+                need,
+                got: b.len(),
+            });
         }
         Ok(Self { b, kind })
     }
     fn arr<const N: usize>(&self, off: usize) -> Result<[u8; N], DecodeError> {
-        let s = self.b.get(off..off + N).ok_or(DecodeError::Short { kind: self.kind, need: off + N, got: self.b.len() })?;
+        let s = self.b.get(off..off + N).ok_or(DecodeError::Short {
+            kind: self.kind,
+            need: off + N,
+            got: self.b.len(),
+        })?;
         let mut a = [0u8; N];
         a.copy_from_slice(s);
         Ok(a)
@@ -97,9 +107,18 @@ impl Header {
 impl TryFrom<&[u8]> for Header {
     type Error = DecodeError;
     fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
-        let kind = b.get(..4).map_or(0, |k| u32::from_le_bytes([k[0], k[1], k[2], k[3]]));
+        let kind = b
+            .get(..4)
+            .map_or(0, |k| u32::from_le_bytes([k[0], k[1], k[2], k[3]]));
         let r = Reader::new(b, kind, Self::SIZE)?;
-        Ok(Self { kind, cpu: r.u32(4)?, ts_ns: r.u64(8)?, tid: r.u32(16)?, pid: r.u32(20)?, comm: r.arr(24)? })
+        Ok(Self {
+            kind,
+            cpu: r.u32(4)?,
+            ts_ns: r.u64(8)?,
+            tid: r.u32(16)?,
+            pid: r.u32(20)?,
+            comm: r.arr(24)?,
+        })
     }
 }
 
@@ -126,7 +145,13 @@ impl TryFrom<&[u8]> for SriovConfigureRecord {
     fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
         let hdr = Header::try_from(b)?;
         let r = Reader::new(b, hdr.kind, Self::SIZE)?;
-        Ok(Self { hdr, dev: r.arr(40)?, value: r.arr(72)?, ret: r.i64(80)?, latency_ns: r.u64(88)? })
+        Ok(Self {
+            hdr,
+            dev: r.arr(40)?,
+            value: r.arr(72)?,
+            ret: r.i64(80)?,
+            latency_ns: r.u64(88)?,
+        })
     }
 }
 
@@ -152,7 +177,13 @@ impl TryFrom<&[u8]> for VfRecord {
     fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
         let hdr = Header::try_from(b)?;
         let r = Reader::new(b, hdr.kind, Self::SIZE)?;
-        Ok(Self { hdr, pf: r.arr(40)?, vf_id: r.i32(72)?, ret: r.i32(76)?, latency_ns: r.u64(80)? })
+        Ok(Self {
+            hdr,
+            pf: r.arr(40)?,
+            vf_id: r.i32(72)?,
+            ret: r.i32(76)?,
+            latency_ns: r.u64(80)?,
+        })
     }
 }
 
@@ -175,7 +206,12 @@ impl TryFrom<&[u8]> for GroupRecord {
     fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
         let hdr = Header::try_from(b)?;
         let r = Reader::new(b, hdr.kind, Self::SIZE)?;
-        Ok(Self { hdr, dev: r.arr(40)?, group: r.i32(72)?, _pad: 0 })
+        Ok(Self {
+            hdr,
+            dev: r.arr(40)?,
+            group: r.i32(72)?,
+            _pad: 0,
+        })
     }
 }
 
@@ -201,7 +237,14 @@ impl TryFrom<&[u8]> for ProbeRecord {
     fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
         let hdr = Header::try_from(b)?;
         let r = Reader::new(b, hdr.kind, Self::SIZE)?;
-        Ok(Self { hdr, dev: r.arr(40)?, driver: r.arr(72)?, ret: r.i32(104)?, _pad: 0, latency_ns: r.u64(112)? })
+        Ok(Self {
+            hdr,
+            dev: r.arr(40)?,
+            driver: r.arr(72)?,
+            ret: r.i32(104)?,
+            _pad: 0,
+            latency_ns: r.u64(112)?,
+        })
     }
 }
 
@@ -228,7 +271,13 @@ impl TryFrom<&[u8]> for MsiRecord {
     fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
         let hdr = Header::try_from(b)?;
         let r = Reader::new(b, hdr.kind, Self::SIZE)?;
-        Ok(Self { hdr, dev: r.arr(40)?, nvec: r.i32(72)?, ret: r.i32(76)?, latency_ns: r.u64(80)? })
+        Ok(Self {
+            hdr,
+            dev: r.arr(40)?,
+            nvec: r.i32(72)?,
+            ret: r.i32(76)?,
+            latency_ns: r.u64(80)?,
+        })
     }
 }
 
@@ -259,9 +308,20 @@ impl TryFrom<&[u8]> for DmaRecord {
         let r = Reader::new(b, hdr.kind, Self::SIZE)?;
         let op = r.u32(40)?;
         if op != DMA_MAP && op != DMA_UNMAP {
-            return Err(DecodeError::BadField { kind: hdr.kind, field: "op" });
+            return Err(DecodeError::BadField {
+                kind: hdr.kind,
+                field: "op",
+            });
         }
-        Ok(Self { hdr, op, ret: r.i32(44)?, iova: r.u64(48)?, size: r.u64(56)?, vaddr: r.u64(64)?, latency_ns: r.u64(72)? })
+        Ok(Self {
+            hdr,
+            op,
+            ret: r.i32(44)?,
+            iova: r.u64(48)?,
+            size: r.u64(56)?,
+            vaddr: r.u64(64)?,
+            latency_ns: r.u64(72)?,
+        })
     }
 }
 
@@ -309,7 +369,12 @@ pub const IRQ_BUCKETS: usize = 32;
 
 impl IrqStats {
     pub const SIZE: usize = 24 + 8 * IRQ_BUCKETS;
-    pub const ZERO: Self = Self { count: 0, total_ns: 0, max_ns: 0, log2_ns: [0; IRQ_BUCKETS] };
+    pub const ZERO: Self = Self {
+        count: 0,
+        total_ns: 0,
+        max_ns: 0,
+        log2_ns: [0; IRQ_BUCKETS],
+    };
 }
 
 impl TryFrom<&[u8]> for IrqStats {
@@ -320,7 +385,12 @@ impl TryFrom<&[u8]> for IrqStats {
         for (i, v) in log2_ns.iter_mut().enumerate() {
             *v = r.u64(24 + 8 * i)?;
         }
-        Ok(Self { count: r.u64(0)?, total_ns: r.u64(8)?, max_ns: r.u64(16)?, log2_ns })
+        Ok(Self {
+            count: r.u64(0)?,
+            total_ns: r.u64(8)?,
+            max_ns: r.u64(16)?,
+            log2_ns,
+        })
     }
 }
 

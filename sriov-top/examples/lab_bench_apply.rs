@@ -3,6 +3,12 @@
 //! by `sriov apply` and by a shell loop of `ip link set` commands. Each round
 //! changes every value, so both do real work; medians and their ratio are
 //! printed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark program: any failure ends it"
+)]
+
 use std::{
     fs,
     process::Command,

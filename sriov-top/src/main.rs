@@ -39,21 +39,27 @@ pub struct Cli {
 fn parse_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() && v <= 86_400.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds between 0 and 86400")),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0 and 86400"
+        )),
     }
 }
 
 fn parse_ring(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(v) if v >= 4096 && v.is_power_of_two() => Ok(v),
-        _ => Err(format!("{s:?}: the ring size must be a power of two of at least 4096 bytes")),
+        _ => Err(format!(
+            "{s:?}: the ring size must be a power of two of at least 4096 bytes"
+        )),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !cli.json {
-        eprintln!("sriov-top: the terminal UI is not part of this build yet; use `sriov-top --json` for the event stream, `sriov list` for the inventory");
+        eprintln!(
+            "sriov-top: the terminal UI is not part of this build yet; use `sriov-top --json` for the event stream, `sriov list` for the inventory"
+        );
         return ExitCode::from(2);
     }
     match stream::run(&cli) {

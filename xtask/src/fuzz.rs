@@ -8,7 +8,10 @@ use anyhow::{Result, bail};
 use crate::util;
 
 /// (crate directory holding `fuzz/`, target)
-pub const TARGETS: &[(&str, &str)] = &[("sriov-core", "config_parser"), ("sriov-core", "record_decoder")];
+pub const TARGETS: &[(&str, &str)] = &[
+    ("sriov-core", "config_parser"),
+    ("sriov-core", "record_decoder"),
+];
 
 #[derive(clap::Args, Debug)]
 #[command(

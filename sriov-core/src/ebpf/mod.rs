@@ -3,7 +3,9 @@ mod irq;
 mod probes;
 
 pub use irq::IrqCounter;
-pub use probes::{LoadOptions, MissingHook, Probes, RingReader};
+pub use probes::{
+    EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, enable_stats,
+};
 
 /// The eBPF object, built by `build.rs` with aya-build.
 pub fn object() -> &'static [u8] {
@@ -46,7 +48,28 @@ mod tests {
             "programs: {:?}",
             obj.programs.keys()
         );
-        for m in [maps::WATCH_IRQS, maps::IRQ_COUNTS] {
+        for (name, _) in programs::HOOKS {
+            assert!(
+                obj.programs.contains_key(*name),
+                "hook program {name} missing"
+            );
+        }
+        for name in [
+            programs::EMPTY_TRACEPOINT,
+            programs::EMPTY_KPROBE,
+            programs::EMPTY_KRETPROBE,
+        ] {
+            assert!(obj.programs.contains_key(name), "baseline {name} missing");
+        }
+        for m in [
+            maps::WATCH_IRQS,
+            maps::IRQ_COUNTS,
+            maps::IRQ_STATS,
+            maps::VFIO_IRQ_COUNTS,
+            maps::EVENTS,
+            maps::LOST,
+            maps::IOMMU_BYTES,
+        ] {
             assert!(
                 obj.maps.contains_key(m),
                 "map {m} missing; maps: {:?}",

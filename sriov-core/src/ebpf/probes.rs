@@ -27,6 +27,71 @@ pub struct MissingHook {
     pub reason: String,
 }
 
+/// How often a program ran and for how long (needs
+/// `kernel.bpf_stats_enabled`, see [`enable_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub program: String,
+    pub attach: String,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
+/// Turn on the kernel's per-program run-time statistics while the fd lives.
+pub fn enable_stats() -> Result<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| Error::Unsupported {
+        device: "kernel".into(),
+        message: format!("cannot enable BPF run-time statistics: {e}"),
+    })
+}
+
+fn stats_of(ebpf: &Ebpf, name: &str, attach: String) -> Option<ProgramStats> {
+    let info = ebpf.program(name)?.info().ok()?;
+    Some(ProgramStats {
+        program: name.to_string(),
+        attach,
+        run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+        run_count: info.run_count(),
+    })
+}
+
+/// A program that does nothing, attached to one hook: the baseline a real
+/// program on the same hook is compared with.
+pub struct EmptyProbe {
+    ebpf: Ebpf,
+    program: &'static str,
+    attach: String,
+}
+
+impl EmptyProbe {
+    /// Load a separate copy of the object and attach its empty program of
+    /// the same type as `at` there.
+    pub fn attach(at: &Attach) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::EVENTS, 4096)
+            .load(object())
+            .map_err(|e| Error::EbpfLoad(Box::new(e)))?;
+        let program = match at {
+            Attach::Tracepoint { .. } => programs::EMPTY_TRACEPOINT,
+            Attach::Kprobe { .. } => programs::EMPTY_KPROBE,
+            Attach::Kretprobe { .. } => programs::EMPTY_KRETPROBE,
+        };
+        attach_one(&mut ebpf, program, at).map_err(|reason| Error::Unsupported {
+            device: "kernel".into(),
+            message: format!("baseline on {}: {reason}", describe(at)),
+        })?;
+        Ok(Self {
+            ebpf,
+            program,
+            attach: describe(at),
+        })
+    }
+
+    pub fn stats(&self) -> Option<ProgramStats> {
+        stats_of(&self.ebpf, self.program, self.attach.clone())
+    }
+}
+
 /// Options for [`Probes::load`].
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
@@ -36,7 +101,9 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { ring_bytes: EVENTS_BYTES }
+        Self {
+            ring_bytes: EVENTS_BYTES,
+        }
     }
 }
 
@@ -57,7 +124,10 @@ pub struct Probes {
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
-    move |e| Error::EbpfMap { map, source: Box::new(e) }
+    move |e| Error::EbpfMap {
+        map,
+        source: Box::new(e),
+    }
 }
 
 fn describe(a: &Attach) -> String {
@@ -70,7 +140,9 @@ fn describe(a: &Attach) -> String {
 
 /// Load and attach one program; the error text says what failed.
 fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(), String> {
-    let prog = ebpf.program_mut(name).ok_or_else(|| "not in the eBPF object (build mismatch)".to_string())?;
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| "not in the eBPF object (build mismatch)".to_string())?;
     let chain = |e: &dyn std::error::Error| {
         let mut s = e.to_string();
         let mut src = e.source();
@@ -99,8 +171,14 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(
     Ok(())
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str, conv: impl FnOnce(aya::maps::Map) -> std::result::Result<T, aya::maps::MapError>) -> Result<T> {
-    let m = ebpf.take_map(name).ok_or(Error::EbpfMissing { kind: "map", name })?;
+fn take<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    conv: impl FnOnce(aya::maps::Map) -> std::result::Result<T, aya::maps::MapError>,
+) -> Result<T> {
+    let m = ebpf
+        .take_map(name)
+        .ok_or(Error::EbpfMissing { kind: "map", name })?;
     conv(m).map_err(map_err(name))
 }
 
@@ -115,7 +193,10 @@ impl Probes {
             .map_err(|e| Error::EbpfLoad(Box::new(e)))?;
         let mut attached = Vec::new();
         let mut missing = Vec::new();
-        let entry = Attach::Tracepoint { category: "irq", name: "irq_handler_entry" };
+        let entry = Attach::Tracepoint {
+            category: "irq",
+            name: "irq_handler_entry",
+        };
         if let Err(reason) = attach_one(&mut ebpf, programs::IRQ_HANDLER_ENTRY, &entry) {
             return Err(Error::Unsupported {
                 device: "kernel".into(),
@@ -126,7 +207,11 @@ impl Probes {
         for (name, at) in HOOKS {
             match attach_one(&mut ebpf, name, at) {
                 Ok(()) => attached.push(describe(at)),
-                Err(reason) => missing.push(MissingHook { program: name, attach: describe(at), reason }),
+                Err(reason) => missing.push(MissingHook {
+                    program: name,
+                    attach: describe(at),
+                    reason,
+                }),
             }
         }
         Ok(Self {
@@ -143,9 +228,24 @@ impl Probes {
         })
     }
 
+    /// Run-time statistics of every attached program.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        let entry = Attach::Tracepoint {
+            category: "irq",
+            name: "irq_handler_entry",
+        };
+        std::iter::once((programs::IRQ_HANDLER_ENTRY, entry))
+            .chain(HOOKS.iter().copied())
+            .filter(|(_, at)| self.attached.contains(&describe(at)))
+            .filter_map(|(name, at)| stats_of(&self._ebpf, name, describe(&at)))
+            .collect()
+    }
+
     /// Count and time `irq` (a VF's MSI-X vector).
     pub fn watch_irq(&mut self, irq: u32) -> Result<()> {
-        self.watch.insert(irq, WATCHED, 0).map_err(map_err(maps::WATCH_IRQS))
+        self.watch
+            .insert(irq, WATCHED, 0)
+            .map_err(map_err(maps::WATCH_IRQS))
     }
 
     /// The IRQs watched now.
@@ -153,7 +253,10 @@ impl Probes {
         self.watch.keys().filter_map(|k| k.ok()).collect()
     }
 
-    fn sum_u64(map: &PerCpuHashMap<MapData, u32, u64>, name: &'static str) -> Result<BTreeMap<u32, u64>> {
+    fn sum_u64(
+        map: &PerCpuHashMap<MapData, u32, u64>,
+        name: &'static str,
+    ) -> Result<BTreeMap<u32, u64>> {
         let mut out = BTreeMap::new();
         for item in map.iter() {
             let (k, v) = item.map_err(map_err(name))?;
@@ -197,12 +300,24 @@ impl Probes {
 
     /// Records dropped so far because the ring buffer was full.
     pub fn lost(&self) -> Result<u64> {
-        Ok(self.lost.get(&0, 0).map_err(map_err(maps::LOST))?.iter().sum())
+        Ok(self
+            .lost
+            .get(&0, 0)
+            .map_err(map_err(maps::LOST))?
+            .iter()
+            .sum())
     }
 
     /// Bytes mapped and unmapped through any IOMMU domain (`iommu:map/unmap`).
     pub fn iommu_bytes(&self) -> Result<(u64, u64)> {
-        let get = |i: u32| -> Result<u64> { Ok(self.iommu_bytes.get(&i, 0).map_err(map_err(maps::IOMMU_BYTES))?.iter().sum()) };
+        let get = |i: u32| -> Result<u64> {
+            Ok(self
+                .iommu_bytes
+                .get(&i, 0)
+                .map_err(map_err(maps::IOMMU_BYTES))?
+                .iter()
+                .sum())
+        };
         Ok((get(0)?, get(1)?))
     }
 
@@ -214,7 +329,8 @@ impl Probes {
         // SAFETY: the RingBuf owns its map fd (an OwnedFd in MapData), keeps
         // it open until it is dropped, and as_raw_fd always returns that fd;
         // the AsyncFd owns the RingBuf, so the fd outlives the registration.
-        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.ok()?;
+        let fd =
+            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.ok()?;
         Some(RingReader { fd })
     }
 }
@@ -227,7 +343,9 @@ pub struct RingReader {
 impl RingReader {
     /// Wait until records are there, then decode all that are. Records that
     /// do not decode are returned as errors in place, not dropped silently.
-    pub async fn next_batch(&mut self) -> std::io::Result<Vec<std::result::Result<Record, DecodeError>>> {
+    pub async fn next_batch(
+        &mut self,
+    ) -> std::io::Result<Vec<std::result::Result<Record, DecodeError>>> {
         loop {
             let mut guard = self.fd.readable_mut().await?;
             let ring = guard.get_inner_mut();

@@ -74,7 +74,13 @@ impl Attributor {
         let mut irqs = BTreeMap::new();
         let mut routing = BTreeMap::new();
         for pf in &inv.pfs {
-            let read = |f: &str| -> Option<u32> { host.read(&device_dir(&pf.bdf).join(f)).ok()?.trim().parse().ok() };
+            let read = |f: &str| -> Option<u32> {
+                host.read(&device_dir(&pf.bdf).join(f))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            };
             if let (Some(offset), Some(stride)) = (read("sriov_offset"), read("sriov_stride")) {
                 routing.insert(pf.bdf.clone(), (offset, stride));
             }
@@ -239,7 +245,8 @@ impl Attributor {
     /// the order that is fresher for an add (link) or a remove (map).
     fn vf_bdf(&self, host: &dyn Host, pf: &str, index: u32, added: bool) -> Option<String> {
         // the PF's routing (offset, stride) gives the BDF with no syscall
-        if let (Some(&(offset, stride)), Ok(pf_bdf)) = (self.routing.get(pf), pf.parse::<crate::types::Bdf>())
+        if let (Some(&(offset, stride)), Ok(pf_bdf)) =
+            (self.routing.get(pf), pf.parse::<crate::types::Bdf>())
             && let Some(b) = pf_bdf.vf(offset, stride, index)
         {
             return Some(b.to_string());

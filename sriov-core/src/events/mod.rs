@@ -166,7 +166,10 @@ pub enum Event {
     },
     /// The first line of a stream: the hooks that are attached (and how
     /// many are missing; each also comes as a `hook_missing` line).
-    Started { hooks_attached: Vec<String>, hooks_missing: usize },
+    Started {
+        hooks_attached: Vec<String>,
+        hooks_missing: usize,
+    },
 }
 
 impl Event {

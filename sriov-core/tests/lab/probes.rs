@@ -9,7 +9,10 @@ use sriov_ebpf::record::{Record, name};
 use crate::guest::{self, dev, pf, vf_bdf};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -20,7 +23,11 @@ fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
     let rt = runtime();
     let records = rt.block_on(async {
         let mut probes = Probes::load(LoadOptions::default()).expect("load the eBPF object");
-        assert!(probes.missing.is_empty(), "hooks that did not attach in the lab: {:#?}", probes.missing);
+        assert!(
+            probes.missing.is_empty(),
+            "hooks that did not attach in the lab: {:#?}",
+            probes.missing
+        );
         let mut ring = probes.take_ring().expect("ring buffer");
         let path = dev(&pf_bdf).join("sriov_numvfs");
         let writer = std::thread::spawn(move || std::fs::write(path, "3\n"));
@@ -32,7 +39,13 @@ fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
                 got.extend(b.into_iter().map(|r| r.expect("every record decodes")));
             }
             let done = got.iter().any(|r| matches!(r, Record::SriovConfigure(_)))
-                && got.iter().filter(|r| matches!(r, Record::DriverProbe(p) if name(&p.driver) == Some("igbvf"))).count() >= 3;
+                && got
+                    .iter()
+                    .filter(
+                        |r| matches!(r, Record::DriverProbe(p) if name(&p.driver) == Some("igbvf")),
+                    )
+                    .count()
+                    >= 3;
             if done && writer.is_finished() {
                 break;
             }
@@ -42,7 +55,13 @@ fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
     });
     let vfs: Vec<String> = (0..3).map(vf_bdf).collect();
 
-    let enables: Vec<_> = records.iter().filter_map(|r| match r { Record::SriovConfigure(c) => Some(c), _ => None }).collect();
+    let enables: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::SriovConfigure(c) => Some(c),
+            _ => None,
+        })
+        .collect();
     assert_eq!(enables.len(), 1, "{records:#?}");
     let en = enables[0];
     assert_eq!(name(&en.dev), Some(pf_bdf.as_str()));
@@ -50,26 +69,56 @@ fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
     assert_eq!(en.ret, 2, "sriov_numvfs_store returns the bytes consumed");
     assert!(en.latency_ns > 0);
 
-    let adds: Vec<_> = records.iter().filter_map(|r| match r { Record::VfAdd(v) => Some(v), _ => None }).collect();
+    let adds: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::VfAdd(v) => Some(v),
+            _ => None,
+        })
+        .collect();
     let ids: Vec<i32> = adds.iter().map(|v| v.vf_id).collect();
     assert_eq!(ids, [0, 1, 2], "{adds:#?}");
     for a in &adds {
-        assert_eq!(name(&a.pf), Some(pf_bdf.as_str()), "VF add attributed to the PF being configured");
+        assert_eq!(
+            name(&a.pf),
+            Some(pf_bdf.as_str()),
+            "VF add attributed to the PF being configured"
+        );
         assert_eq!(a.ret, 0);
-        assert!(a.latency_ns > 0 && a.latency_ns <= en.latency_ns, "VF add {} ns within enable {} ns", a.latency_ns, en.latency_ns);
+        assert!(
+            a.latency_ns > 0 && a.latency_ns <= en.latency_ns,
+            "VF add {} ns within enable {} ns",
+            a.latency_ns,
+            en.latency_ns
+        );
     }
 
     let groups: Vec<String> = records
         .iter()
-        .filter_map(|r| match r { Record::IommuGroupAdd(g) => name(&g.dev).map(String::from), _ => None })
+        .filter_map(|r| match r {
+            Record::IommuGroupAdd(g) => name(&g.dev).map(String::from),
+            _ => None,
+        })
         .collect();
     for v in &vfs {
-        assert!(groups.contains(v), "no iommu group record for {v}: {groups:?}");
+        assert!(
+            groups.contains(v),
+            "no iommu group record for {v}: {groups:?}"
+        );
     }
 
-    let probes: Vec<_> = records.iter().filter_map(|r| match r { Record::DriverProbe(p) => Some(p), _ => None }).collect();
+    let probes: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::DriverProbe(p) => Some(p),
+            _ => None,
+        })
+        .collect();
     for v in &vfs {
-        let p = probes.iter().find(|p| name(&p.dev) == Some(v.as_str())).unwrap_or_else(|| panic!("no probe record for {v}: {probes:#?}"));
+        let p = probes
+            .iter()
+            .find(|p| name(&p.dev) == Some(v.as_str()))
+            .unwrap_or_else(|| panic!("no probe record for {v}: {probes:#?}"));
         assert_eq!(name(&p.driver), Some("igbvf"));
         assert_eq!(p.ret, 0);
         assert!(p.latency_ns > 0 && p.latency_ns <= en.latency_ns);
@@ -84,7 +133,8 @@ fn a_flooded_tiny_ring_counts_lost_records_and_keeps_going() {
     let rt = runtime();
     rt.block_on(async {
         // one page: about 40 records
-        let mut probes = Probes::load(LoadOptions { ring_bytes: 4096 }).expect("load with a tiny ring");
+        let mut probes =
+            Probes::load(LoadOptions { ring_bytes: 4096 }).expect("load with a tiny ring");
         let mut ring = probes.take_ring().expect("ring buffer");
         assert_eq!(probes.lost().unwrap(), 0);
         // nobody reads while 2 x 7 VFs come and go: far more than a page of records
@@ -95,19 +145,34 @@ fn a_flooded_tiny_ring_counts_lost_records_and_keeps_going() {
         let lost = probes.lost().unwrap();
         assert!(lost > 0, "no record counted as lost");
         // drain what fit, then the stream continues with new records
-        let first = tokio::time::timeout(Duration::from_secs(5), ring.next_batch()).await.expect("records").unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), ring.next_batch())
+            .await
+            .expect("records")
+            .unwrap();
         assert!(!first.is_empty());
-        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), ring.next_batch()).await {}
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(300), ring.next_batch()).await
+        {}
         guest::set_numvfs(1);
         let mut seen_add = false;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !seen_add && Instant::now() < deadline {
-            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await {
-                seen_add = b.iter().any(|r| matches!(r, Ok(Record::VfAdd(v)) if v.vf_id == 0));
+            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await
+            {
+                seen_add = b
+                    .iter()
+                    .any(|r| matches!(r, Ok(Record::VfAdd(v)) if v.vf_id == 0));
             }
         }
-        assert!(seen_add, "after the flood, a new VF add record came through");
-        assert_eq!(probes.lost().unwrap(), lost, "nothing more was lost once the ring was read");
+        assert!(
+            seen_add,
+            "after the flood, a new VF add record came through"
+        );
+        assert_eq!(
+            probes.lost().unwrap(),
+            lost,
+            "nothing more was lost once the ring was read"
+        );
     });
     guest::set_numvfs(0);
 }
@@ -138,7 +203,8 @@ fn vfio_map_and_unmap_dma_yield_records_with_the_exact_size() {
 
     guest::set_numvfs(2);
     let vf = vf_bdf(1);
-    sriov_core::ops::bind(&sriov_core::host::System::live(), &vf, "vfio-pci").expect("bind VF 1 to vfio-pci");
+    sriov_core::ops::bind(&sriov_core::host::System::live(), &vf, "vfio-pci")
+        .expect("bind VF 1 to vfio-pci");
     const SIZE: usize = 1 << 20;
     const IOVA: u64 = 0x10_0000;
     let rt = runtime();
@@ -146,26 +212,48 @@ fn vfio_map_and_unmap_dma_yield_records_with_the_exact_size() {
         let mut probes = Probes::load(LoadOptions::default()).expect("load");
         let mut ring = probes.take_ring().expect("ring");
         let container = Arc::new(VfioContainer::new(None).expect("open /dev/vfio/vfio"));
-        let device = VfioDevice::new(&dev(&vf), container.clone() as Arc<dyn VfioOps>, false).expect("open the VF through VFIO");
+        let device = VfioDevice::new(&dev(&vf), container.clone() as Arc<dyn VfioOps>, false)
+            .expect("open the VF through VFIO");
         let mut buf = DmaBuf::new(SIZE);
         // SAFETY: buf stays alive and is not moved until after the unmap below.
         unsafe { container.vfio_dma_map(IOVA, SIZE, buf.ptr()) }.expect("VFIO_IOMMU_MAP_DMA");
-        container.vfio_dma_unmap(IOVA, SIZE).expect("VFIO_IOMMU_UNMAP_DMA");
+        container
+            .vfio_dma_unmap(IOVA, SIZE)
+            .expect("VFIO_IOMMU_UNMAP_DMA");
         drop(device);
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && got.iter().filter(|r| matches!(r, Record::VfioDma(_))).count() < 2 {
-            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await {
+        while Instant::now() < deadline
+            && got
+                .iter()
+                .filter(|r| matches!(r, Record::VfioDma(_)))
+                .count()
+                < 2
+        {
+            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await
+            {
                 got.extend(b.into_iter().filter_map(Result::ok));
             }
         }
         got
     });
-    let dma: Vec<_> = records.iter().filter_map(|r| match r { Record::VfioDma(d) => Some(d), _ => None }).collect();
+    let dma: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::VfioDma(d) => Some(d),
+            _ => None,
+        })
+        .collect();
     assert_eq!(dma.len(), 2, "{dma:#?}");
     let (map, unmap) = (dma[0], dma[1]);
-    assert_eq!((map.op, map.iova, map.size as usize, map.ret), (sriov_ebpf::record::DMA_MAP, IOVA, SIZE, 0));
-    assert_eq!((unmap.op, unmap.iova, unmap.size as usize, unmap.ret), (sriov_ebpf::record::DMA_UNMAP, IOVA, SIZE, 0));
+    assert_eq!(
+        (map.op, map.iova, map.size as usize, map.ret),
+        (sriov_ebpf::record::DMA_MAP, IOVA, SIZE, 0)
+    );
+    assert_eq!(
+        (unmap.op, unmap.iova, unmap.size as usize, unmap.ret),
+        (sriov_ebpf::record::DMA_UNMAP, IOVA, SIZE, 0)
+    );
     assert_eq!(map.hdr.pid, std::process::id());
     assert!(map.latency_ns > 0);
     sriov_core::ops::bind(&sriov_core::host::System::live(), &vf, "igbvf").expect("back to igbvf");
@@ -185,7 +273,8 @@ fn vf_vector_allocation_and_irq_handler_stats() {
         let mut msi = None;
         let deadline = Instant::now() + Duration::from_secs(10);
         while msi.is_none() && Instant::now() < deadline {
-            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await {
+            if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await
+            {
                 msi = b.into_iter().find_map(|r| match r {
                     Ok(Record::MsiAlloc(m)) if name(&m.dev) == Some(vf.as_str()) => Some(m),
                     _ => None,
@@ -193,7 +282,11 @@ fn vf_vector_allocation_and_irq_handler_stats() {
             }
         }
         let msi = msi.unwrap_or_else(|| panic!("no MSI allocation record for {vf}"));
-        assert_eq!((msi.nvec, msi.ret), (3, 0), "igbvf asks for 3 MSI-X vectors");
+        assert_eq!(
+            (msi.nvec, msi.ret),
+            (3, 0),
+            "igbvf asks for 3 MSI-X vectors"
+        );
         let irqs = guest::msi_irqs(&vf);
         assert_eq!(irqs.len(), 3);
         for irq in &irqs {
@@ -203,7 +296,8 @@ fn vf_vector_allocation_and_irq_handler_stats() {
         guest::sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
         guest::sh("ip", &["link", "set", "dev", &ifname, "up"]);
         guest::wait_for("carrier", Duration::from_secs(20), || {
-            std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")).is_ok_and(|c| c.trim() == "1")
+            std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
+                .is_ok_and(|c| c.trim() == "1")
         });
         let sock = std::net::UdpSocket::bind("192.0.2.1:0").unwrap();
         sock.set_broadcast(true).unwrap();
@@ -213,16 +307,27 @@ fn vf_vector_allocation_and_irq_handler_stats() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let counts = probes.irq_counts().unwrap();
         let stats = probes.irq_stats().unwrap();
-        assert!(stats.keys().all(|k| irqs.contains(k)), "stats for unwatched IRQs: {stats:?}");
+        assert!(
+            stats.keys().all(|k| irqs.contains(k)),
+            "stats for unwatched IRQs: {stats:?}"
+        );
         let total: u64 = stats.values().map(|s| s.count).sum();
         assert!(total > 0, "no handler time recorded on {irqs:?}");
         for (irq, s) in &stats {
-            assert_eq!(s.log2_ns.iter().sum::<u64>(), s.count, "IRQ {irq}: histogram total");
+            assert_eq!(
+                s.log2_ns.iter().sum::<u64>(),
+                s.count,
+                "IRQ {irq}: histogram total"
+            );
             assert!(s.max_ns > 0 && s.total_ns >= s.max_ns);
             // entry counts and exit stats see the same interrupts (an entry
             // before the exit's read may be in flight: at most one per CPU)
             let c = counts.get(irq).copied().unwrap_or(0);
-            assert!(c >= s.count && c <= s.count + 2, "IRQ {irq}: {c} entries vs {} exits", s.count);
+            assert!(
+                c >= s.count && c <= s.count + 2,
+                "IRQ {irq}: {c} entries vs {} exits",
+                s.count
+            );
         }
         guest::sh("ip", &["link", "set", "dev", &ifname, "down"]);
     });

@@ -24,13 +24,22 @@ fn lines() -> Vec<Value> {
 
 fn start() -> Child {
     let _ = std::fs::remove_file(OUT);
-    let child = Command::new("sriov-top").args(["--json", "--interval", "0.5", "--output", OUT]).spawn().expect("start sriov-top");
-    wait_for("sriov-top's started line", Duration::from_secs(60), || lines().iter().any(|l| l["kind"] == "started"));
+    let child = Command::new("sriov-top")
+        .args(["--json", "--interval", "0.5", "--output", OUT])
+        .spawn()
+        .expect("start sriov-top");
+    wait_for("sriov-top's started line", Duration::from_secs(60), || {
+        lines().iter().any(|l| l["kind"] == "started")
+    });
     child
 }
 
 fn stop(mut child: Child) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
         if let Some(status) = child.try_wait().unwrap() {
@@ -63,7 +72,8 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
     guest::sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
     guest::sh("ip", &["link", "set", "dev", &ifname, "up"]);
     wait_for("carrier", Duration::from_secs(20), || {
-        std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")).is_ok_and(|c| c.trim() == "1")
+        std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
+            .is_ok_and(|c| c.trim() == "1")
     });
     let sock = std::net::UdpSocket::bind("192.0.2.1:0").unwrap();
     sock.set_broadcast(true).unwrap();
@@ -75,7 +85,8 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
     sriov_core::ops::bind(&sriov_core::host::System::live(), &vfs[1], "vfio-pci").unwrap();
     {
         let container = Arc::new(VfioContainer::new(None).unwrap());
-        let _device = VfioDevice::new(&dev(&vfs[1]), container.clone() as Arc<dyn VfioOps>, false).unwrap();
+        let _device =
+            VfioDevice::new(&dev(&vfs[1]), container.clone() as Arc<dyn VfioOps>, false).unwrap();
         let mut raw = vec![0u8; (1 << 20) + 4096];
         let off = (4096 - (raw.as_ptr() as usize % 4096)) % 4096;
         let ptr = raw[off..].as_mut_ptr();
@@ -83,9 +94,15 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
         unsafe { container.vfio_dma_map(0x20_0000, 1 << 20, ptr) }.unwrap();
         container.vfio_dma_unmap(0x20_0000, 1 << 20).unwrap();
     }
-    wait_for("stats for VF 0 with interrupts", Duration::from_secs(20), || {
-        of_kind(&lines(), "stats").iter().any(|s| s["vf"]["bdf"] == vfs[0].as_str() && s["irqs_total"].as_u64() > Some(0))
-    });
+    wait_for(
+        "stats for VF 0 with interrupts",
+        Duration::from_secs(20),
+        || {
+            of_kind(&lines(), "stats")
+                .iter()
+                .any(|s| s["vf"]["bdf"] == vfs[0].as_str() && s["irqs_total"].as_u64() > Some(0))
+        },
+    );
     stop(child);
     let ev = lines();
 
@@ -96,8 +113,15 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
     let total = conf[0]["latency_ns"].as_u64().unwrap();
 
     let added = of_kind(&ev, "vf_added");
-    let added_bdfs: Vec<&str> = added.iter().filter_map(|a| a["vf"]["bdf"].as_str()).collect();
-    assert_eq!(added_bdfs, vfs.iter().map(String::as_str).collect::<Vec<_>>(), "{added:#?}");
+    let added_bdfs: Vec<&str> = added
+        .iter()
+        .filter_map(|a| a["vf"]["bdf"].as_str())
+        .collect();
+    assert_eq!(
+        added_bdfs,
+        vfs.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{added:#?}"
+    );
     for a in &added {
         let l = a["latency_ns"].as_u64().unwrap();
         assert!(l > 0 && l <= total, "VF add {l} ns vs enable {total} ns");
@@ -105,15 +129,31 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
     }
     for v in &vfs {
         assert!(
-            of_kind(&ev, "driver_probe").iter().any(|p| p["vf"]["bdf"] == v.as_str() && p["driver"] == "igbvf" && p["ret"] == 0),
+            of_kind(&ev, "driver_probe")
+                .iter()
+                .any(|p| p["vf"]["bdf"] == v.as_str() && p["driver"] == "igbvf" && p["ret"] == 0),
             "no igbvf probe event for {v}"
         );
     }
 
     let msi = of_kind(&ev, "msi_alloc");
-    let vf0_msi = msi.iter().find(|m| m["vf"]["bdf"] == vfs[0].as_str()).unwrap_or_else(|| panic!("no msi_alloc for {}: {msi:#?}", vfs[0]));
-    let irqs: Vec<u64> = vf0_msi["irqs"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
-    assert_eq!(irqs, msi_irqs(&vfs[0]).iter().map(|&i| u64::from(i)).collect::<Vec<_>>());
+    let vf0_msi = msi
+        .iter()
+        .find(|m| m["vf"]["bdf"] == vfs[0].as_str())
+        .unwrap_or_else(|| panic!("no msi_alloc for {}: {msi:#?}", vfs[0]));
+    let irqs: Vec<u64> = vf0_msi["irqs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(
+        irqs,
+        msi_irqs(&vfs[0])
+            .iter()
+            .map(|&i| u64::from(i))
+            .collect::<Vec<_>>()
+    );
 
     // stats: only VF 0 had interrupts
     for s in of_kind(&ev, "stats") {
@@ -127,7 +167,11 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
     for (d, op) in dma.iter().zip(["map", "unmap"]) {
         assert_eq!(d["op"], op);
         assert_eq!(d["size"], 1 << 20);
-        assert_eq!(d["vf"]["bdf"], vfs[1].as_str(), "DMA attributed to the VF the process opened: {d}");
+        assert_eq!(
+            d["vf"]["bdf"],
+            vfs[1].as_str(),
+            "DMA attributed to the VF the process opened: {d}"
+        );
         assert_eq!(d["process"]["pid"], std::process::id());
     }
     sriov_core::ops::bind(&sriov_core::host::System::live(), &vfs[1], "igbvf").unwrap();

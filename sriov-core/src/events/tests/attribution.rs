@@ -183,5 +183,9 @@ fn vanished_devices_give_events_without_identity() {
     // stride) learnt at the last scan; its identity is gone with sysfs
     let ev = attr.from_record(&host, &vf_record(record::KIND_VF_REMOVE, PF, 0));
     assert_eq!(ev.vf, None);
-    assert!(matches!(&ev.event, Event::VfRemoved { vf_bdf: Some(b), .. } if b == VF0), "{:?}", ev.event);
+    assert!(
+        matches!(&ev.event, Event::VfRemoved { vf_bdf: Some(b), .. } if b == VF0),
+        "{:?}",
+        ev.event
+    );
 }
