@@ -11,13 +11,13 @@ pub mod record;
 
 /// Names of the maps in the eBPF object, used by the loader.
 pub mod maps {
-    /// `HashMap<u32, u8>`: IRQ numbers (from a VF's `msi_irqs`) to count.
+    /// `Array<u8>` by IRQ number: non-zero for IRQs (a VF's `msi_irqs`) to count.
     pub const WATCH_IRQS: &str = "WATCH_IRQS";
-    /// `PerCpuHashMap<u32, u64>`: interrupts seen per watched IRQ.
+    /// `PerCpuArray<u64>` by IRQ number: interrupts seen per watched IRQ.
     pub const IRQ_COUNTS: &str = "IRQ_COUNTS";
-    /// `PerCpuHashMap<u32, IrqStats>`: handler time per watched IRQ.
+    /// `PerCpuArray<IrqStats>` by IRQ number: handler time per watched IRQ.
     pub const IRQ_STATS: &str = "IRQ_STATS";
-    /// `PerCpuHashMap<u32, u64>`: interrupts VFIO forwarded (eventfd), per IRQ.
+    /// `PerCpuArray<u64>` by IRQ number: interrupts VFIO forwarded (eventfd).
     pub const VFIO_IRQ_COUNTS: &str = "VFIO_IRQ_COUNTS";
     /// `RingBuf`: the records of [`crate::record`].
     pub const EVENTS: &str = "EVENTS";
@@ -173,8 +173,8 @@ pub const VFIO_IOMMU_MAP_DMA: u32 = (b';' as u32) << 8 | 113;
 /// `VFIO_IOMMU_UNMAP_DMA` = `_IO(';', 100 + 14)`.
 pub const VFIO_IOMMU_UNMAP_DMA: u32 = (b';' as u32) << 8 | 114;
 
-/// Most IRQs that can be watched at once (7 VFs x 3 vectors leaves headroom
-/// for the largest NICs: 256 VFs x 4 vectors).
+/// IRQ numbers below this can be watched (the IRQ maps are arrays of this
+/// size; 256 VFs x 4 vectors fit many times over).
 pub const MAX_WATCHED_IRQS: u32 = 4096;
 
 /// Byte offset of `int irq` in the `irq:irq_handler_entry` tracepoint record

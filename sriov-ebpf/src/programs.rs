@@ -11,7 +11,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
     },
     macros::{kprobe, kretprobe, map, tracepoint},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use sriov_ebpf::{
@@ -25,23 +25,23 @@ use sriov_ebpf::{
     },
 };
 
+// IRQ maps are arrays indexed by IRQ number: a lookup is an index, not a
+// hash, on the hottest path (every hard interrupt).
 #[map(name = "WATCH_IRQS")]
-static WATCH_IRQS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
+static WATCH_IRQS: Array<u8> = Array::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 #[map(name = "IRQ_COUNTS")]
-static IRQ_COUNTS: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
+static IRQ_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 #[map(name = "IRQ_STATS")]
-static IRQ_STATS: PerCpuHashMap<u32, IrqStats> =
-    PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
+static IRQ_STATS: PerCpuArray<IrqStats> = PerCpuArray::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 /// Start of the hard-IRQ handler running on this CPU (they do not nest).
 #[map(name = "IRQ_START")]
 static IRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "VFIO_IRQ_COUNTS")]
-static VFIO_IRQ_COUNTS: PerCpuHashMap<u32, u64> =
-    PerCpuHashMap::with_max_entries(MAX_WATCHED_IRQS, 0);
+static VFIO_IRQ_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -160,8 +160,7 @@ const EMPTY: Start = Start {
 // ---------------------------------------------------------------- IRQs
 
 fn watched(irq: u32) -> bool {
-    // SAFETY: the value is a plain u8 and is only read.
-    unsafe { WATCH_IRQS.get(&irq) }.is_some()
+    WATCH_IRQS.get(irq).is_some_and(|w| *w != 0)
 }
 
 fn irq_of(ctx: &TracePointContext) -> Option<u32> {
@@ -184,12 +183,9 @@ pub fn irq_handler_entry(ctx: TracePointContext) -> u32 {
         // SAFETY: per-CPU slot.
         unsafe { *p = now() };
     }
-    match IRQ_COUNTS.get_ptr_mut(&irq) {
+    if let Some(p) = IRQ_COUNTS.get_ptr_mut(irq) {
         // SAFETY: per-CPU value, so no other writer can race with this CPU.
-        Some(p) => unsafe { *p += 1 },
-        None => {
-            let _ = IRQ_COUNTS.insert(&irq, &1, 0);
-        }
+        unsafe { *p += 1 };
     }
     0
 }
@@ -214,10 +210,7 @@ pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
     unsafe { *p = 0 };
     let d = now().saturating_sub(t0);
     let bucket = ((63 - d.max(1).leading_zeros()) as usize).min(IRQ_BUCKETS - 1);
-    if IRQ_STATS.get_ptr_mut(&irq).is_none() {
-        let _ = IRQ_STATS.insert(&irq, &IrqStats::ZERO, 0);
-    }
-    if let Some(s) = IRQ_STATS.get_ptr_mut(&irq) {
+    if let Some(s) = IRQ_STATS.get_ptr_mut(irq) {
         // SAFETY: per-CPU value; the index is below IRQ_BUCKETS.
         unsafe {
             (*s).count += 1;
@@ -240,12 +233,9 @@ pub fn vfio_irq(ctx: ProbeContext) -> u32 {
     let Some(irq) = ctx.arg::<u32>(0) else {
         return 0;
     };
-    match VFIO_IRQ_COUNTS.get_ptr_mut(&irq) {
+    if let Some(p) = VFIO_IRQ_COUNTS.get_ptr_mut(irq) {
         // SAFETY: per-CPU value.
-        Some(p) => unsafe { *p += 1 },
-        None => {
-            let _ = VFIO_IRQ_COUNTS.insert(&irq, &1, 0);
-        }
+        unsafe { *p += 1 };
     }
     0
 }

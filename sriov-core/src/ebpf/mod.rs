@@ -1,8 +1,6 @@
 //! Loading the eBPF programs built from `sriov-ebpf` (embedded at build time).
-mod irq;
 mod probes;
 
-pub use irq::IrqCounter;
 pub use probes::{
     EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, enable_stats,
 };

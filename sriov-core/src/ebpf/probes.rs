@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{KProbe, TracePoint},
 };
 use sriov_ebpf::{
-    EVENTS_BYTES, WATCHED, maps,
+    EVENTS_BYTES, MAX_WATCHED_IRQS, WATCHED, maps,
     programs::{self, Attach, HOOKS},
     record::{DecodeError, IrqStats, Record},
 };
@@ -115,10 +115,12 @@ pub struct Probes {
     pub attached: Vec<String>,
     pub missing: Vec<MissingHook>,
     ring: Option<RingBuf<MapData>>,
-    watch: HashMap<MapData, u32, u8>,
-    irq_counts: PerCpuHashMap<MapData, u32, u64>,
-    irq_stats: PerCpuHashMap<MapData, u32, StatsBytes>,
-    vfio_irq_counts: PerCpuHashMap<MapData, u32, u64>,
+    watch: Array<MapData, u8>,
+    /// The IRQs set in `watch` (the maps are read only at these indexes).
+    watched: std::collections::BTreeSet<u32>,
+    irq_counts: PerCpuArray<MapData, u64>,
+    irq_stats: PerCpuArray<MapData, StatsBytes>,
+    vfio_irq_counts: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     iommu_bytes: PerCpuArray<MapData, u64>,
 }
@@ -216,10 +218,11 @@ impl Probes {
         }
         Ok(Self {
             ring: Some(take(&mut ebpf, maps::EVENTS, RingBuf::try_from)?),
-            watch: take(&mut ebpf, maps::WATCH_IRQS, HashMap::try_from)?,
-            irq_counts: take(&mut ebpf, maps::IRQ_COUNTS, PerCpuHashMap::try_from)?,
-            irq_stats: take(&mut ebpf, maps::IRQ_STATS, PerCpuHashMap::try_from)?,
-            vfio_irq_counts: take(&mut ebpf, maps::VFIO_IRQ_COUNTS, PerCpuHashMap::try_from)?,
+            watch: take(&mut ebpf, maps::WATCH_IRQS, Array::try_from)?,
+            watched: Default::default(),
+            irq_counts: take(&mut ebpf, maps::IRQ_COUNTS, PerCpuArray::try_from)?,
+            irq_stats: take(&mut ebpf, maps::IRQ_STATS, PerCpuArray::try_from)?,
+            vfio_irq_counts: take(&mut ebpf, maps::VFIO_IRQ_COUNTS, PerCpuArray::try_from)?,
             lost: take(&mut ebpf, maps::LOST, PerCpuArray::try_from)?,
             iommu_bytes: take(&mut ebpf, maps::IOMMU_BYTES, PerCpuArray::try_from)?,
             _ebpf: ebpf,
@@ -243,43 +246,66 @@ impl Probes {
 
     /// Count and time `irq` (a VF's MSI-X vector).
     pub fn watch_irq(&mut self, irq: u32) -> Result<()> {
+        if irq >= MAX_WATCHED_IRQS {
+            return Err(Error::Unsupported {
+                device: format!("IRQ {irq}"),
+                message: format!("only IRQ numbers below {MAX_WATCHED_IRQS} can be watched"),
+            });
+        }
         self.watch
-            .insert(irq, WATCHED, 0)
-            .map_err(map_err(maps::WATCH_IRQS))
+            .set(irq, WATCHED, 0)
+            .map_err(map_err(maps::WATCH_IRQS))?;
+        self.watched.insert(irq);
+        Ok(())
     }
 
     /// The IRQs watched now.
     pub fn watched(&self) -> Vec<u32> {
-        self.watch.keys().filter_map(|k| k.ok()).collect()
+        self.watched.iter().copied().collect()
     }
 
+    /// Per watched IRQ, the per-CPU values of `map` summed.
     fn sum_u64(
-        map: &PerCpuHashMap<MapData, u32, u64>,
+        &self,
+        map: &PerCpuArray<MapData, u64>,
         name: &'static str,
     ) -> Result<BTreeMap<u32, u64>> {
         let mut out = BTreeMap::new();
-        for item in map.iter() {
-            let (k, v) = item.map_err(map_err(name))?;
-            out.insert(k, v.iter().sum());
+        for &irq in &self.watched {
+            let v = map.get(&irq, 0).map_err(map_err(name))?;
+            out.insert(irq, v.iter().sum());
         }
         Ok(out)
     }
 
+    /// The count of any IRQ number, watched or not (unwatched ones stay 0).
+    pub fn irq_count(&self, irq: u32) -> Result<u64> {
+        Ok(self
+            .irq_counts
+            .get(&irq, 0)
+            .map_err(map_err(maps::IRQ_COUNTS))?
+            .iter()
+            .sum())
+    }
+
     /// Interrupts per watched IRQ, summed over CPUs.
     pub fn irq_counts(&self) -> Result<BTreeMap<u32, u64>> {
-        Self::sum_u64(&self.irq_counts, maps::IRQ_COUNTS)
+        self.sum_u64(&self.irq_counts, maps::IRQ_COUNTS)
     }
 
-    /// Interrupts VFIO forwarded to user space, per IRQ.
+    /// Interrupts VFIO forwarded to user space, per watched IRQ.
     pub fn vfio_irq_counts(&self) -> Result<BTreeMap<u32, u64>> {
-        Self::sum_u64(&self.vfio_irq_counts, maps::VFIO_IRQ_COUNTS)
+        self.sum_u64(&self.vfio_irq_counts, maps::VFIO_IRQ_COUNTS)
     }
 
-    /// Handler-time statistics per watched IRQ, merged over CPUs.
+    /// Handler-time statistics per watched IRQ that ran, merged over CPUs.
     pub fn irq_stats(&self) -> Result<BTreeMap<u32, IrqStats>> {
         let mut out = BTreeMap::new();
-        for item in self.irq_stats.iter() {
-            let (irq, per_cpu) = item.map_err(map_err(maps::IRQ_STATS))?;
+        for &irq in &self.watched {
+            let per_cpu = self
+                .irq_stats
+                .get(&irq, 0)
+                .map_err(map_err(maps::IRQ_STATS))?;
             let mut acc = IrqStats::ZERO;
             for bytes in per_cpu.iter() {
                 let s = IrqStats::try_from(&bytes[..]).map_err(|e| Error::Unsupported {
@@ -293,7 +319,9 @@ impl Probes {
                     *a += b;
                 }
             }
-            out.insert(irq, acc);
+            if acc.count > 0 {
+                out.insert(irq, acc);
+            }
         }
         Ok(out)
     }
