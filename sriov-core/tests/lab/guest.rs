@@ -146,3 +146,27 @@ pub fn sh(cmd: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Bring a VF's netdev up with 192.0.2.1/24, wait for carrier (it follows
+/// the PF's link) and send `packets` UDP broadcasts through it, so its TX and
+/// RX vectors fire. Returns the netdev name.
+pub fn vf_traffic(vf: &str, packets: u32) -> String {
+    let ifname = netdev_of(vf);
+    sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
+    sh("ip", &["link", "set", "dev", &ifname, "up"]);
+    wait_for(
+        &format!("carrier on {ifname}"),
+        Duration::from_secs(20),
+        || {
+            fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
+                .is_ok_and(|c| c.trim() == "1")
+        },
+    );
+    let sock = std::net::UdpSocket::bind("192.0.2.1:0").expect("bind on the VF's address");
+    sock.set_broadcast(true).expect("SO_BROADCAST");
+    for i in 0..packets {
+        sock.send_to(&i.to_be_bytes(), "192.0.2.255:9")
+            .expect("send");
+    }
+    ifname
+}

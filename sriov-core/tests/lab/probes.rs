@@ -292,18 +292,7 @@ fn vf_vector_allocation_and_irq_handler_stats() {
         for irq in &irqs {
             probes.watch_irq(*irq).unwrap();
         }
-        let ifname = guest::netdev_of(&vf);
-        guest::sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
-        guest::sh("ip", &["link", "set", "dev", &ifname, "up"]);
-        guest::wait_for("carrier", Duration::from_secs(20), || {
-            std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
-                .is_ok_and(|c| c.trim() == "1")
-        });
-        let sock = std::net::UdpSocket::bind("192.0.2.1:0").unwrap();
-        sock.set_broadcast(true).unwrap();
-        for i in 0..200u32 {
-            sock.send_to(&i.to_be_bytes(), "192.0.2.255:9").unwrap();
-        }
+        let ifname = guest::vf_traffic(&vf, 200);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let counts = probes.irq_counts().unwrap();
         let stats = probes.irq_stats().unwrap();

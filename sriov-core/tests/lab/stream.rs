@@ -68,18 +68,7 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
     let vfs: Vec<String> = (0..3).map(vf_bdf).collect();
 
     // VF 0 up with traffic: its vectors fire
-    let ifname = guest::netdev_of(&vfs[0]);
-    guest::sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
-    guest::sh("ip", &["link", "set", "dev", &ifname, "up"]);
-    wait_for("carrier", Duration::from_secs(20), || {
-        std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
-            .is_ok_and(|c| c.trim() == "1")
-    });
-    let sock = std::net::UdpSocket::bind("192.0.2.1:0").unwrap();
-    sock.set_broadcast(true).unwrap();
-    for i in 0..200u32 {
-        sock.send_to(&i.to_be_bytes(), "192.0.2.255:9").unwrap();
-    }
+    guest::vf_traffic(&vfs[0], 200);
 
     // VF 1 to VFIO, one 1 MiB DMA mapping
     sriov_core::ops::bind(&sriov_core::host::System::live(), &vfs[1], "vfio-pci").unwrap();
