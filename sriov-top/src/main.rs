@@ -31,9 +31,6 @@ pub struct Cli {
     /// Stop after this many seconds.
     #[arg(long, value_parser = parse_interval)]
     duration: Option<f64>,
-    /// Use kprobes even where fentry/fexit would load.
-    #[arg(long)]
-    kprobes: bool,
     /// Size of the kernel ring buffer in bytes (a power of two, >= 4096).
     #[arg(long, value_parser = parse_ring)]
     ring_bytes: Option<u32>,

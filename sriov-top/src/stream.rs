@@ -53,14 +53,13 @@ async fn stream(cli: &Cli) -> Result<()> {
     let mut attr = Attributor::new(&host).context("discovering PFs and VFs")?;
     let opts = LoadOptions {
         ring_bytes: cli.ring_bytes.unwrap_or(LoadOptions::default().ring_bytes),
-        prefer_btf: !cli.kprobes,
     };
     let mut probes = Probes::load(opts).context("loading the eBPF programs (run as root)")?;
     let now = || Clock::now_ns().unwrap_or(0);
     w.write(&EventEnvelope::new(
         now(),
         Event::Started {
-            hooks_attached: probes.attached_names(),
+            hooks_attached: probes.attached.clone(),
             hooks_missing: probes.missing.len(),
         },
     ))?;

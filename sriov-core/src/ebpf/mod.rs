@@ -2,8 +2,7 @@
 mod probes;
 
 pub use probes::{
-    AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,
-    enable_stats,
+    EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, enable_stats,
 };
 
 /// The eBPF object, built by `build.rs` with aya-build.
