@@ -1,7 +1,7 @@
 //! Applying a plan: each step is journaled; if one fails, everything already
 //! changed is put back to the state from before (a snapshot taken first),
 //! and the error names the failing step.
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -345,9 +345,4 @@ fn restore_overrides(host: &dyn Host, saved: &[(String, String)], errors: &mut V
             errors.push(format!("restoring driver_override of {bdf}: {e}"));
         }
     }
-}
-
-/// For reports: microseconds as a duration.
-pub fn us(d: u64) -> Duration {
-    Duration::from_micros(d)
 }

@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     Error, Result,
-    discover::{self, Inventory, PCI_DEVICES, Pf, link_name},
+    discover::{self, PCI_DEVICES, Pf, link_name},
     host::{Host, VfAttr, VfNetInfo},
 };
 
@@ -306,9 +306,4 @@ pub fn reprobe(host: &dyn Host, bdf: &str) -> Result<()> {
     unbind(host, bdf)?;
     write(host, Path::new("/sys/bus/pci/drivers_probe"), bdf)?;
     wait_bound(host, bdf, &cur)
-}
-
-/// Re-read the system.
-pub fn rediscover(host: &dyn Host) -> Result<Inventory> {
-    discover::discover(host)
 }

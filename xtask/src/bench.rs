@@ -61,12 +61,7 @@ pub fn run_bench(o: Options) -> Result<u8> {
         bins.push((name.to_string(), build_release(name)?));
         script.push_str(&format!("{name}\n"));
     }
-    let release = util::target_dir().join("release");
-    bins.extend(
-        ["sriov", "sriov-top"]
-            .iter()
-            .map(|n| (n.to_string(), release.join(n))),
-    );
+    bins.extend(lab::project_bins("release"));
     let run = lab::Run {
         job: lab::Job::Exec,
         cmd: Some(&script),

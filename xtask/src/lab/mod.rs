@@ -187,29 +187,25 @@ pub fn build_project_bins() -> Result<Vec<(String, PathBuf)>> {
             .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(util::workspace_root()),
     )?;
-    let dir = util::target_dir().join("debug");
-    Ok(["sriov", "sriov-top"]
+    Ok(project_bins("debug"))
+}
+
+/// The project's binaries already built in `target/<profile>`, as
+/// (name in /lab/bin, host path).
+pub fn project_bins(profile: &str) -> Vec<(String, PathBuf)> {
+    let dir = util::target_dir().join(profile);
+    ["sriov", "sriov-top"]
         .iter()
         .map(|n| (n.to_string(), dir.join(n)))
         .filter(|(_, p)| p.exists())
-        .collect())
+        .collect()
 }
 
 pub fn run_lab(o: Options) -> Result<u8> {
     let bins = if o.no_build {
-        Vec::new()
+        project_bins("debug")
     } else {
         build_project_bins()?
-    };
-    let bins = if o.no_build {
-        let dir = util::target_dir().join("debug");
-        ["sriov", "sriov-top"]
-            .iter()
-            .map(|n| (n.to_string(), dir.join(n)))
-            .filter(|(_, p)| p.exists())
-            .collect()
-    } else {
-        bins
     };
     let job = match o.exec {
         Some(_) => Job::Exec,
