@@ -2,7 +2,7 @@
 //! real SR-IOV kernel (`sriov-core/tests/lab`), run them inside the lab and
 //! end with `N passed, M failed`.
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -23,6 +23,13 @@ pub struct Options {
     /// Hard timeout for the VM, in seconds.
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_S)]
     timeout: u64,
+    /// Time limit for each test, in seconds; a test over it is killed and
+    /// counted as failed.
+    #[arg(long, default_value_t = DEFAULT_TEST_TIMEOUT_S)]
+    test_timeout: u64,
+    /// Run the selected tests this many times (hunting flaky tests).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
     /// Print the boot console too.
     #[arg(long, short)]
     verbose: bool,
@@ -34,12 +41,18 @@ impl Default for Options {
             filter: None,
             accel: None,
             timeout: DEFAULT_TIMEOUT_S,
+            test_timeout: DEFAULT_TEST_TIMEOUT_S,
+            repeat: 1,
             verbose: false,
         }
     }
 }
 
 const DEFAULT_TIMEOUT_S: u64 = 900;
+const DEFAULT_TEST_TIMEOUT_S: u64 = 240;
+
+/// Marks the start of one test in the guest's output.
+const TEST_MARK: &str = ">>> test ";
 
 /// Integration test targets that run in the guest: (package, test target).
 const LAB_TEST_TARGETS: &[(&str, &str)] = &[("sriov-core", "lab")];
@@ -116,25 +129,100 @@ pub fn run_vm_test(o: Options) -> Result<u8> {
     Ok(if s.ok { 0 } else { 1 })
 }
 
+/// The `--ignored` tests of a libtest executable whose name contains
+/// `filter`, as libtest lists them (`module::name`).
+fn list_tests(exe: &Path, filter: Option<&str>) -> Result<Vec<String>> {
+    let out = Command::new(exe)
+        .args(["--list", "--ignored", "--format", "terse"])
+        .output()
+        .with_context(|| format!("listing the tests of {}", exe.display()))?;
+    if !out.status.success() {
+        bail!("{} --list failed ({})", exe.display(), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .filter(|n| filter.is_none_or(|f| n.contains(f)))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The guest script: each test in its own process, under `timeout`, so a
+/// hang or crash is charged to the test by name and the rest still run.
+fn script(tests: &[(String, String)], timeout_s: u64, repeat: u32) -> String {
+    let mut s = String::from(
+        "set -u\nrc=0\n\
+         one() {\n\
+         \techo \"{mark}$1 $2\"\n\
+         \ttimeout -s KILL {timeout_s} \"$1\" --ignored --exact \"$2\" --test-threads=1 --color never\n\
+         \ts=$?\n\
+         \t[ $s -eq 0 ] || rc=1\n\
+         \techo \"<<< exit $s\"\n\
+         }\n",
+    )
+    .replace("{mark}", TEST_MARK)
+    .replace("{timeout_s}", &timeout_s.to_string());
+    for _ in 0..repeat {
+        for (bin, name) in tests {
+            s.push_str(&format!("one {bin} {name}\n"));
+        }
+    }
+    s.push_str("exit $rc\n");
+    s
+}
+
+/// Follows the guest's output: counts libtest results per test, and charges
+/// a test that ended without one (crashed, killed at its timeout).
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+    /// The test running now, and whether it printed its result line.
+    current: Option<(String, bool)>,
+    /// Tests that printed no result.
+    broken: Vec<String>,
+}
+
+impl Tally {
+    fn line(&mut self, line: &str) {
+        if let Some(rest) = line.strip_prefix(TEST_MARK) {
+            self.current = Some((rest.rsplit(' ').next().unwrap_or(rest).to_string(), false));
+        } else if let Some((p, f)) = parse_result(line) {
+            self.passed += p;
+            self.failed += f;
+            if let Some((_, seen)) = &mut self.current {
+                *seen = true;
+            }
+        } else if let Some(code) = line.strip_prefix("<<< exit ") {
+            if let Some((name, false)) = self.current.take() {
+                self.failed += 1;
+                self.broken.push(format!("{name} (exit {code}, no result line)"));
+            }
+        }
+    }
+}
+
 /// Build, boot, run; prints the `vm-test: N passed, M failed` line.
 pub fn run(o: Options) -> Result<Summary> {
     let t0 = Instant::now();
     let mut bins = Vec::new();
-    let mut script = String::from("set -u\nrc=0\n");
+    let mut tests = Vec::new();
     for (package, target) in LAB_TEST_TARGETS {
         let exe = build_test(package, target)?;
         let name = format!("{package}-{target}-tests");
-        script.push_str(&format!(
-            "echo '>>> {name}'\n{name} --ignored --test-threads=1 --color never {} || rc=1\n",
-            o.filter
-                .as_deref()
-                .map(|f| format!("'{}'", f.replace('\'', "")))
-                .unwrap_or_default()
-        ));
+        for t in list_tests(&exe, o.filter.as_deref())? {
+            tests.push((name.clone(), t));
+        }
         bins.push((name, exe));
     }
+    if tests.is_empty() {
+        bail!(
+            "no lab test matches {:?}",
+            o.filter.as_deref().unwrap_or("")
+        );
+    }
     bins.extend(lab::build_project_bins()?);
-    script.push_str("exit $rc\n");
+    let script = script(&tests, o.test_timeout, o.repeat);
     let built = t0.elapsed();
 
     let run = lab::Run {
@@ -145,14 +233,10 @@ pub fn run(o: Options) -> Result<Summary> {
         timeout: Duration::from_secs(o.timeout),
         verbose: o.verbose,
     };
-    let (mut passed, mut failed, mut results) = (0, 0, 0);
+    let mut tally = Tally::default();
     let out = lab::boot(&run, |line| {
         println!("{line}");
-        if let Some((p, f)) = parse_result(line) {
-            passed += p;
-            failed += f;
-            results += 1;
-        }
+        tally.line(line);
     })?;
     println!(
         "vm-test: build {}, VM {} (ready after {})",
@@ -162,18 +246,27 @@ pub fn run(o: Options) -> Result<Summary> {
             .map(util::secs)
             .unwrap_or_else(|| "-".into())
     );
+    for b in &tally.broken {
+        eprintln!("vm-test: {b}");
+    }
+    let (passed, mut failed) = (tally.passed, tally.failed);
     if let Some(f) = out.failure {
         println!("vm-test: {passed} passed, {failed} failed");
-        bail!("the lab VM failed: {f}");
+        let during = tally
+            .current
+            .map(|(name, _)| format!(" during test {name}"))
+            .unwrap_or_default();
+        bail!("the lab VM failed{during}: {f}");
     }
-    if results < LAB_TEST_TARGETS.len() {
-        failed += 1;
-        eprintln!("vm-test: a test binary crashed or printed no result line");
+    let expected = tests.len() as u32 * o.repeat;
+    if passed + failed < expected {
+        eprintln!(
+            "vm-test: {} of {expected} tests gave no result",
+            expected - passed - failed
+        );
+        failed = expected - passed;
     }
     println!("vm-test: {passed} passed, {failed} failed");
-    if passed + failed == 0 {
-        bail!("no lab test ran");
-    }
     Ok(Summary {
         passed,
         failed,
@@ -184,7 +277,7 @@ pub fn run(o: Options) -> Result<Summary> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::parse_result;
+    use super::{Tally, parse_result, script};
 
     #[test]
     fn parses_libtest_summary() {
@@ -199,5 +292,34 @@ mod tests {
             Some((1, 1))
         );
         assert_eq!(parse_result("running 2 tests"), None);
+    }
+
+    #[test]
+    fn tally_charges_a_test_that_printed_no_result() {
+        let mut t = Tally::default();
+        for l in [
+            ">>> test lab-tests a::one",
+            "test result: ok. 1 passed; 0 failed; 0 ignored",
+            "<<< exit 0",
+            ">>> test lab-tests a::two",
+            "<<< exit 137",
+            ">>> test lab-tests a::three",
+            "test result: FAILED. 0 passed; 1 failed; 0 ignored",
+            "<<< exit 101",
+            ">>> test lab-tests a::four",
+        ] {
+            t.line(l);
+        }
+        assert_eq!((t.passed, t.failed), (1, 2));
+        assert_eq!(t.broken, vec!["a::two (exit 137, no result line)"]);
+        assert_eq!(t.current.map(|c| c.0).as_deref(), Some("a::four"));
+    }
+
+    #[test]
+    fn script_runs_each_test_alone_under_timeout_repeat_times() {
+        let s = script(&[("b".into(), "m::t".into())], 30, 2);
+        assert_eq!(s.matches("one b m::t\n").count(), 2, "{s}");
+        assert!(s.contains("timeout -s KILL 30 \"$1\" --ignored --exact \"$2\""), "{s}");
+        assert!(s.ends_with("exit $rc\n"));
     }
 }
