@@ -193,11 +193,12 @@ impl Tally {
             if let Some((_, seen)) = &mut self.current {
                 *seen = true;
             }
-        } else if let Some(code) = line.strip_prefix("<<< exit ") {
-            if let Some((name, false)) = self.current.take() {
-                self.failed += 1;
-                self.broken.push(format!("{name} (exit {code}, no result line)"));
-            }
+        } else if let Some(code) = line.strip_prefix("<<< exit ")
+            && let Some((name, false)) = self.current.take()
+        {
+            self.failed += 1;
+            self.broken
+                .push(format!("{name} (exit {code}, no result line)"));
         }
     }
 }
@@ -319,7 +320,10 @@ mod tests {
     fn script_runs_each_test_alone_under_timeout_repeat_times() {
         let s = script(&[("b".into(), "m::t".into())], 30, 2);
         assert_eq!(s.matches("one b m::t\n").count(), 2, "{s}");
-        assert!(s.contains("timeout -s KILL 30 \"$1\" --ignored --exact \"$2\""), "{s}");
+        assert!(
+            s.contains("timeout -s KILL 30 \"$1\" --ignored --exact \"$2\""),
+            "{s}"
+        );
         assert!(s.ends_with("exit $rc\n"));
     }
 }
