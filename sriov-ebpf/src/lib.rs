@@ -41,6 +41,8 @@ pub mod programs {
     pub const EMPTY_TRACEPOINT: &str = "empty_tracepoint";
     pub const EMPTY_KPROBE: &str = "empty_kprobe";
     pub const EMPTY_KRETPROBE: &str = "empty_kretprobe";
+    pub const EMPTY_FENTRY: &str = "empty_fentry";
+    pub const EMPTY_FEXIT: &str = "empty_fexit";
 
     /// What a program is and where it goes.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,28 @@ pub mod programs {
         Kretprobe {
             function: &'static str,
         },
+        FEntry {
+            function: &'static str,
+        },
+        FExit {
+            function: &'static str,
+        },
     }
+
+    /// The BTF-typed twin of a kprobe/kretprobe program (fentry/fexit on the
+    /// same function), which the loader tries first.
+    pub const BTF_TWINS: &[(&str, &str)] = &[
+        ("sriov_store_entry", "sriov_store_fentry"),
+        ("sriov_store_exit", "sriov_store_fexit"),
+        ("vf_add_entry", "vf_add_fentry"),
+        ("vf_add_exit", "vf_add_fexit"),
+        ("vf_remove_entry", "vf_remove_fentry"),
+        ("vf_remove_exit", "vf_remove_fexit"),
+        ("probe_entry", "probe_fentry"),
+        ("probe_exit", "probe_fexit"),
+        ("msi_entry", "msi_fentry"),
+        ("msi_exit", "msi_fexit"),
+    ];
 
     /// Every hook besides the IRQ counter: (program name, attach point).
     pub const HOOKS: &[(&str, Attach)] = &[

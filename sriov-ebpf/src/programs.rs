@@ -10,9 +10,9 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
     },
-    macros::{kprobe, kretprobe, map, tracepoint},
+    macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use sriov_ebpf::{
     EVENTS_BYTES, IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS, VFIO_IOMMU_MAP_DMA,
@@ -241,12 +241,17 @@ pub fn vfio_irq(ctx: ProbeContext) -> u32 {
 }
 
 // ---------------------------------------------------------------- hot-plug
+//
+// Each hook is one function of plain arguments, with two front-ends: a
+// fentry/fexit pair (preferred: cheaper, BTF-typed) and a kprobe/kretprobe
+// pair (the fallback the loader uses when fentry cannot load).
+
+fn null() -> *const u8 {
+    core::ptr::null()
+}
 
 /// `sriov_numvfs_store(dev, attr, buf, count)`: a write to sriov_numvfs.
-#[kprobe]
-pub fn sriov_store_entry(ctx: ProbeContext) -> u32 {
-    let dev = ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null());
-    let buf = ctx.arg::<*const u8>(2).unwrap_or(core::ptr::null());
+fn on_sriov_store(dev: *const u8, buf: *const u8) {
     let mut s = EMPTY;
     s.ts = now();
     s.name = name_at(dev);
@@ -258,14 +263,11 @@ pub fn sriov_store_entry(ctx: ProbeContext) -> u32 {
     }
     let _ = CONFIGURING.insert(&tid(), &s.name, 0);
     start(HOOK_SRIOV, &s);
-    0
 }
 
-#[kretprobe]
-pub fn sriov_store_exit(ctx: RetProbeContext) -> u32 {
+fn on_sriov_store_ret(ret: i64) {
     let _ = CONFIGURING.remove(&tid());
-    let Some(s) = take(HOOK_SRIOV) else { return 0 };
-    let ret: i64 = ctx.ret();
+    let Some(s) = take(HOOK_SRIOV) else { return };
     emit(SriovConfigureRecord {
         hdr: header(KIND_SRIOV_CONFIGURE),
         dev: s.name,
@@ -273,17 +275,40 @@ pub fn sriov_store_exit(ctx: RetProbeContext) -> u32 {
         ret,
         latency_ns: now().saturating_sub(s.ts),
     });
+}
+
+#[kprobe]
+pub fn sriov_store_entry(ctx: ProbeContext) -> u32 {
+    on_sriov_store(ctx.arg(0).unwrap_or(null()), ctx.arg(2).unwrap_or(null()));
     0
 }
 
-fn vf_entry(ctx: &ProbeContext, hook: u64) {
+#[kretprobe]
+pub fn sriov_store_exit(ctx: RetProbeContext) -> u32 {
+    on_sriov_store_ret(ctx.ret());
+    0
+}
+
+#[fentry(function = "sriov_numvfs_store")]
+pub fn sriov_store_fentry(ctx: FEntryContext) -> u32 {
+    on_sriov_store(ctx.arg(0), ctx.arg(2));
+    0
+}
+
+#[fexit(function = "sriov_numvfs_store")]
+pub fn sriov_store_fexit(ctx: FExitContext) -> u32 {
+    on_sriov_store_ret(ctx.arg(4));
+    0
+}
+
+fn on_vf(id: u32, hook: u64) {
     let mut s = EMPTY;
     s.ts = now();
-    s.a = u64::from(ctx.arg::<u32>(1).unwrap_or(u32::MAX));
+    s.a = u64::from(id);
     start(hook, &s);
 }
 
-fn vf_exit(ret: i32, hook: u64, kind: u32) {
+fn on_vf_ret(ret: i32, hook: u64, kind: u32) {
     let Some(s) = take(hook) else { return };
     // SAFETY: the value is copied.
     let pf = unsafe { CONFIGURING.get(&tid()) }
@@ -301,26 +326,50 @@ fn vf_exit(ret: i32, hook: u64, kind: u32) {
 /// `pci_iov_add_virtfn(struct pci_dev *pf, int id)`.
 #[kprobe]
 pub fn vf_add_entry(ctx: ProbeContext) -> u32 {
-    vf_entry(&ctx, HOOK_VF_ADD);
+    on_vf(ctx.arg(1).unwrap_or(u32::MAX), HOOK_VF_ADD);
     0
 }
 
 #[kretprobe]
 pub fn vf_add_exit(ctx: RetProbeContext) -> u32 {
-    vf_exit(ctx.ret(), HOOK_VF_ADD, KIND_VF_ADD);
+    on_vf_ret(ctx.ret(), HOOK_VF_ADD, KIND_VF_ADD);
+    0
+}
+
+#[fentry(function = "pci_iov_add_virtfn")]
+pub fn vf_add_fentry(ctx: FEntryContext) -> u32 {
+    on_vf(ctx.arg(1), HOOK_VF_ADD);
+    0
+}
+
+#[fexit(function = "pci_iov_add_virtfn")]
+pub fn vf_add_fexit(ctx: FExitContext) -> u32 {
+    on_vf_ret(ctx.arg(2), HOOK_VF_ADD, KIND_VF_ADD);
     0
 }
 
 /// `pci_iov_remove_virtfn(struct pci_dev *pf, int id)` (returns nothing).
 #[kprobe]
 pub fn vf_remove_entry(ctx: ProbeContext) -> u32 {
-    vf_entry(&ctx, HOOK_VF_REMOVE);
+    on_vf(ctx.arg(1).unwrap_or(u32::MAX), HOOK_VF_REMOVE);
     0
 }
 
 #[kretprobe]
 pub fn vf_remove_exit(_ctx: RetProbeContext) -> u32 {
-    vf_exit(0, HOOK_VF_REMOVE, KIND_VF_REMOVE);
+    on_vf_ret(0, HOOK_VF_REMOVE, KIND_VF_REMOVE);
+    0
+}
+
+#[fentry(function = "pci_iov_remove_virtfn")]
+pub fn vf_remove_fentry(ctx: FEntryContext) -> u32 {
+    on_vf(ctx.arg(1), HOOK_VF_REMOVE);
+    0
+}
+
+#[fexit(function = "pci_iov_remove_virtfn")]
+pub fn vf_remove_fexit(_ctx: FExitContext) -> u32 {
+    on_vf_ret(0, HOOK_VF_REMOVE, KIND_VF_REMOVE);
     0
 }
 
@@ -348,57 +397,100 @@ pub fn group_add(ctx: TracePointContext) -> u32 {
 }
 
 /// `really_probe(struct device *dev, struct device_driver *drv)`.
-#[kprobe]
-pub fn probe_entry(ctx: ProbeContext) -> u32 {
+fn on_probe(dev: *const u8, drv: *const u8) {
     let mut s = EMPTY;
     s.ts = now();
-    s.name = name_at(ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null()));
-    s.name2 = name_at(ctx.arg::<*const u8>(1).unwrap_or(core::ptr::null()));
+    s.name = name_at(dev);
+    s.name2 = name_at(drv);
     start(HOOK_PROBE, &s);
+}
+
+fn on_probe_ret(ret: i32) {
+    let Some(s) = take(HOOK_PROBE) else { return };
+    emit(ProbeRecord {
+        hdr: header(KIND_DRIVER_PROBE),
+        dev: s.name,
+        driver: s.name2,
+        ret,
+        _pad: 0,
+        latency_ns: now().saturating_sub(s.ts),
+    });
+}
+
+#[kprobe]
+pub fn probe_entry(ctx: ProbeContext) -> u32 {
+    on_probe(ctx.arg(0).unwrap_or(null()), ctx.arg(1).unwrap_or(null()));
     0
 }
 
 #[kretprobe]
 pub fn probe_exit(ctx: RetProbeContext) -> u32 {
-    let Some(s) = take(HOOK_PROBE) else { return 0 };
-    emit(ProbeRecord {
-        hdr: header(KIND_DRIVER_PROBE),
-        dev: s.name,
-        driver: s.name2,
-        ret: ctx.ret(),
-        _pad: 0,
-        latency_ns: now().saturating_sub(s.ts),
-    });
+    on_probe_ret(ctx.ret());
+    0
+}
+
+#[fentry(function = "really_probe")]
+pub fn probe_fentry(ctx: FEntryContext) -> u32 {
+    on_probe(ctx.arg(0), ctx.arg(1));
+    0
+}
+
+#[fexit(function = "really_probe")]
+pub fn probe_fexit(ctx: FExitContext) -> u32 {
+    on_probe_ret(ctx.arg(2));
     0
 }
 
 // ---------------------------------------------------------------- MSI
 
 /// `msi_domain_alloc_irqs_all_locked(struct device *dev, unsigned int domid, int nirqs)`.
-#[kprobe]
-pub fn msi_entry(ctx: ProbeContext) -> u32 {
+fn on_msi(dev: *const u8, nirqs: u32) {
     let mut s = EMPTY;
     s.ts = now();
-    s.name = name_at(ctx.arg::<*const u8>(0).unwrap_or(core::ptr::null()));
-    s.a = u64::from(ctx.arg::<u32>(2).unwrap_or(0));
+    s.name = name_at(dev);
+    s.a = u64::from(nirqs);
     start(HOOK_MSI, &s);
+}
+
+fn on_msi_ret(ret: i32) {
+    let Some(s) = take(HOOK_MSI) else { return };
+    emit(MsiRecord {
+        hdr: header(KIND_MSI_ALLOC),
+        dev: s.name,
+        nvec: s.a as i32,
+        ret,
+        latency_ns: now().saturating_sub(s.ts),
+    });
+}
+
+#[kprobe]
+pub fn msi_entry(ctx: ProbeContext) -> u32 {
+    on_msi(ctx.arg(0).unwrap_or(null()), ctx.arg(2).unwrap_or(0));
     0
 }
 
 #[kretprobe]
 pub fn msi_exit(ctx: RetProbeContext) -> u32 {
-    let Some(s) = take(HOOK_MSI) else { return 0 };
-    emit(MsiRecord {
-        hdr: header(KIND_MSI_ALLOC),
-        dev: s.name,
-        nvec: s.a as i32,
-        ret: ctx.ret(),
-        latency_ns: now().saturating_sub(s.ts),
-    });
+    on_msi_ret(ctx.ret());
+    0
+}
+
+#[fentry(function = "msi_domain_alloc_irqs_all_locked")]
+pub fn msi_fentry(ctx: FEntryContext) -> u32 {
+    on_msi(ctx.arg(0), ctx.arg(2));
+    0
+}
+
+#[fexit(function = "msi_domain_alloc_irqs_all_locked")]
+pub fn msi_fexit(ctx: FExitContext) -> u32 {
+    on_msi_ret(ctx.arg(3));
     0
 }
 
 // ---------------------------------------------------------------- DMA
+//
+// vfio_iommu_type1 is a module: its functions are hooked with kprobes
+// (fentry on a module function needs the module's BTF).
 
 /// `vfio_iommu_type1_ioctl(void *iommu_data, unsigned int cmd, unsigned long arg)`:
 /// `VFIO_IOMMU_MAP_DMA` reads `struct vfio_iommu_type1_dma_map { argsz, flags,
@@ -487,6 +579,18 @@ pub fn empty_tracepoint(_ctx: TracePointContext) -> u32 {
 /// Does nothing: the kprobe baseline.
 #[kprobe]
 pub fn empty_kprobe(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// Does nothing: the fentry baseline (loaded against any function).
+#[fentry(function = "sriov_numvfs_store")]
+pub fn empty_fentry(_ctx: FEntryContext) -> u32 {
+    0
+}
+
+/// Does nothing: the fexit baseline (loaded against any function).
+#[fexit(function = "sriov_numvfs_store")]
+pub fn empty_fexit(_ctx: FExitContext) -> u32 {
     0
 }
 

@@ -16,7 +16,6 @@ use sriov_core::{
     host::System,
     ops,
 };
-use sriov_ebpf::programs::{Attach, HOOKS};
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
 
 fn sh(cmd: &str, args: &[&str]) {
@@ -116,13 +115,11 @@ fn main() {
         probes.watch_irq(irq).unwrap();
     }
     let mut ring = probes.take_ring().expect("ring");
-    let entry = Attach::Tracepoint {
-        category: "irq",
-        name: "irq_handler_entry",
-    };
-    let baselines: Vec<EmptyProbe> = std::iter::once(&entry)
-        .chain(HOOKS.iter().map(|(_, a)| a))
-        .map(|a| EmptyProbe::attach(a).expect("baseline"))
+    // one do-nothing program of the same kind on each hook that is attached
+    let baselines: Vec<EmptyProbe> = probes
+        .attached
+        .iter()
+        .map(|h| EmptyProbe::attach(&h.attach).expect("baseline"))
         .collect();
     // drain the ring while the workload runs
     let drain = rt.spawn(async move {

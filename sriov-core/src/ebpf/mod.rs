@@ -2,7 +2,8 @@
 mod probes;
 
 pub use probes::{
-    EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, enable_stats,
+    AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,
+    enable_stats,
 };
 
 /// The eBPF object, built by `build.rs` with aya-build.

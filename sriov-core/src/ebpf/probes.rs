@@ -75,6 +75,8 @@ impl EmptyProbe {
             Attach::Tracepoint { .. } => programs::EMPTY_TRACEPOINT,
             Attach::Kprobe { .. } => programs::EMPTY_KPROBE,
             Attach::Kretprobe { .. } => programs::EMPTY_KRETPROBE,
+            Attach::FEntry { .. } => programs::EMPTY_FENTRY,
+            Attach::FExit { .. } => programs::EMPTY_FEXIT,
         };
         attach_one(&mut ebpf, program, at).map_err(|reason| Error::Unsupported {
             device: "kernel".into(),
@@ -97,22 +99,34 @@ impl EmptyProbe {
 pub struct LoadOptions {
     /// Size of the `EVENTS` ring buffer in bytes (a power of two, at least a page).
     pub ring_bytes: u32,
+    /// Try fentry/fexit before kprobes (the default); `false` uses kprobes only.
+    pub prefer_btf: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             ring_bytes: EVENTS_BYTES,
+            prefer_btf: true,
         }
     }
 }
 
 type StatsBytes = [u8; IrqStats::SIZE];
 
+/// A program attached to a hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedHook {
+    pub program: &'static str,
+    pub attach: Attach,
+    /// Why the preferred fentry/fexit twin was not used, when it was not.
+    pub fallback_reason: Option<String>,
+}
+
 /// The loaded and attached programs with their maps.
 pub struct Probes {
     _ebpf: Ebpf,
-    pub attached: Vec<String>,
+    pub attached: Vec<AttachedHook>,
     pub missing: Vec<MissingHook>,
     ring: Option<RingBuf<MapData>>,
     watch: Array<MapData, u8>,
@@ -132,11 +146,33 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
     }
 }
 
-fn describe(a: &Attach) -> String {
+/// `tracepoint:irq:irq_handler_entry`, `fentry:really_probe`, ...
+pub fn describe(a: &Attach) -> String {
     match a {
         Attach::Tracepoint { category, name } => format!("tracepoint:{category}:{name}"),
         Attach::Kprobe { function } => format!("kprobe:{function}"),
         Attach::Kretprobe { function } => format!("kretprobe:{function}"),
+        Attach::FEntry { function } => format!("fentry:{function}"),
+        Attach::FExit { function } => format!("fexit:{function}"),
+    }
+}
+
+/// The kernel's BTF, read once per process (fentry/fexit need it).
+fn vmlinux_btf() -> std::result::Result<&'static aya::Btf, String> {
+    static BTF: std::sync::OnceLock<std::result::Result<aya::Btf, String>> =
+        std::sync::OnceLock::new();
+    BTF.get_or_init(|| aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The fentry/fexit twin of a kprobe/kretprobe hook, if it has one.
+fn btf_twin(program: &str, at: &Attach) -> Option<(&'static str, Attach)> {
+    let twin = programs::BTF_TWINS.iter().find(|(k, _)| *k == program)?.1;
+    match *at {
+        Attach::Kprobe { function } => Some((twin, Attach::FEntry { function })),
+        Attach::Kretprobe { function } => Some((twin, Attach::FExit { function })),
+        _ => None,
     }
 }
 
@@ -160,6 +196,18 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(
             let tp: &mut TracePoint = prog.try_into().map_err(|e| chain(&e))?;
             tp.load().map_err(|e| chain(&e))?;
             tp.attach(category, name).map_err(|e| chain(&e))?;
+        }
+        Attach::FEntry { function } => {
+            let btf = vmlinux_btf()?;
+            let p: &mut aya::programs::FEntry = prog.try_into().map_err(|e| chain(&e))?;
+            p.load(function, btf).map_err(|e| chain(&e))?;
+            p.attach().map_err(|e| chain(&e))?;
+        }
+        Attach::FExit { function } => {
+            let btf = vmlinux_btf()?;
+            let p: &mut aya::programs::FExit = prog.try_into().map_err(|e| chain(&e))?;
+            p.load(function, btf).map_err(|e| chain(&e))?;
+            p.attach().map_err(|e| chain(&e))?;
         }
         Attach::Kprobe { function } | Attach::Kretprobe { function } => {
             if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
@@ -205,14 +253,42 @@ impl Probes {
                 message: format!("cannot attach {}: {reason}{TRACEFS_HINT}", describe(&entry)),
             });
         }
-        attached.push(describe(&entry));
+        attached.push(AttachedHook {
+            program: programs::IRQ_HANDLER_ENTRY,
+            attach: entry,
+            fallback_reason: None,
+        });
         for (name, at) in HOOKS {
+            // fentry/fexit first, the kprobe pair when that cannot load
+            let mut fallback_reason = None;
+            if let Some((twin, twin_at)) = btf_twin(name, at).filter(|_| opts.prefer_btf) {
+                match attach_one(&mut ebpf, twin, &twin_at) {
+                    Ok(()) => {
+                        attached.push(AttachedHook {
+                            program: twin,
+                            attach: twin_at,
+                            fallback_reason: None,
+                        });
+                        continue;
+                    }
+                    Err(reason) => {
+                        fallback_reason = Some(format!("{}: {reason}", describe(&twin_at)))
+                    }
+                }
+            }
             match attach_one(&mut ebpf, name, at) {
-                Ok(()) => attached.push(describe(at)),
+                Ok(()) => attached.push(AttachedHook {
+                    program: name,
+                    attach: *at,
+                    fallback_reason,
+                }),
                 Err(reason) => missing.push(MissingHook {
                     program: name,
                     attach: describe(at),
-                    reason,
+                    reason: match fallback_reason {
+                        Some(f) => format!("{reason}; and {f}"),
+                        None => reason,
+                    },
                 }),
             }
         }
@@ -233,15 +309,15 @@ impl Probes {
 
     /// Run-time statistics of every attached program.
     pub fn program_stats(&self) -> Vec<ProgramStats> {
-        let entry = Attach::Tracepoint {
-            category: "irq",
-            name: "irq_handler_entry",
-        };
-        std::iter::once((programs::IRQ_HANDLER_ENTRY, entry))
-            .chain(HOOKS.iter().copied())
-            .filter(|(_, at)| self.attached.contains(&describe(at)))
-            .filter_map(|(name, at)| stats_of(&self._ebpf, name, describe(&at)))
+        self.attached
+            .iter()
+            .filter_map(|h| stats_of(&self._ebpf, h.program, describe(&h.attach)))
             .collect()
+    }
+
+    /// Where programs are attached, as `kind:target` strings.
+    pub fn attached_names(&self) -> Vec<String> {
+        self.attached.iter().map(|h| describe(&h.attach)).collect()
     }
 
     /// Count and time `irq` (a VF's MSI-X vector).

@@ -18,15 +18,51 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
+    // fentry/fexit where the kernel allows (the lab's does), then the
+    // kprobe fallback forced: both must give the same records
+    hotplug_records(true);
+    hotplug_records(false);
+}
+
+fn hotplug_records(prefer_btf: bool) {
     guest::set_numvfs(0);
     let pf_bdf = pf();
     let rt = runtime();
     let records = rt.block_on(async {
-        let mut probes = Probes::load(LoadOptions::default()).expect("load the eBPF object");
+        let mut probes = Probes::load(LoadOptions {
+            prefer_btf,
+            ..LoadOptions::default()
+        })
+        .expect("load the eBPF object");
         assert!(
             probes.missing.is_empty(),
             "hooks that did not attach in the lab: {:#?}",
             probes.missing
+        );
+        let names = probes.attached_names();
+        let (entry, exit) = if prefer_btf {
+            ("fentry", "fexit")
+        } else {
+            ("kprobe", "kretprobe")
+        };
+        for f in [
+            "sriov_numvfs_store",
+            "pci_iov_add_virtfn",
+            "pci_iov_remove_virtfn",
+            "really_probe",
+            "msi_domain_alloc_irqs_all_locked",
+        ] {
+            for kind in [entry, exit] {
+                assert!(
+                    names.contains(&format!("{kind}:{f}")),
+                    "{kind}:{f} not attached: {names:?}"
+                );
+            }
+        }
+        // module functions stay on kprobes
+        assert!(
+            names.contains(&"kprobe:vfio_iommu_type1_ioctl".to_string()),
+            "{names:?}"
         );
         let mut ring = probes.take_ring().expect("ring buffer");
         let path = dev(&pf_bdf).join("sriov_numvfs");
@@ -133,8 +169,11 @@ fn a_flooded_tiny_ring_counts_lost_records_and_keeps_going() {
     let rt = runtime();
     rt.block_on(async {
         // one page: about 40 records
-        let mut probes =
-            Probes::load(LoadOptions { ring_bytes: 4096 }).expect("load with a tiny ring");
+        let mut probes = Probes::load(LoadOptions {
+            ring_bytes: 4096,
+            ..LoadOptions::default()
+        })
+        .expect("load with a tiny ring");
         let mut ring = probes.take_ring().expect("ring buffer");
         assert_eq!(probes.lost().unwrap(), 0);
         // nobody reads while 2 x 7 VFs come and go: far more than a page of records
