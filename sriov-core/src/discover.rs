@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result,
@@ -114,7 +114,7 @@ pub struct Inventory {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pf {
     pub bdf: String,
     pub vendor_id: String,
@@ -131,7 +131,7 @@ pub struct Pf {
     pub vfs: Vec<Vf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vf {
     pub index: u32,
     pub bdf: String,

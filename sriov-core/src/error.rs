@@ -64,6 +64,11 @@ pub enum Error {
         #[source]
         source: Box<aya::maps::MapError>,
     },
+    /// A line of an event stream (`sriov-top.events`) that cannot be read:
+    /// not JSON, another major schema version, or a known kind with
+    /// missing fields. `line` counts from 1.
+    #[error("line {line}: {message}")]
+    EventLine { line: usize, message: String },
     #[error("eBPF: the object has no {kind} named `{name}` (build mismatch)")]
     EbpfMissing {
         kind: &'static str,
@@ -98,6 +103,7 @@ impl Error {
                 | Self::VfIndexOutOfRange { .. }
                 | Self::NumVfsTooLarge { .. }
                 | Self::UnknownDriver { .. }
+                | Self::EventLine { .. }
         )
     }
 }

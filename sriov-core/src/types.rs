@@ -182,7 +182,27 @@ impl FromStr for MacAddr {
         Ok(mac)
     }
 }
-serde_via_str!(MacAddr);
+
+/// Serialized as its `aa:bb:cc:dd:ee:ff` text. Deserializing reads kernel
+/// state back (an event stream, a discovery dump), so it accepts any
+/// well-formed address, zero and multicast included ([`MacAddr::parse_any`]);
+/// user input goes through the strict [`FromStr`].
+impl Serialize for MacAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse_any(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid mac {s:?}: six hex octets separated by ':'"
+            ))
+        })
+    }
+}
 
 /// 802.1Q VLAN id, 0 (none) to 4094.
 pub const VLAN_MAX: u16 = 4094;
@@ -329,6 +349,18 @@ mod tests {
             let e = bad.parse::<MacAddr>().unwrap_err();
             assert_eq!(e.field, "mac", "{bad}");
         }
+    }
+
+    #[test]
+    fn mac_serde_is_its_text_and_reads_back_kernel_addresses() {
+        let m = MacAddr([2, 0xab, 0, 0, 0, 1]);
+        let j = serde_json::to_string(&m).unwrap();
+        assert_eq!(j, "\"02:ab:00:00:00:01\"");
+        assert_eq!(serde_json::from_str::<MacAddr>(&j).unwrap(), m);
+        // an unset VF MAC is all zeros: readable, though not settable
+        let zero: MacAddr = serde_json::from_str("\"00:00:00:00:00:00\"").unwrap();
+        assert!(zero.is_zero());
+        assert!(serde_json::from_str::<MacAddr>("\"02:00:00\"").is_err());
     }
 
     #[test]

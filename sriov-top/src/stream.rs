@@ -1,4 +1,5 @@
-//! `sriov-top --json`: eBPF records and periodic per-VF statistics as NDJSON.
+//! `sriov-top --json`: the live source ([`crate::collect`]) written as
+//! NDJSON, one consumer of its channel.
 use std::{
     fs::File,
     io::{self, BufWriter, Write},
@@ -7,28 +8,25 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use sriov_core::{
-    ebpf::{LoadOptions, Probes},
-    events::{Attributor, Clock, Event, EventEnvelope, NdjsonWriter, StatsAggregator, hostname},
+    events::{Clock, Event, NdjsonWriter, hostname},
     host::System,
 };
+use tokio::sync::mpsc;
 
-use crate::Cli;
+use crate::{
+    cli::Cli,
+    collect::{self, CollectOptions, Collected},
+};
+
+/// Items in flight between the collector and the writer.
+const CHANNEL: usize = 4096;
 
 fn is_broken_pipe(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
 }
 
-/// Watch every VF MSI-X vector discovery knows about.
-fn watch_all(probes: &mut Probes, attr: &Attributor) -> Result<()> {
-    let watched = probes.watched();
-    for irq in attr.irqs() {
-        if !watched.contains(&irq) {
-            probes.watch_irq(irq)?;
-        }
-    }
-    Ok(())
-}
-
+/// Stream until `--duration`, Ctrl-C, or the reader goes away (a closed
+/// pipe is a normal end).
 pub fn run(cli: &Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -41,7 +39,6 @@ pub fn run(cli: &Cli) -> Result<()> {
 }
 
 async fn stream(cli: &Cli) -> Result<()> {
-    let host = System::live();
     let out: Box<dyn Write> = match &cli.output {
         Some(p) => Box::new(BufWriter::new(
             File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -49,84 +46,44 @@ async fn stream(cli: &Cli) -> Result<()> {
         None => Box::new(io::stdout().lock()),
     };
     let clock = Clock::new().context("reading the clocks")?;
-    let mut w = NdjsonWriter::new(out, clock, hostname(&host));
-    let mut attr = Attributor::new(&host).context("discovering PFs and VFs")?;
-    let opts = LoadOptions {
-        ring_bytes: cli.ring_bytes.unwrap_or(LoadOptions::default().ring_bytes),
+    let w = NdjsonWriter::new(out, clock, hostname(&System::live()));
+    let opts = CollectOptions {
+        interval: Duration::from_secs_f64(cli.interval),
+        duration: cli.duration.map(Duration::from_secs_f64),
+        ring_bytes: cli.ring_bytes,
+        fentry: !cli.kprobes,
+        require_ebpf: true,
     };
-    let mut probes = Probes::load(opts).context("loading the eBPF programs (run as root)")?;
-    let now = || Clock::now_ns().unwrap_or(0);
-    w.write(&EventEnvelope::new(
-        now(),
-        Event::Started {
-            hooks_attached: probes.attached.clone(),
-            hooks_missing: probes.missing.len(),
-        },
-    ))?;
-    for m in &probes.missing {
-        eprintln!(
-            "sriov-top: warning: hook {} ({}) not attached: {}",
-            m.program, m.attach, m.reason
-        );
-        let ev = EventEnvelope::new(
-            now(),
-            Event::HookMissing {
-                hook: m.program.to_string(),
-                attach: m.attach.clone(),
-                reason: m.reason.clone(),
-            },
-        );
-        w.write(&ev)?;
-    }
-    watch_all(&mut probes, &attr)?;
-    let mut ring = probes
-        .take_ring()
-        .context("registering the ring buffer with tokio")?;
-    let mut stats = StatsAggregator::new();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(cli.interval));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let deadline = cli
-        .duration
-        .map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
-    let mut bad_records = 0u64;
-    loop {
-        let stop = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            batch = ring.next_batch() => {
-                for rec in batch.context("reading the ring buffer")? {
-                    match rec {
-                        Ok(rec) => {
-                            let ev = attr.from_record(&host, &rec);
-                            stats.on_event(&ev);
-                            w.write(&ev)?;
-                        }
-                        Err(e) => {
-                            bad_records += 1;
-                            if bad_records <= 10 {
-                                eprintln!("sriov-top: warning: undecodable record: {e}");
-                            }
-                        }
-                    }
+    let (tx, rx) = mpsc::channel::<Collected>(CHANNEL);
+    // the collector ends by itself (duration, Ctrl-C) and closes the
+    // channel; the writer ends with an error when its reader is gone
+    tokio::try_join!(collect::run(opts, tx), write_all(w, rx))?;
+    Ok(())
+}
+
+/// The consumer: events as lines, warnings on stderr.
+async fn write_all<W: Write>(
+    mut w: NdjsonWriter<W>,
+    mut rx: mpsc::Receiver<Collected>,
+) -> Result<()> {
+    while let Some(c) = rx.recv().await {
+        match c {
+            Collected::Event(ev) => {
+                if let Event::HookMissing {
+                    hook,
+                    attach,
+                    reason,
+                } = &ev.event
+                {
+                    eprintln!("sriov-top: warning: hook {hook} ({attach}) not attached: {reason}");
                 }
+                w.write(&ev)?
             }
-            _ = tick.tick() => {
-                // VFs come and go: re-read them, watch their vectors
-                if let Err(e) = attr.refresh(&host) {
-                    eprintln!("sriov-top: warning: rediscovery failed: {e}");
-                }
-                watch_all(&mut probes, &attr)?;
-                let evs = stats.snapshot(now(), &probes.irq_counts()?, &probes.irq_stats()?, &probes.vfio_irq_counts()?, probes.lost()?, &attr);
-                for ev in &evs {
-                    w.write(ev)?;
-                }
+            Collected::Warning(msg) => eprintln!("sriov-top: warning: {msg}"),
+            // --json requires the probes: the collector fails instead
+            Collected::EbpfUnavailable(why) => {
+                eprintln!("sriov-top: warning: eBPF unavailable: {why:?}")
             }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = stop => break,
         }
     }
     Ok(())

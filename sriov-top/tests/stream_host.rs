@@ -50,4 +50,18 @@ fn json_stream_on_the_build_host_names_missing_hooks() {
     }
     // the IRQ tracepoint is the one hook that must work everywhere
     assert!(!missing.contains(&"irq_handler_entry"));
+    // started, its hook_missing lines, then what discovery sees
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "started");
+    assert_eq!(
+        kinds.get(1 + missing.len()),
+        Some(&"inventory"),
+        "{kinds:?}"
+    );
+    assert!(events[1 + missing.len()]["pfs"].is_array());
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "inventory").count(),
+        1,
+        "unchanged: sent once"
+    );
 }

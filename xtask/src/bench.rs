@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: the benchmarks, each printing ratios measured in the
-//! same run. Host: the criterion benches. Lab: `sriov apply` against a loop
+//! same run. Host: the criterion benches and `sriov-top`'s idle CPU. Lab: `sriov apply` against a loop
 //! of `ip link set` on the emulated 82576.
 use std::{path::PathBuf, process::Command, time::Duration};
 
@@ -51,6 +51,14 @@ pub fn run_bench(o: Options) -> Result<u8> {
                 .current_dir(util::workspace_root()),
         )
         .context("host benchmarks")?;
+        // the terminal UI idling in a real pty (tmux), 60 s, beside `cat`
+        let idle = build_release("idle_cpu")?;
+        util::run(
+            Command::new(idle)
+                .arg("60")
+                .current_dir(util::workspace_root().join("sriov-top")),
+        )
+        .context("sriov-top idle CPU benchmark")?;
     }
     if o.host_only {
         return Ok(0);

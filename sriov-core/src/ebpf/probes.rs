@@ -99,15 +99,20 @@ impl EmptyProbe {
 pub struct LoadOptions {
     /// Size of the `EVENTS` ring buffer in bytes (a power of two, at least a page).
     pub ring_bytes: u32,
-    /// Try fentry/fexit before kprobes (the default); `false` uses kprobes only.
-    pub prefer_btf: bool,
+    /// Try fentry/fexit before kprobes for the hooks that have a BTF twin,
+    /// falling back to the kprobe per hook (the default). `false`: kprobes
+    /// only. Do not alternate the two on one kernel in a loop: in the lab
+    /// (Debian 6.12 under QEMU TCG) loads that switched between fentry and
+    /// kprobes on the same functions froze the guest twice in about 45
+    /// cycles; 90 cycles of either alone never did (docs/events.md, "Hooks").
+    pub fentry: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             ring_bytes: EVENTS_BYTES,
-            prefer_btf: true,
+            fentry: true,
         }
     }
 }
@@ -261,7 +266,7 @@ impl Probes {
         for (name, at) in HOOKS {
             // fentry/fexit first, the kprobe pair when that cannot load
             let mut fallback_reason = None;
-            if let Some((twin, twin_at)) = btf_twin(name, at).filter(|_| opts.prefer_btf) {
+            if let Some((twin, twin_at)) = btf_twin(name, at).filter(|_| opts.fentry) {
                 match attach_one(&mut ebpf, twin, &twin_at) {
                     Ok(()) => {
                         attached.push(AttachedHook {

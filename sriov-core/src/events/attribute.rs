@@ -26,7 +26,7 @@ use sriov_ebpf::record::{self, DMA_MAP, Header, Record};
 use super::{DmaOp, Event, EventEnvelope, Process, VfIdentity};
 use crate::{
     Result,
-    discover::{PCI_DEVICES, discover, link_name},
+    discover::{Inventory, PCI_DEVICES, Pf, Vf, discover, link_name},
     host::Host,
 };
 
@@ -68,8 +68,22 @@ impl Attributor {
         self.rescan(host)
     }
 
+    /// Rebuild the maps from `inv`, a discovery scan of `host` made by the
+    /// caller (who also wants the inventory), as [`refresh`](Self::refresh)
+    /// does with its own scan.
+    pub fn refresh_with(&mut self, host: &dyn Host, inv: &Inventory) {
+        self.misses.clear();
+        self.fds.clear();
+        self.load(host, inv);
+    }
+
     fn rescan(&mut self, host: &dyn Host) -> Result<()> {
         let inv = discover(host)?;
+        self.load(host, &inv);
+        Ok(())
+    }
+
+    fn load(&mut self, host: &dyn Host, inv: &Inventory) {
         let mut vfs = BTreeMap::new();
         let mut irqs = BTreeMap::new();
         let mut routing = BTreeMap::new();
@@ -88,23 +102,12 @@ impl Attributor {
                 for irq in msi_irqs(host, &vf.bdf) {
                     irqs.insert(irq, vf.bdf.clone());
                 }
-                vfs.insert(
-                    vf.bdf.clone(),
-                    VfIdentity {
-                        pf: pf.bdf.clone(),
-                        pf_netdev: pf.netdev.clone(),
-                        index: vf.index,
-                        bdf: vf.bdf.clone(),
-                        netdev: vf.netdev.clone(),
-                        iommu_group: vf.iommu_group,
-                    },
-                );
+                vfs.insert(vf.bdf.clone(), identity_of(pf, vf));
             }
         }
         self.vfs = vfs;
         self.irqs = irqs;
         self.routing = routing;
-        Ok(())
     }
 
     /// The VF that owns MSI/MSI-X `irq` (as of the last scan or `msi_alloc`).
@@ -307,6 +310,18 @@ impl Attributor {
         }
         self.fds.insert(pid, (ts_ns, groups.clone()));
         groups
+    }
+}
+
+/// The identity of `vf` of `pf`, as discovery found them.
+pub(super) fn identity_of(pf: &Pf, vf: &Vf) -> VfIdentity {
+    VfIdentity {
+        pf: pf.bdf.clone(),
+        pf_netdev: pf.netdev.clone(),
+        index: vf.index,
+        bdf: vf.bdf.clone(),
+        netdev: vf.netdev.clone(),
+        iommu_group: vf.iommu_group,
     }
 }
 

@@ -11,11 +11,15 @@
 //!   dropped).
 //! - [`Clock`] maps kernel `CLOCK_MONOTONIC` timestamps to wall time.
 //! - [`NdjsonWriter`] writes one JSON object per line, schema
-//!   [`SCHEMA`] (`docs/events.md`).
+//!   [`SCHEMA`] (`docs/events.md`); [`NdjsonLine`] and [`NdjsonReader`]
+//!   read such a stream back (replay), skipping kinds this build does not
+//!   know and refusing another major schema version.
 //!
 //! Nothing here fails because a device vanished: fields that could not be
 //! read are left empty.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::{discover::Pf, host::VfStats};
 
 mod attribute;
 mod clock;
@@ -26,11 +30,13 @@ mod tests;
 
 pub use attribute::Attributor;
 pub use clock::Clock;
-pub use ndjson::{NdjsonWriter, SCHEMA, hostname};
+pub use ndjson::{
+    NdjsonLine, NdjsonReader, NdjsonWriter, ReadLine, SCHEMA, check_schema, hostname,
+};
 pub use stats::StatsAggregator;
 
 /// The VF an event is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VfIdentity {
     /// BDF of the PF.
     pub pf: String,
@@ -44,7 +50,7 @@ pub struct VfIdentity {
 }
 
 /// The task that was running when the kernel made the record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     /// Process id (thread group id).
     pub pid: u32,
@@ -55,7 +61,7 @@ pub struct Process {
 }
 
 /// Direction of a VFIO DMA request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DmaOp {
     Map,
@@ -64,7 +70,7 @@ pub enum DmaOp {
 
 /// IRQ handler latency of a VF, from the kernel's log2 histograms
 /// (approximate percentiles, exact max; see [`StatsAggregator`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IrqLatency {
     pub p50: u64,
     pub p99: u64,
@@ -72,7 +78,7 @@ pub struct IrqLatency {
 }
 
 /// VFIO DMA map latency percentiles of a VF (3 significant digits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DmaLatency {
     pub p50: u64,
     pub p99: u64,
@@ -80,7 +86,7 @@ pub struct DmaLatency {
 
 /// Periodic per-VF statistics ([`Event::Stats`]). Totals count since the
 /// programs were loaded (IRQs) or since the aggregator started (DMA).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VfActivity {
     /// Interrupts per second over the last snapshot interval (0 on the first
     /// snapshot).
@@ -94,10 +100,16 @@ pub struct VfActivity {
     pub dma_bytes_unmapped: u64,
     /// `None` when no map succeeded.
     pub dma_map_latency_ns: Option<DmaLatency>,
+    /// The PF driver's IFLA_VF_STATS counters of the VF, read at the
+    /// snapshot (cumulative; `None` when the driver reports none or
+    /// rtnetlink is not available). Absent in streams written before the
+    /// field existed.
+    #[serde(default)]
+    pub net: Option<VfStats>,
 }
 
 /// What happened. Serialized internally tagged: `"kind": "vf_added"`, ...
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// A write to a PF's `sriov_numvfs`.
@@ -170,9 +182,32 @@ pub enum Event {
         hooks_attached: Vec<String>,
         hooks_missing: usize,
     },
+    /// What discovery sees: the PFs with their VFs (driver, netdev, IOMMU
+    /// group, and the PF driver's view: MAC, VLAN, link state, spoofchk,
+    /// trust, IFLA_VF_STATS counters). Sent after `started` (and its
+    /// `hook_missing`s), then whenever something other than the counters
+    /// changed.
+    Inventory { pfs: Vec<Pf> },
 }
 
 impl Event {
+    /// Every `kind` tag of this build, in declaration order. A line with
+    /// another kind comes from a newer writer (see [`NdjsonLine`]).
+    pub const KINDS: &'static [&'static str] = &[
+        "sriov_configure",
+        "vf_added",
+        "vf_removed",
+        "iommu_group_added",
+        "driver_probe",
+        "msi_alloc",
+        "vfio_dma",
+        "stats",
+        "lost",
+        "hook_missing",
+        "started",
+        "inventory",
+    ];
+
     /// The `kind` tag this event serializes with.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -187,13 +222,14 @@ impl Event {
             Self::Stats(_) => "stats",
             Self::Lost { .. } => "lost",
             Self::HookMissing { .. } => "hook_missing",
+            Self::Inventory { .. } => "inventory",
         }
     }
 }
 
 /// An [`Event`] with when it happened, who caused it and which VF it is
 /// about. Serializes as `{"ts_ns", "vf", "process", "kind", ...payload}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventEnvelope {
     /// Kernel `CLOCK_MONOTONIC` time (see [`Clock`]).
     pub ts_ns: u64,

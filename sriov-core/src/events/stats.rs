@@ -14,6 +14,8 @@
 //!   loaded, DMA since the aggregator started. Only `irq_per_s` is over the
 //!   last interval; on the first snapshot it is 0 (the counters may predate
 //!   the aggregator, so there is no interval to divide by).
+//! - `net` is the PF driver's IFLA_VF_STATS counters as the last
+//!   [`StatsAggregator::on_inventory`] before the snapshot read them.
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
@@ -21,7 +23,9 @@ use sriov_ebpf::record::{IRQ_BUCKETS, IrqStats};
 
 use super::{
     Attributor, DmaLatency, DmaOp, Event, EventEnvelope, IrqLatency, VfActivity, VfIdentity,
+    attribute::identity_of,
 };
+use crate::{discover::Pf, host::VfStats};
 
 /// Highest DMA map latency the histogram tracks (60 s); longer is recorded
 /// as 60 s.
@@ -46,6 +50,9 @@ pub struct StatsAggregator {
     prev: Option<(u64, BTreeMap<u32, u64>)>,
     /// `lost_total` at the previous snapshot.
     lost_seen: u64,
+    /// IFLA_VF_STATS by VF BDF, from the last inventory, for the next
+    /// snapshot only.
+    net: BTreeMap<String, (VfIdentity, VfStats)>,
 }
 
 /// Per-VF sums over its IRQs.
@@ -98,8 +105,23 @@ impl StatsAggregator {
         }
     }
 
-    /// One [`Event::Stats`] per VF with any IRQ or DMA activity so far
-    /// (ascending VF BDF), then an [`Event::Lost`] with the records lost
+    /// Take the VFs' netlink counters (IFLA_VF_STATS) from a discovery scan
+    /// (`Inventory::pfs`) for the next [`snapshot`](Self::snapshot). They
+    /// are used once: a snapshot without a fresh inventory has no `net`.
+    pub fn on_inventory(&mut self, pfs: &[Pf]) {
+        self.net = pfs
+            .iter()
+            .flat_map(|pf| pf.vfs.iter().map(move |vf| (pf, vf)))
+            .filter_map(|(pf, vf)| {
+                let stats = vf.config.as_ref()?.stats?;
+                Some((vf.bdf.clone(), (identity_of(pf, vf), stats)))
+            })
+            .collect();
+    }
+
+    /// One [`Event::Stats`] per VF with netlink counters (see
+    /// [`on_inventory`](Self::on_inventory)) or any IRQ or DMA activity so
+    /// far (ascending VF BDF), then an [`Event::Lost`] with the records lost
     /// since the previous snapshot if `lost_total` grew.
     ///
     /// The maps are keyed by IRQ number, values summed over CPUs: handler
@@ -142,7 +164,12 @@ impl StatsAggregator {
         }
         let elapsed_ns = prev.map_or(0, |(t, _)| now_ts_ns.saturating_sub(*t));
 
-        let mut bdfs: Vec<&String> = sums.keys().chain(self.dma.keys()).collect();
+        let net = std::mem::take(&mut self.net);
+        let mut bdfs: Vec<&String> = sums
+            .keys()
+            .chain(self.dma.keys())
+            .chain(net.keys())
+            .collect();
         bdfs.sort();
         bdfs.dedup();
         let mut out = Vec::new();
@@ -152,13 +179,19 @@ impl StatsAggregator {
             let irqs_total = irq.map_or(0, |s| s.total);
             let vfio_irqs_total = irq.map_or(0, |s| s.vfio);
             let irq_latency_ns = irq.and_then(|s| log2_latency(&s.log2, s.max_ns));
-            if irqs_total == 0 && vfio_irqs_total == 0 && irq_latency_ns.is_none() && dma.is_none()
+            let vf_net = net.get(bdf);
+            if irqs_total == 0
+                && vfio_irqs_total == 0
+                && irq_latency_ns.is_none()
+                && dma.is_none()
+                && vf_net.is_none()
             {
                 continue;
             }
             let Some(vf) = irq
                 .and_then(|s| s.vf.clone())
                 .or_else(|| dma.map(|d| d.vf.clone()))
+                .or_else(|| vf_net.map(|(id, _)| id.clone()))
             else {
                 continue;
             };
@@ -180,6 +213,7 @@ impl StatsAggregator {
                         p50: h.value_at_quantile(0.5),
                         p99: h.value_at_quantile(0.99),
                     }),
+                net: vf_net.map(|(_, s)| *s),
             };
             out.push(EventEnvelope {
                 ts_ns: now_ts_ns,

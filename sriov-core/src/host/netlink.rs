@@ -18,12 +18,12 @@ use netlink_packet_route::{
     },
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::types::{MacAddr, VfLinkState};
 
 /// What the PF driver reports for one VF (`ip link show PF`'s `vf N` line).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VfNetInfo {
     pub vf: u32,
     pub mac: Option<MacAddr>,
@@ -38,7 +38,7 @@ pub struct VfNetInfo {
 }
 
 /// IFLA_VF_STATS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VfStats {
     pub rx_packets: u64,
     pub tx_packets: u64,

@@ -11,4 +11,5 @@ mod guest;
 mod irq_count;
 mod probes;
 mod stream;
+mod tui;
 mod vf_enable;

@@ -18,19 +18,29 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
-    // fentry/fexit where the kernel allows (the lab's does), then the
-    // kprobe fallback forced: both must give the same records
+    // the default: fentry/fexit (the lab kernel allows them everywhere)
+    hotplug_records(true);
+}
+
+/// The kprobe fallback gives the same records. Not in the default `vm-test`
+/// run (`hazard_` tests need `--hazards`): loads that alternate between
+/// fentry and kprobes on the same functions froze this lab's guest about
+/// once in 20 to 40 cycles (see `LoadOptions::fentry`); this test is how
+/// to reproduce it (`--hazards kprobe --repeat 40`).
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test --hazards`"]
+fn hazard_kprobe_fallback_after_fentry_yields_the_same_hotplug_records() {
     hotplug_records(true);
     hotplug_records(false);
 }
 
-fn hotplug_records(prefer_btf: bool) {
+fn hotplug_records(fentry: bool) {
     guest::set_numvfs(0);
     let pf_bdf = pf();
     let rt = runtime();
     let records = rt.block_on(async {
         let mut probes = Probes::load(LoadOptions {
-            prefer_btf,
+            fentry,
             ..LoadOptions::default()
         })
         .expect("load the eBPF object");
@@ -40,7 +50,7 @@ fn hotplug_records(prefer_btf: bool) {
             probes.missing
         );
         let names = probes.attached_names();
-        let (entry, exit) = if prefer_btf {
+        let (entry, exit) = if fentry {
             ("fentry", "fexit")
         } else {
             ("kprobe", "kretprobe")

@@ -40,8 +40,55 @@ pub const MARK_INIT: &str = "@@SRIOV-LAB-INIT";
 pub enum Job {
     /// Run `/lab/run/cmd.sh` and report its exit code.
     Exec,
-    /// The interactive main job: create `vfs` VFs, then a shell on the console.
-    Main { vfs: u32, shell: bool },
+    /// The main job: create `vfs` VFs, start traffic on them, then
+    /// `sriov-top` on the console (and a shell after it) when the host's
+    /// stdin is the terminal `tty`; else a few seconds of `sriov-top --json`.
+    Main { vfs: u32, tty: Option<Tty> },
+}
+
+/// The host terminal the console is shown on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tty {
+    pub rows: u16,
+    pub cols: u16,
+    /// `$TERM` (only `[A-Za-z0-9._+-]` is kept).
+    pub term: String,
+}
+
+/// The main job's shell script (after the ready line).
+fn main_job(vfs: u32, tty: Option<&Tty>) -> String {
+    let mut s = format!(
+        "echo {vfs} > /sys/bus/pci/devices/$PF/sriov_numvfs\n\
+         for i in $(seq 100); do [ $(ls -d /sys/bus/pci/devices/$PF/virtfn*/net 2>/dev/null | wc -l) -ge {vfs} ] && break; sleep 0.1; done\n\
+         echo; echo \"sriov lab: PF $PF ($PFN) with {vfs} VFs:\"\n\
+         i=10\n\
+         for v in /sys/bus/pci/devices/$PF/virtfn*; do\n\
+         \tn=$(ls $v/net 2>/dev/null)\n\
+         \techo \"  $(basename $v) -> $(basename $(readlink -f $v)) $n\"\n\
+         \t[ -n \"$n\" ] || continue\n\
+         \tip addr add 192.0.2.$i/24 dev $n; ip link set dev $n up; i=$((i+1))\n\
+         \t# traffic: ARP broadcasts the 82576 switches to the PF and the other VFs\n\
+         \t(while :; do arping -q -c 10 -I $n 192.0.2.99 >/dev/null 2>&1; done) &\n\
+         done\n"
+    );
+    match tty {
+        Some(t) => s.push_str(&format!(
+            "stty rows {} cols {} 2>/dev/null\n\
+             export TERM={}\n\
+             echo 'starting sriov-top (q quits; then a shell, exit it to power off)'\n\
+             sleep 1\n\
+             setsid cttyhack sriov-top\n\
+             echo 'project binaries are in /lab/bin (on PATH): sriov list, sriov-top --json, ...; exit the shell to power off'\n\
+             setsid cttyhack /bin/sh -l\n",
+            t.rows, t.cols, t.term
+        )),
+        None => s.push_str(
+            "echo 'stdin is not a terminal: 5 s of `sriov-top --json` instead of the terminal UI'\n\
+             sriov-top --json --duration 5\n",
+        ),
+    }
+    s.push_str(&format!("echo \"{MARK_EXIT} 0\"\n"));
+    s
 }
 
 /// Shared libraries (as absolute paths) that `bin` loads, per `ldd`.
@@ -77,19 +124,7 @@ fn init_script(kver: &str, insmods: &str, job: &Job) -> String {
         Job::Exec => format!(
             "cd /tmp\n/bin/sh -c '. /etc/profile; . /lab/run/cmd.sh' </dev/null\nrc=$?\nsync\necho \"{MARK_EXIT} $rc\"\n"
         ),
-        Job::Main { vfs, shell } => format!(
-            "echo {vfs} > /sys/bus/pci/devices/$PF/sriov_numvfs\n\
-             for i in $(seq 100); do [ $(ls -d /sys/bus/pci/devices/$PF/virtfn*/net 2>/dev/null | wc -l) -ge {vfs} ] && break; sleep 0.1; done\n\
-             echo; echo \"sriov lab: PF $PF ($PFN) with {vfs} VFs:\"\n\
-             for v in /sys/bus/pci/devices/$PF/virtfn*; do echo \"  $(basename $v) -> $(basename $(readlink -f $v)) $(ls $v/net 2>/dev/null)\"; done\n\
-             {}\
-             echo \"{MARK_EXIT} 0\"\n",
-            if *shell {
-                "echo 'project binaries are in /lab/bin (on PATH); exit the shell to power off'\nsetsid cttyhack /bin/sh -l\n"
-            } else {
-                "echo 'stdin is not a terminal: no shell; powering off'\n"
-            }
-        ),
+        Job::Main { vfs, tty } => main_job(*vfs, tty.as_ref()),
     };
     format!(
         r#"#!/bin/busybox sh

@@ -33,11 +33,12 @@ pub struct Options {
     /// succeed on this machine (probed once, cached), else TCG.
     #[arg(long, value_enum)]
     accel: Option<Accel>,
-    /// Hard timeout for the whole VM run, in seconds.
-    #[arg(long, default_value_t = 600)]
-    timeout: u64,
+    /// Hard timeout for the whole VM run, in seconds (default: 600, none
+    /// when the main job runs on a terminal).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// VFs the main job creates (no --exec).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=7))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=7))]
     vfs: u32,
     /// Do not build the project binaries first; share what is already built.
     #[arg(long)]
@@ -201,6 +202,39 @@ pub fn project_bins(profile: &str) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// The terminal on stdin (size from `stty size`), if stdin is one.
+fn host_tty() -> Option<image::Tty> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let out = Command::new("stty")
+        .arg("size")
+        .stdin(std::process::Stdio::inherit())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    let (rows, cols) = match (it.next(), it.next()) {
+        (Some(Ok(r)), Some(Ok(c))) if r > 0 && c > 0 => (r, c),
+        _ => (24, 80),
+    };
+    let term: String = std::env::var("TERM")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._+-".contains(*c))
+        .collect();
+    Some(image::Tty {
+        rows,
+        cols,
+        term: if term.is_empty() {
+            "linux".into()
+        } else {
+            term
+        },
+    })
+}
+
 pub fn run_lab(o: Options) -> Result<u8> {
     let bins = if o.no_build {
         project_bins("debug")
@@ -211,15 +245,19 @@ pub fn run_lab(o: Options) -> Result<u8> {
         Some(_) => Job::Exec,
         None => Job::Main {
             vfs: o.vfs,
-            shell: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+            tty: host_tty(),
         },
     };
+    let on_tty = matches!(job, Job::Main { tty: Some(_), .. });
+    let timeout = o
+        .timeout
+        .unwrap_or(if on_tty { 7 * 24 * 3600 } else { 600 });
     let run = Run {
         job,
         cmd: o.exec.as_deref(),
         bins: &bins,
         accel: o.accel,
-        timeout: Duration::from_secs(o.timeout),
+        timeout: Duration::from_secs(timeout),
         verbose: o.verbose,
     };
     let out = boot(&run, |l| println!("{l}"))?;

@@ -1,5 +1,9 @@
 //! Stats, clock and NDJSON.
 use super::*;
+use crate::{
+    host::{VfNetInfo, VfStats},
+    types::MacAddr,
+};
 
 // ---- stats ----
 
@@ -292,6 +296,13 @@ fn samples() -> Vec<Event> {
             dma_bytes_mapped: 0,
             dma_bytes_unmapped: 0,
             dma_map_latency_ns: Some(DmaLatency { p50: 1, p99: 2 }),
+            net: Some(VfStats {
+                rx_packets: 10,
+                tx_packets: 20,
+                rx_bytes: 640,
+                tx_bytes: 1280,
+                ..VfStats::default()
+            }),
         }),
         Event::Lost { records: 1 },
         Event::HookMissing {
@@ -303,7 +314,35 @@ fn samples() -> Vec<Event> {
             hooks_attached: vec!["tracepoint:irq:irq_handler_entry".into()],
             hooks_missing: 0,
         },
+        Event::Inventory {
+            pfs: lab_pfs_with_config(),
+        },
     ]
+}
+
+/// The lab's PF with 2 VFs as discovery sees it, with the PF driver's
+/// view (rtnetlink) filled in as on a real host.
+fn lab_pfs_with_config() -> Vec<crate::discover::Pf> {
+    let (_dir, _spec, host) = lab(2);
+    let mut inv = crate::discover::discover(&host).unwrap();
+    for pf in &mut inv.pfs {
+        for vf in &mut pf.vfs {
+            vf.config = Some(VfNetInfo {
+                vf: vf.index,
+                mac: Some(MacAddr([2, 0, 0, 0, 0, vf.index as u8])),
+                vlan: 100,
+                spoofchk: Some(true),
+                trust: Some(false),
+                link_state: Some(crate::types::VfLinkState::Auto),
+                stats: Some(VfStats {
+                    rx_packets: 1000 + u64::from(vf.index),
+                    ..VfStats::default()
+                }),
+                ..VfNetInfo::default()
+            });
+        }
+    }
+    inv.pfs
 }
 
 #[test]
@@ -390,4 +429,154 @@ fn hostname_from_proc_or_unknown() {
     fs::create_dir_all(dir.path().join("proc/sys/kernel")).unwrap();
     fs::write(dir.path().join("proc/sys/kernel/hostname"), "lab1\n").unwrap();
     assert_eq!(hostname(&host), "lab1");
+}
+
+#[test]
+fn every_kind_is_listed_in_kinds() {
+    let kinds: Vec<&str> = samples().iter().map(Event::kind).collect();
+    assert_eq!(kinds, Event::KINDS);
+}
+
+/// What the writer writes, the reader reads back the same, every kind.
+#[test]
+fn every_kind_round_trips_through_a_line() {
+    let mut w = NdjsonWriter::new(Vec::new(), clock(), "lab1");
+    let mut evs = Vec::new();
+    for (i, e) in samples().into_iter().enumerate() {
+        let mut ev = EventEnvelope::new(1_000_000_000 + i as u64, e);
+        if i % 2 == 0 {
+            ev.vf = Some(identity(1, VF1, 486));
+            ev.process = Some(Process {
+                pid: 7,
+                tid: 8,
+                comm: "qemu".into(),
+            });
+        }
+        w.write(&ev).unwrap();
+        evs.push(ev);
+    }
+    let out = String::from_utf8(w.into_inner()).unwrap();
+    let read: Vec<NdjsonLine> = NdjsonReader::new(out.as_bytes())
+        .map(|(_, r)| match r.unwrap() {
+            ReadLine::Event(l) => *l,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(read.len(), evs.len());
+    for (l, ev) in read.iter().zip(&evs) {
+        assert_eq!(&l.envelope, ev);
+        assert_eq!(l.schema, SCHEMA);
+        assert_eq!(l.node, "lab1");
+        assert_eq!(l.time, clock().rfc3339(ev.ts_ns));
+    }
+}
+
+#[test]
+fn stats_lines_without_net_still_parse() {
+    // a v1 line written before `net` existed
+    let line = r#"{"schema":"sriov-top.events/v1","time":"t","node":"n","ts_ns":5,"vf":null,"process":null,"kind":"stats","irq_per_s":1.0,"irqs_total":2,"irq_latency_ns":null,"vfio_irqs_total":0,"dma_bytes_mapped":0,"dma_bytes_unmapped":0,"dma_map_latency_ns":null}"#;
+    let ReadLine::Event(l) = NdjsonLine::parse(1, line).unwrap() else {
+        panic!("not an event")
+    };
+    assert!(matches!(
+        l.envelope.event,
+        Event::Stats(VfActivity {
+            irqs_total: 2,
+            net: None,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn reader_skips_unknown_kinds_and_blank_lines_and_names_bad_lines() {
+    let text = concat!(
+        r#"{"schema":"sriov-top.events/v1","time":"t","node":"n","ts_ns":1,"vf":null,"process":null,"kind":"lost","records":3}"#,
+        "\n\n",
+        r#"{"schema":"sriov-top.events/v1.4","time":"t","node":"n","ts_ns":2,"vf":null,"process":null,"kind":"policy_violation","rule":"x"}"#,
+        "\n",
+        r#"{"schema":"sriov-top.events/v2","time":"t","node":"n","ts_ns":3,"vf":null,"process":null,"kind":"lost","records":3}"#,
+        "\n",
+        r#"{"schema":"sriov-top.events/v1","ts_ns":4,"kind":"lost"}"#,
+        "\n",
+        "{not json\n",
+    );
+    let got: Vec<(usize, crate::Result<ReadLine>)> = NdjsonReader::new(text.as_bytes()).collect();
+    assert_eq!(got.len(), 6);
+    assert!(
+        matches!(&got[0], (1, Ok(ReadLine::Event(l))) if l.envelope.event == Event::Lost { records: 3 })
+    );
+    assert!(matches!(&got[1], (2, Ok(ReadLine::Blank))));
+    assert!(matches!(&got[2], (3, Ok(ReadLine::UnknownKind(k))) if k == "policy_violation"));
+    let msg = |i: usize| match &got[i].1 {
+        Err(e) => e.to_string(),
+        Ok(other) => panic!("line {}: {other:?}", got[i].0),
+    };
+    let m = msg(3);
+    assert!(m.starts_with("line 4: "), "{m}");
+    assert!(m.contains("major version 2") && m.contains(SCHEMA), "{m}");
+    let m = msg(4);
+    assert!(m.starts_with("line 5: ") && m.contains("records"), "{m}");
+    let m = msg(5);
+    assert!(m.starts_with("line 6: not JSON"), "{m}");
+    assert!(matches!(
+        &got[5].1,
+        Err(crate::Error::EventLine { line: 6, .. })
+    ));
+}
+
+#[test]
+fn schema_versions() {
+    assert_eq!(check_schema(SCHEMA), Ok(()));
+    assert_eq!(check_schema("sriov-top.events/v1.7"), Ok(()));
+    for bad in [
+        "sriov-top.events/v2",
+        "sriov-top.events/v10",
+        "sriov-top.events/vx",
+        "sriov-top.discovery/v1",
+        "",
+    ] {
+        assert!(check_schema(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn stats_for_vfs_with_only_netlink_counters() {
+    let (dir, _spec, host) = lab(3);
+    add_msi_irqs(dir.path(), VF0, &[40]);
+    let attr = Attributor::new(&host).unwrap();
+    let mut agg = StatsAggregator::new();
+    let mut inv = crate::discover::discover(&host).unwrap();
+    // counters for VF1 only; VF2 has a config but no counters
+    inv.pfs[0].vfs[1].config = Some(VfNetInfo {
+        vf: 1,
+        stats: Some(VfStats {
+            rx_packets: 5,
+            tx_bytes: 900,
+            ..VfStats::default()
+        }),
+        ..VfNetInfo::default()
+    });
+    inv.pfs[0].vfs[2].config = Some(VfNetInfo {
+        vf: 2,
+        ..VfNetInfo::default()
+    });
+    agg.on_inventory(&inv.pfs);
+    let counts = BTreeMap::from([(40, 7)]);
+    let none = BTreeMap::new();
+    let out = agg.snapshot(10, &counts, &BTreeMap::new(), &none, 0, &attr);
+    let bdfs: Vec<&str> = out
+        .iter()
+        .map(|e| e.vf.as_ref().unwrap().bdf.as_str())
+        .collect();
+    assert_eq!(bdfs, [VF0, VF1]);
+    assert_eq!(stats_of(&out[0]).net, None);
+    assert_eq!(out[1].vf, Some(identity(1, VF1, 486)));
+    let s = stats_of(&out[1]);
+    assert_eq!(s.irqs_total, 0);
+    assert_eq!(s.net.map(|n| (n.rx_packets, n.tx_bytes)), Some((5, 900)));
+    // counters are used once: no fresh inventory, no `net`
+    let out = agg.snapshot(20, &counts, &BTreeMap::new(), &none, 0, &attr);
+    assert_eq!(out.len(), 1);
+    assert_eq!(stats_of(&out[0]).net, None);
 }

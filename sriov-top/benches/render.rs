@@ -1,0 +1,147 @@
+//! One frame of the VF table with 256 VFs (16 PFs x 16 VFs, with rates,
+//! latencies and a full event log) into a 200x60 TestBackend: the App's
+//! rows, sort and formatting plus ratatui's layout and diff. Goal: <= 2 ms.
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ratatui::{Terminal, backend::TestBackend};
+use sriov_core::{
+    discover::{Pf, Vf},
+    events::{Event, EventEnvelope, IrqLatency, VfActivity, VfIdentity},
+    host::{VfNetInfo, VfStats},
+    types::{MacAddr, VfLinkState},
+};
+use sriov_top::tui::{App, SourceInfo};
+
+const PFS: u32 = 16;
+const VFS_PER_PF: u32 = 16;
+
+fn pf_bdf(p: u32) -> String {
+    format!("0000:{:02x}:00.0", p + 1)
+}
+
+fn vf_bdf(p: u32, v: u32) -> String {
+    format!("0000:{:02x}:{:02x}.{}", p + 1, 0x10 + v / 8, v % 8)
+}
+
+fn inventory() -> Vec<Pf> {
+    (0..PFS)
+        .map(|p| Pf {
+            bdf: pf_bdf(p),
+            vendor_id: "0x8086".into(),
+            device_id: "0x1592".into(),
+            vendor_name: Some("Intel Corporation".into()),
+            device_name: Some("Ethernet Controller E810-C".into()),
+            driver: Some("ice".into()),
+            netdev: Some(format!("ens{p}f0")),
+            link: Some("up".into()),
+            total_vfs: 256,
+            num_vfs: VFS_PER_PF,
+            numa_node: Some(0),
+            vfs: (0..VFS_PER_PF)
+                .map(|v| Vf {
+                    index: v,
+                    bdf: vf_bdf(p, v),
+                    device_id: Some("0x1889".into()),
+                    driver: Some(if v % 4 == 0 { "vfio-pci" } else { "iavf" }.into()),
+                    netdev: (v % 4 != 0).then(|| format!("ens{p}f0v{v}")),
+                    iommu_group: Some(100 + p * VFS_PER_PF + v),
+                    config: Some(VfNetInfo {
+                        vf: v,
+                        mac: Some(MacAddr([2, 0, 0, 0, p as u8, v as u8])),
+                        vlan: (100 + v) as u16,
+                        spoofchk: Some(true),
+                        trust: Some(v % 2 == 0),
+                        link_state: Some(VfLinkState::Auto),
+                        stats: Some(VfStats::default()),
+                        ..VfNetInfo::default()
+                    }),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn stats(p: u32, v: u32, tick: u64) -> EventEnvelope {
+    let k = u64::from(p * VFS_PER_PF + v + 1);
+    let mut ev = EventEnvelope::new(
+        1_000_000_000 * (tick + 1),
+        Event::Stats(VfActivity {
+            irq_per_s: (k * 10) as f64,
+            irqs_total: k * 10 * tick,
+            irq_latency_ns: Some(IrqLatency {
+                p50: 2047,
+                p99: 8191,
+                max: 12_000,
+            }),
+            vfio_irqs_total: 0,
+            dma_bytes_mapped: k << 20,
+            dma_bytes_unmapped: 0,
+            dma_map_latency_ns: None,
+            net: Some(VfStats {
+                rx_packets: k * 1000 * tick,
+                tx_packets: k * 700 * tick,
+                rx_bytes: k * 1_500_000 * tick,
+                tx_bytes: k * 90_000 * tick,
+                ..VfStats::default()
+            }),
+        }),
+    );
+    ev.vf = Some(VfIdentity {
+        pf: pf_bdf(p),
+        pf_netdev: Some(format!("ens{p}f0")),
+        index: v,
+        bdf: vf_bdf(p, v),
+        netdev: None,
+        iommu_group: None,
+    });
+    ev
+}
+
+fn app() -> App {
+    let mut app = App::new(SourceInfo::Live);
+    app.resize(200, 60);
+    app.apply(&EventEnvelope::new(
+        0,
+        Event::Inventory { pfs: inventory() },
+    ));
+    for tick in 0..60 {
+        for p in 0..PFS {
+            for v in 0..VFS_PER_PF {
+                app.apply(&stats(p, v, tick));
+            }
+        }
+    }
+    for i in 0..2000u64 {
+        app.apply(&EventEnvelope::new(
+            61_000_000_000 + i,
+            Event::Lost { records: 1 },
+        ));
+    }
+    app
+}
+
+fn render(c: &mut Criterion) {
+    let mut app = app();
+    // sorted by a rate: the order changes with the data, as in real use
+    for _ in 0..3 {
+        app.sort = app.sort.next();
+    }
+    let mut t = Terminal::new(TestBackend::new(200, 60)).expect("test backend");
+    c.bench_function("render_table_256_vfs_200x60", |b| {
+        b.iter(|| {
+            t.draw(|f| f.render_widget(black_box(&app), f.area()))
+                .expect("draw");
+        })
+    });
+    app.mode = sriov_top::tui::Mode::Events;
+    c.bench_function("render_events_200x60", |b| {
+        b.iter(|| {
+            t.draw(|f| f.render_widget(black_box(&app), f.area()))
+                .expect("draw");
+        })
+    });
+}
+
+criterion_group!(benches, render);
+criterion_main!(benches);

@@ -1,0 +1,370 @@
+//! The live source: eBPF probes, attribution, periodic statistics and
+//! discovery scans, sent as [`Collected`] items into one tokio mpsc channel.
+//! Its consumers are the `--json` writer ([`crate::stream`]) and the
+//! terminal UI ([`crate::tui`]).
+//!
+//! What it sends, in order:
+//!
+//! 1. `started` and one `hook_missing` per hook that did not attach (when
+//!    the probes are loaded), or [`Collected::EbpfUnavailable`];
+//! 2. `inventory`: what discovery sees;
+//! 3. then, as they come, the events of the ring buffer, and on each tick
+//!    (every `interval`): an `inventory` if anything but the counters
+//!    changed, one `stats` per VF with counters or activity, and `lost`.
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use sriov_core::{
+    discover::{Pf, discover},
+    ebpf::{LoadOptions, Probes, describe},
+    events::{Attributor, Clock, Event, EventEnvelope, StatsAggregator},
+    host::{Host, System},
+};
+use tokio::sync::mpsc;
+
+/// One item of the live source.
+// events are nearly every item: boxing them would cost an allocation each
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Collected {
+    Event(EventEnvelope),
+    /// Something the user should know that is not an event (a scan that
+    /// failed, an undecodable record): stderr for `--json`, the status
+    /// line in the UI.
+    Warning(String),
+    /// The probes are not loaded; only discovery data (inventory, `stats`
+    /// with netlink counters) follows.
+    EbpfUnavailable(EbpfUnavailable),
+}
+
+/// Why there are no eBPF events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EbpfUnavailable {
+    /// Not running as root: not even tried.
+    NotRoot,
+    /// Loading or attaching failed; the loader's error.
+    LoadFailed(String),
+}
+
+/// How to collect.
+#[derive(Debug, Clone, Copy)]
+pub struct CollectOptions {
+    /// Between `stats` records and discovery scans.
+    pub interval: Duration,
+    /// Stop after this long (`None`: until Ctrl-C or the consumer leaves).
+    pub duration: Option<Duration>,
+    /// Ring buffer size (`None`: the loader's default).
+    pub ring_bytes: Option<u32>,
+    /// fentry/fexit where possible ([`LoadOptions::fentry`]).
+    pub fentry: bool,
+    /// Fail when the probes cannot be loaded (`--json`), instead of going
+    /// on with discovery only (the UI).
+    pub require_ebpf: bool,
+}
+
+/// Decides whether an inventory is worth sending: only when something
+/// other than the VF counters changed since the last one sent.
+#[derive(Debug, Default)]
+pub struct InventoryChanges {
+    last: Option<Vec<Pf>>,
+}
+
+impl InventoryChanges {
+    /// True (and remembered) if `pfs` differs from the last inventory
+    /// passed here, counters (IFLA_VF_STATS) aside. The first is a change.
+    pub fn changed(&mut self, pfs: &[Pf]) -> bool {
+        let stripped = without_counters(pfs);
+        if self.last.as_ref() == Some(&stripped) {
+            return false;
+        }
+        self.last = Some(stripped);
+        true
+    }
+}
+
+/// `pfs` with every VF's `config.stats` cleared.
+fn without_counters(pfs: &[Pf]) -> Vec<Pf> {
+    let mut pfs = pfs.to_vec();
+    for vf in pfs.iter_mut().flat_map(|pf| pf.vfs.iter_mut()) {
+        if let Some(c) = &mut vf.config {
+            c.stats = None;
+        }
+    }
+    pfs
+}
+
+/// Sends into the channel; false when the consumer went away.
+struct Out<T> {
+    tx: mpsc::Sender<T>,
+}
+
+impl<T: From<Collected>> Out<T> {
+    async fn send(&self, c: Collected) -> bool {
+        self.tx.send(T::from(c)).await.is_ok()
+    }
+
+    async fn event(&self, ev: EventEnvelope) -> bool {
+        self.send(Collected::Event(ev)).await
+    }
+}
+
+fn now() -> u64 {
+    Clock::now_ns().unwrap_or(0)
+}
+
+/// Watch every VF MSI-X vector discovery knows about.
+fn watch_all(probes: &mut Probes, attr: &Attributor) -> Result<()> {
+    let watched = probes.watched();
+    for irq in attr.irqs() {
+        if !watched.contains(&irq) {
+            probes.watch_irq(irq)?;
+        }
+    }
+    Ok(())
+}
+
+/// Load the probes as `opts` says: `Ok(None)` when they are not required
+/// and could not be had (the reason sent to the consumer).
+async fn load_probes<T: From<Collected>>(
+    opts: &CollectOptions,
+    out: &Out<T>,
+) -> Result<Option<Probes>> {
+    // the other options keep their defaults
+    let load = LoadOptions {
+        ring_bytes: opts.ring_bytes.unwrap_or(LoadOptions::default().ring_bytes),
+        fentry: opts.fentry,
+    };
+    if opts.require_ebpf {
+        let p = Probes::load(load).context("loading the eBPF programs (run as root)")?;
+        return Ok(Some(p));
+    }
+    let why = if !nix::unistd::Uid::effective().is_root() {
+        EbpfUnavailable::NotRoot
+    } else {
+        match Probes::load(load) {
+            Ok(p) => return Ok(Some(p)),
+            Err(e) => EbpfUnavailable::LoadFailed(e.to_string()),
+        }
+    };
+    out.send(Collected::EbpfUnavailable(why)).await;
+    Ok(None)
+}
+
+/// Collect until `opts.duration` is over, Ctrl-C (SIGINT), or the receiver
+/// of `tx` is dropped. Fails when discovery cannot read the PCI devices at
+/// start, when the probes are required and cannot be loaded, or when their
+/// maps cannot be read.
+pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) -> Result<()> {
+    let out = Out { tx };
+    let host = System::live();
+    let inv = discover(&host).context("discovering PFs and VFs")?;
+    let mut attr = Attributor::default();
+    attr.refresh_with(&host, &inv);
+    let mut probes = load_probes(&opts, &out).await?;
+    if let Some(p) = &probes {
+        let started = Event::Started {
+            hooks_attached: p.attached.iter().map(|h| describe(&h.attach)).collect(),
+            hooks_missing: p.missing.len(),
+        };
+        if !out.event(EventEnvelope::new(now(), started)).await {
+            return Ok(());
+        }
+        for m in &p.missing {
+            let ev = EventEnvelope::new(
+                now(),
+                Event::HookMissing {
+                    hook: m.program.to_string(),
+                    attach: m.attach.clone(),
+                    reason: m.reason.clone(),
+                },
+            );
+            if !out.event(ev).await {
+                return Ok(());
+            }
+        }
+    }
+    let mut changes = InventoryChanges::default();
+    changes.changed(&inv.pfs);
+    let mut stats = StatsAggregator::new();
+    stats.on_inventory(&inv.pfs);
+    let first = Event::Inventory { pfs: inv.pfs };
+    if !out.event(EventEnvelope::new(now(), first)).await {
+        return Ok(());
+    }
+    let mut ring = match &mut probes {
+        Some(p) => {
+            watch_all(p, &attr)?;
+            Some(
+                p.take_ring()
+                    .context("registering the ring buffer with tokio")?,
+            )
+        }
+        None => None,
+    };
+    // the statistics that go with the first inventory, then one set per tick
+    for c in snapshot(&mut stats, &attr, probes.as_mut())? {
+        if !out.send(c).await {
+            return Ok(());
+        }
+    }
+    let mut tick = tokio::time::interval(opts.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: that was it
+    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut bad_records = 0u64;
+    loop {
+        let stop = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            batch = async {
+                match &mut ring {
+                    Some(r) => r.next_batch().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                for rec in batch.context("reading the ring buffer")? {
+                    match rec {
+                        Ok(rec) => {
+                            let ev = attr.from_record(&host, &rec);
+                            stats.on_event(&ev);
+                            if !out.event(ev).await {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => {
+                            bad_records += 1;
+                            if bad_records <= 10 {
+                                let w = format!("undecodable record: {e}");
+                                if !out.send(Collected::Warning(w)).await {
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let evs = on_tick(&host, &mut attr, &mut stats, &mut changes, probes.as_mut());
+                for c in evs? {
+                    if !out.send(c).await {
+                        return Ok(());
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = stop => break,
+        }
+    }
+    Ok(())
+}
+
+/// A tick: rescan (VFs come and go; watch their vectors), an inventory if
+/// it changed, then the statistics.
+fn on_tick(
+    host: &dyn Host,
+    attr: &mut Attributor,
+    stats: &mut StatsAggregator,
+    changes: &mut InventoryChanges,
+    mut probes: Option<&mut Probes>,
+) -> Result<Vec<Collected>> {
+    let mut out = Vec::new();
+    match discover(host) {
+        Ok(inv) => {
+            attr.refresh_with(host, &inv);
+            stats.on_inventory(&inv.pfs);
+            if changes.changed(&inv.pfs) {
+                out.push(Collected::Event(EventEnvelope::new(
+                    now(),
+                    Event::Inventory { pfs: inv.pfs },
+                )));
+            }
+        }
+        Err(e) => out.push(Collected::Warning(format!("rediscovery failed: {e}"))),
+    }
+    if let Some(p) = probes.as_deref_mut() {
+        watch_all(p, attr)?;
+    }
+    out.extend(snapshot(stats, attr, probes)?);
+    Ok(out)
+}
+
+/// `stats` and `lost` now, from the probes' maps when there are probes.
+fn snapshot(
+    stats: &mut StatsAggregator,
+    attr: &Attributor,
+    probes: Option<&mut Probes>,
+) -> Result<Vec<Collected>> {
+    let evs = match probes {
+        Some(p) => stats.snapshot(
+            now(),
+            &p.irq_counts()?,
+            &p.irq_stats()?,
+            &p.vfio_irq_counts()?,
+            p.lost()?,
+            attr,
+        ),
+        None => {
+            let none = Default::default();
+            stats.snapshot(now(), &none, &Default::default(), &none, 0, attr)
+        }
+    };
+    Ok(evs.into_iter().map(Collected::Event).collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use sriov_core::{
+        fixture::{self, PfSpec},
+        host::{VfNetInfo, VfStats},
+    };
+
+    use super::*;
+
+    fn lab_pfs() -> Vec<Pf> {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = PfSpec::i82576("0000:01:00.0".parse().unwrap(), "eth0", 3);
+        fixture::add_pf(dir.path(), &spec).unwrap();
+        let mut pfs = discover(&System::fixture(dir.path())).unwrap().pfs;
+        for vf in &mut pfs[0].vfs {
+            vf.config = Some(VfNetInfo {
+                vf: vf.index,
+                stats: Some(VfStats::default()),
+                ..VfNetInfo::default()
+            });
+        }
+        pfs
+    }
+
+    #[test]
+    fn inventory_is_resent_only_when_more_than_counters_changed() {
+        let mut c = InventoryChanges::default();
+        let mut pfs = lab_pfs();
+        assert!(c.changed(&pfs), "the first one is a change");
+        assert!(!c.changed(&pfs));
+        // traffic: counters only
+        if let Some(cfg) = &mut pfs[0].vfs[1].config {
+            cfg.stats = Some(VfStats {
+                rx_packets: 99,
+                ..VfStats::default()
+            });
+        }
+        assert!(!c.changed(&pfs));
+        // a driver bound to a VF
+        pfs[0].vfs[1].driver = Some("vfio-pci".into());
+        assert!(c.changed(&pfs));
+        assert!(!c.changed(&pfs));
+        // a VF removed
+        pfs[0].vfs.pop();
+        assert!(c.changed(&pfs));
+        // a VLAN set
+        if let Some(cfg) = &mut pfs[0].vfs[0].config {
+            cfg.vlan = 7;
+        }
+        assert!(c.changed(&pfs));
+    }
+}

@@ -1,0 +1,8 @@
+//! `sriov-top`: the sources (live collector, replay), the `--json`
+//! stream and the terminal UI, as a library for the binary, its tests and
+//! its benchmarks.
+pub mod cli;
+pub mod collect;
+pub mod replay;
+pub mod stream;
+pub mod tui;

@@ -1,0 +1,150 @@
+//! `sriov-top --replay` in a real terminal (tmux, on a socket of its own):
+//! the table appears, a resize redraws it, `q` exits 0, and the terminal
+//! is back on the normal screen.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+/// The pane's mouse reporting modes.
+const MOUSE: &str = "#{mouse_any_flag}#{mouse_standard_flag}#{mouse_button_flag}";
+const VFS: [&str; 3] = ["0000:01:10.0", "0000:01:10.2", "0000:01:10.4"];
+
+/// A tmux server of our own, killed at the end (also on failure).
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running tmux (is it installed?): {e}"));
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// Wait until `ok(screen)`; fail with the screen after `secs`.
+    fn wait_for(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let t = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if t.elapsed() > Duration::from_secs(secs) {
+                panic!("timed out waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn wait_file(path: &Path, secs: u64) -> Option<String> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && s.ends_with('\n')
+        {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn replay_in_tmux_shows_the_vfs_resizes_and_restores_the_terminal() {
+    let bin = assert_cmd::cargo::cargo_bin("sriov-top");
+    let dir = tempfile::tempdir().unwrap();
+    let exit_file = dir.path().join("exit");
+    let tmux = Tmux {
+        socket: format!("sriov-top-test-{}", std::process::id()),
+    };
+    let cmd = format!(
+        "cd {} && {} --replay tests/fixtures/lab.ndjson --speed 100; echo EXIT=$? > {}; sleep 60",
+        env!("CARGO_MANIFEST_DIR"),
+        bin.display(),
+        exit_file.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+
+    let s = tmux.wait_for("the 3 VFs in the table", 10, |s| {
+        VFS.iter().all(|v| s.contains(v))
+    });
+    assert!(s.contains("replay lab.ndjson"), "{s}");
+    assert!(s.contains("MAC"), "120 columns have room for the MAC:\n{s}");
+    assert_eq!(
+        tmux.run(&["display", "-p", "-t", "t", "#{alternate_on}"])
+            .trim(),
+        "1"
+    );
+    assert_ne!(
+        tmux.run(&["display", "-p", "-t", "t", MOUSE]).trim(),
+        "000",
+        "mouse captured"
+    );
+
+    // narrower: the layout follows
+    tmux.run(&["resize-window", "-t", "t", "-x", "64", "-y", "20"]);
+    let s = tmux.wait_for("the narrow layout", 10, |s| {
+        !s.contains("MAC") && VFS.iter().all(|v| s.contains(v))
+    });
+    assert!(s.lines().all(|l| l.chars().count() <= 64), "{s}");
+
+    // the replay ends, the UI stays
+    tmux.wait_for("replay ended", 10, |s| s.contains("replay ended"));
+
+    tmux.run(&["send-keys", "-t", "t", "q"]);
+    let exit = wait_file(&exit_file, 10).unwrap_or_else(|| {
+        panic!(
+            "sriov-top did not exit on q; the screen:\n{}",
+            tmux.screen()
+        )
+    });
+    assert_eq!(exit.trim(), "EXIT=0");
+    assert_eq!(
+        tmux.run(&["display", "-p", "-t", "t", "#{alternate_on}"])
+            .trim(),
+        "0",
+        "left on the alternate screen"
+    );
+    let s = tmux.screen();
+    assert!(
+        !s.contains("sriov-top  [VFs]") && !VFS.iter().any(|v| s.contains(v)),
+        "the UI is still on the normal screen:\n{s}"
+    );
+    // mouse reporting off again: tmux knows the pane's mode
+    assert_eq!(tmux.run(&["display", "-p", "-t", "t", MOUSE]).trim(), "000");
+}
