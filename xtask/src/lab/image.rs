@@ -129,7 +129,7 @@ fn init_script(kver: &str, insmods: &str, job: &Job) -> String {
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/lab/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=${{TERM:-linux}} SRIOV_LAB=1 RUST_BACKTRACE=1
+export PATH=/lab/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=${{TERM:-linux}} SRIOV_LAB=1 LANG=C.UTF-8 RUST_BACKTRACE=1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -160,6 +160,25 @@ echo "{MARK_READY} $(cut -d' ' -f1 /proc/uptime) PF=$PF netdev=$PFN"
 {job}poweroff -f
 "#
     )
+}
+
+/// Add the regular files under `dir` (if it exists) at the same paths.
+fn add_tree(img: &mut Cpio, dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries {
+        let e = e?;
+        let p = e.path();
+        let ty = e.file_type()?;
+        if ty.is_dir() {
+            add_tree(img, &p)?;
+        } else if ty.is_file() {
+            let data = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            img.file(&p.to_string_lossy(), 0o644, &data);
+        }
+    }
+    Ok(())
 }
 
 pub struct Built {
@@ -245,6 +264,8 @@ pub fn build(
             }
         }
     }
+    // tmux refuses to start without a UTF-8 locale; glibc's C.UTF-8 is files
+    add_tree(&mut img, Path::new("/usr/lib/locale/C.utf8"))?;
     if let Ok(ids) = fs::read("/usr/share/misc/pci.ids") {
         img.file("/usr/share/misc/pci.ids", 0o644, &ids);
     }
