@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use sriov_core::{
-    discover::{Pf, discover},
+    discover::{Pf, discover, fill_counters_from_netdevs},
     ebpf::{LoadOptions, Probes, describe},
     events::{Attributor, Clock, Event, EventEnvelope, StatsAggregator},
     host::{Host, System},
@@ -157,7 +157,8 @@ async fn load_probes<T: From<Collected>>(
 pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) -> Result<()> {
     let out = Out { tx };
     let host = System::live();
-    let inv = discover(&host).context("discovering PFs and VFs")?;
+    let mut inv = discover(&host).context("discovering PFs and VFs")?;
+    fill_counters_from_netdevs(&host, &mut inv.pfs);
     let mut attr = Attributor::default();
     attr.refresh_with(&host, &inv);
     let mut probes = load_probes(&opts, &out).await?;
@@ -273,7 +274,8 @@ fn on_tick(
 ) -> Result<Vec<Collected>> {
     let mut out = Vec::new();
     match discover(host) {
-        Ok(inv) => {
+        Ok(mut inv) => {
+            fill_counters_from_netdevs(host, &mut inv.pfs);
             attr.refresh_with(host, &inv);
             stats.on_inventory(&inv.pfs);
             if changes.changed(&inv.pfs) {

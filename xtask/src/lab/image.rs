@@ -147,6 +147,7 @@ echo "{MARK_INIT} $(cut -d' ' -f1 /proc/uptime)"
 fail() {{ echo "sriov lab: $*"; echo "{MARK_EXIT} 125"; poweroff -f; }}
 {insmods}mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro,cache=loose lab /lab || fail "9p mount of the lab share failed"
 ip link set lo up
+hostname sriov-lab
 PF=
 for d in /sys/bus/pci/devices/*; do
   [ "$(cat $d/vendor):$(cat $d/device)" = "0x8086:0x10c9" ] && PF=$(basename $d)

@@ -120,6 +120,7 @@ fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<
         share: &share,
         append_extra: "",
         interactive: false,
+        raw_console: false,
         timeout: Duration::from_secs(60),
         log: lab_dir().join("kvm-probe.log"),
     };
@@ -170,6 +171,7 @@ pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcom
         share: &share,
         append_extra: "",
         interactive: matches!(run.job, Job::Main { .. }),
+        raw_console: matches!(run.job, Job::Main { tty: Some(_), .. }),
         timeout: run.timeout,
         log: dir.join("console.log"),
     };

@@ -2,7 +2,7 @@
 //! hard timeout. A kernel panic, a hang or a VM that stops without reporting
 //! an exit code is a failure, never a pass.
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -28,6 +28,9 @@ pub struct Vm<'a> {
     pub share: &'a Path,
     pub append_extra: &'a str,
     pub interactive: bool,
+    /// After the ready marker, copy the console to stdout byte for byte as
+    /// it comes (a terminal UI runs on it), not line by line.
+    pub raw_console: bool,
     pub timeout: Duration,
     pub log: PathBuf,
 }
@@ -124,22 +127,41 @@ impl Vm<'_> {
             .with_context(|| format!("creating {}", self.log.display()))?;
         writeln!(log, "# {}", util::display(&cmd))?;
 
-        let (tx, rx) = mpsc::channel::<Option<String>>();
+        // (line, already shown): lines go to the log and the marker checks;
+        // with `raw_console`, what follows the ready line is also copied to
+        // stdout as it arrives
+        let (tx, rx) = mpsc::channel::<Option<(String, bool)>>();
         let stdout = child.stdout.take().expect("piped");
         let tx_out = tx.clone();
+        let raw = self.raw_console;
         thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut buf = Vec::new();
+            let mut r = stdout;
+            let mut chunk = [0u8; 4096];
+            let mut line = Vec::new();
+            let mut passing = false;
             loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
+                let n = match r.read(&mut chunk) {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).replace('\r', "");
-                        let line = line.trim_end_matches('\n').to_string();
-                        if tx_out.send(Some(line)).is_err() {
-                            break;
-                        }
+                    Ok(n) => n,
+                };
+                let data = &chunk[..n];
+                let shown = raw && passing;
+                if shown {
+                    let mut o = std::io::stdout().lock();
+                    let end = find(data, MARK_EXIT.as_bytes()).unwrap_or(data.len());
+                    let _ = o.write_all(&data[..end]);
+                    let _ = o.flush();
+                }
+                for &b in data {
+                    if b != b'\n' {
+                        line.push(b);
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&line).replace('\r', "");
+                    line.clear();
+                    passing |= text.starts_with(MARK_READY);
+                    if tx_out.send(Some((text, shown))).is_err() {
+                        return;
                     }
                 }
             }
@@ -176,7 +198,7 @@ impl Vm<'_> {
                 break;
             }
             match rx.recv_timeout(deadline - now) {
-                Ok(Some(line)) => {
+                Ok(Some((line, shown))) => {
                     writeln!(log, "[{:8.3}] {line}", t0.elapsed().as_secs_f64())?;
                     if let Some(rest) = line.strip_prefix(MARK_READY) {
                         ready = true;
@@ -205,7 +227,9 @@ impl Vm<'_> {
                         out.failure = Some(format!("guest kernel panic: {line}"));
                     }
                     let exited = out.exit_code.is_some();
-                    if (ready && !exited) || self.interactive || line.contains("sriov lab:") {
+                    if !shown
+                        && ((ready && !exited) || self.interactive || line.contains("sriov lab:"))
+                    {
                         on_line(&line);
                     }
                 }
@@ -232,6 +256,11 @@ impl Vm<'_> {
         }
         Ok(out)
     }
+}
+
+/// Where `needle` starts in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Wait for QEMU (the guest powers off after its job); kill it if asked or
