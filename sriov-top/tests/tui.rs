@@ -429,3 +429,53 @@ fn inventory_removes_vfs_and_events_bring_them_back() {
     // its history stayed
     assert_eq!(app.model.vfs[VF1].hist_irq.len(), 4);
 }
+
+/// A real capture: `sriov-top --json` in the lab while `echo 3 >
+/// sriov_numvfs` ran and the VFs sent ARP broadcasts
+/// (tests/fixtures/lab-capture.ndjson, unedited).
+#[test]
+fn a_real_lab_capture_replays_into_three_vfs_with_latencies_and_rates() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lab-capture.ndjson"
+    );
+    let mut app = App::new(SourceInfo::Replay {
+        name: "lab-capture.ndjson".into(),
+        speed: 1.0,
+    });
+    app.resize(140, 40);
+    let f = std::fs::File::open(path).unwrap();
+    let mut events = 0;
+    for (_, r) in NdjsonReader::new(BufReader::new(f)) {
+        if let ReadLine::Event(l) = r.unwrap() {
+            assert_eq!(l.node, "sriov-lab");
+            app.apply(&l.envelope);
+            events += 1;
+        }
+    }
+    assert_eq!(events, 45);
+    app.handle(AppEvent::SourceEnded);
+    assert_eq!(row_bdfs(&app), vec![PF, VF0, VF1, VF2]);
+
+    let screen = format!("{:?}", draw(&app, 140, 40).backend());
+    for (vf, netdev) in [(VF0, "eth1"), (VF1, "eth2"), (VF2, "eth3")] {
+        let line = screen
+            .lines()
+            .find(|l| l.contains(vf))
+            .unwrap_or_else(|| panic!("{vf} not on screen:\n{screen}"));
+        assert!(line.contains(netdev) && line.contains("igbvf"), "{line}");
+    }
+
+    // VF 0's detail: hot-plug and probe latencies from the kernel records
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Enter);
+    assert!(matches!(app.mode, Mode::Detail { .. }), "{:?}", app.mode);
+    let screen = format!("{:?}", draw(&app, 140, 40).backend());
+    assert!(screen.contains(&format!("VF {VF0} ")), "{screen}");
+    assert!(
+        screen.contains("hot-plug (vf_added): ") && !screen.contains("hot-plug (vf_added): -"),
+        "{screen}"
+    );
+    assert!(screen.contains("driver probe: igbvf "), "{screen}");
+    assert!(screen.contains("IRQ handler: p50 "), "{screen}");
+}
