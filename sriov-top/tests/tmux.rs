@@ -148,3 +148,57 @@ fn replay_in_tmux_shows_the_vfs_resizes_and_restores_the_terminal() {
     // mouse reporting off again: tmux knows the pane's mode
     assert_eq!(tmux.run(&["display", "-p", "-t", "t", MOUSE]).trim(), "000");
 }
+
+#[test]
+fn a_panic_restores_the_terminal_before_its_message() {
+    let bin = assert_cmd::cargo::cargo_bin("sriov-top");
+    let dir = tempfile::tempdir().unwrap();
+    let exit_file = dir.path().join("exit");
+    let tmux = Tmux {
+        socket: format!("sriov-top-panic-{}", std::process::id()),
+    };
+    let cmd = format!(
+        "cd {} && RUST_BACKTRACE=0 SRIOV_TOP_TEST_PANIC=1 {} --replay tests/fixtures/lab.ndjson --speed 100; echo EXIT=$? > {}; sleep 60",
+        env!("CARGO_MANIFEST_DIR"),
+        bin.display(),
+        exit_file.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    let exit = wait_file(&exit_file, 15)
+        .unwrap_or_else(|| panic!("sriov-top did not end; the screen:\n{}", tmux.screen()));
+    assert_eq!(exit.trim(), "EXIT=101", "a panic exits 101");
+    assert_eq!(
+        tmux.run(&["display", "-p", "-t", "t", "#{alternate_on}"])
+            .trim(),
+        "0",
+        "left on the alternate screen"
+    );
+    assert_eq!(tmux.run(&["display", "-p", "-t", "t", MOUSE]).trim(), "000");
+    let s = tmux.screen();
+    // the message is on the normal screen, readable, not staircased by raw mode
+    // (not staircased by raw mode: each line starts at column 0)
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("thread 'main'") && l.contains("panicked at")),
+        "no panic header on the normal screen:\n{s}"
+    );
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("SRIOV_TOP_TEST_PANIC is set: a deliberate panic")),
+        "no panic message on the normal screen:\n{s}"
+    );
+    assert!(
+        !s.contains("sriov-top  [VFs]"),
+        "the UI is still shown:\n{s}"
+    );
+}

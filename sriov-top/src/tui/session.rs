@@ -12,6 +12,11 @@ use crate::{
     replay::Replay,
 };
 
+/// Set in the environment, the UI panics 0.7 s after it starts: fault
+/// injection for the test that the terminal is restored on a panic
+/// (tests/tmux.rs).
+pub const PANIC_ENV: &str = "SRIOV_TOP_TEST_PANIC";
+
 /// Where the data comes from.
 pub enum Source {
     Live,
@@ -77,10 +82,18 @@ async fn session(cli: &Cli, source: Source) -> Result<()> {
         }
         std::future::pending::<()>().await
     };
+    let inject = async {
+        if std::env::var_os(PANIC_ENV).is_some() {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            panic!("{PANIC_ENV} is set: a deliberate panic, to test the terminal restore");
+        }
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         biased;
         r = ui => r,
         _ = term.recv() => Ok(()),
         _ = src => Ok(()),
+        () = inject => Ok(()),
     }
 }
