@@ -16,6 +16,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
+};
 pub use qemu::Accel;
 
 use crate::{setup, util};
@@ -138,12 +142,37 @@ fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<
     Ok(if ok { Accel::Kvm } else { Accel::Tcg })
 }
 
+/// One lab VM per checkout at a time: the image, the share and the console
+/// log live in `target/lab`. Waits (saying so) while another run holds it.
+fn lock_lab(dir: &Path) -> Result<Flock<fs::File>> {
+    let path = dir.join(".lock");
+    let f = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(l),
+        Err((f, Errno::EWOULDBLOCK)) => {
+            eprintln!(
+                "lab: another lab VM of this checkout is running ({} is locked); waiting for it",
+                path.display()
+            );
+            Flock::lock(f, FlockArg::LockExclusive)
+                .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))
+        }
+        Err((_, e)) => bail!("locking {}: {e}", path.display()),
+    }
+}
+
 /// Boot the lab once. Returns the guest job's outcome.
 pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcome> {
     qemu::ensure_qemu()?;
     let kernel = setup::guest_kernel()?;
     let dir = lab_dir();
     fs::create_dir_all(&dir)?;
+    let _lock = lock_lab(&dir)?;
     let vmlinuz = kernel.vmlinuz();
     let accel = pick_accel(run.accel, &vmlinuz, &dir)?;
     let bin_paths: Vec<PathBuf> = run.bins.iter().map(|(_, p)| p.clone()).collect();
