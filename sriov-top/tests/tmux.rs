@@ -74,16 +74,17 @@ fn wait_file(path: &Path, secs: u64) -> Option<String> {
     None
 }
 
-#[test]
-fn replay_in_tmux_shows_the_vfs_resizes_and_restores_the_terminal() {
+/// `sriov-top --replay` of the lab fixture at speed 100 with `env` in a
+/// 120x30 tmux session `t`; its exit status goes to the returned file.
+fn start(socket: &str, env: &str) -> (Tmux, tempfile::TempDir, std::path::PathBuf) {
     let bin = assert_cmd::cargo::cargo_bin("sriov-top");
     let dir = tempfile::tempdir().unwrap();
     let exit_file = dir.path().join("exit");
     let tmux = Tmux {
-        socket: format!("sriov-top-test-{}", std::process::id()),
+        socket: format!("{socket}-{}", std::process::id()),
     };
     let cmd = format!(
-        "cd {} && {} --replay tests/fixtures/lab.ndjson --speed 100; echo EXIT=$? > {}; sleep 60",
+        "cd {} && {env} {} --replay tests/fixtures/lab.ndjson --speed 100; echo EXIT=$? > {}; sleep 60",
         env!("CARGO_MANIFEST_DIR"),
         bin.display(),
         exit_file.display()
@@ -99,6 +100,12 @@ fn replay_in_tmux_shows_the_vfs_resizes_and_restores_the_terminal() {
         "30",
         &cmd,
     ]);
+    (tmux, dir, exit_file)
+}
+
+#[test]
+fn replay_in_tmux_shows_the_vfs_resizes_and_restores_the_terminal() {
+    let (tmux, _dir, exit_file) = start("sriov-top-test", "");
 
     let s = tmux.wait_for("the 3 VFs in the table", 10, |s| {
         VFS.iter().all(|v| s.contains(v))
@@ -151,29 +158,8 @@ fn replay_in_tmux_shows_the_vfs_resizes_and_restores_the_terminal() {
 
 #[test]
 fn a_panic_restores_the_terminal_before_its_message() {
-    let bin = assert_cmd::cargo::cargo_bin("sriov-top");
-    let dir = tempfile::tempdir().unwrap();
-    let exit_file = dir.path().join("exit");
-    let tmux = Tmux {
-        socket: format!("sriov-top-panic-{}", std::process::id()),
-    };
-    let cmd = format!(
-        "cd {} && RUST_BACKTRACE=0 SRIOV_TOP_TEST_PANIC=1 {} --replay tests/fixtures/lab.ndjson --speed 100; echo EXIT=$? > {}; sleep 60",
-        env!("CARGO_MANIFEST_DIR"),
-        bin.display(),
-        exit_file.display()
-    );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &cmd,
-    ]);
+    let (tmux, _dir, exit_file) =
+        start("sriov-top-panic", "RUST_BACKTRACE=0 SRIOV_TOP_TEST_PANIC=1");
     let exit = wait_file(&exit_file, 15)
         .unwrap_or_else(|| panic!("sriov-top did not end; the screen:\n{}", tmux.screen()));
     assert_eq!(exit.trim(), "EXIT=101", "a panic exits 101");
