@@ -148,6 +148,9 @@ fail() {{ echo "sriov lab: $*"; echo "{MARK_EXIT} 125"; poweroff -f; }}
 {insmods}mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro,cache=loose lab /lab || fail "9p mount of the lab share failed"
 ip link set lo up
 hostname sriov-lab
+# a hung guest gets an NMI from the host at its timeout: panic with every CPU's backtrace
+echo 1 > /proc/sys/kernel/unknown_nmi_panic
+echo 64 > /proc/sys/kernel/panic_print
 PF=
 for d in /sys/bus/pci/devices/*; do
   [ "$(cat $d/vendor):$(cat $d/device)" = "0x8086:0x10c9" ] && PF=$(basename $d)

@@ -84,6 +84,15 @@ impl Vm<'_> {
                 "stdio"
             },
         ])
+        .args(if self.interactive {
+            vec![]
+        } else {
+            // the timeout path injects an NMI through it (see `run`)
+            vec![
+                "-monitor".to_string(),
+                format!("unix:{},server=on,wait=off", self.monitor().display()),
+            ]
+        })
         .args([
             "-device",
             "intel-iommu,intremap=on,caching-mode=on,device-iotlb=off",
@@ -109,6 +118,19 @@ impl Vm<'_> {
             self.append_extra
         ));
         Ok(c)
+    }
+
+    /// The QEMU monitor socket of a non-interactive run, beside the log.
+    fn monitor(&self) -> PathBuf {
+        self.log.with_file_name("monitor.sock")
+    }
+
+    /// Ask QEMU to inject an NMI: the guest (`unknown_nmi_panic`) panics
+    /// and prints every CPU's backtrace, so a frozen guest says where.
+    fn inject_nmi(&self) -> bool {
+        std::os::unix::net::UnixStream::connect(self.monitor())
+            .and_then(|mut m| m.write_all(b"nmi\n"))
+            .is_ok()
     }
 
     pub fn run(&self, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
@@ -174,7 +196,7 @@ impl Vm<'_> {
             s
         });
 
-        let deadline = t0 + self.timeout;
+        let mut deadline = t0 + self.timeout;
         let mut out = Outcome {
             exit_code: None,
             ready_after: None,
@@ -182,17 +204,30 @@ impl Vm<'_> {
             wall: Duration::ZERO,
             failure: None,
         };
+        let mut nmi_sent = false;
         let mut ready = false;
         loop {
             let now = Instant::now();
+            if now >= deadline && ready && !nmi_sent && !self.interactive && self.inject_nmi() {
+                // a few seconds more for the guest's panic report
+                nmi_sent = true;
+                deadline = now + Duration::from_secs(8);
+                writeln!(log, "# timeout: NMI injected for a backtrace")?;
+                continue;
+            }
             if now >= deadline {
                 out.failure = Some(format!(
-                    "timeout: the VM did not finish within {} s ({}); killed",
+                    "timeout: the VM did not finish within {} s ({}); killed{}",
                     self.timeout.as_secs(),
                     if ready {
                         "hung after ready"
                     } else {
                         "never became ready"
+                    },
+                    if nmi_sent {
+                        "; an NMI was injected first: the guest's backtraces are in the console log"
+                    } else {
+                        ""
                     }
                 ));
                 break;
@@ -237,6 +272,19 @@ impl Vm<'_> {
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
+        }
+        if nmi_sent
+            && !out
+                .failure
+                .as_deref()
+                .is_some_and(|f| f.starts_with("timeout"))
+        {
+            // the panic came from our NMI: the timeout is what happened
+            out.failure = Some(format!(
+                "timeout: the VM did not finish within {} s (hung after ready); an NMI was \
+                 injected: the guest's backtraces are in the console log",
+                self.timeout.as_secs()
+            ));
         }
         let status = finish(&mut child, out.failure.is_some() && out.exit_code.is_none())?;
         let err = err_thread.join().unwrap_or_default();
