@@ -475,7 +475,7 @@ impl App {
         if self.model.inventory_seen && self.model.pfs.values().all(|p| p.gone) {
             out.push((
                 Severity::Warning,
-                "no SR-IOV capable device found (sriov_totalvfs)".into(),
+                "no SR-IOV device found (no sriov_totalvfs): enable SR-IOV and VT-d in the firmware, or try `cargo xtask lab`".into(),
             ));
         }
         out
