@@ -2,7 +2,10 @@
 //! about and keeps the OS error (errno) where there is one.
 use std::{io, path::PathBuf};
 
-use crate::{host::NetlinkError, types::InvalidValue};
+use crate::{
+    host::{NetlinkError, netlink},
+    types::InvalidValue,
+};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -74,6 +77,119 @@ pub enum Error {
         kind: &'static str,
         name: &'static str,
     },
+
+    // ---- the user-space VF driver (`crate::vf`); each keeps the BDF and
+    // the errno (the kernel's, or the one the kernel would give when the
+    // problem was found before the system call) ----
+    /// The VF is not bound to vfio-pci.
+    #[error(
+        "{bdf}: VF {index} of {pf} is bound to {driver}, not vfio-pci; hand it to VFIO first: `sriov vf bind {pf} {index} vfio-pci`"
+    )]
+    VfNotVfio {
+        bdf: String,
+        pf: String,
+        index: u32,
+        /// The current driver, or "no driver".
+        driver: String,
+        errno: i32,
+    },
+    /// No `iommu_group` link: no IOMMU, so no VFIO.
+    #[error(
+        "{bdf}: has no IOMMU group (no /sys/bus/pci/devices/{bdf}/iommu_group): the IOMMU is off; boot with intel_iommu=on (AMD: amd_iommu=on) and load vfio-pci"
+    )]
+    NoIommu { bdf: String, errno: i32 },
+    /// Another device of the IOMMU group is bound to a host driver.
+    #[error(
+        "{bdf}: IOMMU group {group} is not viable: other devices in it are bound to host drivers: {others}; bind them to vfio-pci too or unbind them (see /sys/bus/pci/devices/{bdf}/iommu_group/devices)"
+    )]
+    VfioGroupNotViable {
+        bdf: String,
+        group: u32,
+        /// `bdf (driver)`, comma separated.
+        others: String,
+        errno: i32,
+    },
+    /// Opening a VFIO node failed for lack of rights.
+    #[error("{bdf}: cannot open {path}: {msg}; {hint}", msg = netlink::strerror(*errno))]
+    VfioPermission {
+        bdf: String,
+        path: String,
+        errno: i32,
+        hint: &'static str,
+    },
+    /// The device disappeared (VFs removed, hot-unplug) before or while it
+    /// was used.
+    #[error(
+        "{bdf}: the device vanished ({what}); were the VFs removed (sriov_numvfs changed) or the device unplugged?"
+    )]
+    DeviceVanished {
+        bdf: String,
+        what: String,
+        errno: i32,
+    },
+    /// A VFIO operation failed.
+    #[error("{bdf}: {op}: {message}{hint}")]
+    Vfio {
+        bdf: String,
+        op: &'static str,
+        errno: i32,
+        message: String,
+        /// What to do about it, when known (starts with "; ").
+        hint: &'static str,
+    },
+    /// A register access outside the mapped BAR, or misaligned.
+    #[error("{bdf}: register access at {offset:#x} ({len:#x} bytes mapped): {reason}")]
+    Mmio {
+        bdf: String,
+        offset: usize,
+        len: usize,
+        reason: &'static str,
+        errno: i32,
+    },
+    /// DMA memory: allocation, IOMMU mapping, or an access out of bounds.
+    #[error("{bdf}: DMA memory: {op} ({size} bytes): {message}{hint}")]
+    Dma {
+        bdf: String,
+        op: &'static str,
+        size: usize,
+        errno: i32,
+        message: String,
+        hint: &'static str,
+    },
+    /// The PF answered a mailbox request with NACK.
+    #[error("{bdf}: the PF refused {request} (NACK): {hint}")]
+    MailboxNack {
+        bdf: String,
+        request: &'static str,
+        hint: String,
+        errno: i32,
+    },
+    /// The PF did not answer in time.
+    #[error(
+        "{bdf}: mailbox: no answer from the PF after {ms} ms waiting for {what} (is the PF driver loaded and the PF up?)"
+    )]
+    MailboxTimeout {
+        bdf: String,
+        what: &'static str,
+        ms: u64,
+        errno: i32,
+    },
+    /// A reply that does not belong to the request.
+    #[error("{bdf}: mailbox: unexpected reply {reply:#010x} to {request}")]
+    MailboxProtocol {
+        bdf: String,
+        request: &'static str,
+        reply: u32,
+        errno: i32,
+    },
+    /// The device did not reach a state in time (queue enable, reset).
+    #[error("{bdf}: timed out after {ms} ms waiting for {what}")]
+    DeviceTimeout {
+        bdf: String,
+        what: &'static str,
+        ms: u64,
+        errno: i32,
+    },
 }
 
 impl Error {
@@ -90,6 +206,18 @@ impl Error {
         match self {
             Self::Sysfs { source, .. } => source.raw_os_error(),
             Self::Netlink(e) => Some(e.errno),
+            Self::VfNotVfio { errno, .. }
+            | Self::NoIommu { errno, .. }
+            | Self::VfioGroupNotViable { errno, .. }
+            | Self::VfioPermission { errno, .. }
+            | Self::DeviceVanished { errno, .. }
+            | Self::Vfio { errno, .. }
+            | Self::Mmio { errno, .. }
+            | Self::Dma { errno, .. }
+            | Self::MailboxNack { errno, .. }
+            | Self::MailboxTimeout { errno, .. }
+            | Self::MailboxProtocol { errno, .. }
+            | Self::DeviceTimeout { errno, .. } => Some(*errno),
             _ => None,
         }
     }

@@ -252,8 +252,9 @@ pub fn set_num_vfs(root: &Path, pf: &PfSpec, n: u32) -> io::Result<()> {
             100 + u32::from(vf.bus) * 256 + u32::from(vf.device) * 8 + u32::from(vf.function);
         let g = root.join(IOMMU_GROUPS).join(group.to_string());
         fs::create_dir_all(g.join("devices"))?;
+        // the link is in sys/devices/pci0000:00/<vf>: four levels below ROOT
         symlink(
-            format!("../../../{IOMMU_GROUPS}/{group}"),
+            format!("../../../../{IOMMU_GROUPS}/{group}"),
             vd.join("iommu_group"),
         )?;
         if autoprobe && let Some(drv) = &pf.vf_driver {

@@ -1,6 +1,7 @@
 //! sriov-core: the library behind `sriov` and `sriov-top`.
 //!
 //! - [`ebpf`]: load the eBPF programs of `sriov-ebpf` and read their maps.
+//! - [`vf`]: a user-space VFIO driver for the Intel 82576 VF.
 pub mod apply;
 pub mod config;
 pub mod discover;
@@ -12,5 +13,6 @@ pub mod host;
 pub mod ops;
 pub mod plan;
 pub mod types;
+pub mod vf;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apply;
+mod datapath;
 mod guest;
 mod irq_count;
 mod probes;

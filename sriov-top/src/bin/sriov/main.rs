@@ -1,5 +1,6 @@
 //! `sriov`: SR-IOV PF/VF inventory and configuration, in iproute2's words.
 mod configure;
+mod datapath;
 mod render;
 mod vfargs;
 
@@ -17,6 +18,8 @@ Examples:
   sriov vf set eth0 1 mac 02:00:00:00:00:01 vlan 10 qos 3 spoofchk off
   sriov vf bind eth0 3 vfio-pci                 # hand VF 3 to VFIO
   sriov vf bind eth0 3 igbvf                    # and back to the kernel driver
+  sriov vf pktgen eth0 3 --dst 02:00:00:00:00:01 --count 1000 --size 60   # VF 3 in user space (vfio-pci)
+  sriov vf rxdump eth0 3 --count 10             # print what VF 3 receives
   sriov plan /etc/sriov.toml                    # what apply would change
   sriov apply /etc/sriov.toml                   # apply, with rollback on failure
   sriov completions bash > /etc/bash_completion.d/sriov
@@ -117,6 +120,48 @@ enum VfCmd {
         vf: String,
         driver: String,
     },
+    /// Send test frames from a VF driven in user space (VFIO).
+    #[command(after_help = datapath::PKTGEN_HELP)]
+    Pktgen {
+        #[command(flatten)]
+        common: datapath::Common,
+        /// Destination MAC (unicast, multicast or broadcast).
+        #[arg(long, value_name = "MAC", allow_hyphen_values = true)]
+        dst: String,
+        /// Frames to send.
+        #[arg(long, value_name = "C", allow_hyphen_values = true)]
+        count: String,
+        /// Frame size in bytes, 60 to 1514 (FCS excluded).
+        #[arg(long, value_name = "S", allow_hyphen_values = true)]
+        size: String,
+        /// Frames per second (default: as fast as possible).
+        #[arg(long, value_name = "PPS", allow_hyphen_values = true)]
+        rate: Option<String>,
+    },
+    /// Send every frame a VF receives back to its sender (VFIO, user space).
+    #[command(after_help = datapath::ECHO_HELP)]
+    Echo {
+        #[command(flatten)]
+        common: datapath::Common,
+        /// Stop after this many frames.
+        #[arg(long, value_name = "C", allow_hyphen_values = true)]
+        count: Option<String>,
+        /// Busy-poll instead of waiting for the RX interrupt.
+        #[arg(long)]
+        poll: bool,
+    },
+    /// Print the frames a VF receives (VFIO, user space).
+    #[command(after_help = datapath::RXDUMP_HELP)]
+    Rxdump {
+        #[command(flatten)]
+        common: datapath::Common,
+        /// Stop after this many frames.
+        #[arg(long, value_name = "C", allow_hyphen_values = true)]
+        count: Option<String>,
+        /// Busy-poll instead of waiting for the RX interrupt.
+        #[arg(long)]
+        poll: bool,
+    },
 }
 
 /// An error caused by the user's input: exit status 2, nothing changed.
@@ -173,6 +218,52 @@ fn run(cli: Cli) -> Result<()> {
             sriov_core::types::parse_driver(&driver)?;
             configure::vf_bind(&*host(&cli.sysfs_root)?, &device, vf, &driver)
         }
+        Cmd::Vf {
+            cmd:
+                VfCmd::Pktgen {
+                    common,
+                    dst,
+                    count,
+                    size,
+                    rate,
+                },
+        } => datapath::pktgen(
+            &*host(&cli.sysfs_root)?,
+            cli.sysfs_root.is_some(),
+            &common,
+            &dst,
+            &count,
+            &size,
+            rate.as_deref(),
+        ),
+        Cmd::Vf {
+            cmd:
+                VfCmd::Echo {
+                    common,
+                    count,
+                    poll,
+                },
+        } => datapath::echo(
+            &*host(&cli.sysfs_root)?,
+            cli.sysfs_root.is_some(),
+            &common,
+            count.as_deref(),
+            poll,
+        ),
+        Cmd::Vf {
+            cmd:
+                VfCmd::Rxdump {
+                    common,
+                    count,
+                    poll,
+                },
+        } => datapath::rxdump(
+            &*host(&cli.sysfs_root)?,
+            cli.sysfs_root.is_some(),
+            &common,
+            count.as_deref(),
+            poll,
+        ),
         Cmd::Plan {
             file,
             json,
