@@ -18,7 +18,7 @@ pub struct Options {
 }
 
 /// Lab benchmark programs (examples of sriov-top).
-const LAB_EXAMPLES: &[&str] = &["lab_bench_apply", "lab_bench_probes"];
+const LAB_EXAMPLES: &[&str] = &["lab_bench_apply", "lab_bench_probes", "lab_bench_datapath"];
 
 /// Release builds: benchmarks measure what operators run.
 fn build_release(name: &str) -> Result<PathBuf> {

@@ -128,6 +128,19 @@ pub fn enable_interrupts(regs: &dyn Regs) -> Result<()> {
 /// VF (which also tells the PF). Best effort: every step is tried; the
 /// first error is returned.
 pub fn quiesce(regs: &dyn Regs) -> Result<()> {
+    let mut first = stop(regs).err();
+    if let Err(e) = regs.write32(CTRL, CTRL_RST) {
+        first.get_or_insert(e);
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Mask every vector and stop both queues, without a reset: what comes
+/// before [`reset`]. (A second CTRL.RST right behind this one would reach
+/// the PF as a second VF reset event, which may arrive after our VF_RESET
+/// message: igb then drops its clear-to-send flag and ignores the VF's
+/// next requests for 2 s, seen in the lab as a mailbox timeout.)
+pub fn stop(regs: &dyn Regs) -> Result<()> {
     let mut first = regs.write32(EIMC, ALL_VECTORS).err();
     for ctl in [RXDCTL, TXDCTL] {
         let r = regs
@@ -136,9 +149,6 @@ pub fn quiesce(regs: &dyn Regs) -> Result<()> {
         if let Err(e) = r {
             first.get_or_insert(e);
         }
-    }
-    if let Err(e) = regs.write32(CTRL, CTRL_RST) {
-        first.get_or_insert(e);
     }
     first.map_or(Ok(()), Err)
 }
@@ -266,6 +276,11 @@ mod tests {
             r.writes(),
             vec![(EIMC, 0b111), (RXDCTL, 0x10), (TXDCTL, 0), (CTRL, CTRL_RST)]
         );
+        // stop: the same without the reset (reset() issues its own)
+        let r = FakeRegs::default();
+        r.set(RXDCTL, QUEUE_ENABLE | 0x10);
+        stop(&r).unwrap();
+        assert_eq!(r.writes(), vec![(EIMC, 0b111), (RXDCTL, 0x10), (TXDCTL, 0)]);
         // a failing access does not stop the rest
         let small = FakeRegs::new(0x100);
         assert!(quiesce(&small).is_err());

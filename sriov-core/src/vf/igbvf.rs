@@ -192,7 +192,7 @@ impl Igbvf {
     /// set on the PF meanwhile). Frames in flight are lost.
     pub fn reset(&mut self) -> Result<()> {
         self.accumulate()?;
-        hw::quiesce(&self.bar)?;
+        hw::stop(&self.bar)?;
         self.bring_up()
     }
 
