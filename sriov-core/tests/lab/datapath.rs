@@ -31,11 +31,14 @@ use nix::sys::{
 };
 use serde_json::Value;
 use sriov_core::{
+    ebpf::{LoadOptions, Probes},
     host::System,
     ops,
     types::MacAddr,
     vf::{Igbvf, Packet, VfDevice as _, VfOptions, frame},
 };
+
+use sriov_ebpf::record::{DMA_MAP, DMA_UNMAP, Record};
 
 use crate::guest::{self, msi_irqs, netdev_of, pf, proc_interrupts, sh, vf_bdf, wait_for};
 
@@ -368,21 +371,29 @@ fn the_mailbox_mac_matches_ip_link_and_follows_an_administrative_change() {
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn rx_in_interrupt_mode_wakes_through_the_eventfd() {
     let lab = setup();
-    let sock = Arc::new(PacketSock::new());
-    let mut vf = open(&lab, true);
-    let our = vf.mac();
-    // VF 0's address, from a frame it received
-    let (_, addr) = driver_to_vf0(&lab, &mut vf, sock.clone(), 0..1);
-    let addr = addr.expect("VF 0 received the probe frame");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    // the project's own probes watch the driver: VFIO's interrupt
+    // forwarding and its DMA mappings
+    let _in_rt = rt.enter();
+    let mut probes = Probes::load(LoadOptions::default()).expect("load the eBPF probes");
+    let mut ring = probes.take_ring().expect("ring");
+    let sock = Arc::new(PacketSock::new());
+    let mut vf = open(&lab, true);
+    let our = vf.mac();
     let irqs = msi_irqs(&lab.vf1);
     assert!(
         irqs.len() >= 3,
         "VFIO allocated the VF's MSI-X vectors: {irqs:?}"
     );
+    for irq in &irqs {
+        probes.watch_irq(*irq).unwrap();
+    }
+    // VF 0's address, from a frame it received
+    let (_, addr) = driver_to_vf0(&lab, &mut vf, sock.clone(), 0..1);
+    let addr = addr.expect("VF 0 received the probe frame");
     let count = |irqs: &[u32]| -> u64 {
         let all = proc_interrupts();
         irqs.iter().filter_map(|i| all.get(i)).sum()
@@ -439,8 +450,55 @@ fn rx_in_interrupt_mode_wakes_through_the_eventfd() {
         after > before,
         "the VF's MSI-X vectors fired ({before} -> {after})"
     );
+    // the MSI probe saw them as VFIO-delivered (vfio_msihandler) on VF 1's
+    // vectors
+    let vfio: u64 = probes.vfio_irq_counts().unwrap().values().sum();
+    assert!(vfio >= 1, "vfio_msihandler counted nothing on {irqs:?}");
+    assert!(
+        vfio <= after,
+        "VFIO-delivered ({vfio}) within the vectors' total ({after})"
+    );
+    let maps = dma_records(&rt, &mut ring, DMA_MAP);
     vf.close().unwrap();
+    let unmaps = dma_records(&rt, &mut ring, DMA_UNMAP);
+    // the DMA probe saw our mappings (rings and buffers), made by this
+    // process, and every one of them unmapped by close()
+    assert!(maps.len() >= 2, "the rings' VFIO_IOMMU_MAP_DMA: {maps:?}");
+    let mapped: BTreeMap<u64, u64> = maps.iter().map(|&(iova, size)| (iova, size)).collect();
+    let unmapped: BTreeMap<u64, u64> = unmaps.iter().map(|&(iova, size)| (iova, size)).collect();
+    assert_eq!(mapped, unmapped, "close() unmaps exactly what was mapped");
+    let bytes: u64 = mapped.values().sum();
+    assert!(
+        bytes >= 2 * 16 * 2048,
+        "rings of 2048 RX descriptors and their buffers: {bytes} bytes mapped"
+    );
     guest::set_numvfs(0);
+}
+
+/// The `VfioDma` records of `op` made by this process, successful ones, as
+/// (IOVA, size), read until the ring has been quiet for 1 s.
+fn dma_records(
+    rt: &tokio::runtime::Runtime,
+    ring: &mut sriov_core::ebpf::RingReader,
+    op: u32,
+) -> Vec<(u64, u64)> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    rt.block_on(async {
+        while let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(1), ring.next_batch()).await
+        {
+            for r in b.into_iter().flatten() {
+                if let Record::VfioDma(d) = r
+                    && d.hdr.pid == me
+                    && d.op == op
+                {
+                    assert_eq!(d.ret, 0, "a failed VFIO DMA call: {d:?}");
+                    out.push((d.iova, d.size));
+                }
+            }
+        }
+    });
+    out
 }
 
 /// Ping between VF 0 and VF 1, both on igbvf, each in its own network
