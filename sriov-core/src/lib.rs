@@ -12,6 +12,7 @@ pub mod fixture;
 pub mod host;
 pub mod ops;
 pub mod plan;
+pub mod policy;
 pub mod types;
 pub mod vf;
 

@@ -7,6 +7,7 @@
 //! records with `TryFrom<&[u8]>`, using the offsets and sizes declared here.
 #![no_std]
 
+pub mod policy;
 pub mod record;
 
 /// Names of the maps in the eBPF object, used by the loader.
@@ -193,6 +194,9 @@ pub mod programs {
 
 /// `VFIO_IOMMU_MAP_DMA` = `_IO(';', 100 + 13)`.
 pub const VFIO_IOMMU_MAP_DMA: u32 = (b';' as u32) << 8 | 113;
+/// `VFIO_GROUP_SET_CONTAINER`: `_IO(VFIO_TYPE, VFIO_BASE + 4)`; the argument
+/// points to the container's fd.
+pub const VFIO_GROUP_SET_CONTAINER: u32 = (b';' as u32) << 8 | 104;
 /// `VFIO_IOMMU_UNMAP_DMA` = `_IO(';', 100 + 14)`.
 pub const VFIO_IOMMU_UNMAP_DMA: u32 = (b';' as u32) << 8 | 114;
 

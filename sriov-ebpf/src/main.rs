@@ -5,6 +5,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod enforce;
+#[cfg(target_arch = "bpf")]
 mod programs;
 
 #[cfg(target_arch = "bpf")]

@@ -44,7 +44,7 @@ static IRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 static VFIO_IRQ_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 #[map(name = "EVENTS")]
-static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map(name = "LOST")]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -79,7 +79,7 @@ static STARTS: HashMap<u64, Start> = HashMap::with_max_entries(4096, 0);
 #[map(name = "CONFIGURING")]
 static CONFIGURING: HashMap<u32, [u8; NAME_LEN]> = HashMap::with_max_entries(1024, 0);
 
-fn tid() -> u32 {
+pub(crate) fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
@@ -87,12 +87,12 @@ fn key(hook: u64) -> u64 {
     (u64::from(tid()) << 8) | hook
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     // SAFETY: a helper without arguments.
     unsafe { bpf_ktime_get_ns() }
 }
 
-fn header(kind: u32) -> Header {
+pub(crate) fn header(kind: u32) -> Header {
     let pt = bpf_get_current_pid_tgid();
     Header {
         kind,
@@ -105,8 +105,16 @@ fn header(kind: u32) -> Header {
     }
 }
 
+/// Count a record that did not fit in the ring.
+pub(crate) fn lost() {
+    if let Some(p) = LOST.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, only this CPU writes it.
+        unsafe { *p += 1 };
+    }
+}
+
 /// Put a record on the ring, or count it as lost.
-fn emit<T: 'static>(rec: T) {
+pub(crate) fn emit<T: 'static>(rec: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut e) => {
             e.write(rec);
@@ -526,10 +534,11 @@ pub fn vfio_ioctl_entry(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn vfio_ioctl_exit(ctx: RetProbeContext) -> u32 {
+    let ret: i64 = ctx.ret();
+    crate::enforce::dma_done(ret);
     let Some(s) = take(HOOK_VFIO_IOCTL) else {
         return 0;
     };
-    let ret: i64 = ctx.ret();
     emit(DmaRecord {
         hdr: header(KIND_VFIO_DMA),
         op: u32::from(s.name[0]),

@@ -18,6 +18,26 @@ pub const KIND_IOMMU_GROUP_ADD: u32 = 4;
 pub const KIND_DRIVER_PROBE: u32 = 5;
 pub const KIND_MSI_ALLOC: u32 = 6;
 pub const KIND_VFIO_DMA: u32 = 7;
+pub const KIND_POLICY: u32 = 8;
+
+// `PolicyRecord::rule`.
+pub const V_DMA_QUOTA: u32 = 1;
+pub const V_VFIO_OPEN: u32 = 2;
+pub const V_DRIVER: u32 = 3;
+pub const V_SRC_MAC: u32 = 4;
+pub const V_VLAN: u32 = 5;
+pub const V_MAX_PPS: u32 = 6;
+pub const V_NUMVFS_RANGE: u32 = 7;
+pub const V_NUMVFS_WRITER: u32 = 8;
+pub const V_IRQ_STORM: u32 = 9;
+
+// `PolicyRecord::action`.
+/// Denied with EPERM (enforce mode).
+pub const ACTION_DENIED: u32 = 1;
+/// Let through and reported (audit mode).
+pub const ACTION_AUDITED: u32 = 2;
+/// A frame dropped (enforce mode, TC).
+pub const ACTION_DROPPED: u32 = 3;
 
 pub const DMA_MAP: u32 = 1;
 pub const DMA_UNMAP: u32 = 2;
@@ -325,6 +345,67 @@ impl TryFrom<&[u8]> for DmaRecord {
     }
 }
 
+/// A policy decision against a rule (`sriov-core::policy`): which rule,
+/// what was done, for which VF (or PF) slot, by whom, and the values.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub hdr: Header,
+    /// `V_*`.
+    pub rule: u32,
+    /// `ACTION_*`.
+    pub action: u32,
+    /// VF slot (PF slot for the `numvfs` rules) in the loaded policy.
+    pub slot: u32,
+    pub uid: u32,
+    /// What was asked: bytes to map, the numvfs value, the VLAN, frames/s.
+    pub value: u64,
+    /// The limit or state it met: bytes mapped already, the quota, ...
+    pub limit: u64,
+    pub cgroup: u64,
+    /// A name: the driver, the source MAC (6 bytes), the device written.
+    pub detail: [u8; NAME_LEN],
+}
+
+impl PolicyRecord {
+    pub const SIZE: usize = Header::SIZE + 4 * 4 + 3 * 8 + NAME_LEN;
+}
+
+const _: () = assert!(core::mem::size_of::<PolicyRecord>() == PolicyRecord::SIZE);
+
+impl TryFrom<&[u8]> for PolicyRecord {
+    type Error = DecodeError;
+    fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
+        let hdr = Header::try_from(b)?;
+        let r = Reader::new(b, hdr.kind, Self::SIZE)?;
+        let rule = r.u32(40)?;
+        if !(V_DMA_QUOTA..=V_IRQ_STORM).contains(&rule) {
+            return Err(DecodeError::BadField {
+                kind: hdr.kind,
+                field: "rule",
+            });
+        }
+        let action = r.u32(44)?;
+        if !(ACTION_DENIED..=ACTION_DROPPED).contains(&action) {
+            return Err(DecodeError::BadField {
+                kind: hdr.kind,
+                field: "action",
+            });
+        }
+        Ok(Self {
+            hdr,
+            rule,
+            action,
+            slot: r.u32(48)?,
+            uid: r.u32(52)?,
+            value: r.u64(56)?,
+            limit: r.u64(64)?,
+            cgroup: r.u64(72)?,
+            detail: r.arr(80)?,
+        })
+    }
+}
+
 /// Any record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
@@ -335,6 +416,7 @@ pub enum Record {
     DriverProbe(ProbeRecord),
     MsiAlloc(MsiRecord),
     VfioDma(DmaRecord),
+    Policy(PolicyRecord),
 }
 
 impl Record {
@@ -349,6 +431,7 @@ impl Record {
             KIND_DRIVER_PROBE => Self::DriverProbe(b.try_into()?),
             KIND_MSI_ALLOC => Self::MsiAlloc(b.try_into()?),
             KIND_VFIO_DMA => Self::VfioDma(b.try_into()?),
+            KIND_POLICY => Self::Policy(b.try_into()?),
             k => return Err(DecodeError::UnknownKind(k)),
         })
     }

@@ -177,7 +177,7 @@ mod tests {
     fn unknown_kinds_are_skipped_and_counted() {
         let text = [
             lost(1),
-            line(2, r#""kind":"policy_violation","rule":"vlan""#),
+            line(2, r#""kind":"newer_kind","rule":"vlan""#),
             String::new(),
             line(3, r#""kind":"future_thing""#),
             lost(4),
@@ -191,7 +191,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(skipped, [(2, "policy_violation"), (4, "future_thing")]);
+        assert_eq!(skipped, [(2, "newer_kind"), (4, "future_thing")]);
         let data = evs
             .iter()
             .filter(|e| matches!(e, AppEvent::Data(_)))

@@ -201,7 +201,7 @@ fn key(field: &str) -> &str {
 }
 
 /// `line L, column C: ` for a known position, nothing otherwise.
-struct Loc<'a>(&'a Option<Position>);
+pub(crate) struct Loc<'a>(pub(crate) &'a Option<Position>);
 
 impl fmt::Display for Loc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -213,7 +213,7 @@ impl fmt::Display for Loc<'_> {
 }
 
 /// `` at `TEXT` `` for a non-empty text, nothing otherwise.
-struct Near<'a>(&'a str);
+pub(crate) struct Near<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Near<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -226,7 +226,7 @@ impl fmt::Display for Near<'_> {
 }
 
 /// `PROBLEM; ` for a known problem, nothing otherwise.
-struct Problem<'a>(&'a Option<String>);
+pub(crate) struct Problem<'a>(pub(crate) &'a Option<String>);
 
 impl fmt::Display for Problem<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

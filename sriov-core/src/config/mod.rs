@@ -31,7 +31,7 @@
 //! Every [`ConfigError`] names the position, the key, the value as written
 //! and what would be accepted, e.g.
 //! `line 7, column 8: vlan = 5000: must be an integer from 0 (no VLAN) to 4094`.
-mod error;
+pub(crate) mod error;
 #[cfg(test)]
 mod tests;
 
@@ -165,7 +165,7 @@ const VF_KEYS: &[&str] = &[
     "driver",
 ];
 
-const DEVICE_ALLOWED: &str = "a PCI address (dddd:bb:dd.f, e.g. 0000:01:00.0) or a network interface name \
+pub(crate) const DEVICE_ALLOWED: &str = "a PCI address (dddd:bb:dd.f, e.g. 0000:01:00.0) or a network interface name \
      (1 to 15 characters, no '/', ':' or whitespace, not \".\" or \"..\")";
 
 /// The state of one parse: the text (for positions) and what must be unique
@@ -554,7 +554,7 @@ fn parse_numvfs(s: &str) -> Result<u32, InvalidValue> {
 }
 
 /// A VF index: below [`NUMVFS_MAX`].
-fn parse_index(s: &str) -> Result<u32, InvalidValue> {
+pub(crate) fn parse_index(s: &str) -> Result<u32, InvalidValue> {
     s.parse::<u32>()
         .ok()
         .filter(|i| *i < NUMVFS_MAX)
@@ -569,7 +569,7 @@ fn parse_index(s: &str) -> Result<u32, InvalidValue> {
 
 /// A PF: a PCI address, or a name the kernel would accept for a netdev
 /// (`dev_valid_name`: at most IFNAMSIZ - 1 bytes, no '/', ':' or whitespace).
-fn parse_device(s: &str) -> Result<String, InvalidValue> {
+pub(crate) fn parse_device(s: &str) -> Result<String, InvalidValue> {
     let ifname = (1..=15).contains(&s.len())
         && s != "."
         && s != ".."
@@ -585,7 +585,7 @@ fn parse_device(s: &str) -> Result<String, InvalidValue> {
 
 /// The allowed-values text of a validator, from its refusal of the empty
 /// string (which every validator used here refuses).
-fn allowed_text<T>(refused: Result<T, InvalidValue>) -> String {
+pub(crate) fn allowed_text<T>(refused: Result<T, InvalidValue>) -> String {
     refused.err().map(|e| e.allowed).unwrap_or_default()
 }
 
@@ -606,7 +606,7 @@ fn misplaced_key_hint(table: &str, key: &str) -> &'static str {
 }
 
 /// The TOML type of a value, for messages.
-fn type_name(value: &DeValue<'_>) -> &'static str {
+pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
     match value {
         DeValue::String(_) => "a string",
         DeValue::Integer(_) => "an integer",
@@ -620,7 +620,7 @@ fn type_name(value: &DeValue<'_>) -> &'static str {
 
 /// The text of `span` as written in the file: its first line, at most 40
 /// characters, with `…` when shortened.
-fn written(text: &str, span: Range<usize>) -> String {
+pub(crate) fn written(text: &str, span: Range<usize>) -> String {
     const MAX_CHARS: usize = 40;
     let full = text.get(span).unwrap_or_default();
     let first_line = full.lines().next().unwrap_or_default();

@@ -312,6 +312,12 @@ impl Probes {
         })
     }
 
+    /// The eBPF object, for the policy programs (`crate::policy::enforce`),
+    /// which share its ring buffer.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self._ebpf
+    }
+
     /// Run-time statistics of every attached program.
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.attached

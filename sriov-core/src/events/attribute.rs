@@ -51,6 +51,9 @@ pub struct Attributor {
     /// PF BDF to its (First VF Offset, VF Stride), for VF BDFs without a
     /// syscall per event.
     routing: BTreeMap<String, (u32, u32)>,
+    /// The loaded policy's VF slots (VF BDFs) and PF slots (PF BDFs).
+    policy_vfs: Vec<String>,
+    policy_pfs: Vec<String>,
 }
 
 impl Attributor {
@@ -59,6 +62,13 @@ impl Attributor {
         let mut a = Self::default();
         a.refresh(host)?;
         Ok(a)
+    }
+
+    /// The slots of the loaded policy (`sriov_core::policy::enforce`):
+    /// VF BDFs and PF BDFs in slot order, for `policy_violation` records.
+    pub fn set_policy_slots(&mut self, vfs: Vec<String>, pfs: Vec<String>) {
+        self.policy_vfs = vfs;
+        self.policy_pfs = pfs;
     }
 
     /// Rescan the VFs and their IRQs. On error the previous maps stay.
@@ -235,6 +245,35 @@ impl Attributor {
                 };
                 (&r.hdr, vf, event)
             }
+            Record::Policy(r) => {
+                let rule = super::PolicyRule::from_code(r.rule);
+                let pf_rule = matches!(
+                    rule,
+                    Some(super::PolicyRule::Numvfs | super::PolicyRule::NumvfsWriters)
+                );
+                let (vf, pf) = if pf_rule {
+                    (None, self.policy_pfs.get(r.slot as usize).cloned())
+                } else {
+                    let bdf = self.policy_vfs.get(r.slot as usize);
+                    (bdf.and_then(|b| self.vfs.get(b)).cloned(), None)
+                };
+                let task = r.action != record::ACTION_DROPPED && r.uid != 0 || r.cgroup != 0;
+                let event = Event::PolicyViolation {
+                    rule: rule.unwrap_or(super::PolicyRule::IrqStorm),
+                    action: match r.action {
+                        record::ACTION_DENIED => super::PolicyAction::Denied,
+                        record::ACTION_DROPPED => super::PolicyAction::Dropped,
+                        _ => super::PolicyAction::Audited,
+                    },
+                    pf,
+                    uid: task.then_some(r.uid),
+                    cgroup: task.then_some(r.cgroup),
+                    value: r.value,
+                    limit: r.limit,
+                    detail: policy_detail(rule, &r.detail),
+                };
+                (&r.hdr, vf, event)
+            }
         };
         EventEnvelope {
             ts_ns: hdr.ts_ns,
@@ -397,4 +436,16 @@ fn process(hdr: &Header) -> Process {
         tid: hdr.tid,
         comm: text(&hdr.comm),
     }
+}
+
+/// The record's detail bytes as text: a MAC for the source-MAC rule, the
+/// NUL-terminated text otherwise (`None` when empty).
+fn policy_detail(rule: Option<super::PolicyRule>, d: &[u8; record::NAME_LEN]) -> Option<String> {
+    if rule == Some(super::PolicyRule::AllowedSrcMacs) {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&d[..6]);
+        return Some(crate::types::MacAddr(m).to_string());
+    }
+    let t = text(d);
+    (!t.is_empty()).then_some(t)
 }

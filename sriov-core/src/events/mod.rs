@@ -188,6 +188,90 @@ pub enum Event {
     /// `hook_missing`s), then whenever something other than the counters
     /// changed.
     Inventory { pfs: Vec<Pf> },
+    /// A policy rule was met (docs/policy.md): the request was denied
+    /// (enforce), let through (audit), a frame dropped, or an alert raised.
+    PolicyViolation {
+        rule: PolicyRule,
+        action: PolicyAction,
+        /// BDF of the PF, for the `numvfs` rules (no VF identity then).
+        pf: Option<String>,
+        /// The caller's uid and cgroup id (absent for frames).
+        uid: Option<u32>,
+        cgroup: Option<u64>,
+        /// What was asked: bytes to map, the numvfs value, the VLAN, the
+        /// frames/s or IRQs/s limit (rule-dependent, see docs/policy.md).
+        value: u64,
+        /// What it met: bytes mapped already, the quota, frames dropped so
+        /// far, ...
+        limit: u64,
+        /// The driver, source MAC or text written, when there is one.
+        detail: Option<String>,
+    },
+}
+
+/// The rule a [`Event::PolicyViolation`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyRule {
+    DmaQuota,
+    VfioOpen,
+    AllowedDrivers,
+    AllowedSrcMacs,
+    AllowedVlans,
+    MaxPps,
+    Numvfs,
+    NumvfsWriters,
+    IrqStorm,
+}
+
+impl PolicyRule {
+    /// From a record's `V_*` code.
+    pub fn from_code(v: u32) -> Option<Self> {
+        use sriov_ebpf::record as r;
+        Some(match v {
+            r::V_DMA_QUOTA => Self::DmaQuota,
+            r::V_VFIO_OPEN => Self::VfioOpen,
+            r::V_DRIVER => Self::AllowedDrivers,
+            r::V_SRC_MAC => Self::AllowedSrcMacs,
+            r::V_VLAN => Self::AllowedVlans,
+            r::V_MAX_PPS => Self::MaxPps,
+            r::V_NUMVFS_RANGE => Self::Numvfs,
+            r::V_NUMVFS_WRITER => Self::NumvfsWriters,
+            r::V_IRQ_STORM => Self::IrqStorm,
+            _ => return None,
+        })
+    }
+
+    /// The key of the policy file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::DmaQuota => "dma_quota_bytes",
+            Self::VfioOpen => "vfio_open",
+            Self::AllowedDrivers => "allowed_drivers",
+            Self::AllowedSrcMacs => "allowed_src_macs",
+            Self::AllowedVlans => "allowed_vlans",
+            Self::MaxPps => "max_pps",
+            Self::Numvfs => "numvfs",
+            Self::NumvfsWriters => "numvfs_writers",
+            Self::IrqStorm => "irq_storm_per_s",
+        }
+    }
+}
+
+/// What was done about a [`Event::PolicyViolation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyAction {
+    /// Refused with EPERM (enforce mode).
+    Denied,
+    /// Let through, reported only (audit mode).
+    Audited,
+    /// Frames dropped (enforce mode, TC).
+    Dropped,
+    /// Reported (an IRQ storm with `irq_storm_action = "alert"`).
+    Alert,
+    /// The VF's link state was set to disable.
+    LinkDown,
 }
 
 impl Event {
@@ -206,6 +290,7 @@ impl Event {
         "hook_missing",
         "started",
         "inventory",
+        "policy_violation",
     ];
 
     /// The `kind` tag this event serializes with.
@@ -223,6 +308,7 @@ impl Event {
             Self::Lost { .. } => "lost",
             Self::HookMissing { .. } => "hook_missing",
             Self::Inventory { .. } => "inventory",
+            Self::PolicyViolation { .. } => "policy_violation",
         }
     }
 }

@@ -10,6 +10,7 @@ mod apply;
 mod datapath;
 mod guest;
 mod irq_count;
+mod policy;
 mod probes;
 mod stream;
 mod tui;

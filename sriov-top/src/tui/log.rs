@@ -179,6 +179,29 @@ pub fn summary(ev: &Event) -> String {
                 format::plural(vfs, "VF")
             )
         }
+        Event::PolicyViolation {
+            rule,
+            action,
+            pf,
+            uid,
+            value,
+            limit,
+            detail,
+            ..
+        } => {
+            let mut s = format!("{} {:?}", rule.key(), action).to_lowercase();
+            if let Some(pf) = pf {
+                s = format!("{pf} {s}");
+            }
+            if let Some(u) = uid {
+                s.push_str(&format!(" uid {u}"));
+            }
+            s.push_str(&format!(" value {value} limit {limit}"));
+            if let Some(d) = detail {
+                s.push_str(&format!(" ({d})"));
+            }
+            s
+        }
     }
 }
 

@@ -317,6 +317,16 @@ fn samples() -> Vec<Event> {
         Event::Inventory {
             pfs: lab_pfs_with_config(),
         },
+        Event::PolicyViolation {
+            rule: crate::events::PolicyRule::DmaQuota,
+            action: crate::events::PolicyAction::Denied,
+            pf: None,
+            uid: Some(0),
+            cgroup: Some(1),
+            value: 2 << 20,
+            limit: 512 << 10,
+            detail: None,
+        },
     ]
 }
 
@@ -493,7 +503,7 @@ fn reader_skips_unknown_kinds_and_blank_lines_and_names_bad_lines() {
     let text = concat!(
         r#"{"schema":"sriov-top.events/v1","time":"t","node":"n","ts_ns":1,"vf":null,"process":null,"kind":"lost","records":3}"#,
         "\n\n",
-        r#"{"schema":"sriov-top.events/v1.4","time":"t","node":"n","ts_ns":2,"vf":null,"process":null,"kind":"policy_violation","rule":"x"}"#,
+        r#"{"schema":"sriov-top.events/v1.4","time":"t","node":"n","ts_ns":2,"vf":null,"process":null,"kind":"future_kind","rule":"x"}"#,
         "\n",
         r#"{"schema":"sriov-top.events/v2","time":"t","node":"n","ts_ns":3,"vf":null,"process":null,"kind":"lost","records":3}"#,
         "\n",
@@ -507,7 +517,7 @@ fn reader_skips_unknown_kinds_and_blank_lines_and_names_bad_lines() {
         matches!(&got[0], (1, Ok(ReadLine::Event(l))) if l.envelope.event == Event::Lost { records: 3 })
     );
     assert!(matches!(&got[1], (2, Ok(ReadLine::Blank))));
-    assert!(matches!(&got[2], (3, Ok(ReadLine::UnknownKind(k))) if k == "policy_violation"));
+    assert!(matches!(&got[2], (3, Ok(ReadLine::UnknownKind(k))) if k == "future_kind"));
     let msg = |i: usize| match &got[i].1 {
         Err(e) => e.to_string(),
         Ok(other) => panic!("line {}: {other:?}", got[i].0),

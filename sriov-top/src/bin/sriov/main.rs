@@ -1,6 +1,7 @@
 //! `sriov`: SR-IOV PF/VF inventory and configuration, in iproute2's words.
 mod configure;
 mod datapath;
+mod policy;
 mod render;
 mod vfargs;
 
@@ -22,6 +23,7 @@ Examples:
   sriov vf rxdump eth0 3 --count 10             # print what VF 3 receives
   sriov plan /etc/sriov.toml                    # what apply would change
   sriov apply /etc/sriov.toml                   # apply, with rollback on failure
+  sriov policy check /etc/sriov-policy.toml     # check a per-VF policy file against this system
   sriov completions bash > /etc/bash_completion.d/sriov
 
 Exit status: 0 ok, 1 the system refused or failed (rolled back), 2 bad input (nothing changed).";
@@ -91,6 +93,12 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Per-VF policy files (docs/policy.md).
+    #[command(after_help = policy::POLICY_HELP)]
+    Policy {
+        #[command(subcommand)]
+        cmd: policy::PolicyCmd,
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
@@ -264,6 +272,7 @@ fn run(cli: Cli) -> Result<()> {
             count.as_deref(),
             poll,
         ),
+        Cmd::Policy { cmd } => policy::run(&*host(&cli.sysfs_root)?, cmd),
         Cmd::Plan {
             file,
             json,
@@ -289,6 +298,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if cause.is::<BadInput>()
             || cause.is::<sriov_core::config::ConfigError>()
+            || cause.is::<sriov_core::policy::file::PolicyError>()
             || cause.is::<sriov_core::types::InvalidValue>()
         {
             return 2;

@@ -1,0 +1,771 @@
+//! Load a resolved [`Policy`] into the kernel: the BPF LSM programs
+//! (`file_ioctl`, `file_open`, `file_permission`), the TC egress program on
+//! the VF netdevs, and the maps they read.
+//!
+//! - Every VF (PF) of a policy gets a *slot*, kept for the VF's BDF across
+//!   reloads, so the identity maps (`/dev/vfio/<group>` → slot, ifindex →
+//!   slot, ...) never change meaning; the rules are double-buffered and a
+//!   reload writes the idle half, then flips `Conf::active` in one map
+//!   update: a program sees the old policy or the new one, never a mix.
+//! - [`Enforcer::refresh`] follows the system: VFIO group nodes that
+//!   appear when a VF is bound to vfio-pci, VF netdevs that come and go.
+//! - The maps are pinned under `/sys/fs/bpf/sriov-top` (mode 0600) while
+//!   the policy is loaded; dropping the [`Enforcer`] removes the pins, and
+//!   the programs go with the eBPF object.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{Lsm, SchedClassifier, TcAttachType},
+};
+use sriov_ebpf::policy::{self as k, Conf, Rule, SysfsFile, SysfsKey};
+
+use super::{Allow, Mode, PfPolicy, Policy, VfRules, btf};
+use crate::{Error, Result};
+
+/// Where the maps are pinned.
+pub const PIN_DIR: &str = "/sys/fs/bpf/sriov-top";
+
+type RuleBytes = [u8; Rule::SIZE];
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
+    move |e| Error::EbpfMap {
+        map,
+        source: Box::new(e),
+    }
+}
+
+fn prog_err(
+    program: &'static str,
+    hint: &'static str,
+) -> impl Fn(aya::programs::ProgramError) -> Error {
+    move |e| Error::EbpfProgram {
+        program,
+        source: Box::new(e),
+        hint,
+    }
+}
+
+fn take<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    conv: impl FnOnce(aya::maps::Map) -> std::result::Result<T, aya::maps::MapError>,
+) -> Result<T> {
+    let m = ebpf
+        .take_map(name)
+        .ok_or(Error::EbpfMissing { kind: "map", name })?;
+    conv(m).map_err(map_err(name))
+}
+
+fn copy_name<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let b = s.as_bytes();
+    let n = b.len().min(N);
+    out[..n].copy_from_slice(&b[..n]);
+    out
+}
+
+fn who_into(rule: &mut Rule, a: &Allow) {
+    rule.n_uids = a.uids.len().min(k::MAX_UIDS) as u32;
+    for (d, u) in rule.uids.iter_mut().zip(&a.uids) {
+        *d = *u;
+    }
+    rule.n_cgroups = a.cgroup_ids.len().min(k::MAX_CGROUPS) as u32;
+    for (d, c) in rule.cgroups.iter_mut().zip(&a.cgroup_ids) {
+        *d = *c;
+    }
+    rule.n_comms = a.executables.len().min(k::MAX_COMMS) as u32;
+    for (d, e) in rule.comms.iter_mut().zip(&a.executables) {
+        *d = copy_name(e);
+    }
+}
+
+/// The kernel form of a VF's rules.
+pub fn vf_rule(r: &VfRules) -> Rule {
+    let mut rule = Rule::EMPTY;
+    if let Some(q) = r.dma_quota_bytes {
+        rule.flags |= k::RULE_DMA_QUOTA;
+        rule.dma_quota = q;
+    }
+    if let Some(a) = &r.vfio_open {
+        rule.flags |= k::RULE_VFIO_OPEN;
+        who_into(&mut rule, a);
+    }
+    if let Some(d) = &r.allowed_drivers {
+        rule.flags |= k::RULE_DRIVERS;
+        rule.n_drivers = d.len().min(k::MAX_DRIVERS) as u32;
+        for (dst, name) in rule.drivers.iter_mut().zip(d) {
+            *dst = copy_name(name);
+        }
+    }
+    if let Some(m) = &r.allowed_src_macs {
+        rule.flags |= k::RULE_SRC_MACS;
+        rule.n_macs = m.len().min(k::MAX_MACS) as u32;
+        for (dst, mac) in rule.macs.iter_mut().zip(m) {
+            dst[..6].copy_from_slice(&mac.0);
+        }
+    }
+    if let Some(v) = &r.allowed_vlans {
+        rule.flags |= k::RULE_VLANS;
+        rule.n_vlans = v.len().min(k::MAX_VLANS) as u32;
+        for (dst, vid) in rule.vlans.iter_mut().zip(v) {
+            *dst = *vid;
+        }
+    }
+    if let Some(p) = r.max_pps {
+        rule.flags |= k::RULE_MAX_PPS;
+        rule.max_pps = p;
+    }
+    rule
+}
+
+/// The kernel form of a PF's `numvfs` rules.
+pub fn pf_rule(p: &PfPolicy) -> Rule {
+    let mut rule = Rule::EMPTY;
+    rule.flags |= k::RULE_NUMVFS_RANGE;
+    rule.numvfs_min = p.numvfs_min;
+    rule.numvfs_max = p.numvfs_max;
+    if let Some(a) = &p.numvfs_writers {
+        rule.flags |= k::RULE_NUMVFS_WRITERS;
+        who_into(&mut rule, a);
+    }
+    rule
+}
+
+/// Slots by BDF, stable for the life of the [`Enforcer`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Slots {
+    by_bdf: BTreeMap<String, u32>,
+    max: u32,
+}
+
+impl Slots {
+    pub fn new(max: u32) -> Self {
+        Self {
+            by_bdf: BTreeMap::new(),
+            max,
+        }
+    }
+
+    /// The slot of `bdf`, given a new one if it has none.
+    pub fn slot(&mut self, bdf: &str) -> Result<u32> {
+        if let Some(&s) = self.by_bdf.get(bdf) {
+            return Ok(s);
+        }
+        let used: BTreeSet<u32> = self.by_bdf.values().copied().collect();
+        let s = (0..self.max)
+            .find(|s| !used.contains(s))
+            .ok_or_else(|| Error::Unsupported {
+                device: bdf.to_string(),
+                message: format!("a policy covers at most {} devices", self.max),
+            })?;
+        self.by_bdf.insert(bdf.to_string(), s);
+        Ok(s)
+    }
+
+    pub fn get(&self, bdf: &str) -> Option<u32> {
+        self.by_bdf.get(bdf).copied()
+    }
+
+    /// BDFs in slot order (gaps are empty strings).
+    pub fn table(&self) -> Vec<String> {
+        let n = self.by_bdf.values().max().map_or(0, |m| m + 1) as usize;
+        let mut t = vec![String::new(); n];
+        for (b, &s) in &self.by_bdf {
+            t[s as usize] = b.clone();
+        }
+        t
+    }
+}
+
+/// (major, minor) of a `dev_t` as `stat` gives it, in the kernel's encoding.
+fn kernel_dev(dev: u64) -> u32 {
+    k::kernel_dev(libc::major(dev), libc::minor(dev))
+}
+
+fn sysfs_key(path: &Path) -> Option<SysfsKey> {
+    let m = fs::metadata(path).ok()?;
+    Some(SysfsKey {
+        ino: m.ino(),
+        dev: kernel_dev(m.dev()),
+        _pad: 0,
+    })
+}
+
+/// Whether the BPF LSM is active (`bpf` in `/sys/kernel/security/lsm`).
+pub fn bpf_lsm_active() -> std::result::Result<(), String> {
+    let lsm = fs::read_to_string("/sys/kernel/security/lsm").map_err(|e| {
+        format!("cannot read /sys/kernel/security/lsm: {e} (is securityfs mounted?)")
+    })?;
+    if lsm.trim().split(',').any(|l| l == "bpf") {
+        Ok(())
+    } else {
+        Err(format!(
+            "the BPF LSM is not active (active LSMs: {}); boot with lsm={},bpf",
+            lsm.trim(),
+            lsm.trim()
+        ))
+    }
+}
+
+/// The loaded policy.
+pub struct Enforcer {
+    conf: Array<MapData, [u8; Conf::SIZE]>,
+    vf_rules: Array<MapData, RuleBytes>,
+    pf_rules: Array<MapData, RuleBytes>,
+    group_vf: HashMap<MapData, u32, u32>,
+    netdev_vf: HashMap<MapData, u32, u32>,
+    sysfs: HashMap<MapData, [u8; SysfsKey::SIZE], [u8; SysfsFile::SIZE]>,
+    bdf_vf: HashMap<MapData, [u8; k::BDF_LEN], u32>,
+    driver_names: Array<MapData, [u8; k::DRIVER_LEN]>,
+    dma_used: Array<MapData, u64>,
+    tc_counts: PerCpuArray<MapData, [u64; 4]>,
+    offsets: [u32; k::N_OFFSETS],
+    active: u32,
+    policy: Policy,
+    vf_slots: Slots,
+    pf_slots: Slots,
+    /// Netdevs the TC program is attached to.
+    tc_on: BTreeSet<String>,
+    /// What is attached, `lsm:file_ioctl`, `tc:eth1:egress`.
+    pub attached: Vec<String>,
+    /// Things that could not be done (a TC attach on one netdev, ...).
+    pub warnings: Vec<String>,
+    pinned: Option<PathBuf>,
+    /// LSM link ids by program, until `persist` takes them.
+    lsm_links: BTreeMap<&'static str, aya::programs::lsm::LsmLinkId>,
+    persist: bool,
+}
+
+const LSM_HINT: &str =
+    "\nThe BPF LSM must be active: boot with lsm=...,bpf (see /sys/kernel/security/lsm)";
+
+impl Enforcer {
+    /// Load `policy` and attach the programs of `ebpf` (the object the
+    /// probes loaded, so that violations share their ring buffer).
+    /// With `pin`, the maps are pinned in that directory (see [`pin_maps`]).
+    pub fn start(ebpf: &mut Ebpf, policy: &Policy, pin: Option<&Path>) -> Result<Self> {
+        if let Err(m) = bpf_lsm_active() {
+            return Err(Error::Unsupported {
+                device: "kernel".into(),
+                message: m,
+            });
+        }
+        let kbtf = btf::Btf::from_sys_fs()?;
+        let offsets = btf::offsets(&kbtf)?;
+        if let Some(dir) = pin {
+            pin_maps(ebpf, dir)?;
+        }
+        let mut e = Self {
+            conf: take(ebpf, k::maps::POLICY_CONF, Array::try_from)?,
+            vf_rules: take(ebpf, k::maps::VF_RULES, Array::try_from)?,
+            pf_rules: take(ebpf, k::maps::PF_RULES, Array::try_from)?,
+            group_vf: take(ebpf, k::maps::GROUP_VF, HashMap::try_from)?,
+            netdev_vf: take(ebpf, k::maps::NETDEV_VF, HashMap::try_from)?,
+            sysfs: take(ebpf, k::maps::SYSFS_FILES, HashMap::try_from)?,
+            bdf_vf: take(ebpf, k::maps::BDF_VF, HashMap::try_from)?,
+            driver_names: take(ebpf, k::maps::DRIVER_NAMES, Array::try_from)?,
+            dma_used: take(ebpf, k::maps::DMA_USED, Array::try_from)?,
+            tc_counts: take(ebpf, k::maps::TC_COUNTS, PerCpuArray::try_from)?,
+            offsets,
+            active: 1,
+            policy: Policy::default(),
+            vf_slots: Slots::new(k::MAX_VFS),
+            pf_slots: Slots::new(k::MAX_PFS),
+            tc_on: BTreeSet::new(),
+            attached: Vec::new(),
+            warnings: Vec::new(),
+            pinned: pin.map(Path::to_path_buf),
+            lsm_links: BTreeMap::new(),
+            persist: false,
+        };
+        e.reload(ebpf, policy)?;
+        let btf = aya::Btf::from_sys_fs().map_err(|e| Error::Unsupported {
+            device: "kernel".into(),
+            message: format!("no kernel BTF: {e}"),
+        })?;
+        for (name, hook) in [
+            (k::programs::FILE_IOCTL, "file_ioctl"),
+            (k::programs::FILE_OPEN, "file_open"),
+            (k::programs::FILE_PERMISSION, "file_permission"),
+        ] {
+            let p: &mut Lsm = ebpf
+                .program_mut(name)
+                .ok_or(Error::EbpfMissing {
+                    kind: "program",
+                    name,
+                })?
+                .try_into()
+                .map_err(prog_err(name, ""))?;
+            p.load(hook, &btf).map_err(prog_err(name, LSM_HINT))?;
+            let id = p.attach().map_err(prog_err(name, LSM_HINT))?;
+            e.lsm_links.insert(name, id);
+            e.attached.push(format!("lsm:{hook}"));
+        }
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(k::programs::TC_EGRESS)
+            .ok_or(Error::EbpfMissing {
+                kind: "program",
+                name: k::programs::TC_EGRESS,
+            })?
+            .try_into()
+            .map_err(prog_err(k::programs::TC_EGRESS, ""))?;
+        tc.load().map_err(prog_err(k::programs::TC_EGRESS, ""))?;
+        e.refresh(ebpf)?;
+        Ok(e)
+    }
+
+    /// The loaded policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// VF BDFs and PF BDFs in slot order (for `Attributor::set_policy_slots`).
+    pub fn slot_tables(&self) -> (Vec<String>, Vec<String>) {
+        (self.vf_slots.table(), self.pf_slots.table())
+    }
+
+    /// Replace the policy: the idle half of the rules is written, then
+    /// `active` flips in one update.
+    pub fn reload(&mut self, ebpf: &mut Ebpf, policy: &Policy) -> Result<()> {
+        let next = self.active ^ 1;
+        let mut vf_rules = vec![Rule::EMPTY; k::MAX_VFS as usize];
+        for v in &policy.vfs {
+            let s = self.vf_slots.slot(&v.bdf)?;
+            vf_rules[s as usize] = vf_rule(&v.rules);
+        }
+        let mut pf_rules = vec![Rule::EMPTY; k::MAX_PFS as usize];
+        for p in &policy.pfs {
+            let s = self.pf_slots.slot(&p.bdf)?;
+            pf_rules[s as usize] = pf_rule(p);
+        }
+        for (i, r) in vf_rules.iter().enumerate() {
+            self.vf_rules
+                .set(next * k::MAX_VFS + i as u32, r.encode(), 0)
+                .map_err(map_err(k::maps::VF_RULES))?;
+        }
+        for (i, r) in pf_rules.iter().enumerate() {
+            self.pf_rules
+                .set(next * k::MAX_PFS + i as u32, r.encode(), 0)
+                .map_err(map_err(k::maps::PF_RULES))?;
+        }
+        self.policy = policy.clone();
+        // identity maps before the flip: new VFs must be known when their
+        // rules go live
+        self.refresh_maps()?;
+        let conf = Conf {
+            active: next,
+            mode: match policy.mode {
+                Mode::Enforce => k::MODE_ENFORCE,
+                Mode::Audit => k::MODE_AUDIT,
+            },
+            offsets: self.offsets,
+        };
+        self.conf
+            .set(0, conf.encode(), 0)
+            .map_err(map_err(k::maps::POLICY_CONF))?;
+        self.active = next;
+        if self.tc_on.is_empty() && !self.attached.is_empty() {
+            self.refresh(ebpf)?;
+        }
+        Ok(())
+    }
+
+    /// Follow the system: VFIO group nodes, VF netdevs (the TC program is
+    /// attached to each new one with L2 rules), sysfs files.
+    pub fn refresh(&mut self, ebpf: &mut Ebpf) -> Result<()> {
+        self.refresh_maps()?;
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(k::programs::TC_EGRESS)
+            .ok_or(Error::EbpfMissing {
+                kind: "program",
+                name: k::programs::TC_EGRESS,
+            })?
+            .try_into()
+            .map_err(prog_err(k::programs::TC_EGRESS, ""))?;
+        for v in &self.policy.vfs {
+            let r = &v.rules;
+            if r.allowed_src_macs.is_none() && r.allowed_vlans.is_none() && r.max_pps.is_none() {
+                continue;
+            }
+            let Some(ifname) = current_netdev(&v.bdf) else {
+                continue;
+            };
+            if self.tc_on.contains(&ifname) {
+                continue;
+            }
+            match tc.attach(&ifname, TcAttachType::Egress) {
+                Ok(_) => {
+                    self.attached.push(format!("tc:{ifname}:egress"));
+                    self.tc_on.insert(ifname);
+                }
+                Err(e) => {
+                    // older kernels: TC through netlink needs clsact first
+                    let _ = aya::programs::tc::qdisc_add_clsact(&ifname);
+                    match tc.attach(&ifname, TcAttachType::Egress) {
+                        Ok(_) => {
+                            self.attached.push(format!("tc:{ifname}:egress"));
+                            self.tc_on.insert(ifname);
+                        }
+                        Err(_) => self.warnings.push(format!(
+                            "{}: cannot attach the L2 policy to {ifname} egress: {e}",
+                            v.bdf
+                        )),
+                    }
+                }
+            }
+        }
+        // a netdev that went away took its link with it
+        self.tc_on
+            .retain(|i| Path::new("/sys/class/net").join(i).exists());
+        Ok(())
+    }
+
+    fn refresh_maps(&mut self) -> Result<()> {
+        let vfs: Vec<(String, Option<u32>)> = self
+            .policy
+            .vfs
+            .iter()
+            .map(|v| {
+                (
+                    v.bdf.clone(),
+                    v.iommu_group.or_else(|| current_group(&v.bdf)),
+                )
+            })
+            .collect();
+        for (bdf, group) in &vfs {
+            let slot = self.vf_slots.slot(bdf)?;
+            if let Some(g) = group
+                && let Ok(m) = fs::metadata(format!("/dev/vfio/{g}"))
+            {
+                self.group_vf
+                    .insert(kernel_dev(m.rdev()), slot, 0)
+                    .map_err(map_err(k::maps::GROUP_VF))?;
+            }
+            if let Some(ifname) = current_netdev(bdf)
+                && let Some(ifindex) = read_u32(&format!("/sys/class/net/{ifname}/ifindex"))
+            {
+                self.netdev_vf
+                    .insert(ifindex, slot, 0)
+                    .map_err(map_err(k::maps::NETDEV_VF))?;
+            }
+            self.bdf_vf
+                .insert(copy_name::<{ k::BDF_LEN }>(bdf), slot, 0)
+                .map_err(map_err(k::maps::BDF_VF))?;
+            if let Some(key) = sysfs_key(
+                &Path::new(crate::discover::PCI_DEVICES)
+                    .join(bdf)
+                    .join("driver_override"),
+            ) {
+                let f = SysfsFile {
+                    kind: k::SYSFS_DRIVER_OVERRIDE,
+                    slot,
+                };
+                self.sysfs
+                    .insert(key.encode(), f.encode(), 0)
+                    .map_err(map_err(k::maps::SYSFS_FILES))?;
+            }
+        }
+        let pfs: Vec<String> = self.policy.pfs.iter().map(|p| p.bdf.clone()).collect();
+        for bdf in &pfs {
+            let slot = self.pf_slots.slot(bdf)?;
+            if let Some(key) = sysfs_key(
+                &Path::new(crate::discover::PCI_DEVICES)
+                    .join(bdf)
+                    .join("sriov_numvfs"),
+            ) {
+                let f = SysfsFile {
+                    kind: k::SYSFS_NUMVFS,
+                    slot,
+                };
+                self.sysfs
+                    .insert(key.encode(), f.encode(), 0)
+                    .map_err(map_err(k::maps::SYSFS_FILES))?;
+            }
+        }
+        // every driver's bind file
+        let mut drivers: Vec<String> = fs::read_dir("/sys/bus/pci/drivers")
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        drivers.sort();
+        for (i, d) in drivers
+            .iter()
+            .take(k::MAX_DRIVER_NAMES as usize)
+            .enumerate()
+        {
+            self.driver_names
+                .set(i as u32, copy_name::<{ k::DRIVER_LEN }>(d), 0)
+                .map_err(map_err(k::maps::DRIVER_NAMES))?;
+            if let Some(key) = sysfs_key(&Path::new("/sys/bus/pci/drivers").join(d).join("bind")) {
+                let f = SysfsFile {
+                    kind: k::SYSFS_BIND,
+                    slot: i as u32,
+                };
+                self.sysfs
+                    .insert(key.encode(), f.encode(), 0)
+                    .map_err(map_err(k::maps::SYSFS_FILES))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes DMA-mapped through VFIO now, per VF BDF (VFs with a slot).
+    pub fn dma_used(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (i, bdf) in self.vf_slots.table().into_iter().enumerate() {
+            if bdf.is_empty() {
+                continue;
+            }
+            if let Ok(v) = self.dma_used.get(&(i as u32), 0) {
+                out.insert(bdf, v);
+            }
+        }
+        out
+    }
+
+    /// Frames the TC program saw per VF BDF: (dropped for the source MAC,
+    /// for the VLAN, for the rate, passed), summed over CPUs. In audit
+    /// mode the "dropped" counts are frames that would have been.
+    pub fn tc_counts(&self) -> BTreeMap<String, [u64; 4]> {
+        let mut out = BTreeMap::new();
+        for (i, bdf) in self.vf_slots.table().into_iter().enumerate() {
+            if bdf.is_empty() {
+                continue;
+            }
+            if let Ok(per_cpu) = self.tc_counts.get(&(i as u32), 0) {
+                let mut sum = [0u64; 4];
+                for c in per_cpu.iter() {
+                    for (s, v) in sum.iter_mut().zip(c) {
+                        *s += v;
+                    }
+                }
+                out.insert(bdf, sum);
+            }
+        }
+        out
+    }
+
+    /// Keep the policy in force after the process exits (`--persist`):
+    /// the LSM and TC links are pinned under `dir/links`, the maps under
+    /// `dir` (already, with `start(.., Some(dir))`). `bpftool` or a later
+    /// run removes them (`rm -r dir`).
+    pub fn persist(&mut self, ebpf: &mut Ebpf, dir: &Path) -> Result<()> {
+        let links = dir.join("links");
+        fs::create_dir_all(&links).map_err(|e| Error::Sysfs {
+            op: "create",
+            path: links.clone(),
+            source: e,
+        })?;
+        for (name, hook) in [
+            (k::programs::FILE_IOCTL, "file_ioctl"),
+            (k::programs::FILE_OPEN, "file_open"),
+            (k::programs::FILE_PERMISSION, "file_permission"),
+        ] {
+            let Some(id) = self.lsm_links.remove(name) else {
+                continue;
+            };
+            let p: &mut Lsm = ebpf
+                .program_mut(name)
+                .ok_or(Error::EbpfMissing {
+                    kind: "program",
+                    name,
+                })?
+                .try_into()
+                .map_err(prog_err(name, ""))?;
+            let link = p.take_link(id).map_err(prog_err(name, ""))?;
+            let fd: aya::programs::links::FdLink = link.into();
+            fd.pin(links.join(hook)).map_err(|e| Error::Unsupported {
+                device: "kernel".into(),
+                message: format!("pinning the {hook} link: {e}"),
+            })?;
+        }
+        self.persist = true;
+        Ok(())
+    }
+}
+
+impl Drop for Enforcer {
+    /// The policy stops: the programs pass everything from now on (they go
+    /// with the eBPF object), and the pins are removed.
+    fn drop(&mut self) {
+        if self.persist {
+            return;
+        }
+        let off = Conf {
+            active: self.active,
+            mode: k::MODE_OFF,
+            offsets: self.offsets,
+        };
+        let _ = self.conf.set(0, off.encode(), 0);
+        if let Some(dir) = self.pinned.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The maps the policy programs share, pinned under `dir` (created with
+/// mode 0700; each pin 0600) so that other tools (bpftool) can read them.
+pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| Error::Sysfs {
+            op,
+            path: p,
+            source: e,
+        }
+    };
+    if !Path::new("/sys/fs/bpf").join(".").exists() || fs::read_dir("/sys/fs/bpf").is_err() {
+        return Err(Error::Unsupported {
+            device: "kernel".into(),
+            message: "no BPF file system at /sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf".into(),
+        });
+    }
+    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("chmod", dir))?;
+    for name in [
+        k::maps::POLICY_CONF,
+        k::maps::VF_RULES,
+        k::maps::PF_RULES,
+        k::maps::GROUP_VF,
+        k::maps::NETDEV_VF,
+        k::maps::SYSFS_FILES,
+        k::maps::BDF_VF,
+        k::maps::DRIVER_NAMES,
+        k::maps::DMA_USED,
+        k::maps::TC_COUNTS,
+    ] {
+        let m = ebpf
+            .map(name)
+            .ok_or(Error::EbpfMissing { kind: "map", name })?;
+        let p = dir.join(name);
+        let _ = fs::remove_file(&p);
+        m.pin(&p).map_err(|e| Error::Unsupported {
+            device: "kernel".into(),
+            message: format!("pinning {name} at {}: {e}", p.display()),
+        })?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).map_err(io("chmod", &p))?;
+    }
+    Ok(())
+}
+
+fn read_u32(path: &str) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The VF's netdev now (names follow driver rebinds).
+fn current_netdev(bdf: &str) -> Option<String> {
+    let dir = Path::new(crate::discover::PCI_DEVICES)
+        .join(bdf)
+        .join("net");
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+}
+
+fn current_group(bdf: &str) -> Option<u32> {
+    let l = fs::read_link(
+        Path::new(crate::discover::PCI_DEVICES)
+            .join(bdf)
+            .join("iommu_group"),
+    )
+    .ok()?;
+    l.file_name()?.to_str()?.parse().ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{policy::StormAction, types::MacAddr};
+
+    #[test]
+    fn vf_rules_encode_to_the_kernel_layout() {
+        let rules = VfRules {
+            dma_quota_bytes: Some(1 << 20),
+            vfio_open: Some(Allow {
+                uids: vec![0, 1000],
+                cgroups: vec![],
+                cgroup_ids: vec![77],
+                executables: vec!["qemu".into()],
+            }),
+            allowed_drivers: Some(vec!["vfio-pci".into()]),
+            allowed_src_macs: Some(vec![MacAddr([2, 0, 0, 0, 0, 1])]),
+            allowed_vlans: Some(vec![0, 10]),
+            max_pps: Some(1000),
+            irq_storm_per_s: Some(5),
+            irq_storm_action: StormAction::Alert,
+        };
+        let r = vf_rule(&rules);
+        assert_eq!(
+            r.flags,
+            k::RULE_DMA_QUOTA
+                | k::RULE_VFIO_OPEN
+                | k::RULE_DRIVERS
+                | k::RULE_SRC_MACS
+                | k::RULE_VLANS
+                | k::RULE_MAX_PPS
+        );
+        let b = r.encode();
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        assert_eq!(u32_at(4), 2, "n_uids");
+        assert_eq!(u32_at(56 + 4), 1000, "uids[1]");
+        assert_eq!(u64_at(40), 1 << 20, "dma_quota");
+        assert_eq!(u64_at(48), 1000, "max_pps");
+        assert_eq!(u64_at(88), 77, "cgroups[0]");
+        assert_eq!(&b[152..156], b"qemu");
+        assert_eq!(&b[280..288], b"vfio-pci");
+        assert_eq!(&b[536..542], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(u16::from_le_bytes([b[602], b[603]]), 10, "vlans[1]");
+        // no rules, no flags: the programs pass everything
+        assert_eq!(vf_rule(&VfRules::default()).flags, 0);
+    }
+
+    #[test]
+    fn pf_rules_carry_the_range_and_the_writers() {
+        let p = PfPolicy {
+            bdf: "0000:01:00.0".into(),
+            netdev: None,
+            numvfs_min: 1,
+            numvfs_max: 4,
+            numvfs_writers: Some(Allow {
+                uids: vec![0],
+                ..Default::default()
+            }),
+        };
+        let r = pf_rule(&p);
+        assert_eq!(r.flags, k::RULE_NUMVFS_RANGE | k::RULE_NUMVFS_WRITERS);
+        assert_eq!((r.numvfs_min, r.numvfs_max, r.n_uids), (1, 4, 1));
+        let b = r.encode();
+        assert_eq!(u32::from_le_bytes(b[28..32].try_into().unwrap()), 1);
+        assert_eq!(u32::from_le_bytes(b[32..36].try_into().unwrap()), 4);
+    }
+
+    #[test]
+    fn slots_are_stable_per_bdf_and_run_out() {
+        let mut s = Slots::new(2);
+        assert_eq!(s.slot("a").unwrap(), 0);
+        assert_eq!(s.slot("b").unwrap(), 1);
+        assert_eq!(s.slot("a").unwrap(), 0);
+        let e = s.slot("c").unwrap_err();
+        assert!(e.to_string().contains("at most 2"), "{e}");
+        assert_eq!(s.table(), vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn dev_t_is_converted_to_the_kernel_encoding() {
+        // glibc's encoding of 240:3 (a VFIO group node)
+        let dev = libc::makedev(240, 3);
+        assert_eq!(kernel_dev(dev), (240 << 20) | 3);
+    }
+}

@@ -1,0 +1,131 @@
+//! Per-VF policy enforced in the kernel (BPF LSM, TC), with violation events.
+//!
+//! - [`file`](mod@file): the TOML policy file: parse, validate, resolve against the
+//!   inventory into a [`Policy`] (one [`VfPolicy`] per VF, one [`PfPolicy`]
+//!   per PF), with errors that name the line, the field and the allowed
+//!   values.
+//! - [`btf`]: struct member offsets from the running kernel's BTF, handed to
+//!   the eBPF programs (which have no CO-RE here).
+//! - [`enforce`]: load the policy into the kernel maps (atomically, pinned
+//!   under `/sys/fs/bpf/sriov-top`).
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::types::MacAddr;
+
+pub mod btf;
+pub mod enforce;
+pub mod file;
+
+/// At most this many entries in each list of a rule (the kernel side keeps
+/// fixed-size arrays).
+pub const MAX_UIDS: usize = 8;
+pub const MAX_CGROUPS: usize = 8;
+pub const MAX_EXECUTABLES: usize = 8;
+pub const MAX_DRIVERS: usize = 8;
+pub const MAX_SRC_MACS: usize = 8;
+pub const MAX_VLANS: usize = 16;
+
+/// `enforce`: deny and report; `audit`: report only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// Who may do something: a process passes when its uid, its cgroup or its
+/// executable (comm, the first 15 bytes of the name) is listed. Empty lists
+/// all around: nobody.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Allow {
+    pub uids: Vec<u32>,
+    /// cgroup v2 directories as written in the file.
+    pub cgroups: Vec<PathBuf>,
+    /// Their cgroup ids (the directory's inode number, what
+    /// `bpf_get_current_cgroup_id` returns), same order.
+    pub cgroup_ids: Vec<u64>,
+    /// Process names as in `/proc/PID/comm` (at most 15 bytes).
+    pub executables: Vec<String>,
+}
+
+/// What to do when a VF's interrupt rate passes `irq_storm_per_s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StormAction {
+    /// A `policy_violation` event only.
+    #[default]
+    Alert,
+    /// Also set the VF's link state to disable through the PF (netlink).
+    LinkDown,
+}
+
+/// The rules for one VF (the defaults merged with every matching section,
+/// later sections winning). `None`: no such rule.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct VfRules {
+    /// Most bytes that may be DMA-mapped through VFIO for this VF.
+    pub dma_quota_bytes: Option<u64>,
+    /// Who may open the VF's `/dev/vfio/<group>`.
+    pub vfio_open: Option<Allow>,
+    /// Drivers this VF may be bound to.
+    pub allowed_drivers: Option<Vec<String>>,
+    /// Source MACs the VF's netdev may send from.
+    pub allowed_src_macs: Option<Vec<MacAddr>>,
+    /// VLANs the VF's netdev may send on; 0 stands for untagged frames.
+    pub allowed_vlans: Option<Vec<u16>>,
+    /// Most frames per second the VF's netdev may send.
+    pub max_pps: Option<u64>,
+    /// Interrupts per second above which the VF is reported (and acted on).
+    pub irq_storm_per_s: Option<u64>,
+    pub irq_storm_action: StormAction,
+}
+
+impl VfRules {
+    pub fn is_empty(&self) -> bool {
+        self.dma_quota_bytes.is_none()
+            && self.vfio_open.is_none()
+            && self.allowed_drivers.is_none()
+            && self.allowed_src_macs.is_none()
+            && self.allowed_vlans.is_none()
+            && self.max_pps.is_none()
+            && self.irq_storm_per_s.is_none()
+    }
+}
+
+/// One VF and its rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VfPolicy {
+    pub pf_bdf: String,
+    pub pf_netdev: Option<String>,
+    pub index: u32,
+    pub bdf: String,
+    pub netdev: Option<String>,
+    pub iommu_group: Option<u32>,
+    pub mac: Option<MacAddr>,
+    pub rules: VfRules,
+}
+
+/// One PF's `sriov_numvfs` rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PfPolicy {
+    pub bdf: String,
+    pub netdev: Option<String>,
+    /// Allowed range of `sriov_numvfs` values, inclusive.
+    pub numvfs_min: u32,
+    pub numvfs_max: u32,
+    /// Who may write `sriov_numvfs`; `None`: anyone the kernel lets.
+    pub numvfs_writers: Option<Allow>,
+}
+
+/// A policy file resolved against the system.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Policy {
+    pub mode: Mode,
+    /// Every VF of every SR-IOV PF that has at least one rule.
+    pub vfs: Vec<VfPolicy>,
+    /// Every PF with a `numvfs` rule.
+    pub pfs: Vec<PfPolicy>,
+}

@@ -1,0 +1,393 @@
+//! Per-VF policy in the lab kernel (BPF LSM + TC): each test shows the real
+//! errno the kernel returns, the state the system is left in, and the
+//! `policy_violation` records.
+use std::{fs, os::unix::process::CommandExt as _, process::Command, sync::Arc, time::Duration};
+
+use sriov_core::{
+    discover::discover,
+    ebpf::{LoadOptions, Probes, RingReader},
+    host::System,
+    ops,
+    policy::{Allow, Mode, PfPolicy, Policy, VfPolicy, VfRules, enforce::Enforcer},
+};
+use sriov_ebpf::record::{
+    ACTION_AUDITED, ACTION_DENIED, PolicyRecord, Record, V_DMA_QUOTA, V_DRIVER, V_NUMVFS_RANGE,
+    V_NUMVFS_WRITER, V_VFIO_OPEN,
+};
+use vfio_ioctls::{VfioContainer, VfioDevice, VfioError, VfioOps};
+
+use crate::guest::{self, dev, pf, vf_bdf};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A policy with `rules` for VF `index` of the lab PF (and `pfs`).
+fn policy(mode: Mode, index: u32, rules: VfRules, pfs: Vec<PfPolicy>) -> Policy {
+    let inv = discover(&System::live()).unwrap();
+    let p = inv.pfs.iter().find(|p| p.bdf == pf()).expect("the lab PF");
+    let v = p.vfs.iter().find(|v| v.index == index).expect("the VF");
+    Policy {
+        mode,
+        vfs: vec![VfPolicy {
+            pf_bdf: p.bdf.clone(),
+            pf_netdev: p.netdev.clone(),
+            index,
+            bdf: v.bdf.clone(),
+            netdev: v.netdev.clone(),
+            iommu_group: v.iommu_group,
+            mac: None,
+            rules,
+        }],
+        pfs,
+    }
+}
+
+fn pf_policy(min: u32, max: u32, writers: Option<Allow>) -> PfPolicy {
+    PfPolicy {
+        bdf: pf(),
+        netdev: None,
+        numvfs_min: min,
+        numvfs_max: max,
+        numvfs_writers: writers,
+    }
+}
+
+/// The policy records on the ring until it is quiet for 500 ms.
+fn violations(rt: &tokio::runtime::Runtime, ring: &mut RingReader) -> Vec<PolicyRecord> {
+    let mut out = Vec::new();
+    rt.block_on(async {
+        while let Ok(Ok(b)) =
+            tokio::time::timeout(Duration::from_millis(500), ring.next_batch()).await
+        {
+            out.extend(b.into_iter().filter_map(|r| match r {
+                Ok(Record::Policy(p)) => Some(p),
+                _ => None,
+            }));
+        }
+    });
+    out
+}
+
+/// Page-aligned memory for DMA.
+struct DmaBuf {
+    v: Vec<u8>,
+}
+
+impl DmaBuf {
+    fn new(len: usize) -> Self {
+        Self {
+            v: vec![0u8; len + 4096],
+        }
+    }
+    fn ptr(&mut self) -> *mut u8 {
+        let p = self.v.as_mut_ptr();
+        p.wrapping_add(p.align_offset(4096))
+    }
+}
+
+fn errno_of(r: Result<(), VfioError>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(VfioError::IommuDmaMap(e)) | Err(VfioError::IommuDmaUnmap(e)) => e.errno(),
+        Err(e) => panic!("unexpected VFIO error: {e}"),
+    }
+}
+
+const KIB: usize = 1024;
+
+/// Maps of 512 KiB, 1 MiB (over the 1 MiB quota), 512 KiB, then an unmap
+/// and a map that fits again: the errno of each.
+fn dma_sequence(container: &VfioContainer, buf: &mut DmaBuf) -> [i32; 5] {
+    let p = buf.ptr();
+    // SAFETY: `buf` outlives every mapping made here (all unmapped below).
+    let map = |iova: u64, size: usize| errno_of(unsafe { container.vfio_dma_map(iova, size, p) });
+    let r = [
+        map(0x100_0000, 512 * KIB),
+        map(0x200_0000, 1024 * KIB),
+        map(0x300_0000, 512 * KIB),
+        errno_of(container.vfio_dma_unmap(0x100_0000, 512 * KIB)),
+        map(0x400_0000, 512 * KIB),
+    ];
+    for iova in [0x200_0000, 0x300_0000, 0x400_0000] {
+        let _ = container.vfio_dma_unmap(iova, 1024 * KIB);
+    }
+    r
+}
+
+fn vfio_vf1() -> String {
+    guest::set_numvfs(2);
+    let vf = vf_bdf(1);
+    ops::bind(&System::live(), &vf, "vfio-pci").expect("bind VF 1 to vfio-pci");
+    vf
+}
+
+fn dma_quota(mode: Mode) -> (Vec<PolicyRecord>, [i32; 5]) {
+    let vf = vfio_vf1();
+    let rt = runtime();
+    let _in = rt.enter();
+    let mut probes = Probes::load(LoadOptions::default()).expect("load");
+    let mut ring = probes.take_ring().expect("ring");
+    let rules = VfRules {
+        dma_quota_bytes: Some(1 << 20),
+        ..Default::default()
+    };
+    let enf = Enforcer::start(probes.ebpf_mut(), &policy(mode, 1, rules, vec![]), None)
+        .expect("load the policy");
+    let container = Arc::new(VfioContainer::new(None).expect("open /dev/vfio/vfio"));
+    let device = VfioDevice::new(&dev(&vf), container.clone() as Arc<dyn VfioOps>, false)
+        .expect("open the VF through VFIO");
+    let mut buf = DmaBuf::new(1 << 20);
+    let r = dma_sequence(&container, &mut buf);
+    let used = enf.dma_used();
+    drop(device);
+    let v = violations(&rt, &mut ring);
+    eprintln!("errnos {r:?}, used {used:?}, violations {v:#?}");
+    assert_eq!(used.get(&vf), Some(&0), "everything was unmapped");
+    drop(enf);
+    drop(probes);
+    ops::bind(&System::live(), &vf, "igbvf").expect("back to igbvf");
+    guest::set_numvfs(0);
+    (v, r)
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn dma_over_the_quota_gets_eperm_and_a_violation_under_it_succeeds() {
+    let (v, r) = dma_quota(Mode::Enforce);
+    assert_eq!(
+        r,
+        [0, libc::EPERM, 0, 0, 0],
+        "map 512K, 1M (over), 512K, unmap, 512K"
+    );
+    assert_eq!(v.len(), 1, "{v:#?}");
+    let x = &v[0];
+    assert_eq!(
+        (x.rule, x.action, x.value, x.limit),
+        (V_DMA_QUOTA, ACTION_DENIED, 1 << 20, 512 << 10)
+    );
+    assert_eq!(x.hdr.pid, std::process::id());
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn audit_mode_lets_the_dma_map_through_and_still_reports_it() {
+    let (v, r) = dma_quota(Mode::Audit);
+    assert_eq!(r, [0, 0, 0, 0, 0], "audit: every call succeeds");
+    let quota: Vec<_> = v.iter().filter(|x| x.rule == V_DMA_QUOTA).collect();
+    assert!(!quota.is_empty(), "{v:#?}");
+    assert!(quota.iter().all(|x| x.action == ACTION_AUDITED));
+    assert_eq!(quota[0].value, 1 << 20);
+}
+
+/// Open the VF's group node as `uid`: "opened" or the error.
+fn open_group_as(group: u32, uid: u32) -> String {
+    let out = Command::new("sh")
+        .args(["-c", &format!("exec 3< /dev/vfio/{group} && echo opened")])
+        .uid(uid)
+        .output()
+        .expect("sh");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
+fn vfio_open(mode: Mode) -> (String, String, String, Vec<PolicyRecord>) {
+    let vf = vfio_vf1();
+    let group: u32 = guest::link_name(dev(&vf).join("iommu_group"))
+        .expect("iommu_group")
+        .parse()
+        .unwrap();
+    // DAC out of the way: only the policy decides
+    fs::set_permissions(
+        format!("/dev/vfio/{group}"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let rt = runtime();
+    let _in = rt.enter();
+    let mut probes = Probes::load(LoadOptions::default()).expect("load");
+    let mut ring = probes.take_ring().expect("ring");
+    let rules = VfRules {
+        vfio_open: Some(Allow {
+            uids: vec![0, 1000],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let enf = Enforcer::start(probes.ebpf_mut(), &policy(mode, 1, rules, vec![]), None)
+        .expect("load the policy");
+    let (denied, allowed, root) = (
+        open_group_as(group, 65534),
+        open_group_as(group, 1000),
+        open_group_as(group, 0),
+    );
+    let v = violations(&rt, &mut ring);
+    drop(enf);
+    // the policy is gone with the enforcer
+    assert_eq!(
+        open_group_as(group, 65534),
+        "opened",
+        "enforcement removed on exit"
+    );
+    drop(probes);
+    ops::bind(&System::live(), &vf, "igbvf").expect("back to igbvf");
+    guest::set_numvfs(0);
+    (denied, allowed, root, v)
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn a_uid_not_allowed_gets_eperm_opening_the_vfio_group() {
+    let (denied, allowed, root, v) = vfio_open(Mode::Enforce);
+    assert!(
+        denied.contains("Operation not permitted"),
+        "uid 65534: {denied}"
+    );
+    assert_eq!(allowed, "opened", "uid 1000");
+    assert_eq!(root, "opened", "uid 0");
+    let opens: Vec<_> = v.iter().filter(|x| x.rule == V_VFIO_OPEN).collect();
+    assert_eq!(opens.len(), 1, "{v:#?}");
+    assert_eq!((opens[0].uid, opens[0].action), (65534, ACTION_DENIED));
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn audit_mode_lets_any_uid_open_the_group_and_reports_it() {
+    let (denied, allowed, _, v) = vfio_open(Mode::Audit);
+    assert_eq!((denied.as_str(), allowed.as_str()), ("opened", "opened"));
+    assert!(
+        v.iter()
+            .any(|x| x.rule == V_VFIO_OPEN && x.uid == 65534 && x.action == ACTION_AUDITED),
+        "{v:#?}"
+    );
+}
+
+/// `echo VALUE > PATH` from a shell whose process name is `comm`: "ok" or
+/// the shell's error.
+fn write_as(comm: &str, path: &str, value: &str) -> String {
+    let exe = format!("/tmp/{comm}");
+    let _ = fs::remove_file(&exe);
+    std::os::unix::fs::symlink("/bin/busybox", &exe).unwrap();
+    let out = Command::new(&exe)
+        .arg0("sh")
+        .args(["-c", &format!("echo {value} > {path} && echo ok")])
+        .output()
+        .expect("sh");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn numvfs_out_of_range_or_from_another_writer_is_denied_and_unchanged() {
+    guest::set_numvfs(2);
+    let numvfs = dev(&pf()).join("sriov_numvfs");
+    let path = numvfs.to_str().unwrap().to_string();
+    let rt = runtime();
+    let _in = rt.enter();
+    let mut probes = Probes::load(LoadOptions::default()).expect("load");
+    let mut ring = probes.take_ring().expect("ring");
+    let writers = Allow {
+        executables: vec!["sriov-admin".into()],
+        ..Default::default()
+    };
+    let pol = policy(
+        Mode::Enforce,
+        0,
+        VfRules::default(),
+        vec![pf_policy(0, 2, Some(writers))],
+    );
+    let enf = Enforcer::start(probes.ebpf_mut(), &pol, None).expect("load the policy");
+    // another process: denied, whatever the value
+    let other = write_as("intruder", &path, "0");
+    assert!(other.contains("Operation not permitted"), "{other}");
+    assert_eq!(guest::read(&numvfs), "2");
+    // the allowed writer: 0 then 2 are in range, 3 is not
+    assert_eq!(write_as("sriov-admin", &path, "0"), "ok");
+    assert_eq!(guest::read(&numvfs), "0");
+    let three = write_as("sriov-admin", &path, "3");
+    assert!(three.contains("Operation not permitted"), "{three}");
+    assert_eq!(guest::read(&numvfs), "0", "the VF count is unchanged");
+    assert_eq!(write_as("sriov-admin", &path, "2"), "ok");
+    assert_eq!(guest::read(&numvfs), "2");
+    let v = violations(&rt, &mut ring);
+    eprintln!("{v:#?}");
+    assert!(
+        v.iter()
+            .any(|x| x.rule == V_NUMVFS_WRITER && x.action == ACTION_DENIED)
+    );
+    assert!(
+        v.iter()
+            .any(|x| x.rule == V_NUMVFS_RANGE && x.value == 3 && x.limit == 2)
+    );
+    drop(enf);
+    drop(probes);
+    guest::set_numvfs(0);
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn binding_a_vf_to_a_driver_outside_allowed_drivers_is_denied() {
+    guest::set_numvfs(2);
+    let vf = vf_bdf(1);
+    let rt = runtime();
+    let _in = rt.enter();
+    let mut probes = Probes::load(LoadOptions::default()).expect("load");
+    let mut ring = probes.take_ring().expect("ring");
+    let rules = VfRules {
+        allowed_drivers: Some(vec!["vfio-pci".into()]),
+        ..Default::default()
+    };
+    let enf = Enforcer::start(
+        probes.ebpf_mut(),
+        &policy(Mode::Enforce, 1, rules, vec![]),
+        None,
+    )
+    .expect("load the policy");
+    let over = dev(&vf).join("driver_override");
+    let over = over.to_str().unwrap();
+    // the VF is on igbvf; unbinding is no bind, so it is allowed
+    assert_eq!(
+        write_as("sh", &format!("{}/driver/unbind", dev(&vf).display()), &vf),
+        "ok"
+    );
+    let e = write_as("sh", over, "igbvf");
+    assert!(
+        e.contains("Operation not permitted"),
+        "driver_override igbvf: {e}"
+    );
+    let e = write_as("sh", "/sys/bus/pci/drivers/igbvf/bind", &vf);
+    assert!(e.contains("Operation not permitted"), "bind to igbvf: {e}");
+    assert_eq!(
+        guest::link_name(dev(&vf).join("driver")),
+        None,
+        "still unbound"
+    );
+    // the allowed driver
+    assert_eq!(write_as("sh", over, "vfio-pci"), "ok");
+    assert_eq!(
+        write_as("sh", "/sys/bus/pci/drivers/vfio-pci/bind", &vf),
+        "ok"
+    );
+    assert_eq!(
+        guest::link_name(dev(&vf).join("driver")).as_deref(),
+        Some("vfio-pci")
+    );
+    let v = violations(&rt, &mut ring);
+    eprintln!("{v:#?}");
+    assert_eq!(v.iter().filter(|x| x.rule == V_DRIVER).count(), 2, "{v:#?}");
+    drop(enf);
+    drop(probes);
+    let _ = write_as("sh", over, "");
+    ops::bind(&System::live(), &vf, "igbvf").expect("back to igbvf");
+    guest::set_numvfs(0);
+}

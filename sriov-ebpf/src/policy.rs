@@ -1,0 +1,264 @@
+//! The policy maps shared by the enforcement programs (BPF LSM, TC) and
+//! `sriov-core::policy::enforce`.
+//!
+//! User space writes [`Rule`] and [`Conf`] values as bytes ([`Rule::encode`],
+//! [`Conf::encode`]) with the offsets fixed here; the kernel side reads the
+//! same bytes as the `#[repr(C)]` structs. Rules are double-buffered: slot
+//! `gen * MAX_VFS + vf` of `VF_RULES`, with `Conf::active` naming the live
+//! half, so a reload writes the other half and flips `active` in one update.
+
+/// VFs and PFs a policy can name.
+pub const MAX_VFS: u32 = 256;
+pub const MAX_PFS: u32 = 64;
+pub const MAX_DRIVER_NAMES: u32 = 128;
+
+pub const MAX_UIDS: usize = 8;
+pub const MAX_CGROUPS: usize = 8;
+pub const MAX_COMMS: usize = 8;
+pub const MAX_DRIVERS: usize = 8;
+pub const MAX_MACS: usize = 8;
+pub const MAX_VLANS: usize = 16;
+/// Bytes of a driver name kept (NUL padded).
+pub const DRIVER_LEN: usize = 32;
+/// Bytes of a PCI address kept as a map key (`0000:01:10.2`, NUL padded).
+pub const BDF_LEN: usize = 16;
+
+// Rule flags: which rules a `Rule` carries.
+pub const RULE_DMA_QUOTA: u32 = 1;
+pub const RULE_VFIO_OPEN: u32 = 2;
+pub const RULE_DRIVERS: u32 = 4;
+pub const RULE_SRC_MACS: u32 = 8;
+pub const RULE_VLANS: u32 = 16;
+pub const RULE_MAX_PPS: u32 = 32;
+pub const RULE_NUMVFS_RANGE: u32 = 64;
+pub const RULE_NUMVFS_WRITERS: u32 = 128;
+
+// `Conf::mode`.
+pub const MODE_OFF: u32 = 0;
+pub const MODE_ENFORCE: u32 = 1;
+pub const MODE_AUDIT: u32 = 2;
+
+// Indexes of `Conf::offsets` (struct member offsets from the kernel's BTF).
+pub const OFF_FILE_INODE: usize = 0;
+pub const OFF_INODE_RDEV: usize = 1;
+pub const OFF_INODE_INO: usize = 2;
+pub const OFF_TASK_FILES: usize = 3;
+pub const OFF_FILES_FDT: usize = 4;
+pub const OFF_FDT_FD: usize = 5;
+pub const OFF_TASK_STACK: usize = 6;
+pub const OFF_INODE_SB: usize = 7;
+pub const OFF_SB_DEV: usize = 8;
+pub const N_OFFSETS: usize = 10;
+
+// `SysfsFile::kind`.
+pub const SYSFS_NUMVFS: u32 = 1;
+pub const SYSFS_DRIVER_OVERRIDE: u32 = 2;
+pub const SYSFS_BIND: u32 = 3;
+
+/// Map names.
+pub mod maps {
+    /// `Array<Conf>` of 1.
+    pub const POLICY_CONF: &str = "POLICY_CONF";
+    /// `Array<Rule>` of `2 * MAX_VFS`.
+    pub const VF_RULES: &str = "VF_RULES";
+    /// `Array<Rule>` of `2 * MAX_PFS`.
+    pub const PF_RULES: &str = "PF_RULES";
+    /// `HashMap<u32 kernel dev_t, u32 VF slot>`: `/dev/vfio/<group>` nodes.
+    pub const GROUP_VF: &str = "GROUP_VF";
+    /// `HashMap<u64 struct file *, u32 VF slot>`: VFIO containers.
+    pub const CONTAINERS: &str = "CONTAINERS";
+    /// `Array<u64>` by VF slot: bytes DMA-mapped through VFIO now.
+    pub const DMA_USED: &str = "DMA_USED";
+    /// `HashMap<u32 ifindex, u32 VF slot>`: VF netdevs.
+    pub const NETDEV_VF: &str = "NETDEV_VF";
+    /// `PerCpuArray<[u64; 4]>` by VF slot: frames dropped (src MAC, VLAN,
+    /// rate, passed).
+    pub const TC_COUNTS: &str = "TC_COUNTS";
+    /// `HashMap<SysfsKey, SysfsFile>`: the sysfs files the policy guards.
+    pub const SYSFS_FILES: &str = "SYSFS_FILES";
+    /// `HashMap<[u8; BDF_LEN], u32 VF slot>`.
+    pub const BDF_VF: &str = "BDF_VF";
+    /// `Array<[u8; DRIVER_LEN]>` of `MAX_DRIVER_NAMES`: driver names of
+    /// `bind` files.
+    pub const DRIVER_NAMES: &str = "DRIVER_NAMES";
+}
+
+/// Program names.
+pub mod programs {
+    pub const FILE_IOCTL: &str = "policy_file_ioctl";
+    pub const FILE_OPEN: &str = "policy_file_open";
+    pub const FILE_PERMISSION: &str = "policy_file_permission";
+    pub const TC_EGRESS: &str = "policy_tc_egress";
+}
+
+/// Policy-wide settings (`POLICY_CONF[0]`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conf {
+    /// Which half of `VF_RULES`/`PF_RULES` is live (0 or 1).
+    pub active: u32,
+    pub mode: u32,
+    pub offsets: [u32; N_OFFSETS],
+}
+
+impl Conf {
+    pub const SIZE: usize = 8 + 4 * N_OFFSETS;
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..4].copy_from_slice(&self.active.to_le_bytes());
+        b[4..8].copy_from_slice(&self.mode.to_le_bytes());
+        for (i, o) in self.offsets.iter().enumerate() {
+            b[8 + 4 * i..12 + 4 * i].copy_from_slice(&o.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// One VF's (or PF's) rules.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub flags: u32,
+    pub n_uids: u32,
+    pub n_cgroups: u32,
+    pub n_comms: u32,
+    pub n_drivers: u32,
+    pub n_macs: u32,
+    pub n_vlans: u32,
+    pub numvfs_min: u32,
+    pub numvfs_max: u32,
+    pub _pad: u32,
+    pub dma_quota: u64,
+    pub max_pps: u64,
+    pub uids: [u32; MAX_UIDS],
+    pub cgroups: [u64; MAX_CGROUPS],
+    pub comms: [[u8; 16]; MAX_COMMS],
+    pub drivers: [[u8; DRIVER_LEN]; MAX_DRIVERS],
+    /// 6 bytes of MAC, 2 of padding.
+    pub macs: [[u8; 8]; MAX_MACS],
+    pub vlans: [u16; MAX_VLANS],
+}
+
+impl Rule {
+    pub const SIZE: usize = 632;
+
+    pub const EMPTY: Self = Self {
+        flags: 0,
+        n_uids: 0,
+        n_cgroups: 0,
+        n_comms: 0,
+        n_drivers: 0,
+        n_macs: 0,
+        n_vlans: 0,
+        numvfs_min: 0,
+        numvfs_max: 0,
+        _pad: 0,
+        dma_quota: 0,
+        max_pps: 0,
+        uids: [0; MAX_UIDS],
+        cgroups: [0; MAX_CGROUPS],
+        comms: [[0; 16]; MAX_COMMS],
+        drivers: [[0; DRIVER_LEN]; MAX_DRIVERS],
+        macs: [[0; 8]; MAX_MACS],
+        vlans: [0; MAX_VLANS],
+    };
+
+    /// The bytes of the `#[repr(C)]` layout, little endian.
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        let words = [
+            self.flags,
+            self.n_uids,
+            self.n_cgroups,
+            self.n_comms,
+            self.n_drivers,
+            self.n_macs,
+            self.n_vlans,
+            self.numvfs_min,
+            self.numvfs_max,
+            0,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        b[40..48].copy_from_slice(&self.dma_quota.to_le_bytes());
+        b[48..56].copy_from_slice(&self.max_pps.to_le_bytes());
+        for (i, u) in self.uids.iter().enumerate() {
+            b[56 + 4 * i..60 + 4 * i].copy_from_slice(&u.to_le_bytes());
+        }
+        for (i, c) in self.cgroups.iter().enumerate() {
+            b[88 + 8 * i..96 + 8 * i].copy_from_slice(&c.to_le_bytes());
+        }
+        for (i, c) in self.comms.iter().enumerate() {
+            b[152 + 16 * i..168 + 16 * i].copy_from_slice(c);
+        }
+        for (i, d) in self.drivers.iter().enumerate() {
+            b[280 + DRIVER_LEN * i..280 + DRIVER_LEN * (i + 1)].copy_from_slice(d);
+        }
+        for (i, m) in self.macs.iter().enumerate() {
+            b[536 + 8 * i..544 + 8 * i].copy_from_slice(m);
+        }
+        for (i, v) in self.vlans.iter().enumerate() {
+            b[600 + 2 * i..602 + 2 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// Key of `SYSFS_FILES`: the inode of a sysfs file (`st_ino`) and its
+/// file system (`st_dev` in the kernel's encoding, major << 20 | minor).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysfsKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+impl SysfsKey {
+    pub const SIZE: usize = 16;
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.ino.to_le_bytes());
+        b[8..12].copy_from_slice(&self.dev.to_le_bytes());
+        b
+    }
+}
+
+/// Value of `SYSFS_FILES`: what the file is and whose.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysfsFile {
+    pub kind: u32,
+    /// PF slot (`sriov_numvfs`), VF slot (`driver_override`) or index in
+    /// `DRIVER_NAMES` (`bind`).
+    pub slot: u32,
+}
+
+impl SysfsFile {
+    pub const SIZE: usize = 8;
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..4].copy_from_slice(&self.kind.to_le_bytes());
+        b[4..8].copy_from_slice(&self.slot.to_le_bytes());
+        b
+    }
+}
+
+/// The kernel's `dev_t` encoding (`MKDEV`): 12 bits of major, 20 of minor.
+pub const fn kernel_dev(major: u32, minor: u32) -> u32 {
+    (major << 20) | (minor & 0xf_ffff)
+}
+
+const _: () = assert!(core::mem::size_of::<Rule>() == Rule::SIZE);
+const _: () = assert!(core::mem::size_of::<Conf>() == Conf::SIZE);
+const _: () = assert!(core::mem::size_of::<SysfsKey>() == SysfsKey::SIZE);
+const _: () = assert!(core::mem::size_of::<SysfsFile>() == SysfsFile::SIZE);
+const _: () = assert!(core::mem::offset_of!(Rule, dma_quota) == 40);
+const _: () = assert!(core::mem::offset_of!(Rule, uids) == 56);
+const _: () = assert!(core::mem::offset_of!(Rule, cgroups) == 88);
+const _: () = assert!(core::mem::offset_of!(Rule, comms) == 152);
+const _: () = assert!(core::mem::offset_of!(Rule, drivers) == 280);
+const _: () = assert!(core::mem::offset_of!(Rule, macs) == 536);
+const _: () = assert!(core::mem::offset_of!(Rule, vlans) == 600);
