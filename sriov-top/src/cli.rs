@@ -12,6 +12,9 @@ Examples:
   sriov-top --json --output /var/log/sriov.ndjson   # to a file
   sriov-top --json --interval 5 | vector --config vector.toml
   sriov-top --json --duration 30 > capture.ndjson   # 30 s, replayable
+  sudo sriov-top --policy /etc/sriov/policy.toml    # enforce a policy (docs/policy.md)
+  sudo sriov-top --json --policy p.toml --persist   # ... and keep it after exit
+  kill -HUP $(pidof sriov-top)                      # reload the policy file
 
 The terminal UI: `?` lists the keys, `q` quits. Live, it needs root for
 the eBPF events; without, it shows what sysfs and rtnetlink tell (PFs, VFs,
@@ -48,6 +51,26 @@ pub struct Cli {
     /// Replay N times as fast as recorded (N > 0; 0.5 is half speed).
     #[arg(long, value_name = "N", default_value_t = 1.0, value_parser = parse_speed, requires = "replay")]
     pub speed: f64,
+    /// Enforce this policy file in the kernel (BPF LSM and TC; root, and
+    /// the BPF LSM active). Checked first: a bad file exits 2 with nothing
+    /// loaded. Reloaded on SIGHUP and when the file changes; removed on
+    /// exit unless --persist. `sriov policy check FILE` checks a file.
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    pub policy: Option<PathBuf>,
+    /// Keep the policy in force after sriov-top exits (links and maps
+    /// pinned under /sys/fs/bpf/sriov-top; `rm -r` it to remove them).
+    #[arg(long, requires = "policy")]
+    pub persist: bool,
+}
+
+impl Cli {
+    /// The policy to load, from `--policy` and `--persist`.
+    pub fn policy_source(&self) -> Option<crate::policy::PolicySource> {
+        self.policy.as_ref().map(|p| crate::policy::PolicySource {
+            path: p.clone(),
+            persist: self.persist,
+        })
+    }
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {

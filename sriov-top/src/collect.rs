@@ -22,6 +22,8 @@ use sriov_core::{
 };
 use tokio::sync::mpsc;
 
+use crate::policy::{PolicyRuntime, PolicySource};
+
 /// One item of the live source.
 // events are nearly every item: boxing them would cost an allocation each
 #[allow(clippy::large_enum_variant)]
@@ -47,7 +49,7 @@ pub enum EbpfUnavailable {
 }
 
 /// How to collect.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CollectOptions {
     /// Between `stats` records and discovery scans.
     pub interval: Duration,
@@ -60,6 +62,8 @@ pub struct CollectOptions {
     /// Fail when the probes cannot be loaded (`--json`), instead of going
     /// on with discovery only (the UI).
     pub require_ebpf: bool,
+    /// The policy to enforce beside the probes (`--policy FILE`).
+    pub policy: Option<PolicySource>,
 }
 
 /// Decides whether an inventory is worth sending: only when something
@@ -184,6 +188,23 @@ pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) 
             }
         }
     }
+    // declared after the probes, so dropped before them: the policy is
+    // switched off, then its programs go with the probes' object
+    let mut policy = None;
+    if let Some(src) = &opts.policy {
+        let Some(p) = probes.as_mut() else {
+            anyhow::bail!(
+                "--policy needs the eBPF programs, which are not loaded (run as root on a kernel with BTF and the BPF LSM)"
+            );
+        };
+        let (rt, evs) = PolicyRuntime::start(src, &host, p, &mut attr)?;
+        policy = Some(rt);
+        for c in evs {
+            if !out.send(c).await {
+                return Ok(());
+            }
+        }
+    }
     let mut changes = InventoryChanges::default();
     changes.changed(&inv.pfs);
     let mut stats = StatsAggregator::new();
@@ -212,6 +233,9 @@ pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: that was it
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    // SIGHUP reloads the policy
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let mut bad_records = 0u64;
     loop {
         let stop = async {
@@ -249,10 +273,23 @@ pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) 
                 }
             }
             _ = tick.tick() => {
-                let evs = on_tick(&host, &mut attr, &mut stats, &mut changes, probes.as_mut());
-                for c in evs? {
+                let mut evs = on_tick(&host, &mut attr, &mut stats, &mut changes, probes.as_mut())?;
+                if let (Some(rt), Some(p)) = (policy.as_mut(), probes.as_mut()) {
+                    let more = rt.on_tick(&host, p, &mut attr, &evs);
+                    evs.extend(more);
+                }
+                for c in evs {
                     if !out.send(c).await {
                         return Ok(());
+                    }
+                }
+            }
+            _ = hangup.recv() => {
+                if let (Some(rt), Some(p)) = (policy.as_mut(), probes.as_mut()) {
+                    for c in rt.reload(&host, p, &mut attr) {
+                        if !out.send(c).await {
+                            return Ok(());
+                        }
                     }
                 }
             }

@@ -3,6 +3,7 @@
 //! its benchmarks.
 pub mod cli;
 pub mod collect;
+pub mod policy;
 pub mod replay;
 pub mod stream;
 pub mod tui;

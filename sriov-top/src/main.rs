@@ -13,6 +13,13 @@ use sriov_top::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // a policy file is checked before anything is loaded: bad input, exit 2
+    if let Some(path) = &cli.policy
+        && let Err(e) = sriov_top::policy::load(&sriov_core::host::System::live(), path)
+    {
+        eprintln!("sriov-top: error: {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
     if cli.json {
         return match stream::run(&cli) {
             Ok(()) => ExitCode::SUCCESS,

@@ -53,6 +53,7 @@ async fn stream(cli: &Cli) -> Result<()> {
         ring_bytes: cli.ring_bytes,
         fentry: !cli.kprobes,
         require_ebpf: true,
+        policy: cli.policy_source(),
     };
     let (tx, rx) = mpsc::channel::<Collected>(CHANNEL);
     // the collector ends by itself (duration, Ctrl-C) and closes the

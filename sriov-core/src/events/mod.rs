@@ -188,6 +188,17 @@ pub enum Event {
     /// `hook_missing`s), then whenever something other than the counters
     /// changed.
     Inventory { pfs: Vec<Pf> },
+    /// A policy was loaded or reloaded (`sriov-top --policy FILE`).
+    PolicyLoaded {
+        file: String,
+        mode: crate::policy::Mode,
+        /// VFs and PFs with rules.
+        vfs: usize,
+        pfs: usize,
+        /// Where the programs are attached (`lsm:file_ioctl`,
+        /// `tc:eth1:egress`, ...).
+        attached: Vec<String>,
+    },
     /// A policy rule was met (docs/policy.md): the request was denied
     /// (enforce), let through (audit), a frame dropped, or an alert raised.
     PolicyViolation {
@@ -290,6 +301,7 @@ impl Event {
         "hook_missing",
         "started",
         "inventory",
+        "policy_loaded",
         "policy_violation",
     ];
 
@@ -308,6 +320,7 @@ impl Event {
             Self::Lost { .. } => "lost",
             Self::HookMissing { .. } => "hook_missing",
             Self::Inventory { .. } => "inventory",
+            Self::PolicyLoaded { .. } => "policy_loaded",
             Self::PolicyViolation { .. } => "policy_violation",
         }
     }

@@ -28,7 +28,7 @@ pub const MAX_SRC_MACS: usize = 8;
 pub const MAX_VLANS: usize = 16;
 
 /// `enforce`: deny and report; `audit`: report only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]

@@ -52,12 +52,12 @@ fn len_of(seq: u64) -> usize {
 }
 
 /// An AF_PACKET socket for every frame on every interface.
-struct PacketSock {
+pub(crate) struct PacketSock {
     fd: OwnedFd,
 }
 
 impl PacketSock {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let fd = socket(
             AddressFamily::Packet,
             SockType::Raw,
@@ -72,7 +72,7 @@ impl PacketSock {
 
     /// The next frame received (not sent) on `ifindex`, or `None` after
     /// 100 ms without one.
-    fn recv_on(&self, ifindex: usize, buf: &mut [u8]) -> Option<(usize, LinkAddr)> {
+    pub(crate) fn recv_on(&self, ifindex: usize, buf: &mut [u8]) -> Option<(usize, LinkAddr)> {
         loop {
             match recvfrom::<LinkAddr>(self.fd.as_raw_fd(), buf) {
                 Ok((n, Some(a))) if a.ifindex() == ifindex && a.pkttype() != PACKET_OUTGOING => {
@@ -85,7 +85,13 @@ impl PacketSock {
         }
     }
 
-    fn send(&self, frame: &[u8], to: &LinkAddr) {
+    /// One `sendto`: ENOBUFS is also what a frame dropped on egress (TC)
+    /// gives.
+    pub(crate) fn send_once(&self, frame: &[u8], to: &LinkAddr) -> nix::Result<usize> {
+        sendto(self.fd.as_raw_fd(), frame, to, MsgFlags::empty())
+    }
+
+    pub(crate) fn send(&self, frame: &[u8], to: &LinkAddr) {
         loop {
             match sendto(self.fd.as_raw_fd(), frame, to, MsgFlags::empty()) {
                 Ok(n) => {
@@ -101,18 +107,18 @@ impl PacketSock {
 }
 
 /// VF 0 on igbvf with its netdev up (no address), VF 1 on vfio-pci.
-struct Lab {
-    vf0_if: String,
-    vf0_index: usize,
-    vf0_mac: MacAddr,
-    vf1: String,
+pub(crate) struct Lab {
+    pub(crate) vf0_if: String,
+    pub(crate) vf0_index: usize,
+    pub(crate) vf0_mac: MacAddr,
+    pub(crate) vf1: String,
 }
 
 fn read_sys(path: String) -> String {
     guest::read(path)
 }
 
-fn setup() -> Lab {
+pub(crate) fn setup() -> Lab {
     guest::set_numvfs(2);
     let vf0 = vf_bdf(0);
     let vf1 = vf_bdf(1);
@@ -140,7 +146,7 @@ fn setup() -> Lab {
     }
 }
 
-fn open(lab: &Lab, interrupts: bool) -> Igbvf {
+pub(crate) fn open(lab: &Lab, interrupts: bool) -> Igbvf {
     let vf = Igbvf::open(
         &System::live(),
         &lab.vf1,
@@ -160,7 +166,7 @@ fn open(lab: &Lab, interrupts: bool) -> Igbvf {
 /// Send test frames `seqs` from our driver to VF 0 while `sock` collects
 /// what VF 0 receives; returns them by sequence number, and VF 0's
 /// address for sending.
-fn driver_to_vf0(
+pub(crate) fn driver_to_vf0(
     lab: &Lab,
     vf: &mut Igbvf,
     sock: Arc<PacketSock>,

@@ -182,6 +182,17 @@ impl App {
                 missing: *hooks_missing,
             };
         }
+        match &ev.event {
+            sriov_core::events::Event::PolicyLoaded { .. } => self.policy.loaded = true,
+            sriov_core::events::Event::PolicyViolation { .. } => {
+                self.policy.loaded = true;
+                if let Some(vf) = &ev.vf {
+                    let bdf = vf.bdf.clone();
+                    self.note_policy_violation(&bdf);
+                }
+            }
+            _ => {}
+        }
         if let Some(e) = self.model.apply(ev) {
             self.log.push(e);
         }
@@ -192,8 +203,7 @@ impl App {
             .push(LogEntry::note(self.model.last_ts, kind, text));
     }
 
-    /// A policy violation of VF `bdf` (the highlight and the badge; no
-    /// event kind produces it yet).
+    /// A policy violation of VF `bdf` (the highlight and the badge).
     pub fn note_policy_violation(&mut self, bdf: &str) {
         self.policy.loaded = true;
         if let Some(v) = self.model.vfs.get_mut(bdf) {

@@ -179,6 +179,13 @@ pub fn summary(ev: &Event) -> String {
                 format::plural(vfs, "VF")
             )
         }
+        Event::PolicyLoaded {
+            file,
+            mode,
+            vfs,
+            pfs,
+            ..
+        } => format!("{file} ({mode:?}): {vfs} VFs, {pfs} PFs").to_lowercase(),
         Event::PolicyViolation {
             rule,
             action,

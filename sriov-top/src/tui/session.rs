@@ -72,6 +72,7 @@ async fn session(cli: &Cli, source: Source) -> Result<()> {
                     ring_bytes: cli.ring_bytes,
                     fentry: !cli.kprobes,
                     require_ebpf: false,
+                    policy: cli.policy_source(),
                 };
                 let end = match collect::run(opts, tx.clone()).await {
                     Ok(()) => AppEvent::SourceEnded,

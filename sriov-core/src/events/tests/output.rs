@@ -317,6 +317,13 @@ fn samples() -> Vec<Event> {
         Event::Inventory {
             pfs: lab_pfs_with_config(),
         },
+        Event::PolicyLoaded {
+            file: "/etc/sriov/policy.toml".into(),
+            mode: crate::policy::Mode::Enforce,
+            vfs: 2,
+            pfs: 1,
+            attached: vec!["lsm:file_ioctl".into(), "tc:eth1:egress".into()],
+        },
         Event::PolicyViolation {
             rule: crate::events::PolicyRule::DmaQuota,
             action: crate::events::PolicyAction::Denied,
