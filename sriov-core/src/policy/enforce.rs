@@ -612,6 +612,29 @@ impl Drop for Enforcer {
     }
 }
 
+/// Mount the BPF file system at /sys/fs/bpf if nothing is mounted there
+/// (as bpftool does).
+fn ensure_bpffs() -> Result<()> {
+    let bpffs = Path::new("/sys/fs/bpf");
+    let mounted = fs::read_to_string("/proc/self/mounts")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf")))
+        .unwrap_or(false);
+    if mounted {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("bpf"),
+        bpffs,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| Error::Unsupported {
+        device: "kernel".into(),
+        message: format!("no BPF file system at /sys/fs/bpf and mounting one failed ({e}): mount -t bpf bpf /sys/fs/bpf"),
+    })
+}
+
 /// The maps the policy programs share, pinned under `dir` (created with
 /// mode 0700; each pin 0600) so that other tools (bpftool) can read them.
 pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
@@ -623,12 +646,7 @@ pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
             source: e,
         }
     };
-    if !Path::new("/sys/fs/bpf").join(".").exists() || fs::read_dir("/sys/fs/bpf").is_err() {
-        return Err(Error::Unsupported {
-            device: "kernel".into(),
-            message: "no BPF file system at /sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf".into(),
-        });
-    }
+    ensure_bpffs()?;
     fs::create_dir_all(dir).map_err(io("create", dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("chmod", dir))?;
     for name in [

@@ -11,6 +11,7 @@ mod datapath;
 mod guest;
 mod irq_count;
 mod policy;
+mod policy_top;
 mod probes;
 mod stream;
 mod tui;

@@ -1,0 +1,175 @@
+//! `sriov-top --json --policy FILE` end to end: the policy is checked,
+//! loaded (pins 0600 under /sys/fs/bpf/sriov-top), violations come out as
+//! `policy_violation` lines with the VF's identity, a changed file is
+//! reloaded without a restart (SIGHUP), and the policy goes away on exit
+//! unless `--persist`.
+use std::{
+    fs,
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::guest::{self, dev, pf, vf_bdf, wait_for};
+
+const OUT: &str = "/tmp/policy.ndjson";
+const FILE: &str = "/tmp/policy.toml";
+const PINS: &str = "/sys/fs/bpf/sriov-top";
+
+fn lines() -> Vec<Value> {
+    fs::read_to_string(OUT)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn of_kind(kind: &str) -> Vec<Value> {
+    lines().into_iter().filter(|l| l["kind"] == kind).collect()
+}
+
+fn policy_file(uids: &str) -> String {
+    format!(
+        "version = 1\nmode = \"enforce\"\n\n[[vf]]\npf = \"{}\"\nindex = 1\nvfio_open = {{ uids = [{uids}] }}\n",
+        pf()
+    )
+}
+
+fn start(extra: &[&str]) -> Child {
+    let _ = fs::remove_file(OUT);
+    let child = Command::new("sriov-top")
+        .args(["--json", "--interval", "0.5", "--output", OUT, "--policy", FILE])
+        .args(extra)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start sriov-top");
+    wait_for("the policy_loaded line", Duration::from_secs(60), || {
+        !of_kind("policy_loaded").is_empty()
+    });
+    child
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+fn stop(mut child: Child) {
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "sriov-top exited with {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("sriov-top did not stop on SIGINT");
+}
+
+fn open_as(group: &str, uid: u32) -> String {
+    let out = Command::new("sh")
+        .args(["-c", &format!("exec 3< /dev/vfio/{group} && echo opened")])
+        .uid(uid)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
+fn vf1_on_vfio() -> (String, String) {
+    guest::set_numvfs(2);
+    let vf = vf_bdf(1);
+    sriov_core::ops::bind(&sriov_core::host::System::live(), &vf, "vfio-pci").unwrap();
+    let group = guest::link_name(dev(&vf).join("iommu_group")).unwrap();
+    fs::set_permissions(format!("/dev/vfio/{group}"), fs::Permissions::from_mode(0o666)).unwrap();
+    (vf, group)
+}
+
+fn cleanup(vf: &str) {
+    sriov_core::ops::bind(&sriov_core::host::System::live(), vf, "igbvf").unwrap();
+    guest::set_numvfs(0);
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn sriov_top_enforces_reloads_and_removes_the_policy() {
+    let (vf, group) = vf1_on_vfio();
+    // bad input: exit 2, nothing loaded
+    fs::write(FILE, "version = 1\n[[vf]]\npf = \"nope\"\nindex = 1\nmax_pps = 5\n").unwrap();
+    let st = Command::new("sriov-top")
+        .args(["--json", "--policy", FILE])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(2));
+    assert!(!fs::exists(PINS).unwrap(), "nothing pinned");
+
+    fs::write(FILE, policy_file("0")).unwrap();
+    let child = start(&[]);
+    let loaded = &of_kind("policy_loaded")[0];
+    assert_eq!(loaded["mode"], "enforce", "{loaded}");
+    assert_eq!(loaded["vfs"], 1, "{loaded}");
+    // pinned, 0600
+    let pins: Vec<_> = fs::read_dir(PINS).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(pins.len() >= 5, "{pins:?}");
+    for p in &pins {
+        let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+    }
+    assert!(open_as(&group, 1000).contains("Operation not permitted"));
+    wait_for("the policy_violation line", Duration::from_secs(10), || {
+        !of_kind("policy_violation").is_empty()
+    });
+    let v = &of_kind("policy_violation")[0];
+    assert_eq!(v["rule"], "vfio_open", "{v}");
+    assert_eq!(v["action"], "denied", "{v}");
+    assert_eq!(v["uid"], 1000, "{v}");
+    assert_eq!(v["vf"]["bdf"], vf.as_str(), "{v}");
+    assert_eq!(v["vf"]["index"], 1, "{v}");
+    assert_eq!(v["process"]["comm"], "sh", "{v}");
+
+    // a new file, SIGHUP: uid 1000 is allowed now, without a restart
+    fs::write(FILE, policy_file("0, 1000")).unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    wait_for("the second policy_loaded line", Duration::from_secs(10), || {
+        of_kind("policy_loaded").len() >= 2
+    });
+    assert_eq!(open_as(&group, 1000), "opened");
+    assert!(open_as(&group, 1001).contains("Operation not permitted"));
+    // a broken file: a warning, the policy in force stays
+    fs::write(FILE, "version = 1\nmode = \"strict\"\n").unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(of_kind("policy_loaded").len(), 2, "the bad file was not loaded");
+    assert!(open_as(&group, 1001).contains("Operation not permitted"));
+    stop(child);
+    // gone with the process
+    assert!(!fs::exists(PINS).unwrap(), "pins removed on exit");
+    assert_eq!(open_as(&group, 1001), "opened");
+    cleanup(&vf);
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn with_persist_the_policy_outlives_sriov_top_until_the_pins_go() {
+    let (vf, group) = vf1_on_vfio();
+    fs::write(FILE, policy_file("0")).unwrap();
+    let child = start(&["--persist"]);
+    stop(child);
+    assert!(fs::exists(format!("{PINS}/links/file_open")).unwrap());
+    assert!(
+        open_as(&group, 1000).contains("Operation not permitted"),
+        "still enforced after exit"
+    );
+    fs::remove_dir_all(PINS).unwrap();
+    // the last reference to the links is gone: unattached
+    wait_for("the policy to go", Duration::from_secs(10), || {
+        open_as(&group, 1000) == "opened"
+    });
+    cleanup(&vf);
+}
