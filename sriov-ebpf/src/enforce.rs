@@ -59,9 +59,11 @@ static CONTAINERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
 #[map(name = "DMA_USED")]
 static DMA_USED: Array<u64> = Array::with_max_entries(MAX_VFS, 0);
 
-/// A DMA map or unmap in flight, by thread: (VF slot, bytes, op).
+/// A DMA map or unmap in flight, by thread: (VF slot, bytes, op). A plain
+/// (preallocated) hash: an LRU insert costs more on the map path, and the
+/// return probe removes each entry.
 #[map(name = "DMA_PENDING")]
-static DMA_PENDING: LruHashMap<u32, [u64; 3]> = LruHashMap::with_max_entries(4096, 0);
+static DMA_PENDING: HashMap<u32, [u64; 3]> = HashMap::with_max_entries(4096, 0);
 
 #[map(name = "NETDEV_VF")]
 static NETDEV_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);

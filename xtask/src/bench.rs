@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: the benchmarks, each printing ratios measured in the
-//! same run. Host: the criterion benches and `sriov-top`'s idle CPU. Lab: `sriov apply` against a loop
-//! of `ip link set` on the emulated 82576.
+//! same run. Host: the criterion benches and `sriov-top`'s idle CPU. Lab
+//! (the emulated 82576): `sriov apply` against a loop of `ip link set`, the
+//! eBPF programs against empty ones, the VFIO datapath against igbvf, and
+//! the policy programs attached against detached.
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
@@ -15,10 +17,19 @@ pub struct Options {
     /// Only the host benchmarks.
     #[arg(long, conflicts_with = "lab_only")]
     host_only: bool,
+    /// Only the lab benchmarks whose name contains this (`policy`,
+    /// `datapath`, `apply`, `probes`); implies --lab-only.
+    #[arg(long, value_name = "NAME", conflicts_with = "host_only")]
+    only: Option<String>,
 }
 
 /// Lab benchmark programs (examples of sriov-top).
-const LAB_EXAMPLES: &[&str] = &["lab_bench_apply", "lab_bench_probes", "lab_bench_datapath"];
+const LAB_EXAMPLES: &[&str] = &[
+    "lab_bench_apply",
+    "lab_bench_probes",
+    "lab_bench_datapath",
+    "lab_bench_policy",
+];
 
 /// Release builds: benchmarks measure what operators run.
 fn build_release(name: &str) -> Result<PathBuf> {
@@ -44,7 +55,7 @@ fn build_release(name: &str) -> Result<PathBuf> {
 }
 
 pub fn run_bench(o: Options) -> Result<u8> {
-    if !o.lab_only {
+    if !o.lab_only && o.only.is_none() {
         util::run(
             Command::new(env!("CARGO"))
                 .args(["bench", "--workspace"])
@@ -65,7 +76,10 @@ pub fn run_bench(o: Options) -> Result<u8> {
     }
     let mut bins = Vec::new();
     let mut script = String::from("set -e\n");
-    for name in LAB_EXAMPLES {
+    for name in LAB_EXAMPLES
+        .iter()
+        .filter(|n| o.only.as_deref().is_none_or(|f| n.contains(f)))
+    {
         bins.push((name.to_string(), build_release(name)?));
         script.push_str(&format!("{name}\n"));
     }

@@ -3,12 +3,20 @@ mod probes;
 
 pub use probes::{
     AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,
-    enable_stats,
+    enable_stats, stats_of,
 };
 
 /// The eBPF object, built by `build.rs` with aya-build.
 pub fn object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sriov-ebpf"))
+}
+
+/// The eBPF object loaded with nothing attached: for the policy programs
+/// alone (`crate::policy::enforce::Enforcer::start`), e.g. in benchmarks.
+pub fn load_object() -> crate::Result<aya::Ebpf> {
+    aya::EbpfLoader::new()
+        .load(object())
+        .map_err(|e| crate::Error::EbpfLoad(Box::new(e)))
 }
 
 /// Where tracefs is expected; attaching tracepoints needs it mounted.

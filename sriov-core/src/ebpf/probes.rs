@@ -45,7 +45,8 @@ pub fn enable_stats() -> Result<std::os::fd::OwnedFd> {
     })
 }
 
-fn stats_of(ebpf: &Ebpf, name: &str, attach: String) -> Option<ProgramStats> {
+/// Run-time statistics of program `name` of `ebpf` (see [`enable_stats`]).
+pub fn stats_of(ebpf: &Ebpf, name: &str, attach: String) -> Option<ProgramStats> {
     let info = ebpf.program(name)?.info().ok()?;
     Some(ProgramStats {
         program: name.to_string(),

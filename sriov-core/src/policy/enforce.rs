@@ -617,7 +617,10 @@ impl Drop for Enforcer {
 fn ensure_bpffs() -> Result<()> {
     let bpffs = Path::new("/sys/fs/bpf");
     let mounted = fs::read_to_string("/proc/self/mounts")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf")))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf"))
+        })
         .unwrap_or(false);
     if mounted {
         return Ok(());

@@ -40,7 +40,15 @@ fn policy_file(uids: &str) -> String {
 fn start(extra: &[&str]) -> Child {
     let _ = fs::remove_file(OUT);
     let child = Command::new("sriov-top")
-        .args(["--json", "--interval", "0.5", "--output", OUT, "--policy", FILE])
+        .args([
+            "--json",
+            "--interval",
+            "0.5",
+            "--output",
+            OUT,
+            "--policy",
+            FILE,
+        ])
         .args(extra)
         .stderr(Stdio::inherit())
         .spawn()
@@ -87,7 +95,11 @@ fn vf1_on_vfio() -> (String, String) {
     let vf = vf_bdf(1);
     sriov_core::ops::bind(&sriov_core::host::System::live(), &vf, "vfio-pci").unwrap();
     let group = guest::link_name(dev(&vf).join("iommu_group")).unwrap();
-    fs::set_permissions(format!("/dev/vfio/{group}"), fs::Permissions::from_mode(0o666)).unwrap();
+    fs::set_permissions(
+        format!("/dev/vfio/{group}"),
+        fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
     (vf, group)
 }
 
@@ -101,7 +113,11 @@ fn cleanup(vf: &str) {
 fn sriov_top_enforces_reloads_and_removes_the_policy() {
     let (vf, group) = vf1_on_vfio();
     // bad input: exit 2, nothing loaded
-    fs::write(FILE, "version = 1\n[[vf]]\npf = \"nope\"\nindex = 1\nmax_pps = 5\n").unwrap();
+    fs::write(
+        FILE,
+        "version = 1\n[[vf]]\npf = \"nope\"\nindex = 1\nmax_pps = 5\n",
+    )
+    .unwrap();
     let st = Command::new("sriov-top")
         .args(["--json", "--policy", FILE])
         .status()
@@ -115,7 +131,10 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
     assert_eq!(loaded["mode"], "enforce", "{loaded}");
     assert_eq!(loaded["vfs"], 1, "{loaded}");
     // pinned, 0600
-    let pins: Vec<_> = fs::read_dir(PINS).unwrap().map(|e| e.unwrap().path()).collect();
+    let pins: Vec<_> = fs::read_dir(PINS)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert!(pins.len() >= 5, "{pins:?}");
     for p in &pins {
         let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -136,16 +155,22 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
     // a new file, SIGHUP: uid 1000 is allowed now, without a restart
     fs::write(FILE, policy_file("0, 1000")).unwrap();
     signal(&child, nix::sys::signal::Signal::SIGHUP);
-    wait_for("the second policy_loaded line", Duration::from_secs(10), || {
-        of_kind("policy_loaded").len() >= 2
-    });
+    wait_for(
+        "the second policy_loaded line",
+        Duration::from_secs(10),
+        || of_kind("policy_loaded").len() >= 2,
+    );
     assert_eq!(open_as(&group, 1000), "opened");
     assert!(open_as(&group, 1001).contains("Operation not permitted"));
     // a broken file: a warning, the policy in force stays
     fs::write(FILE, "version = 1\nmode = \"strict\"\n").unwrap();
     signal(&child, nix::sys::signal::Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(of_kind("policy_loaded").len(), 2, "the bad file was not loaded");
+    assert_eq!(
+        of_kind("policy_loaded").len(),
+        2,
+        "the bad file was not loaded"
+    );
     assert!(open_as(&group, 1001).contains("Operation not permitted"));
     stop(child);
     // gone with the process

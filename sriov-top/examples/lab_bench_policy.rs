@@ -1,0 +1,159 @@
+//! Lab benchmark (inside the lab VM, as root): what the policy programs
+//! cost, each measured with them attached and detached in the same run
+//! (detached, attached, detached; the ratio is attached over the mean of
+//! the two detached rounds):
+//! - the latency of `VFIO_IOMMU_MAP_DMA` (64 KiB) on VF 1 with the BPF LSM
+//!   `file_ioctl` program enforcing a DMA quota (goal <= 1.05x);
+//! - frames/s that VF 0's netdev sends through AF_PACKET with the TC
+//!   egress program checking the source MAC (all frames allowed).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark program: any failure ends it"
+)]
+
+mod common;
+
+use std::{
+    fs,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::DST;
+use sriov_core::{
+    discover::discover,
+    ebpf::{enable_stats, load_object, stats_of},
+    host::System,
+    ops,
+    policy::{Policy, enforce::Enforcer, file::PolicyFile},
+    vf::{VfOptions, frame},
+};
+use sriov_ebpf::policy::programs::FILE_IOCTL;
+use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
+
+const MAPS: usize = 400;
+const MAP_SIZE: usize = 64 << 10;
+const RUN: Duration = Duration::from_secs(2);
+
+fn policy(text: &str) -> Policy {
+    let inv = discover(&System::live()).unwrap();
+    PolicyFile::parse(text).unwrap().resolve(&inv).unwrap()
+}
+
+/// Median latency (ns) of MAPS maps of MAP_SIZE through a fresh container
+/// on `vf` (each unmapped right after).
+fn map_latency(vf: &str) -> f64 {
+    let container = Arc::new(VfioContainer::new(None).expect("/dev/vfio/vfio"));
+    let _dev = VfioDevice::new(
+        Path::new(&format!("/sys/bus/pci/devices/{vf}")),
+        container.clone() as Arc<dyn VfioOps>,
+        false,
+    )
+    .expect("open VF 1 through VFIO");
+    let mut raw = vec![0u8; MAP_SIZE + 4096];
+    let off = raw.as_ptr().align_offset(4096);
+    let p = raw[off..].as_mut_ptr();
+    let mut ns = Vec::with_capacity(MAPS);
+    for i in 0..MAPS {
+        let iova = 0x100_0000 + (i as u64 % 16) * 0x10_0000;
+        let t = Instant::now();
+        // SAFETY: `raw` outlives the mapping, unmapped right below.
+        unsafe { container.vfio_dma_map(iova, MAP_SIZE, p) }.expect("VFIO_IOMMU_MAP_DMA");
+        ns.push(t.elapsed().as_nanos() as f64);
+        container.vfio_dma_unmap(iova, MAP_SIZE).expect("UNMAP");
+    }
+    ns.sort_by(f64::total_cmp);
+    ns[ns.len() / 2]
+}
+
+fn ratio_line(what: &str, unit: &str, off1: f64, on: f64, off2: f64, goal: &str) {
+    let off = (off1 + off2) / 2.0;
+    println!(
+        "bench policy: {what}: detached {off1:.0} / {off2:.0} {unit}, attached {on:.0} {unit}: ratio {:.3}x ({goal})",
+        on / off
+    );
+}
+
+fn main() {
+    let pf = std::env::var("SRIOV_LAB_PF").expect("run inside the lab (SRIOV_LAB_PF)");
+    let numvfs = format!("/sys/bus/pci/devices/{pf}/sriov_numvfs");
+    fs::write(&numvfs, "0").unwrap();
+    fs::write(&numvfs, "2").unwrap();
+    let vf1 = fs::read_link(format!("/sys/bus/pci/devices/{pf}/virtfn1"))
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    ops::bind(&System::live(), &vf1, "vfio-pci").expect("VF 1 to vfio-pci");
+
+    // DMA map latency, LSM file_ioctl with a DMA quota on VF 1
+    let quota = policy(&format!(
+        "version = 1\n[[vf]]\npf = \"{pf}\"\nindex = 1\ndma_quota_bytes = \"1024GiB\"\n"
+    ));
+    // detached and attached in turn, three rounds each; the kernel's
+    // run-time statistics give the program's own time per call
+    let _stats = enable_stats().expect("kernel.bpf_stats_enabled");
+    let (mut off, mut on, mut prog) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        off.push(map_latency(&vf1));
+        let mut ebpf = load_object().expect("load the eBPF object");
+        let _enf = Enforcer::start(&mut ebpf, &quota, None).expect("load the policy");
+        let before = stats_of(&ebpf, FILE_IOCTL, String::new()).expect("stats");
+        on.push(map_latency(&vf1));
+        let after = stats_of(&ebpf, FILE_IOCTL, String::new()).expect("stats");
+        let runs = after.run_count - before.run_count;
+        prog.push((after.run_time_ns - before.run_time_ns) as f64 / runs.max(1) as f64);
+    }
+    off.push(map_latency(&vf1));
+    println!("bench policy: map latency rounds (ns): detached {off:.0?}, attached {on:.0?}");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    ratio_line(
+        &format!(
+            "VFIO_IOMMU_MAP_DMA of {} KiB, median of {MAPS}",
+            MAP_SIZE >> 10
+        ),
+        "ns",
+        mean(&off),
+        mean(&on),
+        mean(&off),
+        "goal <= 1.05x",
+    );
+    let p = mean(&prog);
+    println!(
+        "bench policy: the file_ioctl program itself: {p:.0} ns per ioctl (bpf_stats; map and unmap), {:.3}x the detached map latency (goal <= 1.05x)",
+        (mean(&off) + p) / mean(&off)
+    );
+
+    // frames/s on VF 0's netdev, TC egress checking the source MAC
+    let lab = common::setup(VfOptions::default());
+    let l2 = policy(&format!(
+        "version = 1\n[[vf]]\npf = \"{pf}\"\nindex = 0\nallowed_src_macs = [\"{}\"]\n",
+        lab.vf0_mac
+    ));
+    let f = frame::test_frame(DST, lab.vf0_mac, 60, 0);
+    let (a, _) = lab.kernel_tx(&f, RUN, 32);
+    let (b, dropped) = {
+        let mut ebpf = load_object().expect("load the eBPF object");
+        let enf = Enforcer::start(&mut ebpf, &l2, None).expect("load the policy");
+        assert!(
+            enf.attached.iter().any(|x| x.starts_with("tc:")),
+            "{:?}",
+            enf.attached
+        );
+        lab.kernel_tx(&f, RUN, 32)
+    };
+    let (c, _) = lab.kernel_tx(&f, RUN, 32);
+    ratio_line(
+        "AF_PACKET frames/s on VF 0 with the TC source-MAC check",
+        "frames/s",
+        a.pps(),
+        b.pps(),
+        c.pps(),
+        "1.0 = no cost",
+    );
+    println!("bench policy: ({dropped} sendto calls refused while attached; allowed frames only)");
+    lab.finish();
+}
