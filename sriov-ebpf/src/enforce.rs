@@ -1,29 +1,27 @@
 //! Per-VF policy in the kernel: BPF LSM programs on `file_ioctl` (VFIO DMA
 //! quota, container tracking), `file_open` (who may open a VF's
 //! `/dev/vfio/<group>`) and `file_permission` (writes to `sriov_numvfs`,
-//! `driver_override` and driver `bind` files), and a TC egress classifier
-//! on the VF netdevs (source MACs, VLANs, frames per second).
+//! `driver_override` and driver `bind` files). The TC egress classifier on
+//! the VF netdevs is in [`crate::enforce_tc`].
 //!
 //! Kernel struct fields are read at offsets user space found in the running
 //! kernel's BTF (`Conf::offsets`); there is no CO-RE in this build.
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_get_smp_processor_id, bpf_probe_read_kernel,
         bpf_probe_read_user,
     },
-    macros::{classifier, lsm, map},
+    macros::{lsm, map},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
-    programs::{LsmContext, TcContext},
+    programs::LsmContext,
 };
 use sriov_ebpf::{
     VFIO_GROUP_SET_CONTAINER, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
     policy::*,
     record::{
-        ACTION_AUDITED, ACTION_DENIED, ACTION_DROPPED, Header, KIND_POLICY, NAME_LEN, PolicyRecord,
-        V_DMA_QUOTA, V_DRIVER, V_MAX_PPS, V_NUMVFS_RANGE, V_NUMVFS_WRITER, V_SRC_MAC, V_VFIO_OPEN,
-        V_VLAN,
+        ACTION_AUDITED, ACTION_DENIED, Header, KIND_POLICY, NAME_LEN, PolicyRecord, V_DMA_QUOTA,
+        V_DRIVER, V_NUMVFS_RANGE, V_NUMVFS_WRITER, V_VFIO_OPEN,
     },
 };
 
@@ -65,20 +63,6 @@ static DMA_USED: Array<u64> = Array::with_max_entries(MAX_VFS, 0);
 #[map(name = "DMA_PENDING")]
 static DMA_PENDING: HashMap<u32, [u64; 3]> = HashMap::with_max_entries(4096, 0);
 
-#[map(name = "NETDEV_VF")]
-static NETDEV_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
-
-#[map(name = "TC_COUNTS")]
-static TC_COUNTS: PerCpuArray<[u64; 4]> = PerCpuArray::with_max_entries(MAX_VFS, 0);
-
-/// Frames-per-second window per VF slot: (start ns, frames).
-#[map(name = "PPS_WINDOW")]
-static PPS_WINDOW: Array<[u64; 2]> = Array::with_max_entries(MAX_VFS, 0);
-
-/// Last TC violation record per (VF slot, rule): at most one a second.
-#[map(name = "TC_LAST_EVENT")]
-static TC_LAST_EVENT: Array<u64> = Array::with_max_entries(MAX_VFS * 8, 0);
-
 #[map(name = "SYSFS_FILES")]
 static SYSFS_FILES: HashMap<SysfsKey, SysfsFile> = HashMap::with_max_entries(4096, 0);
 
@@ -88,12 +72,12 @@ static BDF_VF: HashMap<[u8; BDF_LEN], u32> = HashMap::with_max_entries(1024, 0);
 #[map(name = "DRIVER_NAMES")]
 static DRIVER_NAMES: Array<[u8; DRIVER_LEN]> = Array::with_max_entries(MAX_DRIVER_NAMES, 0);
 
-fn conf() -> Option<&'static Conf> {
+pub(crate) fn conf() -> Option<&'static Conf> {
     let c = POLICY_CONF.get(0)?;
     (c.mode != MODE_OFF).then_some(c)
 }
 
-fn vf_rule(c: &Conf, slot: u32) -> Option<&'static Rule> {
+pub(crate) fn vf_rule(c: &Conf, slot: u32) -> Option<&'static Rule> {
     if slot >= MAX_VFS {
         return None;
     }
@@ -219,13 +203,13 @@ fn violation(
 /// Who caused a record: the task (LSM hooks), or nobody in particular (a
 /// frame, seen in TC, where the task helpers are not allowed).
 #[derive(Clone, Copy)]
-enum Cause {
+pub(crate) enum Cause {
     Task,
     Frame,
 }
 
 #[inline(always)]
-fn report(
+pub(crate) fn report(
     rule: u32,
     action: u32,
     slot: u32,
@@ -277,7 +261,7 @@ fn report(
 
 /// A per-CPU buffer for text read from user space.
 #[map(name = "SCRATCH")]
-static SCRATCH: PerCpuArray<[u8; NAME_LEN]> = PerCpuArray::with_max_entries(2, 0);
+pub(crate) static SCRATCH: PerCpuArray<[u8; NAME_LEN]> = PerCpuArray::with_max_entries(2, 0);
 
 // ------------------------------------------------------------ file_ioctl
 
@@ -597,151 +581,4 @@ fn bind_write(c: &Conf, driver: u32, text: *const [u8; NAME_LEN]) -> i32 {
         return 0;
     }
     violation(c, V_DRIVER, slot, 1, 0, name)
-}
-
-// ------------------------------------------------------------ TC egress
-
-const TC_SRC_MAC: usize = 0;
-const TC_VLAN: usize = 1;
-const TC_PPS: usize = 2;
-const TC_PASSED: usize = 3;
-
-#[inline(always)]
-fn tc_count(slot: u32, what: usize) -> u64 {
-    let Some(p) = TC_COUNTS.get_ptr_mut(slot) else {
-        return 0;
-    };
-    // SAFETY: per-CPU value; `what` is below 4.
-    unsafe {
-        if let Some(v) = (*p).get_mut(what) {
-            *v += 1;
-            return *v;
-        }
-    }
-    0
-}
-
-/// A frame against a rule: count it, report it (at most once a second per
-/// VF and rule), and say whether to drop it.
-#[inline(always)]
-fn tc_violation(c: &Conf, rule: u32, slot: u32, what: usize, value: u64) -> bool {
-    let n = tc_count(slot, what);
-    let enforce = c.mode == MODE_ENFORCE;
-    let t = now();
-    if let Some(p) = TC_LAST_EVENT.get_ptr_mut(slot * 8 + rule % 8) {
-        // SAFETY: a valid map value.
-        let last = unsafe { *p };
-        if last == 0 || t.saturating_sub(last) >= 1_000_000_000 {
-            // SAFETY: as above.
-            unsafe { *p = t };
-            let action = if enforce {
-                ACTION_DROPPED
-            } else {
-                ACTION_AUDITED
-            };
-            let detail = SCRATCH
-                .get_ptr_mut(1)
-                .map_or(core::ptr::null(), |d| d as *const _);
-            report(rule, action, slot, value, n, detail, Cause::Frame);
-        }
-    }
-    enforce
-}
-
-/// Egress of a VF netdev: source MAC, VLAN, frames per second.
-#[classifier]
-pub fn policy_tc_egress(ctx: TcContext) -> i32 {
-    let Some(c) = conf() else {
-        return TC_ACT_OK as i32;
-    };
-    // SAFETY: the context's own `__sk_buff`.
-    let (ifindex, vlan_present, vlan_tci) = unsafe {
-        (
-            (*ctx.skb.skb).ifindex,
-            (*ctx.skb.skb).vlan_present,
-            (*ctx.skb.skb).vlan_tci,
-        )
-    };
-    // SAFETY: the value is copied.
-    let Some(slot) = (unsafe { NETDEV_VF.get(&ifindex) }).copied() else {
-        return TC_ACT_OK as i32;
-    };
-    let Some(r) = vf_rule(c, slot) else {
-        return TC_ACT_OK as i32;
-    };
-    if r.flags & RULE_SRC_MACS != 0 {
-        let Ok(m) = ctx.load::<[u8; 6]>(6) else {
-            return TC_ACT_OK as i32;
-        };
-        let src = [m[0], m[1], m[2], m[3], m[4], m[5], 0, 0];
-        let mut ok = false;
-        for i in 0..MAX_MACS {
-            if (i as u32) < r.n_macs && r.macs[i] == src {
-                ok = true;
-            }
-        }
-        if !ok {
-            if let Some(d) = SCRATCH.get_ptr_mut(1) {
-                // SAFETY: this CPU's scratch value.
-                unsafe {
-                    *d = [0; NAME_LEN];
-                    (&mut *d)[..8].copy_from_slice(&src[..8]);
-                }
-            }
-            if tc_violation(c, V_SRC_MAC, slot, TC_SRC_MAC, 0) {
-                return TC_ACT_SHOT as i32;
-            }
-        }
-    }
-    if r.flags & RULE_VLANS != 0 {
-        let vid: u16 = if vlan_present != 0 {
-            (vlan_tci & 0xfff) as u16
-        } else {
-            match ctx.load::<[u8; 4]>(12) {
-                Ok([0x81, 0x00, hi, lo]) => u16::from_be_bytes([hi, lo]) & 0xfff,
-                _ => 0,
-            }
-        };
-        let mut ok = false;
-        for i in 0..MAX_VLANS {
-            if (i as u32) < r.n_vlans && r.vlans[i] == vid {
-                ok = true;
-            }
-        }
-        if !ok {
-            if let Some(d) = SCRATCH.get_ptr_mut(1) {
-                // SAFETY: this CPU's scratch value.
-                unsafe { *d = [0; NAME_LEN] };
-            }
-            if tc_violation(c, V_VLAN, slot, TC_VLAN, u64::from(vid)) {
-                return TC_ACT_SHOT as i32;
-            }
-        }
-    }
-    if r.flags & RULE_MAX_PPS != 0
-        && let Some(p) = PPS_WINDOW.get_ptr_mut(slot)
-    {
-        let t = now();
-        // SAFETY: a valid map value; races between CPUs only blur the
-        // window's edge.
-        let over = unsafe {
-            if t.saturating_sub((*p)[0]) >= 1_000_000_000 {
-                (*p)[0] = t;
-                (*p)[1] = 0;
-            }
-            (*p)[1] += 1;
-            (*p)[1] > r.max_pps
-        };
-        if over {
-            if let Some(d) = SCRATCH.get_ptr_mut(1) {
-                // SAFETY: this CPU's scratch value.
-                unsafe { *d = [0; NAME_LEN] };
-            }
-            if tc_violation(c, V_MAX_PPS, slot, TC_PPS, r.max_pps) {
-                return TC_ACT_SHOT as i32;
-            }
-        }
-    }
-    tc_count(slot, TC_PASSED);
-    TC_ACT_OK as i32
 }

@@ -17,6 +17,7 @@ use crate::types::MacAddr;
 pub mod btf;
 pub mod enforce;
 pub mod file;
+pub mod rules;
 
 /// At most this many entries in each list of a rule (the kernel side keeps
 /// fixed-size arrays).

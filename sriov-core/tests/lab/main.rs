@@ -8,6 +8,7 @@
 
 mod apply;
 mod datapath;
+mod datapath_cli;
 mod guest;
 mod irq_count;
 mod policy;
