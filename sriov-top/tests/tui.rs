@@ -185,6 +185,49 @@ fn selection_and_violations_are_styled() {
     assert!(text.contains("1 viol"), "{text}");
 }
 
+#[test]
+fn policy_events_from_the_stream_drive_the_badge_the_row_and_the_log() {
+    use sriov_core::{
+        events::{PolicyAction, PolicyRule},
+        policy::Mode as PolicyMode,
+    };
+    let mut app = lab_app(120, 30);
+    assert!(format!("{}", draw(&app, 120, 30).backend()).contains("no policy loaded"));
+    let loaded = Ev::PolicyLoaded {
+        file: "p.toml".into(),
+        mode: PolicyMode::Enforce,
+        vfs: 1,
+        pfs: 0,
+        attached: vec!["lsm:file_open".into()],
+    };
+    app.apply(&EventEnvelope::new(1, loaded));
+    assert!(format!("{}", draw(&app, 120, 30).backend()).contains("policy: ok"));
+    let vf = fixture_events()
+        .iter()
+        .find_map(|e| e.vf.clone().filter(|v| v.bdf == VF2))
+        .expect("VF2 in the fixture");
+    let mut ev = EventEnvelope::new(
+        2,
+        Ev::PolicyViolation {
+            rule: PolicyRule::VfioOpen,
+            action: PolicyAction::Denied,
+            pf: None,
+            uid: Some(1000),
+            cgroup: Some(1),
+            value: 0,
+            limit: 0,
+            detail: None,
+        },
+    );
+    ev.vf = Some(vf);
+    app.apply(&ev);
+    let text = format!("{}", draw(&app, 120, 30).backend());
+    assert!(text.contains("policy: 1 violations"), "{text}");
+    key(&mut app, KeyCode::Tab);
+    let log = format!("{}", draw(&app, 120, 30).backend());
+    assert!(log.contains("vfio_open denied uid 1000"), "{log}");
+}
+
 // ---- keys ----
 
 #[test]

@@ -11,6 +11,7 @@ use crate::util;
 pub const TARGETS: &[(&str, &str)] = &[
     ("sriov-core", "config_parser"),
     ("sriov-core", "record_decoder"),
+    ("sriov-core", "policy_parser"),
 ];
 
 #[derive(clap::Args, Debug)]

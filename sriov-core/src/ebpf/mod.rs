@@ -1,5 +1,5 @@
 //! Loading the eBPF programs built from `sriov-ebpf` (embedded at build time).
-mod probes;
+pub(crate) mod probes;
 
 pub use probes::{
     AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,

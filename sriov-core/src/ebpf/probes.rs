@@ -145,7 +145,7 @@ pub struct Probes {
     iommu_bytes: PerCpuArray<MapData, u64>,
 }
 
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
+pub(crate) fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
     move |e| Error::EbpfMap {
         map,
         source: Box::new(e),
@@ -227,7 +227,8 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(
     Ok(())
 }
 
-fn take<T>(
+/// Take map `name` out of `ebpf` as a typed map.
+pub(crate) fn take<T>(
     ebpf: &mut Ebpf,
     name: &'static str,
     conv: impl FnOnce(aya::maps::Map) -> std::result::Result<T, aya::maps::MapError>,

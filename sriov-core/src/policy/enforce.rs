@@ -30,19 +30,15 @@ use super::{
     Mode, Policy, btf,
     rules::{Slots, copy_name, pf_rule, vf_rule},
 };
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    ebpf::probes::{map_err, take},
+};
 
 /// Where the maps are pinned.
 pub const PIN_DIR: &str = "/sys/fs/bpf/sriov-top";
 
 type RuleBytes = [u8; Rule::SIZE];
-
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
-    move |e| Error::EbpfMap {
-        map,
-        source: Box::new(e),
-    }
-}
 
 fn prog_err(
     program: &'static str,
@@ -53,17 +49,6 @@ fn prog_err(
         source: Box::new(e),
         hint,
     }
-}
-
-fn take<T>(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    conv: impl FnOnce(aya::maps::Map) -> std::result::Result<T, aya::maps::MapError>,
-) -> Result<T> {
-    let m = ebpf
-        .take_map(name)
-        .ok_or(Error::EbpfMissing { kind: "map", name })?;
-    conv(m).map_err(map_err(name))
 }
 
 /// (major, minor) of a `dev_t` as `stat` gives it, in the kernel's encoding.
@@ -340,36 +325,18 @@ impl Enforcer {
             self.bdf_vf
                 .insert(copy_name::<{ k::BDF_LEN }>(bdf), slot, 0)
                 .map_err(map_err(k::maps::BDF_VF))?;
-            if let Some(key) = sysfs_key(
-                &Path::new(crate::discover::PCI_DEVICES)
-                    .join(bdf)
-                    .join("driver_override"),
-            ) {
-                let f = SysfsFile {
-                    kind: k::SYSFS_DRIVER_OVERRIDE,
-                    slot,
-                };
-                self.sysfs
-                    .insert(key.encode(), f.encode(), 0)
-                    .map_err(map_err(k::maps::SYSFS_FILES))?;
-            }
+            let over = Path::new(crate::discover::PCI_DEVICES)
+                .join(bdf)
+                .join("driver_override");
+            self.guard(&over, k::SYSFS_DRIVER_OVERRIDE, slot)?;
         }
         let pfs: Vec<String> = self.policy.pfs.iter().map(|p| p.bdf.clone()).collect();
         for bdf in &pfs {
             let slot = self.pf_slots.slot(bdf)?;
-            if let Some(key) = sysfs_key(
-                &Path::new(crate::discover::PCI_DEVICES)
-                    .join(bdf)
-                    .join("sriov_numvfs"),
-            ) {
-                let f = SysfsFile {
-                    kind: k::SYSFS_NUMVFS,
-                    slot,
-                };
-                self.sysfs
-                    .insert(key.encode(), f.encode(), 0)
-                    .map_err(map_err(k::maps::SYSFS_FILES))?;
-            }
+            let numvfs = Path::new(crate::discover::PCI_DEVICES)
+                .join(bdf)
+                .join("sriov_numvfs");
+            self.guard(&numvfs, k::SYSFS_NUMVFS, slot)?;
         }
         // every driver's bind file
         let mut drivers: Vec<String> = fs::read_dir("/sys/bus/pci/drivers")
@@ -387,15 +354,18 @@ impl Enforcer {
             self.driver_names
                 .set(i as u32, copy_name::<{ k::DRIVER_LEN }>(d), 0)
                 .map_err(map_err(k::maps::DRIVER_NAMES))?;
-            if let Some(key) = sysfs_key(&Path::new("/sys/bus/pci/drivers").join(d).join("bind")) {
-                let f = SysfsFile {
-                    kind: k::SYSFS_BIND,
-                    slot: i as u32,
-                };
-                self.sysfs
-                    .insert(key.encode(), f.encode(), 0)
-                    .map_err(map_err(k::maps::SYSFS_FILES))?;
-            }
+            let bind = Path::new("/sys/bus/pci/drivers").join(d).join("bind");
+            self.guard(&bind, k::SYSFS_BIND, i as u32)?;
+        }
+        Ok(())
+    }
+
+    /// Guard the sysfs file at `path` (when it exists) as `kind` of `slot`.
+    fn guard(&mut self, path: &Path, kind: u32, slot: u32) -> Result<()> {
+        if let Some(key) = sysfs_key(path) {
+            self.sysfs
+                .insert(key.encode(), SysfsFile { kind, slot }.encode(), 0)
+                .map_err(map_err(k::maps::SYSFS_FILES))?;
         }
         Ok(())
     }

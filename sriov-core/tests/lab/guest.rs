@@ -170,3 +170,42 @@ pub fn vf_traffic(vf: &str, packets: u32) -> String {
     }
     ifname
 }
+
+/// A command's stdout and stderr, trimmed, one after the other.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
+/// Open `/dev/vfio/<group>` as `uid` in a shell: "opened" or the error.
+pub fn open_group_as(group: &str, uid: u32) -> String {
+    use std::os::unix::process::CommandExt as _;
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("exec 3< /dev/vfio/{group} && echo opened")])
+        .uid(uid)
+        .output()
+        .expect("sh");
+    output_text(&out)
+}
+
+/// SIGINT to `child`, which must exit with status 0 within 10 s.
+pub fn interrupt_and_wait(mut child: std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{child:?} exited with {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the process did not stop on SIGINT");
+}

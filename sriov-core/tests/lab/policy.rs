@@ -183,26 +183,9 @@ fn audit_mode_lets_the_dma_map_through_and_still_reports_it() {
     assert_eq!(quota[0].value, 1 << 20);
 }
 
-/// Open the VF's group node as `uid`: "opened" or the error.
-fn open_group_as(group: u32, uid: u32) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("exec 3< /dev/vfio/{group} && echo opened")])
-        .uid(uid)
-        .output()
-        .expect("sh");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout).trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )
-}
-
 fn vfio_open(mode: Mode) -> (String, String, String, Vec<PolicyRecord>) {
     let vf = vfio_vf1();
-    let group: u32 = guest::link_name(dev(&vf).join("iommu_group"))
-        .expect("iommu_group")
-        .parse()
-        .unwrap();
+    let group = guest::link_name(dev(&vf).join("iommu_group")).expect("iommu_group");
     // DAC out of the way: only the policy decides
     fs::set_permissions(
         format!("/dev/vfio/{group}"),
@@ -223,15 +206,15 @@ fn vfio_open(mode: Mode) -> (String, String, String, Vec<PolicyRecord>) {
     let enf = Enforcer::start(probes.ebpf_mut(), &policy(mode, 1, rules, vec![]), None)
         .expect("load the policy");
     let (denied, allowed, root) = (
-        open_group_as(group, 65534),
-        open_group_as(group, 1000),
-        open_group_as(group, 0),
+        guest::open_group_as(&group, 65534),
+        guest::open_group_as(&group, 1000),
+        guest::open_group_as(&group, 0),
     );
     let v = violations(&rt, &mut ring);
     drop(enf);
     // the policy is gone with the enforcer
     assert_eq!(
-        open_group_as(group, 65534),
+        guest::open_group_as(&group, 65534),
         "opened",
         "enforcement removed on exit"
     );
@@ -279,11 +262,7 @@ fn write_as(comm: &str, path: &str, value: &str) -> String {
         .args(["-c", &format!("echo {value} > {path} && echo ok")])
         .output()
         .expect("sh");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout).trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )
+    guest::output_text(&out)
 }
 
 #[test]

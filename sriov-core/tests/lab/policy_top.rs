@@ -5,9 +5,9 @@
 //! unless `--persist`.
 use std::{
     fs,
-    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    os::unix::fs::PermissionsExt as _,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -63,33 +63,6 @@ fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
 }
 
-fn stop(mut child: Child) {
-    signal(&child, nix::sys::signal::Signal::SIGINT);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "sriov-top exited with {status}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("sriov-top did not stop on SIGINT");
-}
-
-fn open_as(group: &str, uid: u32) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("exec 3< /dev/vfio/{group} && echo opened")])
-        .uid(uid)
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout).trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )
-}
-
 fn vf1_on_vfio() -> (String, String) {
     guest::set_numvfs(2);
     let vf = vf_bdf(1);
@@ -140,7 +113,7 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
         let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", p.display());
     }
-    assert!(open_as(&group, 1000).contains("Operation not permitted"));
+    assert!(guest::open_group_as(&group, 1000).contains("Operation not permitted"));
     wait_for("the policy_violation line", Duration::from_secs(10), || {
         !of_kind("policy_violation").is_empty()
     });
@@ -160,8 +133,8 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
         Duration::from_secs(10),
         || of_kind("policy_loaded").len() >= 2,
     );
-    assert_eq!(open_as(&group, 1000), "opened");
-    assert!(open_as(&group, 1001).contains("Operation not permitted"));
+    assert_eq!(guest::open_group_as(&group, 1000), "opened");
+    assert!(guest::open_group_as(&group, 1001).contains("Operation not permitted"));
     // a broken file: a warning, the policy in force stays
     fs::write(FILE, "version = 1\nmode = \"strict\"\n").unwrap();
     signal(&child, nix::sys::signal::Signal::SIGHUP);
@@ -171,11 +144,11 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
         2,
         "the bad file was not loaded"
     );
-    assert!(open_as(&group, 1001).contains("Operation not permitted"));
-    stop(child);
+    assert!(guest::open_group_as(&group, 1001).contains("Operation not permitted"));
+    guest::interrupt_and_wait(child);
     // gone with the process
     assert!(!fs::exists(PINS).unwrap(), "pins removed on exit");
-    assert_eq!(open_as(&group, 1001), "opened");
+    assert_eq!(guest::open_group_as(&group, 1001), "opened");
     cleanup(&vf);
 }
 
@@ -185,16 +158,64 @@ fn with_persist_the_policy_outlives_sriov_top_until_the_pins_go() {
     let (vf, group) = vf1_on_vfio();
     fs::write(FILE, policy_file("0")).unwrap();
     let child = start(&["--persist"]);
-    stop(child);
+    guest::interrupt_and_wait(child);
     assert!(fs::exists(format!("{PINS}/links/file_open")).unwrap());
     assert!(
-        open_as(&group, 1000).contains("Operation not permitted"),
+        guest::open_group_as(&group, 1000).contains("Operation not permitted"),
         "still enforced after exit"
     );
     fs::remove_dir_all(PINS).unwrap();
     // the last reference to the links is gone: unattached
     wait_for("the policy to go", Duration::from_secs(10), || {
-        open_as(&group, 1000) == "opened"
+        guest::open_group_as(&group, 1000) == "opened"
     });
     cleanup(&vf);
+}
+
+/// `ip -j link show PF`: VF `index`'s link state ("auto", "disable", ...).
+fn vf_link_state(index: u64) -> String {
+    let ifname = guest::netdev_of(&pf());
+    let out = guest::sh("ip", &["-j", "link", "show", "dev", &ifname]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v[0]["vfinfo_list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["vf"] == index))
+        .map(|e| e["link_state"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn an_irq_storm_is_reported_and_link_down_disables_the_vf() {
+    guest::set_numvfs(2);
+    let vf0 = vf_bdf(0);
+    assert_ne!(vf_link_state(0), "disable");
+    fs::write(
+        FILE,
+        format!(
+            "version = 1\n[[vf]]\npf = \"{}\"\nindex = 0\nirq_storm_per_s = 5\nirq_storm_action = \"link_down\"\n",
+            pf()
+        ),
+    )
+    .unwrap();
+    let child = start(&[]);
+    // VF 0's vectors fire well above 5/s while it sends
+    let t = std::time::Instant::now();
+    while of_kind("policy_violation").is_empty() && t.elapsed() < Duration::from_secs(30) {
+        guest::vf_traffic(&vf0, 400);
+        let _ = guest::sh("ip", &["addr", "flush", "dev", &guest::netdev_of(&vf0)]);
+    }
+    let v = of_kind("policy_violation");
+    assert!(!v.is_empty(), "no irq_storm violation in 30 s");
+    let v = &v[0];
+    assert_eq!(v["rule"], "irq_storm", "{v}");
+    assert_eq!(v["action"], "link_down", "{v}");
+    assert_eq!(v["limit"], 5, "{v}");
+    assert!(v["value"].as_u64().unwrap() > 5, "{v}");
+    assert_eq!(v["vf"]["bdf"], vf0.as_str(), "{v}");
+    assert_eq!(vf_link_state(0), "disable", "the PF disabled VF 0's link");
+    guest::interrupt_and_wait(child);
+    let ifname = guest::netdev_of(&pf());
+    guest::sh("ip", &["link", "set", "dev", &ifname, "vf", "0", "state", "auto"]);
+    guest::set_numvfs(0);
 }

@@ -4,7 +4,7 @@
 use std::{
     process::{Child, Command},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -32,24 +32,6 @@ fn start() -> Child {
         lines().iter().any(|l| l["kind"] == "started")
     });
     child
-}
-
-fn stop(mut child: Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "sriov-top exited with {status}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("sriov-top did not stop on SIGINT");
 }
 
 fn of_kind<'a>(v: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -92,7 +74,7 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
                 .any(|s| s["vf"]["bdf"] == vfs[0].as_str() && s["irqs_total"].as_u64() > Some(0))
         },
     );
-    stop(child);
+    guest::interrupt_and_wait(child);
     let ev = lines();
 
     let conf = of_kind(&ev, "sriov_configure");
