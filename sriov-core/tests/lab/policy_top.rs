@@ -37,7 +37,32 @@ fn policy_file(uids: &str) -> String {
     )
 }
 
-fn start(extra: &[&str]) -> Child {
+/// sriov-top running; killed if the test fails before stopping it, so a
+/// failure does not leave a policy in force for the next test.
+struct Top(Option<Child>);
+
+impl Top {
+    fn child(&self) -> &Child {
+        self.0.as_ref().expect("running")
+    }
+
+    /// SIGINT; it must exit with status 0.
+    fn stop(mut self) {
+        guest::interrupt_and_wait(self.0.take().expect("running"));
+    }
+}
+
+impl Drop for Top {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = fs::remove_dir_all(PINS);
+        }
+    }
+}
+
+fn start(extra: &[&str]) -> Top {
     let _ = fs::remove_file(OUT);
     let child = Command::new("sriov-top")
         .args([
@@ -53,10 +78,11 @@ fn start(extra: &[&str]) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start sriov-top");
+    let top = Top(Some(child));
     wait_for("the policy_loaded line", Duration::from_secs(60), || {
         !of_kind("policy_loaded").is_empty()
     });
-    child
+    top
 }
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
@@ -99,7 +125,7 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
     assert!(!fs::exists(PINS).unwrap(), "nothing pinned");
 
     fs::write(FILE, policy_file("0")).unwrap();
-    let child = start(&[]);
+    let top = start(&[]);
     let loaded = &of_kind("policy_loaded")[0];
     assert_eq!(loaded["mode"], "enforce", "{loaded}");
     assert_eq!(loaded["vfs"], 1, "{loaded}");
@@ -127,7 +153,7 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
 
     // a new file, SIGHUP: uid 1000 is allowed now, without a restart
     fs::write(FILE, policy_file("0, 1000")).unwrap();
-    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    signal(top.child(), nix::sys::signal::Signal::SIGHUP);
     wait_for(
         "the second policy_loaded line",
         Duration::from_secs(10),
@@ -137,7 +163,7 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
     assert!(guest::open_group_as(&group, 1001).contains("Operation not permitted"));
     // a broken file: a warning, the policy in force stays
     fs::write(FILE, "version = 1\nmode = \"strict\"\n").unwrap();
-    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    signal(top.child(), nix::sys::signal::Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         of_kind("policy_loaded").len(),
@@ -145,7 +171,7 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
         "the bad file was not loaded"
     );
     assert!(guest::open_group_as(&group, 1001).contains("Operation not permitted"));
-    guest::interrupt_and_wait(child);
+    top.stop();
     // gone with the process
     assert!(!fs::exists(PINS).unwrap(), "pins removed on exit");
     assert_eq!(guest::open_group_as(&group, 1001), "opened");
@@ -157,8 +183,8 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
 fn with_persist_the_policy_outlives_sriov_top_until_the_pins_go() {
     let (vf, group) = vf1_on_vfio();
     fs::write(FILE, policy_file("0")).unwrap();
-    let child = start(&["--persist"]);
-    guest::interrupt_and_wait(child);
+    let top = start(&["--persist"]);
+    top.stop();
     assert!(fs::exists(format!("{PINS}/links/file_open")).unwrap());
     assert!(
         guest::open_group_as(&group, 1000).contains("Operation not permitted"),
@@ -186,7 +212,7 @@ fn vf_link_state(index: u64) -> String {
 
 #[test]
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
-fn an_irq_storm_is_reported_and_link_down_disables_the_vf() {
+fn an_irq_storm_is_reported_and_its_link_down_action_tried() {
     guest::set_numvfs(2);
     let vf0 = vf_bdf(0);
     assert_ne!(vf_link_state(0), "disable");
@@ -198,7 +224,7 @@ fn an_irq_storm_is_reported_and_link_down_disables_the_vf() {
         ),
     )
     .unwrap();
-    let child = start(&[]);
+    let top = start(&[]);
     // VF 0's vectors fire well above 5/s while it sends
     let t = std::time::Instant::now();
     while of_kind("policy_violation").is_empty() && t.elapsed() < Duration::from_secs(30) {
@@ -209,13 +235,22 @@ fn an_irq_storm_is_reported_and_link_down_disables_the_vf() {
     assert!(!v.is_empty(), "no irq_storm violation in 30 s");
     let v = &v[0];
     assert_eq!(v["rule"], "irq_storm", "{v}");
-    assert_eq!(v["action"], "link_down", "{v}");
     assert_eq!(v["limit"], 5, "{v}");
     assert!(v["value"].as_u64().unwrap() > 5, "{v}");
     assert_eq!(v["vf"]["bdf"], vf0.as_str(), "{v}");
-    assert_eq!(vf_link_state(0), "disable", "the PF disabled VF 0's link");
-    guest::interrupt_and_wait(child);
-    let ifname = guest::netdev_of(&pf());
-    guest::sh("ip", &["link", "set", "dev", &ifname, "vf", "0", "state", "auto"]);
+    // igb has no ndo_set_vf_link_state: the action is tried, the PF driver
+    // refuses it, and the event says so (an alert, with the reason)
+    if v["action"] == "link_down" {
+        assert_eq!(vf_link_state(0), "disable", "the PF disabled VF 0's link");
+    } else {
+        assert_eq!(v["action"], "alert", "{v}");
+        let d = v["detail"].as_str().unwrap_or("");
+        assert!(
+            d.contains("link_down failed") && d.contains("not support"),
+            "{v}"
+        );
+        assert_ne!(vf_link_state(0), "disable");
+    }
+    top.stop();
     guest::set_numvfs(0);
 }
