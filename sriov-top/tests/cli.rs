@@ -3,54 +3,13 @@
 //! changing nothing.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+mod common;
+
+use std::fs;
 
 use assert_cmd::Command;
-use sriov_core::fixture::{self, PfSpec};
 
-fn tree() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    fixture::add_pf(
-        d.path(),
-        &PfSpec::i82576("0000:01:00.0".parse().unwrap(), "eth0", 2),
-    )
-    .unwrap();
-    d
-}
-
-/// Every file, its content, and every link target, for "nothing changed".
-fn snapshot(root: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            let ft = e.file_type().unwrap();
-            if ft.is_symlink() {
-                out.push((
-                    p.clone(),
-                    format!("-> {}", fs::read_link(&p).unwrap().display()),
-                ));
-            } else if ft.is_dir() {
-                out.push((p.clone(), "dir".into()));
-                stack.push(p);
-            } else {
-                out.push((p.clone(), fs::read_to_string(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn sriov(root: &Path) -> Command {
-    let mut c = Command::cargo_bin("sriov").unwrap();
-    c.arg("--sysfs-root").arg(root);
-    c
-}
+use self::common::{snapshot, sriov, tree};
 
 #[test]
 fn list_shows_pf_and_vfs_and_says_netlink_is_absent() {

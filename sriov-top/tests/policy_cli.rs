@@ -3,6 +3,8 @@
 //! position and the field while changing nothing.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{
     fs,
     os::unix::fs::MetadataExt as _,
@@ -11,6 +13,8 @@ use std::{
 
 use assert_cmd::Command;
 use sriov_core::fixture::{self, PfSpec};
+
+use self::common::{snapshot, sriov};
 
 /// eth0 (0000:01:00.0) with 3 VFs, eth1 (0000:05:00.0) with none; and a
 /// directory `cg` to stand for a cgroup.
@@ -28,37 +32,6 @@ fn tree() -> tempfile::TempDir {
     .unwrap();
     fs::create_dir(d.path().join("cg")).unwrap();
     d
-}
-
-/// Every file, its content, and every link target, for "nothing changed".
-fn snapshot(root: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            let ft = e.file_type().unwrap();
-            if ft.is_symlink() {
-                out.push((
-                    p.clone(),
-                    format!("-> {}", fs::read_link(&p).unwrap().display()),
-                ));
-            } else if ft.is_dir() {
-                out.push((p.clone(), "dir".into()));
-                stack.push(p);
-            } else {
-                out.push((p.clone(), fs::read_to_string(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn sriov(root: &Path) -> Command {
-    let mut c = Command::cargo_bin("sriov").unwrap();
-    c.arg("--sysfs-root").arg(root);
-    c
 }
 
 /// Write `text` (with `{CG}` the cgroup directory) as `policy.toml` in the

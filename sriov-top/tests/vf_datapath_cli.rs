@@ -4,69 +4,30 @@
 //! datapath itself runs in the lab (sriov-core/tests/lab/datapath.rs).
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    fs,
-    os::unix::fs::symlink,
-    path::{Path, PathBuf},
-};
+mod common;
+
+use std::{fs, os::unix::fs::symlink, path::Path};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use sriov_core::fixture::{self, PfSpec};
+use sriov_core::fixture;
+
+use self::common::{snapshot, sriov, tree};
 
 const VF1: &str = "0000:01:10.2";
-
-fn tree() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    fixture::add_pf(
-        d.path(),
-        &PfSpec::i82576("0000:01:00.0".parse().unwrap(), "eth0", 2),
-    )
-    .unwrap();
-    d
-}
 
 fn to_vfio(root: &Path, bdf: &str) {
     fixture::remove_netdevs(root, bdf.parse().unwrap()).unwrap();
     fixture::bind(root, bdf.parse().unwrap(), "vfio-pci").unwrap();
 }
 
-/// Every file, its content, and every link target, for "nothing changed".
-fn snapshot(root: &Path) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            let ft = e.file_type().unwrap();
-            if ft.is_symlink() {
-                out.push((
-                    p.clone(),
-                    format!("-> {}", fs::read_link(&p).unwrap().display()),
-                ));
-            } else if ft.is_dir() {
-                out.push((p.clone(), "dir".into()));
-                stack.push(p);
-            } else {
-                out.push((p.clone(), fs::read_to_string(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn sriov(root: &Path) -> Command {
-    let mut c = Command::cargo_bin("sriov").unwrap();
-    c.arg("--sysfs-root").arg(root);
-    c
+/// The arguments of a command line, owned.
+fn argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
 }
 
 fn pktgen(extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ["vf", "pktgen", "eth0", "1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut v = argv(&["vf", "pktgen", "eth0", "1"]);
     let mut dst = "02:00:00:00:00:01";
     let mut count = "10";
     let mut size = "60";
@@ -106,38 +67,20 @@ fn bad_input_exits_2_names_the_field_and_touches_nothing() {
         (pktgen(&["--rate", "0"]), "invalid rate \"0\""),
         (pktgen(&["--mac", "01:00:5e:00:00:01"]), "invalid mac"),
         (
-            vec!["vf", "rxdump", "eth0", "1", "--count", "0"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            argv(&["vf", "rxdump", "eth0", "1", "--count", "0"]),
             "invalid count",
         ),
         (
-            vec!["vf", "echo", "eth0", "1", "--count", "x"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            argv(&["vf", "echo", "eth0", "1", "--count", "x"]),
             "invalid count",
         ),
+        (argv(&["vf", "rxdump", "eth0", "one"]), "invalid VF index"),
         (
-            vec!["vf", "rxdump", "eth0", "one"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            "invalid VF index",
-        ),
-        (
-            vec!["vf", "rxdump", "eth0", "5"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            argv(&["vf", "rxdump", "eth0", "5"]),
             "VF index 5 does not exist (sriov_numvfs is 2",
         ),
         (
-            vec!["vf", "echo", "eth9", "1"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            argv(&["vf", "echo", "eth9", "1"]),
             "no SR-IOV PF or VF matches \"eth9\"",
         ),
     ];
@@ -167,10 +110,7 @@ fn missing_required_options_are_usage_errors() {
 fn vf_not_bound_to_vfio_pci_prints_the_bind_command() {
     let d = tree();
     let before = snapshot(d.path());
-    for cmd in [
-        pktgen(&[]),
-        vec!["vf".into(), "rxdump".into(), "eth0".into(), "1".into()],
-    ] {
+    for cmd in [pktgen(&[]), argv(&["vf", "rxdump", "eth0", "1"])] {
         sriov(d.path())
             .args(&cmd)
             .assert()

@@ -157,6 +157,9 @@ pub enum ConfigError {
     NoPf,
 }
 
+// The constructors the TOML reader uses, and `line()` and `column()`.
+super::toml_util::file_error!(ConfigError);
+
 impl ConfigError {
     /// Where in the text the error is, when it has a position.
     pub fn position(&self) -> Option<Position> {
@@ -168,16 +171,6 @@ impl ConfigError {
             | Self::Invalid { at, .. }
             | Self::Duplicate { at, .. } => Some(*at),
         }
-    }
-
-    /// The 1-based line of the error, when it has a position.
-    pub fn line(&self) -> Option<usize> {
-        self.position().map(|p| p.line)
-    }
-
-    /// The 1-based column (in characters) of the error, when it has a position.
-    pub fn column(&self) -> Option<usize> {
-        self.position().map(|p| p.column)
     }
 
     /// The path of the offending key (`pf[0].vf[2].vlan`), if the error is

@@ -34,6 +34,7 @@
 pub(crate) mod error;
 #[cfg(test)]
 mod tests;
+pub(crate) mod toml_util;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -42,12 +43,10 @@ use std::{
 };
 
 use serde::Serialize;
-use toml::{
-    Spanned,
-    de::{DeTable, DeValue},
-};
+use toml::de::DeTable;
 
 pub use self::error::{ConfigError, Position};
+use self::toml_util::{Reader, Value, allowed_text};
 use crate::types::{
     Bdf, InvalidValue, MacAddr, VLAN_MAX, VfLinkState, parse_driver, parse_qos, parse_rate,
     parse_vlan,
@@ -116,20 +115,13 @@ impl DesiredState {
     /// unknown key, a value of the wrong type or out of range, a duplicate,
     /// or a missing `version`, `device` or `index`.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let doc = DeTable::parse(text).map_err(|e| {
-            let span = e.span();
-            ConfigError::Syntax {
-                at: span.as_ref().map(|s| Position::at(text, s.start)),
-                near: span.map(|s| written(text, s)).unwrap_or_default(),
-                message: e.message().to_owned(),
-            }
-        })?;
-        Parser {
-            text,
+        let mut parser = Parser {
+            toml: Reader::new(text, misplaced_key_hint),
             devices: HashMap::new(),
             macs: HashMap::new(),
-        }
-        .document(doc.get_ref())
+        };
+        let doc = parser.toml.document()?;
+        parser.document(doc.get_ref())
     }
 
     /// Read a config file and [`parse`](Self::parse) it.
@@ -139,16 +131,9 @@ impl DesiredState {
     /// [`ConfigError::Io`] with the path if the file cannot be read (or is
     /// not UTF-8), otherwise as for [`parse`](Self::parse).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text)
+        toml_util::read_to_string(path).and_then(|text| Self::parse(&text))
     }
 }
-
-/// A parsed TOML value with its byte span.
-type Value<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &["version", "pf"];
 const PF_KEYS: &[&str] = &["device", "numvfs", "vf"];
@@ -171,7 +156,7 @@ pub(crate) const DEVICE_ALLOWED: &str = "a PCI address (dddd:bb:dd.f, e.g. 0000:
 /// The state of one parse: the text (for positions) and what must be unique
 /// across the whole file.
 struct Parser<'t> {
-    text: &'t str,
+    toml: Reader<'t, ConfigError>,
     /// Canonical device -> line of its `[[pf]]`.
     devices: HashMap<String, usize>,
     /// MAC -> line of the `[[pf.vf]]` that has it.
@@ -180,19 +165,20 @@ struct Parser<'t> {
 
 impl Parser<'_> {
     fn document(&mut self, doc: &DeTable<'_>) -> Result<DesiredState, ConfigError> {
+        let toml = self.toml;
         // A given version is checked first: a file of another version may
         // well have keys this parser does not know, and that is the real
         // problem. A missing one is reported last, so that a `version`
         // misplaced into a `[[pf]]` is reported as such.
         let version = doc.get("version");
         if let Some(version) = version {
-            self.integer("version", version, parse_version)?;
+            toml.integer("version", version, parse_version)?;
         }
 
         let mut pfs = Vec::new();
-        for (key, value) in self.entries(doc, "", "the top-level table", TOP_KEYS)? {
+        for (key, value) in toml.entries(doc, "", "the top-level table", TOP_KEYS)? {
             if key == "pf" {
-                let tables = self.tables(
+                let tables = toml.tables(
                     "pf",
                     value,
                     "[[pf]]",
@@ -223,17 +209,18 @@ impl Parser<'_> {
         table: &DeTable<'_>,
         span: Range<usize>,
     ) -> Result<PfConfig, ConfigError> {
-        let at = self.pos(span.start);
+        let toml = self.toml;
+        let at = toml.pos(span.start);
         let mut device = None;
         let mut numvfs = None;
         let mut vf_tables = None;
-        for (key, value) in self.entries(table, path, "[[pf]]", PF_KEYS)? {
+        for (key, value) in toml.entries(table, path, "[[pf]]", PF_KEYS)? {
             let field = format!("{path}.{key}");
             match key {
                 "device" => {
-                    device = Some((self.string(&field, value, parse_device)?, field, value))
+                    device = Some((toml.string(&field, value, parse_device)?, field, value))
                 }
-                "numvfs" => numvfs = Some(self.integer(&field, value, parse_numvfs)?),
+                "numvfs" => numvfs = Some(toml.integer(&field, value, parse_numvfs)?),
                 "vf" => vf_tables = Some((field, value)),
                 _ => {} // entries() yields only PF_KEYS
             }
@@ -268,7 +255,7 @@ impl Parser<'_> {
             line: at.line,
         };
         if let Some((field, value)) = vf_tables {
-            let tables = self.tables(&field, value, "[[pf.vf]]", "one [[pf.vf]] table per VF")?;
+            let tables = toml.tables(&field, value, "[[pf.vf]]", "one [[pf.vf]] table per VF")?;
             for (j, (table, span)) in tables.into_iter().enumerate() {
                 let (index, vf) = self.vf(&format!("{field}[{j}]"), table, span, &pf)?;
                 pf.vfs.insert(index, vf);
@@ -285,7 +272,8 @@ impl Parser<'_> {
         span: Range<usize>,
         pf: &PfConfig,
     ) -> Result<(u32, VfConfig), ConfigError> {
-        let at = self.pos(span.start);
+        let toml = self.toml;
+        let at = toml.pos(span.start);
         let mut vf = VfConfig {
             line: at.line,
             ..VfConfig::default()
@@ -294,34 +282,34 @@ impl Parser<'_> {
         let mut mac_at = None;
         let mut qos_at = None;
         let mut min_rate_at = None;
-        for (key, value) in self.entries(table, path, "[[pf.vf]]", VF_KEYS)? {
+        for (key, value) in toml.entries(table, path, "[[pf.vf]]", VF_KEYS)? {
             let field = format!("{path}.{key}");
             match key {
-                "index" => index = Some((self.integer(&field, value, parse_index)?, field, value)),
+                "index" => index = Some((toml.integer(&field, value, parse_index)?, field, value)),
                 "mac" => {
-                    vf.mac = Some(self.string(&field, value, str::parse::<MacAddr>)?);
+                    vf.mac = Some(toml.string(&field, value, str::parse::<MacAddr>)?);
                     mac_at = Some((field, value));
                 }
-                "vlan" => vf.vlan = Some(self.integer(&field, value, parse_vlan)?),
+                "vlan" => vf.vlan = Some(toml.integer(&field, value, parse_vlan)?),
                 "qos" => {
-                    vf.qos = Some(self.integer(&field, value, parse_qos)?);
+                    vf.qos = Some(toml.integer(&field, value, parse_qos)?);
                     qos_at = Some((field, value));
                 }
-                "spoofchk" => vf.spoofchk = Some(self.boolean(&field, value)?),
-                "trust" => vf.trust = Some(self.boolean(&field, value)?),
+                "spoofchk" => vf.spoofchk = Some(toml.boolean(&field, value)?),
+                "trust" => vf.trust = Some(toml.boolean(&field, value)?),
                 "state" => {
-                    vf.state = Some(self.string(&field, value, str::parse::<VfLinkState>)?)
+                    vf.state = Some(toml.string(&field, value, str::parse::<VfLinkState>)?)
                 }
                 "min_tx_rate" => {
                     vf.min_tx_rate =
-                        Some(self.integer(&field, value, |s| parse_rate("min_tx_rate", s))?);
+                        Some(toml.integer(&field, value, |s| parse_rate("min_tx_rate", s))?);
                     min_rate_at = Some((field, value));
                 }
                 "max_tx_rate" => {
                     vf.max_tx_rate =
-                        Some(self.integer(&field, value, |s| parse_rate("max_tx_rate", s))?);
+                        Some(toml.integer(&field, value, |s| parse_rate("max_tx_rate", s))?);
                 }
-                "driver" => vf.driver = Some(self.string(&field, value, parse_driver)?),
+                "driver" => vf.driver = Some(toml.string(&field, value, parse_driver)?),
                 _ => {} // entries() yields only VF_KEYS
             }
         }
@@ -342,7 +330,7 @@ impl Parser<'_> {
                 }
                 None => "below numvfs (raise numvfs or remove this [[pf.vf]])".to_owned(),
             };
-            return Err(self.invalid(field, value, Some(problem), allowed));
+            return Err(toml.invalid(field, value, Some(problem), allowed));
         }
         if let Some(first) = pf.vfs.get(&index) {
             let allowed = "unique among the [[pf.vf]] tables of this [[pf]]";
@@ -356,7 +344,7 @@ impl Parser<'_> {
                 Some(_) => "qos needs a VLAN, but vlan = 0",
             };
             let allowed = format!("set only together with a vlan from 1 to {VLAN_MAX}");
-            return Err(self.invalid(field, value, Some(problem.to_owned()), allowed));
+            return Err(toml.invalid(field, value, Some(problem.to_owned()), allowed));
         }
         if let (Some((field, value)), Some(min), Some(max)) =
             (min_rate_at, vf.min_tx_rate, vf.max_tx_rate)
@@ -365,7 +353,7 @@ impl Parser<'_> {
         {
             let problem = format!("min_tx_rate {min} is above max_tx_rate = {max}");
             let allowed = format!("at most max_tx_rate ({max}), unless max_tx_rate = 0 (no limit)");
-            return Err(self.invalid(field, value, Some(problem), allowed));
+            return Err(toml.invalid(field, value, Some(problem), allowed));
         }
         if let (Some(mac), Some((field, value))) = (vf.mac, mac_at) {
             if let Some(&first) = self.macs.get(&mac) {
@@ -376,142 +364,6 @@ impl Parser<'_> {
         Ok((index, vf))
     }
 
-    /// The entries of `table` in file order, refusing keys not in `allowed`.
-    fn entries<'a, 'i>(
-        &self,
-        table: &'a DeTable<'i>,
-        path: &str,
-        table_name: &'static str,
-        allowed: &'static [&'static str],
-    ) -> Result<Vec<(&'a str, &'a Value<'i>)>, ConfigError> {
-        let mut entries: Vec<_> = table.iter().collect();
-        entries.sort_by_key(|(key, _)| key.span().start);
-        entries
-            .into_iter()
-            .map(|(key, value)| {
-                let name: &str = key.get_ref();
-                if allowed.contains(&name) {
-                    return Ok((name, value));
-                }
-                Err(ConfigError::UnknownKey {
-                    at: self.pos(key.span().start),
-                    field: if path.is_empty() {
-                        name.to_owned()
-                    } else {
-                        format!("{path}.{name}")
-                    },
-                    key: name.to_owned(),
-                    table: table_name,
-                    allowed,
-                    hint: misplaced_key_hint(table_name, name),
-                })
-            })
-            .collect()
-    }
-
-    /// An array of tables (`[[pf]]`), with each table's span.
-    fn tables<'a, 'i>(
-        &self,
-        field: &str,
-        value: &'a Value<'i>,
-        table_name: &'static str,
-        allowed: &str,
-    ) -> Result<Vec<(&'a DeTable<'i>, Range<usize>)>, ConfigError> {
-        let DeValue::Array(items) = value.get_ref() else {
-            return Err(self.wrong_type(field, value, "an array of tables", allowed.to_owned()));
-        };
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| match item.get_ref() {
-                DeValue::Table(table) => Ok((table, item.span())),
-                _ => Err(self.wrong_type(
-                    &format!("{field}[{i}]"),
-                    item,
-                    "a table",
-                    format!("a {table_name} table"),
-                )),
-            })
-            .collect()
-    }
-
-    /// An integer, checked by `validate` (a types.rs-style validator given the
-    /// decimal text).
-    fn integer<T>(
-        &self,
-        field: &str,
-        value: &Value<'_>,
-        validate: impl Fn(&str) -> Result<T, InvalidValue>,
-    ) -> Result<T, ConfigError> {
-        let DeValue::Integer(n) = value.get_ref() else {
-            return Err(self.wrong_type(field, value, "an integer", allowed_text(validate(""))));
-        };
-        // The parser keeps the digits unchecked: one beyond i64 (which TOML
-        // does not allow either) is refused with the validator's allowed text.
-        let checked = match i64::from_str_radix(n.as_str(), n.radix()) {
-            Ok(n) => validate(&n.to_string()),
-            Err(_) => validate(""),
-        };
-        checked.map_err(|e| self.invalid(field.to_owned(), value, None, e.allowed))
-    }
-
-    /// A string, checked by `validate`.
-    fn string<T>(
-        &self,
-        field: &str,
-        value: &Value<'_>,
-        validate: impl Fn(&str) -> Result<T, InvalidValue>,
-    ) -> Result<T, ConfigError> {
-        let DeValue::String(s) = value.get_ref() else {
-            return Err(self.wrong_type(field, value, "a string", allowed_text(validate(""))));
-        };
-        validate(s).map_err(|e| self.invalid(field.to_owned(), value, None, e.allowed))
-    }
-
-    fn boolean(&self, field: &str, value: &Value<'_>) -> Result<bool, ConfigError> {
-        match value.get_ref() {
-            DeValue::Boolean(b) => Ok(*b),
-            _ => Err(self.wrong_type(field, value, "a boolean", "true or false".to_owned())),
-        }
-    }
-
-    fn pos(&self, offset: usize) -> Position {
-        Position::at(self.text, offset)
-    }
-
-    fn wrong_type(
-        &self,
-        field: &str,
-        value: &Value<'_>,
-        expected: &'static str,
-        allowed: String,
-    ) -> ConfigError {
-        ConfigError::WrongType {
-            at: self.pos(value.span().start),
-            field: field.to_owned(),
-            value: written(self.text, value.span()),
-            expected,
-            found: type_name(value.get_ref()),
-            allowed,
-        }
-    }
-
-    fn invalid(
-        &self,
-        field: String,
-        value: &Value<'_>,
-        problem: Option<String>,
-        allowed: String,
-    ) -> ConfigError {
-        ConfigError::Invalid {
-            at: self.pos(value.span().start),
-            field,
-            value: written(self.text, value.span()),
-            problem,
-            allowed,
-        }
-    }
-
     fn duplicate(
         &self,
         field: String,
@@ -520,10 +372,11 @@ impl Parser<'_> {
         first_line: usize,
         allowed: &'static str,
     ) -> ConfigError {
+        let toml_util::Spot { at, field, value } = self.toml.spot(field, value);
         ConfigError::Duplicate {
-            at: self.pos(value.span().start),
+            at,
             field,
-            value: written(self.text, value.span()),
+            value,
             table,
             first_line,
             allowed,
@@ -533,16 +386,7 @@ impl Parser<'_> {
 
 /// The format version: [`CONFIG_VERSION`].
 fn parse_version(s: &str) -> Result<u32, InvalidValue> {
-    s.parse::<u32>()
-        .ok()
-        .filter(|v| *v == CONFIG_VERSION)
-        .ok_or_else(|| {
-            InvalidValue::new(
-                "version",
-                s,
-                format!("{CONFIG_VERSION} (the only config format version)"),
-            )
-        })
+    toml_util::parse_version(s, CONFIG_VERSION, "config")
 }
 
 /// A desired `sriov_numvfs`: up to [`NUMVFS_MAX`].
@@ -583,12 +427,6 @@ pub(crate) fn parse_device(s: &str) -> Result<String, InvalidValue> {
     }
 }
 
-/// The allowed-values text of a validator, from its refusal of the empty
-/// string (which every validator used here refuses).
-pub(crate) fn allowed_text<T>(refused: Result<T, InvalidValue>) -> String {
-    refused.err().map(|e| e.allowed).unwrap_or_default()
-}
-
 /// Advice for a key that belongs to another table: TOML puts every key after
 /// a `[[pf]]` header into that table, which catches people out.
 fn misplaced_key_hint(table: &str, key: &str) -> &'static str {
@@ -603,30 +441,4 @@ fn misplaced_key_hint(table: &str, key: &str) -> &'static str {
         }
         _ => "",
     }
-}
-
-/// The TOML type of a value, for messages.
-pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
-    match value {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a date-time",
-        DeValue::Array(_) => "an array",
-        DeValue::Table(_) => "a table",
-    }
-}
-
-/// The text of `span` as written in the file: its first line, at most 40
-/// characters, with `…` when shortened.
-pub(crate) fn written(text: &str, span: Range<usize>) -> String {
-    const MAX_CHARS: usize = 40;
-    let full = text.get(span).unwrap_or_default();
-    let first_line = full.lines().next().unwrap_or_default();
-    let mut shown: String = first_line.chars().take(MAX_CHARS).collect();
-    if shown.len() < full.len() {
-        shown.push('…');
-    }
-    shown
 }

@@ -55,39 +55,51 @@ fn desc_off(i: usize) -> usize {
     i * DESC_LEN
 }
 
-/// A transmit ring.
-pub struct TxRing {
+/// A descriptor ring in its DMA region, with the position `P` of one
+/// direction: a [`TxRing`] or an [`RxRing`].
+pub struct Ring<P> {
     mem: DmaRegion,
     lay: Layout,
+    pos: P,
+}
+
+/// A transmit ring.
+pub type TxRing = Ring<TxPos>;
+
+/// A receive ring.
+pub type RxRing = Ring<RxPos>;
+
+/// Where a [`TxRing`] is.
+#[derive(Debug, Default)]
+pub struct TxPos {
     /// Next descriptor to fill (the tail the device will be given).
     tail: usize,
     /// Oldest descriptor not yet seen done.
     clean: usize,
 }
 
-impl TxRing {
+/// Where an [`RxRing`] is.
+#[derive(Debug, Default)]
+pub struct RxPos {
+    /// Next descriptor the device completes.
+    next: usize,
+    /// Inside a frame that spans descriptors (dropped until its EOP).
+    discarding: bool,
+}
+
+impl<P: Default> Ring<P> {
     pub fn new(pool: &DmaPool, n: usize) -> Result<Self> {
         let lay = layout(n)?;
         let mem = pool.alloc(lay.total)?;
         Ok(Self {
             mem,
             lay,
-            tail: 0,
-            clean: 0,
+            pos: P::default(),
         })
     }
+}
 
-    /// Forget everything in flight (after a device reset; TDH/TDT are 0).
-    pub fn reset(&mut self) -> Result<()> {
-        for i in 0..self.lay.descs {
-            self.mem.write_u64(desc_off(i), 0)?;
-            self.mem.write_u64(desc_off(i) + 8, 0)?;
-        }
-        self.tail = 0;
-        self.clean = 0;
-        Ok(())
-    }
-
+impl<P> Ring<P> {
     pub fn region(&self) -> &DmaRegion {
         &self.mem
     }
@@ -100,18 +112,34 @@ impl TxRing {
         self.lay.descs
     }
 
-    /// Bytes of descriptors (TDLEN).
+    /// Bytes of descriptors (TDLEN, RDLEN).
     pub fn desc_bytes(&self) -> usize {
         self.lay.descs * DESC_LEN
     }
 
+    fn buf_iova(&self, i: usize) -> u64 {
+        self.mem.iova() + (self.lay.buf_off + i * BUF_SIZE) as u64
+    }
+}
+
+impl TxRing {
+    /// Forget everything in flight (after a device reset; TDH/TDT are 0).
+    pub fn reset(&mut self) -> Result<()> {
+        for i in 0..self.lay.descs {
+            self.mem.write_u64(desc_off(i), 0)?;
+            self.mem.write_u64(desc_off(i) + 8, 0)?;
+        }
+        self.pos = TxPos::default();
+        Ok(())
+    }
+
     pub fn tail(&self) -> usize {
-        self.tail
+        self.pos.tail
     }
 
     /// Descriptors handed to the device and not seen done.
     pub fn in_flight(&self) -> usize {
-        (self.tail + self.lay.descs - self.clean) % self.lay.descs
+        (self.pos.tail + self.lay.descs - self.pos.clean) % self.lay.descs
     }
 
     /// Descriptors free to fill.
@@ -119,19 +147,17 @@ impl TxRing {
         self.lay.descs - 1 - self.in_flight()
     }
 
-    fn buf_iova(&self, i: usize) -> u64 {
-        self.mem.iova() + (self.lay.buf_off + i * BUF_SIZE) as u64
-    }
-
     /// Reclaim descriptors the device is done with; returns how many.
     pub fn clean(&mut self) -> Result<usize> {
         let mut n = 0;
-        while self.clean != self.tail {
-            let st = self.mem.read_u32(desc_off(self.clean) + TX_STATUS_OFF)?;
+        while self.pos.clean != self.pos.tail {
+            let st = self
+                .mem
+                .read_u32(desc_off(self.pos.clean) + TX_STATUS_OFF)?;
             if !tx_done(st) {
                 break;
             }
-            self.clean = (self.clean + 1) % self.lay.descs;
+            self.pos.clean = (self.pos.clean + 1) % self.lay.descs;
             n += 1;
         }
         Ok(n)
@@ -151,13 +177,13 @@ impl TxRing {
         }
         let n = pkts.len().min(self.free());
         for p in &pkts[..n] {
-            let i = self.tail;
+            let i = self.pos.tail;
             self.mem.write_bytes(self.lay.buf_off + i * BUF_SIZE, p)?;
             let d = TxDesc::data(self.buf_iova(i), p.len() as u16);
             self.mem.write_u64(desc_off(i), d.addr)?;
             self.mem.write_u32(desc_off(i) + 8, d.cmd_type_len)?;
             self.mem.write_u32(desc_off(i) + 12, d.olinfo_status)?;
-            self.tail = (i + 1) % self.lay.descs;
+            self.pos.tail = (i + 1) % self.lay.descs;
         }
         if n > 0 {
             // descriptors and buffers before the tail write
@@ -178,49 +204,7 @@ pub struct RxBatch {
     pub new_tail: Option<usize>,
 }
 
-/// A receive ring.
-pub struct RxRing {
-    mem: DmaRegion,
-    lay: Layout,
-    /// Next descriptor the device completes.
-    next: usize,
-    /// Inside a frame that spans descriptors (dropped until its EOP).
-    discarding: bool,
-}
-
 impl RxRing {
-    pub fn new(pool: &DmaPool, n: usize) -> Result<Self> {
-        let lay = layout(n)?;
-        let mem = pool.alloc(lay.total)?;
-        Ok(Self {
-            mem,
-            lay,
-            next: 0,
-            discarding: false,
-        })
-    }
-
-    pub fn region(&self) -> &DmaRegion {
-        &self.mem
-    }
-
-    pub fn region_mut(&mut self) -> &mut DmaRegion {
-        &mut self.mem
-    }
-
-    pub fn size(&self) -> usize {
-        self.lay.descs
-    }
-
-    /// Bytes of descriptors (RDLEN).
-    pub fn desc_bytes(&self) -> usize {
-        self.lay.descs * DESC_LEN
-    }
-
-    fn buf_iova(&self, i: usize) -> u64 {
-        self.mem.iova() + (self.lay.buf_off + i * BUF_SIZE) as u64
-    }
-
     fn arm(&self, i: usize) -> Result<()> {
         let d = RxDescRead::new(self.buf_iova(i));
         self.mem.write_u64(desc_off(i), d.pkt_addr)?;
@@ -232,15 +216,14 @@ impl RxRing {
         for i in 0..self.lay.descs {
             self.arm(i)?;
         }
-        self.next = 0;
-        self.discarding = false;
+        self.pos = RxPos::default();
         fence(Ordering::SeqCst);
         Ok(self.lay.descs - 1)
     }
 
     /// Whether the next descriptor holds a received frame.
     pub fn ready(&self) -> Result<bool> {
-        Ok(self.mem.read_u32(desc_off(self.next) + RX_STATUS_OFF)? & DESC_DD != 0)
+        Ok(self.mem.read_u32(desc_off(self.pos.next) + RX_STATUS_OFF)? & DESC_DD != 0)
     }
 
     /// Move up to `max` received frames into `out` (copies), giving their
@@ -249,7 +232,7 @@ impl RxRing {
         let mut b = RxBatch::default();
         let mut done = 0;
         while b.packets < max {
-            let off = desc_off(self.next);
+            let off = desc_off(self.pos.next);
             let status = self.mem.read_u32(off + RX_STATUS_OFF)?;
             if status & DESC_DD == 0 {
                 break;
@@ -265,24 +248,29 @@ impl RxRing {
             };
             let len = usize::from(wb.length);
             let eop = status & RXD_EOP != 0;
-            if self.discarding || !eop || status & RXD_ERR_MASK != 0 || len == 0 || len > BUF_SIZE {
+            if self.pos.discarding
+                || !eop
+                || status & RXD_ERR_MASK != 0
+                || len == 0
+                || len > BUF_SIZE
+            {
                 b.dropped += 1;
-                self.discarding = !eop;
+                self.pos.discarding = !eop;
             } else {
                 let mut data = vec![0u8; len];
                 self.mem
-                    .read_bytes(self.lay.buf_off + self.next * BUF_SIZE, &mut data)?;
+                    .read_bytes(self.lay.buf_off + self.pos.next * BUF_SIZE, &mut data)?;
                 out.push(Packet::from(data));
                 b.packets += 1;
                 b.bytes += len as u64;
             }
-            self.arm(self.next)?;
-            self.next = (self.next + 1) % self.lay.descs;
+            self.arm(self.pos.next)?;
+            self.pos.next = (self.pos.next + 1) % self.lay.descs;
             done += 1;
         }
         if done > 0 {
             fence(Ordering::SeqCst);
-            b.new_tail = Some((self.next + self.lay.descs - 1) % self.lay.descs);
+            b.new_tail = Some((self.pos.next + self.lay.descs - 1) % self.lay.descs);
         }
         Ok(b)
     }

@@ -8,6 +8,7 @@ use std::{io, path::PathBuf};
 use crate::config::{
     Position,
     error::{Loc, Near, Problem},
+    toml_util,
 };
 
 /// Why a policy file was refused, or could not be resolved against the
@@ -168,6 +169,9 @@ pub enum PolicyError {
     },
 }
 
+// The constructors the TOML reader uses, and `line()` and `column()`.
+toml_util::file_error!(PolicyError);
+
 impl PolicyError {
     /// Where in the text the error is, when it has a position.
     pub fn position(&self) -> Option<Position> {
@@ -182,17 +186,6 @@ impl PolicyError {
             | Self::NoSelector { at, .. }
             | Self::NoRule { at, .. } => Some(*at),
         }
-    }
-
-    /// The 1-based line of the error, when it has a position.
-    pub fn line(&self) -> Option<usize> {
-        self.position().map(|p| p.line)
-    }
-
-    /// The 1-based column (in characters) of the error, when it has a
-    /// position.
-    pub fn column(&self) -> Option<usize> {
-        self.position().map(|p| p.column)
     }
 
     /// The path of the offending key or section (`vf[0].allowed_vlans[2]`),

@@ -45,7 +45,7 @@ pub use self::{
 };
 use super::{Mode, StormAction};
 use crate::{
-    config::Position,
+    config::toml_util::{self, Spot},
     types::{Bdf, MacAddr},
 };
 
@@ -87,11 +87,7 @@ impl PolicyFile {
     /// [`PolicyError::Io`] with the path if the file cannot be read (or is
     /// not UTF-8), otherwise as for [`parse`](Self::parse).
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text)
+        toml_util::read_to_string(path).and_then(|text| Self::parse(&text))
     }
 
     /// `enforce` (the default) or `audit`.
@@ -110,17 +106,8 @@ impl PolicyFile {
     }
 }
 
-/// Where a value was written: for errors found after parsing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Spot {
-    at: Position,
-    /// Path of the key, e.g. `vf[0].pf`.
-    field: String,
-    /// The value as written (shortened).
-    value: String,
-}
-
-/// A value and where it was written.
+/// A value and where it was written ([`Spot`]: for errors found after
+/// parsing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct At<T> {
     value: T,

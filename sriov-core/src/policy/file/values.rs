@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::POLICY_VERSION;
 use crate::{
-    config::NUMVFS_MAX,
+    config::{NUMVFS_MAX, toml_util},
     policy::{Mode, StormAction},
     types::InvalidValue,
 };
@@ -14,16 +14,7 @@ const COMM_MAX: usize = 15;
 
 /// The format version: [`POLICY_VERSION`].
 pub(super) fn parse_version(s: &str) -> Result<u32, InvalidValue> {
-    s.parse::<u32>()
-        .ok()
-        .filter(|v| *v == POLICY_VERSION)
-        .ok_or_else(|| {
-            InvalidValue::new(
-                "version",
-                s,
-                format!("{POLICY_VERSION} (the only policy format version)"),
-            )
-        })
+    toml_util::parse_version(s, POLICY_VERSION, "policy")
 }
 
 pub(super) fn parse_mode(s: &str) -> Result<Mode, InvalidValue> {

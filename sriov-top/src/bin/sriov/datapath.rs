@@ -68,6 +68,29 @@ pub struct Common {
     pub mac: Option<String>,
 }
 
+/// Options of the two receiving commands, `echo` and `rxdump`.
+#[derive(clap::Args, Debug)]
+pub struct Receive {
+    #[command(flatten)]
+    pub common: Common,
+    /// Stop after this many frames.
+    #[arg(long, value_name = "C", allow_hyphen_values = true)]
+    pub count: Option<String>,
+    /// Busy-poll instead of waiting for the RX interrupt.
+    #[arg(long)]
+    pub poll: bool,
+}
+
+impl Receive {
+    /// Check the input, then find, check and open the VF; also returns how
+    /// many frames to receive (`None`: until Ctrl-C).
+    fn open(&self, host: &dyn Host, fixture: bool) -> Result<(Igbvf, Option<u64>)> {
+        let count = self.count.as_deref().map(parse_count).transpose()?;
+        let t = parse_common(&self.common, !self.poll)?;
+        Ok((open(host, fixture, t)?, count))
+    }
+}
+
 fn count_field(field: &'static str, s: &str, allowed: &str) -> Result<u64, InvalidValue> {
     s.trim()
         .parse::<u64>()
@@ -309,21 +332,13 @@ fn receive_loop(
     Ok(got)
 }
 
-pub fn echo(
-    host: &dyn Host,
-    fixture: bool,
-    c: &Common,
-    count: Option<&str>,
-    poll: bool,
-) -> Result<()> {
-    let count = count.map(parse_count).transpose()?;
-    let t = parse_common(c, !poll)?;
-    let mut vf = open(host, fixture, t)?;
+pub fn echo(host: &dyn Host, fixture: bool, rx: &Receive) -> Result<()> {
+    let (mut vf, count) = rx.open(host, fixture)?;
     let own = vf.mac();
     let bar = counter(count, "echo");
     let t0 = Instant::now();
     let (mut back, mut lost) = (0u64, 0u64);
-    let got = receive_loop(&mut vf, count, poll, &bar, |vf, bufs| {
+    let got = receive_loop(&mut vf, count, rx.poll, &bar, |vf, bufs| {
         for p in bufs.iter_mut() {
             frame::echo(p.as_mut_slice(), own);
         }
@@ -347,22 +362,14 @@ pub fn echo(
     Ok(())
 }
 
-pub fn rxdump(
-    host: &dyn Host,
-    fixture: bool,
-    c: &Common,
-    count: Option<&str>,
-    poll: bool,
-) -> Result<()> {
-    let count = count.map(parse_count).transpose()?;
-    let t = parse_common(c, !poll)?;
-    let mut vf = open(host, fixture, t)?;
+pub fn rxdump(host: &dyn Host, fixture: bool, rx: &Receive) -> Result<()> {
+    let (mut vf, count) = rx.open(host, fixture)?;
     eprintln!("rxdump: waiting for frames (Ctrl-C stops)");
     let bar = counter(count, "rx");
     let t0 = Instant::now();
     let mut n = 0u64;
     let mut bytes = 0u64;
-    let got = receive_loop(&mut vf, count, poll, &bar, |_, bufs| {
+    let got = receive_loop(&mut vf, count, rx.poll, &bar, |_, bufs| {
         let mut out = String::new();
         for p in bufs.iter() {
             n += 1;

@@ -150,25 +150,13 @@ enum VfCmd {
     #[command(after_help = datapath::ECHO_HELP)]
     Echo {
         #[command(flatten)]
-        common: datapath::Common,
-        /// Stop after this many frames.
-        #[arg(long, value_name = "C", allow_hyphen_values = true)]
-        count: Option<String>,
-        /// Busy-poll instead of waiting for the RX interrupt.
-        #[arg(long)]
-        poll: bool,
+        rx: datapath::Receive,
     },
     /// Print the frames a VF receives (VFIO, user space).
     #[command(after_help = datapath::RXDUMP_HELP)]
     Rxdump {
         #[command(flatten)]
-        common: datapath::Common,
-        /// Stop after this many frames.
-        #[arg(long, value_name = "C", allow_hyphen_values = true)]
-        count: Option<String>,
-        /// Busy-poll instead of waiting for the RX interrupt.
-        #[arg(long)]
-        poll: bool,
+        rx: datapath::Receive,
     },
 }
 
@@ -245,33 +233,11 @@ fn run(cli: Cli) -> Result<()> {
             rate.as_deref(),
         ),
         Cmd::Vf {
-            cmd:
-                VfCmd::Echo {
-                    common,
-                    count,
-                    poll,
-                },
-        } => datapath::echo(
-            &*host(&cli.sysfs_root)?,
-            cli.sysfs_root.is_some(),
-            &common,
-            count.as_deref(),
-            poll,
-        ),
+            cmd: VfCmd::Echo { rx },
+        } => datapath::echo(&*host(&cli.sysfs_root)?, cli.sysfs_root.is_some(), &rx),
         Cmd::Vf {
-            cmd:
-                VfCmd::Rxdump {
-                    common,
-                    count,
-                    poll,
-                },
-        } => datapath::rxdump(
-            &*host(&cli.sysfs_root)?,
-            cli.sysfs_root.is_some(),
-            &common,
-            count.as_deref(),
-            poll,
-        ),
+            cmd: VfCmd::Rxdump { rx },
+        } => datapath::rxdump(&*host(&cli.sysfs_root)?, cli.sysfs_root.is_some(), &rx),
         Cmd::Policy { cmd } => policy::run(&*host(&cli.sysfs_root)?, cmd),
         Cmd::Plan {
             file,
