@@ -35,6 +35,24 @@ use crate::{
     ebpf::probes::{map_err, take},
 };
 
+/// The LSM programs and their hooks.
+const LSM_HOOKS: [(&str, &str); 3] = [
+    (k::programs::FILE_IOCTL, "file_ioctl"),
+    (k::programs::FILE_OPEN, "file_open"),
+    (k::programs::FILE_PERMISSION, "file_permission"),
+];
+
+/// Program `name` of `ebpf` as an LSM program.
+fn lsm_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Lsm> {
+    ebpf.program_mut(name)
+        .ok_or(Error::EbpfMissing {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(prog_err(name, ""))
+}
+
 /// Where the maps are pinned.
 pub const PIN_DIR: &str = "/sys/fs/bpf/sriov-top";
 
@@ -157,19 +175,8 @@ impl Enforcer {
             device: "kernel".into(),
             message: format!("no kernel BTF: {e}"),
         })?;
-        for (name, hook) in [
-            (k::programs::FILE_IOCTL, "file_ioctl"),
-            (k::programs::FILE_OPEN, "file_open"),
-            (k::programs::FILE_PERMISSION, "file_permission"),
-        ] {
-            let p: &mut Lsm = ebpf
-                .program_mut(name)
-                .ok_or(Error::EbpfMissing {
-                    kind: "program",
-                    name,
-                })?
-                .try_into()
-                .map_err(prog_err(name, ""))?;
+        for (name, hook) in LSM_HOOKS {
+            let p = lsm_program(ebpf, name)?;
             p.load(hook, &btf).map_err(prog_err(name, LSM_HINT))?;
             let id = p.attach().map_err(prog_err(name, LSM_HINT))?;
             e.lsm_links.insert(name, id);
@@ -417,23 +424,13 @@ impl Enforcer {
             path: links.clone(),
             source: e,
         })?;
-        for (name, hook) in [
-            (k::programs::FILE_IOCTL, "file_ioctl"),
-            (k::programs::FILE_OPEN, "file_open"),
-            (k::programs::FILE_PERMISSION, "file_permission"),
-        ] {
+        for (name, hook) in LSM_HOOKS {
             let Some(id) = self.lsm_links.remove(name) else {
                 continue;
             };
-            let p: &mut Lsm = ebpf
-                .program_mut(name)
-                .ok_or(Error::EbpfMissing {
-                    kind: "program",
-                    name,
-                })?
-                .try_into()
+            let link = lsm_program(ebpf, name)?
+                .take_link(id)
                 .map_err(prog_err(name, ""))?;
-            let link = p.take_link(id).map_err(prog_err(name, ""))?;
             let fd: aya::programs::links::FdLink = link.into();
             fd.pin(links.join(hook)).map_err(|e| Error::Unsupported {
                 device: "kernel".into(),

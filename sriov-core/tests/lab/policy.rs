@@ -476,3 +476,140 @@ fn audit_mode_lets_spoofed_frames_pass_and_reports_them() {
             .any(|x| x.rule == V_SRC_MAC && x.action == ACTION_AUDITED)
     );
 }
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn audit_mode_lets_numvfs_and_driver_writes_through_and_reports_them() {
+    guest::set_numvfs(2);
+    let vf = vf_bdf(1);
+    let numvfs = dev(&pf()).join("sriov_numvfs");
+    let path = numvfs.to_str().unwrap().to_string();
+    let rt = runtime();
+    let _in = rt.enter();
+    let mut probes = Probes::load(LoadOptions::default()).expect("load");
+    let mut ring = probes.take_ring().expect("ring");
+    let writers = Allow {
+        executables: vec!["sriov-admin".into()],
+        ..Default::default()
+    };
+    let rules = VfRules {
+        allowed_drivers: Some(vec!["vfio-pci".into()]),
+        ..Default::default()
+    };
+    let pol = policy(Mode::Audit, 1, rules, vec![pf_policy(0, 2, Some(writers))]);
+    let mut enf = Enforcer::start(probes.ebpf_mut(), &pol, None).expect("load the policy");
+    // another writer, and a value out of range: both go through
+    assert_eq!(write_as("intruder", &path, "0"), "ok");
+    assert_eq!(guest::read(&numvfs), "0");
+    assert_eq!(write_as("sriov-admin", &path, "3"), "ok");
+    assert_eq!(guest::read(&numvfs), "3");
+    // the VFs are new files: the enforcer follows (sriov-top does each tick)
+    enf.refresh(probes.ebpf_mut()).expect("refresh");
+    let over = dev(&vf).join("driver_override");
+    let over = over.to_str().unwrap();
+    assert_eq!(
+        write_as("sh", &format!("{}/driver/unbind", dev(&vf).display()), &vf),
+        "ok"
+    );
+    assert_eq!(write_as("sh", over, "igbvf"), "ok");
+    assert_eq!(write_as("sh", "/sys/bus/pci/drivers/igbvf/bind", &vf), "ok");
+    assert_eq!(
+        guest::link_name(dev(&vf).join("driver")).as_deref(),
+        Some("igbvf")
+    );
+    let v = violations(&rt, &mut ring);
+    eprintln!("{v:#?}");
+    assert!(v.iter().all(|x| x.action == ACTION_AUDITED), "{v:#?}");
+    assert!(v.iter().any(|x| x.rule == V_NUMVFS_WRITER));
+    assert!(v.iter().any(|x| x.rule == V_NUMVFS_RANGE && x.value == 3));
+    assert_eq!(v.iter().filter(|x| x.rule == V_DRIVER).count(), 2, "{v:#?}");
+    drop(enf);
+    drop(probes);
+    let _ = write_as("sh", over, "");
+    guest::set_numvfs(0);
+}
+
+/// `frame` with an 802.1Q tag of `vid` after the MACs.
+fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&vid.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn frames_on_other_vlans_or_over_the_rate_are_dropped_and_counted() {
+    use sriov_core::vf::{VfDevice as _, frame};
+    use sriov_ebpf::record::{ACTION_DROPPED, V_MAX_PPS, V_VLAN};
+
+    use crate::datapath;
+    let lab = datapath::setup();
+    let vf0 = vf_bdf(0);
+    let rt = runtime();
+    let _in = rt.enter();
+    let mut probes = Probes::load(LoadOptions::default()).expect("load");
+    let mut ring = probes.take_ring().expect("ring");
+    let rules = VfRules {
+        allowed_vlans: Some(vec![0, 10]),
+        max_pps: Some(200),
+        ..Default::default()
+    };
+    let enf = Enforcer::start(
+        probes.ebpf_mut(),
+        &policy(Mode::Enforce, 0, rules, vec![]),
+        None,
+    )
+    .expect("load the policy");
+    let sock = Arc::new(datapath::PacketSock::new());
+    let mut vf = datapath::open(&lab, false);
+    let (_, addr) = datapath::driver_to_vf0(&lab, &mut vf, sock.clone(), 0..1);
+    let addr = addr.expect("VF 0's address");
+    let send = |f: &[u8]| match sock.send_once(f, &addr) {
+        Ok(_) => true,
+        Err(nix::errno::Errno::ENOBUFS) => false,
+        Err(e) => panic!("sendto: {e}"),
+    };
+    let base = frame::test_frame(vf.mac(), lab.vf0_mac, 100, 1);
+    // well under the rate: 10 frames each, 50 ms apart
+    let mut sent = [0usize; 3];
+    for _ in 0..10 {
+        sent[0] += usize::from(send(&tagged(&base, 20)));
+        sent[1] += usize::from(send(&tagged(&base, 10)));
+        sent[2] += usize::from(send(&base));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        sent,
+        [0, 10, 10],
+        "VLAN 20 refused; VLAN 10 and untagged pass"
+    );
+    let before = enf.tc_counts().get(&vf0).copied().unwrap_or_default();
+    assert_eq!(
+        before[1], 10,
+        "10 frames dropped for their VLAN: {before:?}"
+    );
+    // a burst of 1000 untagged frames: at most ~200 a second pass
+    std::thread::sleep(Duration::from_millis(1100));
+    let passed = (0..1000).filter(|_| send(&base)).count();
+    let after = enf.tc_counts().get(&vf0).copied().unwrap_or_default();
+    eprintln!("burst: {passed} of 1000 passed; TC counts {after:?}");
+    assert!(passed <= 400, "{passed} passed a 200/s limit");
+    assert!(after[2] - before[2] >= 600, "{after:?}");
+    let v = violations(&rt, &mut ring);
+    assert!(
+        v.iter()
+            .any(|x| x.rule == V_VLAN && x.action == ACTION_DROPPED && x.value == 20),
+        "{v:#?}"
+    );
+    assert!(
+        v.iter()
+            .any(|x| x.rule == V_MAX_PPS && x.action == ACTION_DROPPED && x.value == 200),
+        "{v:#?}"
+    );
+    vf.close().unwrap();
+    drop(enf);
+    drop(probes);
+    guest::set_numvfs(0);
+}
