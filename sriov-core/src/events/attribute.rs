@@ -257,7 +257,9 @@ impl Attributor {
                     let bdf = self.policy_vfs.get(r.slot as usize);
                     (bdf.and_then(|b| self.vfs.get(b)).cloned(), None)
                 };
-                let task = r.action != record::ACTION_DROPPED && r.uid != 0 || r.cgroup != 0;
+                // LSM records carry the task's cgroup id (never 0 on cgroup v2);
+                // frames seen in TC carry none
+                let task = r.cgroup != 0;
                 let event = Event::PolicyViolation {
                     rule: rule.unwrap_or(super::PolicyRule::IrqStorm),
                     action: match r.action {

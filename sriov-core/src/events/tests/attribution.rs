@@ -189,3 +189,95 @@ fn vanished_devices_give_events_without_identity() {
         ev.event
     );
 }
+
+#[test]
+fn policy_records_name_the_vf_of_their_slot_or_the_pf() {
+    use crate::events::{PolicyAction, PolicyRule};
+    let (_dir, _spec, host) = lab(3);
+    let mut attr = Attributor::new(&host).unwrap();
+    attr.set_policy_slots(vec![VF2.into(), VF1.into()], vec![PF.into()]);
+    let dma = decode(&policy_bytes(
+        record::V_DMA_QUOTA,
+        record::ACTION_DENIED,
+        1,
+        2 << 20,
+        b"",
+    ));
+    let ev = attr.from_record(&host, &dma);
+    assert_eq!(ev.vf, Some(identity(1, VF1, 486)));
+    assert_eq!(ev.process.as_ref().map(|p| p.pid), Some(300));
+    assert_eq!(
+        ev.event,
+        Event::PolicyViolation {
+            rule: PolicyRule::DmaQuota,
+            action: PolicyAction::Denied,
+            pf: None,
+            uid: Some(1000),
+            cgroup: Some(7),
+            value: 2 << 20,
+            limit: 512,
+            detail: None,
+        }
+    );
+    // a frame: the source MAC as text
+    let mac = decode(&policy_bytes(
+        record::V_SRC_MAC,
+        record::ACTION_DROPPED,
+        0,
+        0,
+        &[0x02, 0xde, 0xad, 0xbe, 0xef, 0x01],
+    ));
+    let ev = attr.from_record(&host, &mac);
+    assert_eq!(ev.vf.as_ref().map(|v| v.bdf.as_str()), Some(VF2));
+    assert!(
+        matches!(&ev.event, Event::PolicyViolation { detail: Some(d), action: PolicyAction::Dropped, .. } if d == "02:de:ad:be:ef:01"),
+        "{:?}",
+        ev.event
+    );
+    // numvfs: about the PF, no VF
+    let numvfs = decode(&policy_bytes(
+        record::V_NUMVFS_RANGE,
+        record::ACTION_AUDITED,
+        0,
+        3,
+        b"3",
+    ));
+    let ev = attr.from_record(&host, &numvfs);
+    assert_eq!(ev.vf, None);
+    assert!(
+        matches!(&ev.event, Event::PolicyViolation { pf: Some(p), rule: PolicyRule::Numvfs, action: PolicyAction::Audited, detail: Some(d), .. } if p == PF && d == "3"),
+        "{:?}",
+        ev.event
+    );
+    // a slot the loaded policy does not have: no identity, no panic
+    let stale = decode(&policy_bytes(
+        record::V_VFIO_OPEN,
+        record::ACTION_DENIED,
+        9,
+        0,
+        b"",
+    ));
+    assert_eq!(attr.from_record(&host, &stale).vf, None);
+}
+
+#[test]
+fn policy_records_with_unknown_codes_or_short_are_refused() {
+    let bad_rule = policy_bytes(99, record::ACTION_DENIED, 0, 0, b"");
+    assert!(matches!(
+        Record::decode(&bad_rule),
+        Err(record::DecodeError::BadField { field: "rule", .. })
+    ));
+    let bad_action = policy_bytes(record::V_VLAN, 0, 0, 0, b"");
+    assert!(matches!(
+        Record::decode(&bad_action),
+        Err(record::DecodeError::BadField {
+            field: "action",
+            ..
+        })
+    ));
+    let ok = policy_bytes(record::V_VLAN, record::ACTION_DROPPED, 0, 20, b"");
+    assert!(matches!(
+        Record::decode(&ok[..ok.len() - 1]),
+        Err(record::DecodeError::Short { .. })
+    ));
+}

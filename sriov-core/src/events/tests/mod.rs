@@ -141,3 +141,20 @@ fn dma_record(pid: u32, op: u32, size: u64, ts_ns: u64) -> Record {
     assert_eq!(b.len(), record::DmaRecord::SIZE);
     decode(&b)
 }
+
+/// A `policy_violation` record's bytes.
+fn policy_bytes(rule: u32, action: u32, slot: u32, value: u64, detail: &[u8]) -> Vec<u8> {
+    let mut b = header(record::KIND_POLICY, 9_000, 300, 301);
+    b.extend(rule.to_le_bytes()); // 40
+    b.extend(action.to_le_bytes()); // 44
+    b.extend(slot.to_le_bytes()); // 48
+    b.extend(1000u32.to_le_bytes()); // 52 uid
+    b.extend(value.to_le_bytes()); // 56
+    b.extend(512u64.to_le_bytes()); // 64 limit
+    b.extend(7u64.to_le_bytes()); // 72 cgroup
+    let mut d = detail.to_vec();
+    d.resize(record::NAME_LEN, 0);
+    b.extend(d); // 80
+    assert_eq!(b.len(), record::PolicyRecord::SIZE);
+    b
+}
