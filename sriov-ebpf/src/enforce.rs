@@ -144,7 +144,7 @@ struct Who {
 fn who() -> Who {
     Who {
         uid: bpf_get_current_uid_gid() as u32,
-        // SAFETY: as above.
+        // SAFETY: a helper without arguments.
         cgroup: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     }

@@ -42,8 +42,11 @@ const LSM_HOOKS: [(&str, &str); 3] = [
     (k::programs::FILE_PERMISSION, "file_permission"),
 ];
 
-/// Program `name` of `ebpf` as an LSM program.
-fn lsm_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Lsm> {
+/// Program `name` of `ebpf` as a `P` (`Lsm`, `SchedClassifier`).
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
     ebpf.program_mut(name)
         .ok_or(Error::EbpfMissing {
             kind: "program",
@@ -170,28 +173,23 @@ impl Enforcer {
             lsm_links: BTreeMap::new(),
             persist: false,
         };
-        e.reload(ebpf, policy)?;
         let btf = aya::Btf::from_sys_fs().map_err(|e| Error::Unsupported {
             device: "kernel".into(),
             message: format!("no kernel BTF: {e}"),
         })?;
         for (name, hook) in LSM_HOOKS {
-            let p = lsm_program(ebpf, name)?;
+            let p = program::<Lsm>(ebpf, name)?;
             p.load(hook, &btf).map_err(prog_err(name, LSM_HINT))?;
             let id = p.attach().map_err(prog_err(name, LSM_HINT))?;
             e.lsm_links.insert(name, id);
             e.attached.push(format!("lsm:{hook}"));
         }
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(k::programs::TC_EGRESS)
-            .ok_or(Error::EbpfMissing {
-                kind: "program",
-                name: k::programs::TC_EGRESS,
-            })?
-            .try_into()
+        program::<SchedClassifier>(ebpf, k::programs::TC_EGRESS)?
+            .load()
             .map_err(prog_err(k::programs::TC_EGRESS, ""))?;
-        tc.load().map_err(prog_err(k::programs::TC_EGRESS, ""))?;
-        e.refresh(ebpf)?;
+        // the programs pass everything until the first policy goes live
+        // (mode off); this loads it and attaches TC where it has L2 rules
+        e.reload(ebpf, policy)?;
         Ok(e)
     }
 
@@ -245,24 +243,20 @@ impl Enforcer {
             .set(0, conf.encode(), 0)
             .map_err(map_err(k::maps::POLICY_CONF))?;
         self.active = next;
-        if self.tc_on.is_empty() && !self.attached.is_empty() {
-            self.refresh(ebpf)?;
-        }
-        Ok(())
+        self.attach_tc(ebpf)
     }
 
     /// Follow the system: VFIO group nodes, VF netdevs (the TC program is
     /// attached to each new one with L2 rules), sysfs files.
     pub fn refresh(&mut self, ebpf: &mut Ebpf) -> Result<()> {
         self.refresh_maps()?;
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(k::programs::TC_EGRESS)
-            .ok_or(Error::EbpfMissing {
-                kind: "program",
-                name: k::programs::TC_EGRESS,
-            })?
-            .try_into()
-            .map_err(prog_err(k::programs::TC_EGRESS, ""))?;
+        self.attach_tc(ebpf)
+    }
+
+    /// The TC program on the egress of each VF netdev with L2 rules that
+    /// does not have it yet.
+    fn attach_tc(&mut self, ebpf: &mut Ebpf) -> Result<()> {
+        let tc = program::<SchedClassifier>(ebpf, k::programs::TC_EGRESS)?;
         for v in &self.policy.vfs {
             let r = &v.rules;
             if r.allowed_src_macs.is_none() && r.allowed_vlans.is_none() && r.max_pps.is_none() {
@@ -306,12 +300,7 @@ impl Enforcer {
             .policy
             .vfs
             .iter()
-            .map(|v| {
-                (
-                    v.bdf.clone(),
-                    v.iommu_group.or_else(|| current_group(&v.bdf)),
-                )
-            })
+            .map(|v| (v.bdf.clone(), current_group(&v.bdf).or(v.iommu_group)))
             .collect();
         for (bdf, group) in &vfs {
             let slot = self.vf_slots.slot(bdf)?;
@@ -428,7 +417,7 @@ impl Enforcer {
             let Some(id) = self.lsm_links.remove(name) else {
                 continue;
             };
-            let link = lsm_program(ebpf, name)?
+            let link = program::<Lsm>(ebpf, name)?
                 .take_link(id)
                 .map_err(prog_err(name, ""))?;
             let fd: aya::programs::links::FdLink = link.into();

@@ -56,6 +56,16 @@ fn pf_policy(min: u32, max: u32, writers: Option<Allow>) -> PfPolicy {
     }
 }
 
+/// The probes (for the shared ring buffer) and `pol` loaded on them.
+fn enforce(rt: &tokio::runtime::Runtime, pol: &Policy) -> (Probes, RingReader, Enforcer) {
+    // the ring registers with the runtime's reactor
+    let _in = rt.enter();
+    let mut probes = Probes::load(LoadOptions::default()).expect("load");
+    let ring = probes.take_ring().expect("ring");
+    let enf = Enforcer::start(probes.ebpf_mut(), pol, None).expect("load the policy");
+    (probes, ring, enf)
+}
+
 /// The policy records on the ring until it is quiet for 500 ms.
 fn violations(rt: &tokio::runtime::Runtime, ring: &mut RingReader) -> Vec<PolicyRecord> {
     let mut out = Vec::new();
@@ -128,15 +138,11 @@ fn vfio_vf1() -> String {
 fn dma_quota(mode: Mode) -> (Vec<PolicyRecord>, [i32; 5]) {
     let vf = vfio_vf1();
     let rt = runtime();
-    let _in = rt.enter();
-    let mut probes = Probes::load(LoadOptions::default()).expect("load");
-    let mut ring = probes.take_ring().expect("ring");
     let rules = VfRules {
         dma_quota_bytes: Some(1 << 20),
         ..Default::default()
     };
-    let enf = Enforcer::start(probes.ebpf_mut(), &policy(mode, 1, rules, vec![]), None)
-        .expect("load the policy");
+    let (probes, mut ring, enf) = enforce(&rt, &policy(mode, 1, rules, vec![]));
     let container = Arc::new(VfioContainer::new(None).expect("open /dev/vfio/vfio"));
     let device = VfioDevice::new(&dev(&vf), container.clone() as Arc<dyn VfioOps>, false)
         .expect("open the VF through VFIO");
@@ -193,9 +199,6 @@ fn vfio_open(mode: Mode) -> (String, String, String, Vec<PolicyRecord>) {
     )
     .unwrap();
     let rt = runtime();
-    let _in = rt.enter();
-    let mut probes = Probes::load(LoadOptions::default()).expect("load");
-    let mut ring = probes.take_ring().expect("ring");
     let rules = VfRules {
         vfio_open: Some(Allow {
             uids: vec![0, 1000],
@@ -203,8 +206,7 @@ fn vfio_open(mode: Mode) -> (String, String, String, Vec<PolicyRecord>) {
         }),
         ..Default::default()
     };
-    let enf = Enforcer::start(probes.ebpf_mut(), &policy(mode, 1, rules, vec![]), None)
-        .expect("load the policy");
+    let (probes, mut ring, enf) = enforce(&rt, &policy(mode, 1, rules, vec![]));
     let (denied, allowed, root) = (
         guest::open_group_as(&group, 65534),
         guest::open_group_as(&group, 1000),
@@ -272,9 +274,6 @@ fn numvfs_out_of_range_or_from_another_writer_is_denied_and_unchanged() {
     let numvfs = dev(&pf()).join("sriov_numvfs");
     let path = numvfs.to_str().unwrap().to_string();
     let rt = runtime();
-    let _in = rt.enter();
-    let mut probes = Probes::load(LoadOptions::default()).expect("load");
-    let mut ring = probes.take_ring().expect("ring");
     let writers = Allow {
         executables: vec!["sriov-admin".into()],
         ..Default::default()
@@ -285,7 +284,7 @@ fn numvfs_out_of_range_or_from_another_writer_is_denied_and_unchanged() {
         VfRules::default(),
         vec![pf_policy(0, 2, Some(writers))],
     );
-    let enf = Enforcer::start(probes.ebpf_mut(), &pol, None).expect("load the policy");
+    let (probes, mut ring, enf) = enforce(&rt, &pol);
     // another process: denied, whatever the value
     let other = write_as("intruder", &path, "0");
     assert!(other.contains("Operation not permitted"), "{other}");
@@ -319,19 +318,11 @@ fn binding_a_vf_to_a_driver_outside_allowed_drivers_is_denied() {
     guest::set_numvfs(2);
     let vf = vf_bdf(1);
     let rt = runtime();
-    let _in = rt.enter();
-    let mut probes = Probes::load(LoadOptions::default()).expect("load");
-    let mut ring = probes.take_ring().expect("ring");
     let rules = VfRules {
         allowed_drivers: Some(vec!["vfio-pci".into()]),
         ..Default::default()
     };
-    let enf = Enforcer::start(
-        probes.ebpf_mut(),
-        &policy(Mode::Enforce, 1, rules, vec![]),
-        None,
-    )
-    .expect("load the policy");
+    let (probes, mut ring, enf) = enforce(&rt, &policy(Mode::Enforce, 1, rules, vec![]));
     let over = dev(&vf).join("driver_override");
     let over = over.to_str().unwrap();
     // the VF is on igbvf; unbinding is no bind, so it is allowed
@@ -382,15 +373,11 @@ fn spoofed_frames(mode: Mode) -> (Vec<u64>, [u64; 4], Vec<PolicyRecord>) {
     let lab = datapath::setup();
     let vf0 = vf_bdf(0);
     let rt = runtime();
-    let _in = rt.enter();
-    let mut probes = Probes::load(LoadOptions::default()).expect("load");
-    let mut ring = probes.take_ring().expect("ring");
     let rules = VfRules {
         allowed_src_macs: Some(vec![lab.vf0_mac]),
         ..Default::default()
     };
-    let enf = Enforcer::start(probes.ebpf_mut(), &policy(mode, 0, rules, vec![]), None)
-        .expect("load the policy");
+    let (probes, mut ring, enf) = enforce(&rt, &policy(mode, 0, rules, vec![]));
     assert!(
         enf.attached.contains(&format!("tc:{}:egress", lab.vf0_if)),
         "{:?}",
@@ -485,9 +472,6 @@ fn audit_mode_lets_numvfs_and_driver_writes_through_and_reports_them() {
     let numvfs = dev(&pf()).join("sriov_numvfs");
     let path = numvfs.to_str().unwrap().to_string();
     let rt = runtime();
-    let _in = rt.enter();
-    let mut probes = Probes::load(LoadOptions::default()).expect("load");
-    let mut ring = probes.take_ring().expect("ring");
     let writers = Allow {
         executables: vec!["sriov-admin".into()],
         ..Default::default()
@@ -497,7 +481,7 @@ fn audit_mode_lets_numvfs_and_driver_writes_through_and_reports_them() {
         ..Default::default()
     };
     let pol = policy(Mode::Audit, 1, rules, vec![pf_policy(0, 2, Some(writers))]);
-    let mut enf = Enforcer::start(probes.ebpf_mut(), &pol, None).expect("load the policy");
+    let (mut probes, mut ring, mut enf) = enforce(&rt, &pol);
     // another writer, and a value out of range: both go through
     assert_eq!(write_as("intruder", &path, "0"), "ok");
     assert_eq!(guest::read(&numvfs), "0");
@@ -548,20 +532,12 @@ fn frames_on_other_vlans_or_over_the_rate_are_dropped_and_counted() {
     let lab = datapath::setup();
     let vf0 = vf_bdf(0);
     let rt = runtime();
-    let _in = rt.enter();
-    let mut probes = Probes::load(LoadOptions::default()).expect("load");
-    let mut ring = probes.take_ring().expect("ring");
     let rules = VfRules {
         allowed_vlans: Some(vec![0, 10]),
         max_pps: Some(200),
         ..Default::default()
     };
-    let enf = Enforcer::start(
-        probes.ebpf_mut(),
-        &policy(Mode::Enforce, 0, rules, vec![]),
-        None,
-    )
-    .expect("load the policy");
+    let (probes, mut ring, enf) = enforce(&rt, &policy(Mode::Enforce, 0, rules, vec![]));
     let sock = Arc::new(datapath::PacketSock::new());
     let mut vf = datapath::open(&lab, false);
     let (_, addr) = datapath::driver_to_vf0(&lab, &mut vf, sock.clone(), 0..1);
