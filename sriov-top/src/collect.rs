@@ -159,6 +159,13 @@ async fn load_probes<T: From<Collected>>(
 /// start, when the probes are required and cannot be loaded, or when their
 /// maps cannot be read.
 pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) -> Result<()> {
+    // first, and one listener each for the whole run: a future made anew
+    // on every turn of the loop misses a signal that arrives while the
+    // loop body runs (a tick), and before any listener SIGINT kills
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // SIGHUP reloads the policy
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let out = Out { tx };
     let host = System::live();
     let mut inv = discover(&host).context("discovering PFs and VFs")?;
@@ -233,9 +240,6 @@ pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: that was it
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
-    // SIGHUP reloads the policy
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing the SIGHUP handler")?;
     let mut bad_records = 0u64;
     loop {
         let stop = async {
@@ -293,7 +297,7 @@ pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) 
                     }
                 }
             }
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = stop => break,
         }
     }
