@@ -8,36 +8,51 @@
 //! kernel's BTF (`Conf::offsets`); there is no CO-RE in this build.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_task,
-        bpf_get_current_uid_gid, bpf_get_smp_processor_id, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_current_uid_gid,
+        bpf_get_smp_processor_id, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::{lsm, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::LsmContext,
 };
 use sriov_ebpf::{
-    VFIO_GROUP_SET_CONTAINER, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
+    VFIO_GROUP_SET_CONTAINER, VFIO_IOMMU_MAP_DMA,
     policy::*,
     record::{
         ACTION_AUDITED, ACTION_DENIED, Header, KIND_POLICY, NAME_LEN, PolicyRecord, V_DMA_QUOTA,
         V_DRIVER, V_NUMVFS_RANGE, V_NUMVFS_WRITER, V_VFIO_OPEN,
     },
+    text::{self, PCI_ANY_ID, TEXT_LEN},
 };
 
-use crate::programs::{EVENTS, header, lost, now, tid};
+use crate::programs::{EVENTS, header, lost, now};
 
 const EPERM: i32 = 1;
 const MAY_WRITE: u32 = 2;
-/// x86-64: `THREAD_SIZE` (16 KiB) and `sizeof(struct pt_regs)`; the user
-/// registers of the current syscall sit at the top of the task's stack.
-const THREAD_SIZE: u64 = 16384;
-const PT_REGS_SIZE: u64 = 168;
+/// x86-64 `struct pt_regs` (the ptrace ABI): the user registers of the
+/// current syscall, found with `bpf_task_pt_regs` (user space refuses to
+/// load the policy on another architecture).
 const REG_DX: u64 = 12 * 8;
 const REG_SI: u64 = 13 * 8;
 const REG_ORIG_AX: u64 = 15 * 8;
 const SYS_WRITE: u64 = 1;
 const SYS_PWRITE64: u64 = 18;
+/// `PolicyRecord::value` when the program could not read what it decides on.
+pub(crate) const UNREADABLE: u64 = u64::MAX;
+
+/// A record's `detail` text, NUL padded (the programs copy NAME_LEN bytes).
+pub(crate) const fn why(s: &[u8]) -> [u8; NAME_LEN] {
+    let mut out = [0u8; NAME_LEN];
+    let mut i = 0;
+    while i < s.len() && i < NAME_LEN - 1 {
+        out[i] = s[i];
+        i += 1;
+    }
+    out
+}
+
+pub(crate) static WHY_SHARED: [u8; NAME_LEN] = why(b"shared container");
 
 #[map(name = "POLICY_CONF")]
 static POLICY_CONF: Array<Conf> = Array::with_max_entries(1, 0);
@@ -51,17 +66,20 @@ static PF_RULES: Array<Rule> = Array::with_max_entries(2 * MAX_PFS, 0);
 #[map(name = "GROUP_VF")]
 static GROUP_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 
+/// Container files, pruned when the file is freed (`policy_file_free`).
 #[map(name = "CONTAINERS")]
-static CONTAINERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(4096, 0);
+static CONTAINERS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 
+/// Written only by the kprobes of [`crate::enforce_dma`], from what VFIO
+/// really pins and unpins; the LSM reads it for its early answer.
 #[map(name = "DMA_USED")]
-static DMA_USED: Array<u64> = Array::with_max_entries(MAX_VFS, 0);
+pub(crate) static DMA_USED: Array<u64> = Array::with_max_entries(MAX_VFS, 0);
 
-/// A DMA map or unmap in flight, by thread: (VF slot, bytes, op). A plain
-/// (preallocated) hash: an LRU insert costs more on the map path, and the
-/// return probe removes each entry.
-#[map(name = "DMA_PENDING")]
-static DMA_PENDING: HashMap<u32, [u64; 3]> = HashMap::with_max_entries(4096, 0);
+#[map(name = "GROUPID_VF")]
+static GROUPID_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+
+#[map(name = "NEWID_GUARD")]
+static NEWID_GUARD: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 
 #[map(name = "SYSFS_FILES")]
 static SYSFS_FILES: HashMap<SysfsKey, SysfsFile> = HashMap::with_max_entries(4096, 0);
@@ -91,16 +109,22 @@ fn pf_rule(c: &Conf, slot: u32) -> Option<&'static Rule> {
     PF_RULES.get((c.active & 1) * MAX_PFS + slot)
 }
 
-fn off(c: &Conf, i: usize) -> u64 {
+/// The VF slot of an IOMMU group id, if a policy VF is in that group.
+pub(crate) fn group_slot(group_id: u32) -> Option<u32> {
+    // SAFETY: the value is copied.
+    unsafe { GROUPID_VF.get(&group_id) }.copied()
+}
+
+pub(crate) fn off(c: &Conf, i: usize) -> u64 {
     u64::from(c.offsets.get(i).copied().unwrap_or(0))
 }
 
-fn read_u64(addr: u64) -> Option<u64> {
+pub(crate) fn read_u64(addr: u64) -> Option<u64> {
     // SAFETY: a checked read of kernel memory; a bad address is an error.
     unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()
 }
 
-fn read_u32(addr: u64) -> Option<u32> {
+pub(crate) fn read_u32(addr: u64) -> Option<u32> {
     // SAFETY: as above.
     unsafe { bpf_probe_read_kernel(addr as *const u32) }.ok()
 }
@@ -109,6 +133,14 @@ fn read_u32(addr: u64) -> Option<u32> {
 #[inline(always)]
 fn inode_of(c: &Conf, file: u64) -> Option<u64> {
     read_u64(file + off(c, OFF_FILE_INODE)).filter(|&i| i != 0)
+}
+
+/// (`i_ino`, `i_sb->s_dev`) of an inode: a file's identity.
+#[inline(always)]
+fn ino_dev(c: &Conf, inode: u64) -> Option<(u64, u32)> {
+    let ino = read_u64(inode + off(c, OFF_INODE_INO))?;
+    let sb = read_u64(inode + off(c, OFF_INODE_SB))?;
+    Some((ino, read_u32(sb + off(c, OFF_SB_DEV))?))
 }
 
 /// The `struct file *` of the current task's descriptor `fd`.
@@ -125,47 +157,61 @@ fn file_of_fd(c: &Conf, fd: i32) -> Option<u64> {
     read_u64(fds + 8 * fd as u64).filter(|&f| f != 0)
 }
 
-/// The user registers of the current syscall (x86-64).
+/// A user register of the current syscall, from the kernel's own record
+/// of where they are (`bpf_task_pt_regs`).
 #[inline(always)]
-fn syscall_reg(c: &Conf, reg: u64) -> Option<u64> {
+fn syscall_reg(reg: u64) -> Option<u64> {
+    // SAFETY: helpers on the current task, which is valid while it runs.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    if regs == 0 {
+        return None;
+    }
+    read_u64(regs + reg)
+}
+
+/// The executable file of the current task (`mm->exe_file`), as
+/// (inode, device): what it runs, not what it calls itself.
+#[inline(always)]
+fn exe(c: &Conf) -> Option<(u64, u32)> {
     // SAFETY: a helper without arguments.
     let task = unsafe { bpf_get_current_task() };
-    let stack = read_u64(task + off(c, OFF_TASK_STACK))?;
-    read_u64(stack + THREAD_SIZE - PT_REGS_SIZE + reg)
+    let mm = read_u64(task + off(c, OFF_TASK_MM)).filter(|&m| m != 0)?;
+    let file = read_u64(mm + off(c, OFF_MM_EXE_FILE)).filter(|&f| f != 0)?;
+    ino_dev(c, inode_of(c, file)?)
 }
 
-struct Who {
-    uid: u32,
-    cgroup: u64,
-    comm: [u8; 16],
-}
-
+/// Whether the current task is in the rule's uids, in one of its cgroups
+/// or below it, or runs one of its executables.
 #[inline(always)]
-fn who() -> Who {
-    Who {
-        uid: bpf_get_current_uid_gid() as u32,
-        // SAFETY: a helper without arguments.
-        cgroup: unsafe { bpf_get_current_cgroup_id() },
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-    }
-}
-
-/// Whether `w` is in the rule's uids, cgroups or executables.
-#[inline(always)]
-fn allowed(r: &Rule, w: &Who) -> bool {
+fn allowed(c: &Conf, r: &Rule) -> bool {
+    let uid = bpf_get_current_uid_gid() as u32;
     for i in 0..MAX_UIDS {
-        if (i as u32) < r.n_uids && r.uids[i] == w.uid {
+        if (i as u32) < r.n_uids && r.uids[i] == uid {
             return true;
         }
     }
-    for i in 0..MAX_CGROUPS {
-        if (i as u32) < r.n_cgroups && r.cgroups[i] == w.cgroup {
-            return true;
+    if r.n_cgroups > 0 {
+        for level in 0..MAX_CGROUP_LEVELS {
+            // SAFETY: a helper on the current task.
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+            if id == 0 {
+                break;
+            }
+            for i in 0..MAX_CGROUPS {
+                if (i as u32) < r.n_cgroups && r.cgroups[i] == id {
+                    return true;
+                }
+            }
         }
     }
-    for i in 0..MAX_COMMS {
-        if (i as u32) < r.n_comms && r.comms[i] == w.comm {
-            return true;
+    if r.n_exes > 0
+        && let Some((ino, dev)) = exe(c)
+    {
+        let key = exe_key(ino, dev);
+        for i in 0..MAX_EXES {
+            if (i as u32) < r.n_exes && r.exes[i] == key {
+                return true;
+            }
         }
     }
     false
@@ -175,7 +221,7 @@ fn allowed(r: &Rule, w: &Who) -> bool {
 /// enforcing). `detail` may be null. The record is written in place in the
 /// ring (the BPF stack is 512 bytes).
 #[inline(always)]
-fn violation(
+pub(crate) fn violation(
     c: &Conf,
     rule: u32,
     slot: u32,
@@ -261,11 +307,14 @@ pub(crate) fn report(
 
 /// A per-CPU buffer for text read from user space.
 #[map(name = "SCRATCH")]
-pub(crate) static SCRATCH: PerCpuArray<[u8; NAME_LEN]> = PerCpuArray::with_max_entries(2, 0);
+pub(crate) static SCRATCH: PerCpuArray<[u8; TEXT_LEN]> = PerCpuArray::with_max_entries(2, 0);
 
 // ------------------------------------------------------------ file_ioctl
 
-/// `file_ioctl(struct file *file, unsigned int cmd, unsigned long arg)`.
+/// `file_ioctl(struct file *file, unsigned int cmd, unsigned long arg)`:
+/// the early, polite answer for the DMA quota (EPERM before VFIO does
+/// anything). The quota itself holds in [`crate::enforce_dma`], on what
+/// VFIO copies and pins: a racing thread changes nothing there.
 #[lsm(hook = "file_ioctl")]
 pub fn policy_file_ioctl(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(3);
@@ -275,98 +324,79 @@ pub fn policy_file_ioctl(ctx: LsmContext) -> i32 {
     let file: u64 = ctx.arg(0);
     let cmd: u32 = ctx.arg(1);
     let arg: u64 = ctx.arg(2);
-    if cmd != VFIO_GROUP_SET_CONTAINER && cmd != VFIO_IOMMU_MAP_DMA && cmd != VFIO_IOMMU_UNMAP_DMA {
+    if cmd != VFIO_GROUP_SET_CONTAINER && cmd != VFIO_IOMMU_MAP_DMA {
         return 0;
     }
     let Some(c) = conf() else { return 0 };
     if cmd == VFIO_GROUP_SET_CONTAINER {
-        on_set_container(c, file, arg);
-        return 0;
+        return on_set_container(c, file, arg);
     }
     // SAFETY: the value is copied.
     let Some(slot) = (unsafe { CONTAINERS.get(&file) }).copied() else {
         return 0;
     };
-    if cmd == VFIO_IOMMU_UNMAP_DMA {
-        // SAFETY: a checked read of the caller's struct (argsz, flags, iova, size).
-        if let Ok(size) = unsafe { bpf_probe_read_user((arg + 16) as *const u64) } {
-            let _ = DMA_PENDING.insert(&tid(), &[u64::from(slot), size, 2], 0);
-        }
-        return 0;
-    }
     let Some(r) = vf_rule(c, slot) else { return 0 };
     if r.flags & RULE_DMA_QUOTA == 0 {
         return 0;
     }
+    let used = DMA_USED.get(slot).copied().unwrap_or(0);
     // SAFETY: a checked read of the caller's struct (argsz, flags, vaddr, iova, size).
     let Ok(size) = (unsafe { bpf_probe_read_user((arg + 24) as *const u64) }) else {
-        return 0;
+        return violation(c, V_DMA_QUOTA, slot, UNREADABLE, used, core::ptr::null());
     };
-    let Some(p) = DMA_USED.get_ptr_mut(slot) else {
-        return 0;
-    };
-    // SAFETY: a valid, aligned map value. (The BPF target has no atomic
-    // fetch-add here: two threads mapping for one VF at the same instant
-    // could lose one update; VFIO serializes a container's maps anyway.)
-    let now_used = unsafe { *p };
-    if now_used.saturating_add(size) > r.dma_quota {
-        let ret = violation(c, V_DMA_QUOTA, slot, size, now_used, core::ptr::null());
-        if ret != 0 {
-            return ret;
-        }
+    if used.saturating_add(size) > r.dma_quota {
+        return violation(c, V_DMA_QUOTA, slot, size, used, core::ptr::null());
     }
-    // SAFETY: as above.
-    unsafe { *p = now_used.saturating_add(size) };
-    let _ = DMA_PENDING.insert(&tid(), &[u64::from(slot), size, 1], 0);
     0
 }
 
-/// `VFIO_GROUP_SET_CONTAINER` on a group file: remember which VF the
-/// container (the file behind the fd in `arg`) serves.
+/// `VFIO_GROUP_SET_CONTAINER` on a VF's group file: remember which VF the
+/// container (the file behind the fd in `arg`) serves. A container serves
+/// one VF with a DMA quota: a second one is refused (QEMU then opens a
+/// container of its own for it). Files that are not a policy VF's group
+/// change nothing.
 #[inline(always)]
-fn on_set_container(c: &Conf, group_file: u64, arg: u64) {
+fn on_set_container(c: &Conf, group_file: u64, arg: u64) -> i32 {
     let Some(inode) = inode_of(c, group_file) else {
-        return;
+        return 0;
     };
     let Some(rdev) = read_u32(inode + off(c, OFF_INODE_RDEV)) else {
-        return;
-    };
-    // SAFETY: a checked read of the caller's int.
-    let Ok(fd) = (unsafe { bpf_probe_read_user(arg as *const i32) }) else {
-        return;
-    };
-    let Some(container) = file_of_fd(c, fd) else {
-        return;
+        return 0;
     };
     // SAFETY: the value is copied.
-    match unsafe { GROUP_VF.get(&rdev) }.copied() {
-        Some(slot) => {
-            let _ = CONTAINERS.insert(&container, &slot, 0);
+    let Some(slot) = (unsafe { GROUP_VF.get(&rdev) }).copied() else {
+        return 0;
+    };
+    let quota = vf_rule(c, slot).is_some_and(|r| r.flags & RULE_DMA_QUOTA != 0);
+    // SAFETY: a checked read of the caller's int.
+    let fd = unsafe { bpf_probe_read_user(arg as *const i32) };
+    let Some(container) = fd.ok().and_then(|fd| file_of_fd(c, fd)) else {
+        if quota {
+            return violation(c, V_DMA_QUOTA, slot, UNREADABLE, 0, core::ptr::null());
         }
-        None => {
-            let _ = CONTAINERS.remove(&container);
-        }
+        return 0;
+    };
+    // SAFETY: the value is copied.
+    if let Some(other) = unsafe { CONTAINERS.get(&container) }.copied()
+        && other != slot
+        && quota
+        && vf_rule(c, other).is_some_and(|r| r.flags & RULE_DMA_QUOTA != 0)
+    {
+        return violation(c, V_DMA_QUOTA, slot, u64::from(other), 0, &WHY_SHARED);
     }
+    let _ = CONTAINERS.insert(&container, &slot, 0);
+    0
 }
 
-/// The VFIO type-1 ioctl returned (`vfio_ioctl_exit`): give back what a
-/// failed map charged, and what a successful unmap freed.
-pub(crate) fn dma_done(ret: i64) {
-    let t = tid();
-    // SAFETY: the value is copied before the entry is removed.
-    let Some([slot, size, op]) = (unsafe { DMA_PENDING.get(&t) }).copied() else {
-        return;
-    };
-    let _ = DMA_PENDING.remove(&t);
-    let refund = (op == 1 && ret != 0) || (op == 2 && ret == 0);
-    if !refund {
-        return;
+/// `file_free_security(struct file *file)`: a freed container file is
+/// forgotten (its address may serve another file next).
+#[lsm(hook = "file_free_security")]
+pub fn policy_file_free(ctx: LsmContext) -> i32 {
+    if conf().is_some() {
+        let file: u64 = ctx.arg(0);
+        let _ = CONTAINERS.remove(&file);
     }
-    let Some(p) = DMA_USED.get_ptr_mut(slot as u32) else {
-        return;
-    };
-    // SAFETY: a valid, aligned map value (see policy_file_ioctl).
-    unsafe { *p = (*p).saturating_sub(size) };
+    0
 }
 
 // ------------------------------------------------------------- file_open
@@ -394,7 +424,7 @@ pub fn policy_file_open(ctx: LsmContext) -> i32 {
         return 0;
     };
     let Some(r) = vf_rule(c, slot) else { return 0 };
-    if r.flags & RULE_VFIO_OPEN == 0 || allowed(r, &who()) {
+    if r.flags & RULE_VFIO_OPEN == 0 || allowed(c, r) {
         return 0;
     }
     violation(c, V_VFIO_OPEN, slot, u64::from(rdev), 0, core::ptr::null())
@@ -403,7 +433,8 @@ pub fn policy_file_open(ctx: LsmContext) -> i32 {
 // ------------------------------------------------------- file_permission
 
 /// `file_permission(struct file *file, int mask)`: writes to the sysfs
-/// files the policy guards.
+/// files the policy guards. Files it does not guard leave after one hash
+/// lookup.
 #[lsm(hook = "file_permission")]
 pub fn policy_file_permission(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(2);
@@ -419,13 +450,7 @@ pub fn policy_file_permission(ctx: LsmContext) -> i32 {
     let Some(inode) = inode_of(c, file) else {
         return 0;
     };
-    let (Some(ino), Some(sb)) = (
-        read_u64(inode + off(c, OFF_INODE_INO)),
-        read_u64(inode + off(c, OFF_INODE_SB)),
-    ) else {
-        return 0;
-    };
-    let Some(dev) = read_u32(sb + off(c, OFF_SB_DEV)) else {
+    let Some((ino, dev)) = ino_dev(c, inode) else {
         return 0;
     };
     let key = SysfsKey { ino, dev, _pad: 0 };
@@ -433,56 +458,61 @@ pub fn policy_file_permission(ctx: LsmContext) -> i32 {
     let Some(f) = (unsafe { SYSFS_FILES.get(&key) }).copied() else {
         return 0;
     };
-    let text = written(c);
+    let text = written();
     match f.kind {
         SYSFS_NUMVFS => numvfs_write(c, f.slot, text),
         SYSFS_DRIVER_OVERRIDE => driver_write(c, f.slot, text),
         SYSFS_BIND => bind_write(c, f.slot, text),
+        SYSFS_NEW_ID => new_id_write(c, f.slot, text),
         _ => 0,
     }
 }
 
-/// The first bytes the current `write`/`pwrite64` writes (NUL padded, a
-/// trailing newline dropped) in the per-CPU scratch buffer, or null for
-/// another syscall or an unreadable buffer.
+/// The text the current `write`/`pwrite64` writes, all of it (NUL padded
+/// after the written length) in the per-CPU scratch buffer; null for
+/// another syscall (`writev`, io_uring, `splice`), a buffer the program
+/// cannot read (a page not faulted in) or a text longer than the buffer.
+/// The callers fail closed on null.
 #[inline(always)]
-fn written(c: &Conf) -> *const [u8; NAME_LEN] {
+fn written() -> *const [u8; TEXT_LEN] {
     let none = core::ptr::null();
     let Some(t) = SCRATCH.get_ptr_mut(0) else {
         return none;
     };
     let (Some(nr), Some(buf), Some(len)) = (
-        syscall_reg(c, REG_ORIG_AX),
-        syscall_reg(c, REG_SI),
-        syscall_reg(c, REG_DX),
+        syscall_reg(REG_ORIG_AX),
+        syscall_reg(REG_SI),
+        syscall_reg(REG_DX),
     ) else {
         return none;
     };
-    if nr != SYS_WRITE && nr != SYS_PWRITE64 {
+    if (nr != SYS_WRITE && nr != SYS_PWRITE64) || len >= TEXT_LEN as u64 {
         return none;
     }
     // SAFETY: `t` is this CPU's scratch value; a checked read of the
-    // caller's buffer into it (16 bytes when 32 cross into a bad page).
+    // caller's buffer into it (the whole buffer when it crosses into a bad
+    // page: the shorter text is then read again from its start).
     unsafe {
-        *t = [0; NAME_LEN];
-        if aya_ebpf::helpers::generated::bpf_probe_read_user(
+        *t = [0; TEXT_LEN];
+        let mut ok = aya_ebpf::helpers::generated::bpf_probe_read_user(
             t as *mut core::ffi::c_void,
-            NAME_LEN as u32,
+            TEXT_LEN as u32,
             buf as *const core::ffi::c_void,
-        ) != 0
-        {
-            *t = [0; NAME_LEN];
-            if aya_ebpf::helpers::generated::bpf_probe_read_user(
+        ) == 0;
+        if !ok && len > 0 {
+            *t = [0; TEXT_LEN];
+            let n = (len as u32) & (TEXT_LEN as u32 - 1);
+            ok = aya_ebpf::helpers::generated::bpf_probe_read_user(
                 t as *mut core::ffi::c_void,
-                16,
+                n,
                 buf as *const core::ffi::c_void,
-            ) != 0
-            {
-                return none;
-            }
+            ) == 0;
         }
-        for i in 0..NAME_LEN {
-            if i as u64 >= len || (*t)[i] == b'\n' {
+        if !ok && len > 0 {
+            return none;
+        }
+        for i in 0..TEXT_LEN {
+            if i as u64 >= len {
                 (*t)[i] = 0;
             }
         }
@@ -491,45 +521,37 @@ fn written(c: &Conf) -> *const [u8; NAME_LEN] {
 }
 
 #[inline(always)]
-fn numvfs_write(c: &Conf, slot: u32, text: *const [u8; NAME_LEN]) -> i32 {
+fn numvfs_write(c: &Conf, slot: u32, text: *const [u8; TEXT_LEN]) -> i32 {
     let Some(r) = pf_rule(c, slot) else { return 0 };
-    let mut n: u64 = 0;
-    let mut digits = 0;
-    if !text.is_null() {
-        for i in 0..10 {
-            // SAFETY: `text` points at NAME_LEN bytes.
-            let b = unsafe { (*text)[i] };
-            if !b.is_ascii_digit() {
-                break;
-            }
-            n = n * 10 + u64::from(b - b'0');
-            digits += 1;
-        }
-    }
-    if r.flags & RULE_NUMVFS_WRITERS != 0 && !allowed(r, &who()) {
-        let ret = violation(c, V_NUMVFS_WRITER, slot, n, 0, text);
+    let detail = text as *const [u8; NAME_LEN];
+    // the value as the kernel reads it (kstrtou16, base 0)
+    // SAFETY: `text` is null or points at TEXT_LEN bytes.
+    let n = (!text.is_null()).then(|| text::kstrtou16(unsafe { &*text })).flatten();
+    let value = n.map_or(UNREADABLE, u64::from);
+    if r.flags & RULE_NUMVFS_WRITERS != 0 && !allowed(c, r) {
+        let ret = violation(c, V_NUMVFS_WRITER, slot, value, 0, detail);
         if ret != 0 {
             return ret;
         }
     }
-    if r.flags & RULE_NUMVFS_RANGE != 0
-        && (digits == 0 || n < u64::from(r.numvfs_min) || n > u64::from(r.numvfs_max))
-    {
-        return violation(
-            c,
-            V_NUMVFS_RANGE,
-            slot,
-            if digits == 0 { u64::MAX } else { n },
-            u64::from(r.numvfs_max),
-            text,
-        );
+    if r.flags & RULE_NUMVFS_RANGE != 0 {
+        // text the kernel refuses anyway passes (it changes nothing); text
+        // the program cannot read does not
+        if text.is_null() {
+            return violation(c, V_NUMVFS_RANGE, slot, UNREADABLE, u64::from(r.numvfs_max), detail);
+        }
+        if let Some(n) = n
+            && (u32::from(n) < r.numvfs_min || u32::from(n) > r.numvfs_max)
+        {
+            return violation(c, V_NUMVFS_RANGE, slot, value, u64::from(r.numvfs_max), detail);
+        }
     }
     0
 }
 
 /// Whether `name` (NUL padded) is one of the rule's drivers.
 #[inline(always)]
-fn driver_listed(r: &Rule, name: &[u8; NAME_LEN]) -> bool {
+fn driver_listed(r: &Rule, name: &[u8; DRIVER_LEN]) -> bool {
     for i in 0..MAX_DRIVERS {
         if (i as u32) < r.n_drivers && r.drivers[i] == *name {
             return true;
@@ -538,34 +560,44 @@ fn driver_listed(r: &Rule, name: &[u8; NAME_LEN]) -> bool {
     false
 }
 
-/// `driver_override` of VF `slot`: an empty write clears it (allowed).
+/// `driver_override` of VF `slot`: the kernel keeps the text up to the
+/// first NUL or newline; an empty one clears the override (allowed).
 #[inline(always)]
-fn driver_write(c: &Conf, slot: u32, text: *const [u8; NAME_LEN]) -> i32 {
+fn driver_write(c: &Conf, slot: u32, text: *const [u8; TEXT_LEN]) -> i32 {
     let Some(r) = vf_rule(c, slot) else { return 0 };
     if r.flags & RULE_DRIVERS == 0 {
         return 0;
     }
     if text.is_null() {
-        return violation(c, V_DRIVER, slot, u64::MAX, 0, text);
+        return violation(c, V_DRIVER, slot, UNREADABLE, 0, core::ptr::null());
     }
-    // SAFETY: `text` points at NAME_LEN bytes.
-    let t = unsafe { &*text };
-    if t[0] == 0 || driver_listed(r, t) {
+    let mut name = [0u8; DRIVER_LEN];
+    for i in 0..DRIVER_LEN {
+        // SAFETY: `text` points at TEXT_LEN >= DRIVER_LEN bytes.
+        let b = unsafe { (*text)[i] };
+        if b == 0 || b == b'\n' {
+            break;
+        }
+        name[i] = b;
+    }
+    if name[0] == 0 || driver_listed(r, &name) {
         return 0;
     }
-    violation(c, V_DRIVER, slot, 0, 0, text)
+    violation(c, V_DRIVER, slot, 0, 0, text as *const [u8; NAME_LEN])
 }
 
-/// `/sys/bus/pci/drivers/<driver>/bind`, driver `driver`: the text is a
-/// device's PCI address.
+/// `/sys/bus/pci/drivers/<driver>/bind`, driver index `driver`: the text
+/// is a device's PCI address, compared as the kernel compares it.
 #[inline(always)]
-fn bind_write(c: &Conf, driver: u32, text: *const [u8; NAME_LEN]) -> i32 {
+fn bind_write(c: &Conf, driver: u32, text: *const [u8; TEXT_LEN]) -> i32 {
     if text.is_null() {
-        return 0;
+        // no way to tell which device: refused while any VF is guarded
+        return guarded_driver(c, driver, PCI_ANY_ID, PCI_ANY_ID);
     }
-    let mut bdf = [0u8; BDF_LEN];
-    // SAFETY: `text` points at NAME_LEN >= BDF_LEN bytes.
-    unsafe { core::ptr::copy_nonoverlapping(text as *const u8, bdf.as_mut_ptr(), BDF_LEN) };
+    // SAFETY: `text` points at TEXT_LEN bytes.
+    let Some(bdf) = text::device_name::<BDF_LEN>(unsafe { &*text }) else {
+        return 0; // longer than any PCI address: the kernel finds no device
+    };
     // SAFETY: the value is copied.
     let Some(slot) = (unsafe { BDF_VF.get(&bdf) }).copied() else {
         return 0;
@@ -575,10 +607,41 @@ fn bind_write(c: &Conf, driver: u32, text: *const [u8; NAME_LEN]) -> i32 {
         return 0;
     }
     let Some(name) = DRIVER_NAMES.get(driver) else {
-        return 0;
+        return violation(c, V_DRIVER, slot, 1, 0, core::ptr::null());
     };
     if driver_listed(r, name) {
         return 0;
     }
-    violation(c, V_DRIVER, slot, 1, 0, name)
+    violation(c, V_DRIVER, slot, 1, 0, name as *const [u8; DRIVER_LEN] as *const [u8; NAME_LEN])
+}
+
+/// A `new_id` that would let driver `driver` take a guarded VF it may not
+/// have; `PCI_ANY_ID` in either field matches every guarded VF.
+#[inline(always)]
+fn guarded_driver(c: &Conf, driver: u32, vendor: u32, device: u32) -> i32 {
+    let id = if vendor == PCI_ANY_ID || device == PCI_ANY_ID {
+        0xffff_ffff
+    } else if vendor > 0xffff || device > 0xffff {
+        return 0; // no PCI device has such an ID
+    } else {
+        (vendor << 16) | device
+    };
+    let key = (u64::from(driver) << 32) | u64::from(id);
+    // SAFETY: the value is copied.
+    let Some(slot) = (unsafe { NEWID_GUARD.get(&key) }).copied() else {
+        return 0;
+    };
+    let name = DRIVER_NAMES
+        .get(driver)
+        .map_or(core::ptr::null(), |n| n as *const [u8; DRIVER_LEN] as *const [u8; NAME_LEN]);
+    violation(c, V_DRIVER, slot, 2, u64::from(id), name)
+}
+
+/// `/sys/bus/pci/drivers/<driver>/new_id`.
+#[inline(always)]
+fn new_id_write(c: &Conf, driver: u32, text: *const [u8; TEXT_LEN]) -> i32 {
+    // SAFETY: `text` is null or points at TEXT_LEN bytes.
+    let ids = (!text.is_null()).then(|| text::new_id(unsafe { &*text })).flatten();
+    let (vendor, device) = ids.unwrap_or((PCI_ANY_ID, PCI_ANY_ID));
+    guarded_driver(c, driver, vendor, device)
 }

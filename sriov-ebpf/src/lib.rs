@@ -9,6 +9,7 @@
 
 pub mod policy;
 pub mod record;
+pub mod text;
 
 /// Names of the maps in the eBPF object, used by the loader.
 pub mod maps {

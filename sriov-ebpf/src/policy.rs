@@ -14,7 +14,9 @@ pub const MAX_DRIVER_NAMES: u32 = 128;
 
 pub const MAX_UIDS: usize = 8;
 pub const MAX_CGROUPS: usize = 8;
-pub const MAX_COMMS: usize = 8;
+pub const MAX_EXES: usize = 8;
+/// Cgroup levels looked at above the caller's own (`cgroups` match descendants).
+pub const MAX_CGROUP_LEVELS: i32 = 16;
 pub const MAX_DRIVERS: usize = 8;
 pub const MAX_MACS: usize = 8;
 pub const MAX_VLANS: usize = 16;
@@ -45,15 +47,22 @@ pub const OFF_INODE_INO: usize = 2;
 pub const OFF_TASK_FILES: usize = 3;
 pub const OFF_FILES_FDT: usize = 4;
 pub const OFF_FDT_FD: usize = 5;
-pub const OFF_TASK_STACK: usize = 6;
+pub const OFF_TASK_MM: usize = 6;
 pub const OFF_INODE_SB: usize = 7;
 pub const OFF_SB_DEV: usize = 8;
-pub const N_OFFSETS: usize = 10;
+pub const OFF_MM_EXE_FILE: usize = 9;
+pub const OFF_IOMMU_GROUP_ID: usize = 10;
+pub const N_OFFSETS: usize = 12;
 
 // `SysfsFile::kind`.
 pub const SYSFS_NUMVFS: u32 = 1;
 pub const SYSFS_DRIVER_OVERRIDE: u32 = 2;
 pub const SYSFS_BIND: u32 = 3;
+/// A driver's `new_id` (`slot`: its index in `DRIVER_NAMES`).
+pub const SYSFS_NEW_ID: u32 = 4;
+
+/// `IommuState::slot` of a container that serves no VF with a quota.
+pub const NO_SLOT: u32 = u32::MAX;
 
 /// Map names.
 pub mod maps {
@@ -65,8 +74,17 @@ pub mod maps {
     pub const PF_RULES: &str = "PF_RULES";
     /// `HashMap<u32 kernel dev_t, u32 VF slot>`: `/dev/vfio/<group>` nodes.
     pub const GROUP_VF: &str = "GROUP_VF";
-    /// `HashMap<u64 struct file *, u32 VF slot>`: VFIO containers.
+    /// `HashMap<u64 struct file *, u32 VF slot>`: VFIO container files.
     pub const CONTAINERS: &str = "CONTAINERS";
+    /// `HashMap<u32 IOMMU group id, u32 VF slot>`.
+    pub const GROUPID_VF: &str = "GROUPID_VF";
+    /// `HashMap<u64 struct vfio_iommu *, IommuState>`: the type1 containers
+    /// opened while the policy is loaded, with the bytes they have pinned.
+    pub const IOMMU_STATE: &str = "IOMMU_STATE";
+    /// `HashMap<u64 driver index << 32 | vendor << 16 | device, u32 VF
+    /// slot>`: a `new_id` that would let a driver take a VF it may not
+    /// have (`device`/`vendor` all ones: any ID, for `PCI_ANY_ID`).
+    pub const NEWID_GUARD: &str = "NEWID_GUARD";
     /// `Array<u64>` by VF slot: bytes DMA-mapped through VFIO now.
     pub const DMA_USED: &str = "DMA_USED";
     /// `HashMap<u32 ifindex, u32 VF slot>`: VF netdevs.
@@ -89,6 +107,23 @@ pub mod programs {
     pub const FILE_OPEN: &str = "policy_file_open";
     pub const FILE_PERMISSION: &str = "policy_file_permission";
     pub const TC_EGRESS: &str = "policy_tc_egress";
+    pub const FILE_FREE: &str = "policy_file_free";
+    /// The kprobes that follow what VFIO type1 really pins and unpins:
+    /// (program, kernel function), in the module `vfio_iommu_type1`.
+    pub const DMA_KPROBES: [(&str, &str); 12] = [
+        ("policy_iommu_open_exit", "vfio_iommu_type1_open"),
+        ("policy_ioctl_enter", "vfio_iommu_type1_ioctl"),
+        ("policy_ioctl_leave", "vfio_iommu_type1_ioctl"),
+        ("policy_attach_enter", "vfio_iommu_type1_attach_group"),
+        ("policy_attach_leave", "vfio_iommu_type1_attach_group"),
+        ("policy_detach_enter", "vfio_iommu_type1_detach_group"),
+        ("policy_detach_leave", "vfio_iommu_type1_detach_group"),
+        ("policy_release_enter", "vfio_iommu_type1_release"),
+        ("policy_release_leave", "vfio_iommu_type1_release"),
+        ("policy_pin_enter", "vfio_pin_pages_remote"),
+        ("policy_pin_leave", "vfio_pin_pages_remote"),
+        ("policy_unpin_enter", "vfio_unpin_pages_remote"),
+    ];
 }
 
 /// Policy-wide settings (`POLICY_CONF[0]`).
@@ -122,7 +157,7 @@ pub struct Rule {
     pub flags: u32,
     pub n_uids: u32,
     pub n_cgroups: u32,
-    pub n_comms: u32,
+    pub n_exes: u32,
     pub n_drivers: u32,
     pub n_macs: u32,
     pub n_vlans: u32,
@@ -133,7 +168,8 @@ pub struct Rule {
     pub max_pps: u64,
     pub uids: [u32; MAX_UIDS],
     pub cgroups: [u64; MAX_CGROUPS],
-    pub comms: [[u8; 16]; MAX_COMMS],
+    /// Executable files: inode (8 bytes LE), device (4, kernel encoding), 4 of padding.
+    pub exes: [[u8; 16]; MAX_EXES],
     pub drivers: [[u8; DRIVER_LEN]; MAX_DRIVERS],
     /// 6 bytes of MAC, 2 of padding.
     pub macs: [[u8; 8]; MAX_MACS],
@@ -147,7 +183,7 @@ impl Rule {
         flags: 0,
         n_uids: 0,
         n_cgroups: 0,
-        n_comms: 0,
+        n_exes: 0,
         n_drivers: 0,
         n_macs: 0,
         n_vlans: 0,
@@ -158,7 +194,7 @@ impl Rule {
         max_pps: 0,
         uids: [0; MAX_UIDS],
         cgroups: [0; MAX_CGROUPS],
-        comms: [[0; 16]; MAX_COMMS],
+        exes: [[0; 16]; MAX_EXES],
         drivers: [[0; DRIVER_LEN]; MAX_DRIVERS],
         macs: [[0; 8]; MAX_MACS],
         vlans: [0; MAX_VLANS],
@@ -171,7 +207,7 @@ impl Rule {
             self.flags,
             self.n_uids,
             self.n_cgroups,
-            self.n_comms,
+            self.n_exes,
             self.n_drivers,
             self.n_macs,
             self.n_vlans,
@@ -190,7 +226,7 @@ impl Rule {
         for (i, c) in self.cgroups.iter().enumerate() {
             b[88 + 8 * i..96 + 8 * i].copy_from_slice(&c.to_le_bytes());
         }
-        for (i, c) in self.comms.iter().enumerate() {
+        for (i, c) in self.exes.iter().enumerate() {
             b[152 + 16 * i..168 + 16 * i].copy_from_slice(c);
         }
         for (i, d) in self.drivers.iter().enumerate() {
@@ -258,7 +294,28 @@ const _: () = assert!(core::mem::size_of::<SysfsFile>() == SysfsFile::SIZE);
 const _: () = assert!(core::mem::offset_of!(Rule, dma_quota) == 40);
 const _: () = assert!(core::mem::offset_of!(Rule, uids) == 56);
 const _: () = assert!(core::mem::offset_of!(Rule, cgroups) == 88);
-const _: () = assert!(core::mem::offset_of!(Rule, comms) == 152);
+const _: () = assert!(core::mem::offset_of!(Rule, exes) == 152);
 const _: () = assert!(core::mem::offset_of!(Rule, drivers) == 280);
 const _: () = assert!(core::mem::offset_of!(Rule, macs) == 536);
 const _: () = assert!(core::mem::offset_of!(Rule, vlans) == 600);
+
+/// An executable file as a `Rule` holds it.
+pub fn exe_key(ino: u64, dev: u32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..8].copy_from_slice(&ino.to_le_bytes());
+    b[8..12].copy_from_slice(&dev.to_le_bytes());
+    b
+}
+
+/// Value of `IOMMU_STATE`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IommuState {
+    /// The VF with a DMA quota this container serves, or [`NO_SLOT`].
+    pub slot: u32,
+    pub _pad: u32,
+    /// Bytes VFIO has pinned for it (pages pinned minus pages unpinned).
+    pub bytes: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<IommuState>() == 16);

@@ -535,7 +535,6 @@ pub fn vfio_ioctl_entry(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn vfio_ioctl_exit(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
-    crate::enforce::dma_done(ret);
     let Some(s) = take(HOOK_VFIO_IOCTL) else {
         return 0;
     };

@@ -154,7 +154,7 @@ async fn load_probes<T: From<Collected>>(
     Ok(None)
 }
 
-/// Collect until `opts.duration` is over, Ctrl-C (SIGINT), or the receiver
+/// Collect until `opts.duration` is over, SIGINT or SIGTERM, or the receiver
 /// of `tx` is dropped. Fails when discovery cannot read the PCI devices at
 /// start, when the probes are required and cannot be loaded, or when their
 /// maps cannot be read.
@@ -166,6 +166,10 @@ pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) 
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     // SIGHUP reloads the policy
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // SIGTERM (systemd, Kubernetes, kill) stops as SIGINT does: the policy
+    // is switched off and its pins removed on the way out
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let out = Out { tx };
     let host = System::live();
     let mut inv = discover(&host).context("discovering PFs and VFs")?;
@@ -298,6 +302,7 @@ pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) 
                 }
             }
             _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
             _ = stop => break,
         }
     }

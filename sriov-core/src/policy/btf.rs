@@ -203,16 +203,18 @@ impl Btf {
 
 /// The (struct, member) pairs the policy programs read, in the order of
 /// `sriov_ebpf::policy::OFF_*` (checked by a test).
-pub const NEEDED: [(&str, &str); 9] = [
+pub const NEEDED: [(&str, &str); 11] = [
     ("file", "f_inode"),
     ("inode", "i_rdev"),
     ("inode", "i_ino"),
     ("task_struct", "files"),
     ("files_struct", "fdt"),
     ("fdtable", "fd"),
-    ("task_struct", "stack"),
+    ("task_struct", "mm"),
     ("inode", "i_sb"),
     ("super_block", "s_dev"),
+    ("mm_struct", "exe_file"),
+    ("iommu_group", "id"),
 ];
 
 /// The offsets of [`NEEDED`], same order, as `Conf::offsets`.
@@ -321,17 +323,23 @@ mod tests {
         assert!(btf.member_offset("file", "f_inode").unwrap() > 0);
         let o = offsets(&btf).unwrap();
         use sriov_ebpf::policy as p;
-        assert_eq!(
-            o[p::OFF_FILE_INODE],
-            btf.member_offset("file", "f_inode").unwrap()
-        );
-        assert_eq!(
-            o[p::OFF_TASK_STACK],
-            btf.member_offset("task_struct", "stack").unwrap()
-        );
-        assert_eq!(
-            o[p::OFF_SB_DEV],
-            btf.member_offset("super_block", "s_dev").unwrap()
-        );
+        // each OFF_* index holds its own member, not a neighbour's
+        let by_index = [
+            (p::OFF_FILE_INODE, "file", "f_inode"),
+            (p::OFF_INODE_RDEV, "inode", "i_rdev"),
+            (p::OFF_INODE_INO, "inode", "i_ino"),
+            (p::OFF_TASK_FILES, "task_struct", "files"),
+            (p::OFF_FILES_FDT, "files_struct", "fdt"),
+            (p::OFF_FDT_FD, "fdtable", "fd"),
+            (p::OFF_TASK_MM, "task_struct", "mm"),
+            (p::OFF_INODE_SB, "inode", "i_sb"),
+            (p::OFF_SB_DEV, "super_block", "s_dev"),
+            (p::OFF_MM_EXE_FILE, "mm_struct", "exe_file"),
+            (p::OFF_IOMMU_GROUP_ID, "iommu_group", "id"),
+        ];
+        assert_eq!(by_index.len(), NEEDED.len());
+        for (i, s, m) in by_index {
+            assert_eq!(o[i], btf.member_offset(s, m).unwrap(), "{s}.{m}");
+        }
     }
 }

@@ -27,7 +27,7 @@ use aya::{
 use sriov_ebpf::policy::{self as k, Conf, Rule, SysfsFile, SysfsKey};
 
 use super::{
-    Mode, Policy, btf,
+    Mode, Policy, btf, kernel_dev,
     rules::{Slots, copy_name, pf_rule, vf_rule},
 };
 use crate::{
@@ -36,10 +36,11 @@ use crate::{
 };
 
 /// The LSM programs and their hooks.
-const LSM_HOOKS: [(&str, &str); 3] = [
+const LSM_HOOKS: [(&str, &str); 4] = [
     (k::programs::FILE_IOCTL, "file_ioctl"),
     (k::programs::FILE_OPEN, "file_open"),
     (k::programs::FILE_PERMISSION, "file_permission"),
+    (k::programs::FILE_FREE, "file_free_security"),
 ];
 
 /// Program `name` of `ebpf` as a `P` (`Lsm`, `SchedClassifier`).
@@ -70,11 +71,6 @@ fn prog_err(
         source: Box::new(e),
         hint,
     }
-}
-
-/// (major, minor) of a `dev_t` as `stat` gives it, in the kernel's encoding.
-fn kernel_dev(dev: u64) -> u32 {
-    k::kernel_dev(libc::major(dev), libc::minor(dev))
 }
 
 fn sysfs_key(path: &Path) -> Option<SysfsKey> {
@@ -108,6 +104,10 @@ pub struct Enforcer {
     vf_rules: Array<MapData, RuleBytes>,
     pf_rules: Array<MapData, RuleBytes>,
     group_vf: HashMap<MapData, u32, u32>,
+    groupid_vf: HashMap<MapData, u32, u32>,
+    newid_guard: HashMap<MapData, u64, u32>,
+    /// The DMA kprobes are attached (see [`super::dma`]).
+    dma_hooks: bool,
     netdev_vf: HashMap<MapData, u32, u32>,
     sysfs: HashMap<MapData, [u8; SysfsKey::SIZE], [u8; SysfsFile::SIZE]>,
     bdf_vf: HashMap<MapData, [u8; k::BDF_LEN], u32>,
@@ -139,6 +139,18 @@ impl Enforcer {
     /// probes loaded, so that violations share their ring buffer).
     /// With `pin`, the maps are pinned in that directory (see [`pin_maps`]).
     pub fn start(ebpf: &mut Ebpf, policy: &Policy, pin: Option<&Path>) -> Result<Self> {
+        if !cfg!(target_arch = "x86_64") {
+            // the programs read write(2)'s registers in x86-64's pt_regs
+            // and compare its syscall numbers
+            return Err(Error::Unsupported {
+                device: "kernel".into(),
+                message: format!(
+                    "the policy programs know the syscall registers of x86-64 only, not of {}",
+                    std::env::consts::ARCH
+                ),
+            });
+        }
+        in_use_check(policy)?;
         if let Err(m) = bpf_lsm_active() {
             return Err(Error::Unsupported {
                 device: "kernel".into(),
@@ -155,6 +167,9 @@ impl Enforcer {
             vf_rules: take(ebpf, k::maps::VF_RULES, Array::try_from)?,
             pf_rules: take(ebpf, k::maps::PF_RULES, Array::try_from)?,
             group_vf: take(ebpf, k::maps::GROUP_VF, HashMap::try_from)?,
+            groupid_vf: take(ebpf, k::maps::GROUPID_VF, HashMap::try_from)?,
+            newid_guard: take(ebpf, k::maps::NEWID_GUARD, HashMap::try_from)?,
+            dma_hooks: false,
             netdev_vf: take(ebpf, k::maps::NETDEV_VF, HashMap::try_from)?,
             sysfs: take(ebpf, k::maps::SYSFS_FILES, HashMap::try_from)?,
             bdf_vf: take(ebpf, k::maps::BDF_VF, HashMap::try_from)?,
@@ -206,6 +221,18 @@ impl Enforcer {
     /// Replace the policy: the idle half of the rules is written, then
     /// `active` flips in one update.
     pub fn reload(&mut self, ebpf: &mut Ebpf, policy: &Policy) -> Result<()> {
+        let quota = policy.vfs.iter().any(|v| v.rules.dma_quota_bytes.is_some());
+        if !self.dma_hooks {
+            // a policy without a quota runs without them (no VFIO here)
+            match super::dma::attach(ebpf) {
+                Ok(a) => {
+                    self.attached.extend(a);
+                    self.dma_hooks = true;
+                }
+                Err(e) if quota => return Err(e),
+                Err(e) => self.warnings.push(e.to_string()),
+            }
+        }
         let next = self.active ^ 1;
         let mut vf_rules = vec![Rule::EMPTY; k::MAX_VFS as usize];
         for v in &policy.vfs {
@@ -295,75 +322,70 @@ impl Enforcer {
         Ok(())
     }
 
+    /// The identity maps as the system is now: entries are added for what
+    /// appeared and removed for what went away (a group node's minor or a
+    /// sysfs inode that is reused must not inherit an old VF's rules).
     fn refresh_maps(&mut self) -> Result<()> {
-        let vfs: Vec<(String, Option<u32>)> = self
+        let mut want = Identity::default();
+        let vfs: Vec<(String, Option<u32>, Option<Vec<String>>)> = self
             .policy
             .vfs
             .iter()
-            .map(|v| (v.bdf.clone(), current_group(&v.bdf).or(v.iommu_group)))
+            .map(|v| {
+                let group = current_group(&v.bdf).or(v.iommu_group);
+                (v.bdf.clone(), group, v.rules.allowed_drivers.clone())
+            })
             .collect();
-        for (bdf, group) in &vfs {
+        let drivers = pci_drivers();
+        for (bdf, group, allowed) in &vfs {
             let slot = self.vf_slots.slot(bdf)?;
-            if let Some(g) = group
-                && let Ok(m) = fs::metadata(format!("/dev/vfio/{g}"))
-            {
-                self.group_vf
-                    .insert(kernel_dev(m.rdev()), slot, 0)
-                    .map_err(map_err(k::maps::GROUP_VF))?;
+            if let Some(g) = group {
+                want.group_id.insert(*g, slot);
+                if let Ok(m) = fs::metadata(format!("/dev/vfio/{g}")) {
+                    want.group.insert(kernel_dev(m.rdev()), slot);
+                }
             }
             if let Some(ifname) = current_netdev(bdf)
                 && let Some(ifindex) = read_u32(&format!("/sys/class/net/{ifname}/ifindex"))
             {
-                self.netdev_vf
-                    .insert(ifindex, slot, 0)
-                    .map_err(map_err(k::maps::NETDEV_VF))?;
+                want.netdev.insert(ifindex, slot);
             }
-            self.bdf_vf
-                .insert(copy_name::<{ k::BDF_LEN }>(bdf), slot, 0)
-                .map_err(map_err(k::maps::BDF_VF))?;
-            let over = Path::new(crate::discover::PCI_DEVICES)
-                .join(bdf)
-                .join("driver_override");
-            self.guard(&over, k::SYSFS_DRIVER_OVERRIDE, slot)?;
+            want.bdf.insert(copy_name::<{ k::BDF_LEN }>(bdf), slot);
+            let dir = Path::new(crate::discover::PCI_DEVICES).join(bdf);
+            want.guard(&dir.join("driver_override"), k::SYSFS_DRIVER_OVERRIDE, slot);
+            // a new_id for a driver the VF may not have, with the VF's ID
+            // or PCI_ANY_ID, would let that driver take it
+            if let (Some(allowed), Some(id)) = (allowed, pci_id(&dir)) {
+                for (i, d) in drivers.iter().enumerate() {
+                    if !allowed.contains(d) {
+                        let i = (i as u64) << 32;
+                        want.newid.insert(i | u64::from(id), slot);
+                        want.newid.insert(i | 0xffff_ffff, slot);
+                    }
+                }
+            }
         }
         let pfs: Vec<String> = self.policy.pfs.iter().map(|p| p.bdf.clone()).collect();
         for bdf in &pfs {
             let slot = self.pf_slots.slot(bdf)?;
-            let numvfs = Path::new(crate::discover::PCI_DEVICES)
-                .join(bdf)
-                .join("sriov_numvfs");
-            self.guard(&numvfs, k::SYSFS_NUMVFS, slot)?;
+            let dir = Path::new(crate::discover::PCI_DEVICES).join(bdf);
+            want.guard(&dir.join("sriov_numvfs"), k::SYSFS_NUMVFS, slot);
         }
-        // every driver's bind file
-        let mut drivers: Vec<String> = fs::read_dir("/sys/bus/pci/drivers")
-            .map(|d| {
-                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        drivers.sort();
-        for (i, d) in drivers
-            .iter()
-            .take(k::MAX_DRIVER_NAMES as usize)
-            .enumerate()
-        {
+        // every driver's bind and new_id file
+        for (i, d) in drivers.iter().enumerate() {
             self.driver_names
                 .set(i as u32, copy_name::<{ k::DRIVER_LEN }>(d), 0)
                 .map_err(map_err(k::maps::DRIVER_NAMES))?;
-            let bind = Path::new("/sys/bus/pci/drivers").join(d).join("bind");
-            self.guard(&bind, k::SYSFS_BIND, i as u32)?;
+            let dir = Path::new("/sys/bus/pci/drivers").join(d);
+            want.guard(&dir.join("bind"), k::SYSFS_BIND, i as u32);
+            want.guard(&dir.join("new_id"), k::SYSFS_NEW_ID, i as u32);
         }
-        Ok(())
-    }
-
-    /// Guard the sysfs file at `path` (when it exists) as `kind` of `slot`.
-    fn guard(&mut self, path: &Path, kind: u32, slot: u32) -> Result<()> {
-        if let Some(key) = sysfs_key(path) {
-            self.sysfs
-                .insert(key.encode(), SysfsFile { kind, slot }.encode(), 0)
-                .map_err(map_err(k::maps::SYSFS_FILES))?;
-        }
-        Ok(())
+        sync(&mut self.group_vf, &want.group, k::maps::GROUP_VF)?;
+        sync(&mut self.groupid_vf, &want.group_id, k::maps::GROUPID_VF)?;
+        sync(&mut self.netdev_vf, &want.netdev, k::maps::NETDEV_VF)?;
+        sync(&mut self.bdf_vf, &want.bdf, k::maps::BDF_VF)?;
+        sync(&mut self.sysfs, &want.sysfs, k::maps::SYSFS_FILES)?;
+        sync(&mut self.newid_guard, &want.newid, k::maps::NEWID_GUARD)
     }
 
     /// Bytes DMA-mapped through VFIO now, per VF BDF (VFs with a slot).
@@ -450,6 +472,36 @@ impl Drop for Enforcer {
     }
 }
 
+/// A VF with a DMA quota whose VFIO group is already open: what its
+/// container mapped before the policy is unknown, so enforcing the quota
+/// cannot start (the programs would also kill its user at its next
+/// attach). Audit mode does not check.
+fn in_use_check(policy: &Policy) -> Result<()> {
+    if policy.mode != Mode::Enforce {
+        return Ok(());
+    }
+    let me = std::process::id();
+    for v in policy.vfs.iter().filter(|v| v.rules.dma_quota_bytes.is_some()) {
+        let Some(g) = current_group(&v.bdf) else {
+            continue;
+        };
+        let users: Vec<u32> = super::dma::group_users(g)
+            .into_iter()
+            .filter(|&p| p != me)
+            .collect();
+        if let Some(pid) = users.first() {
+            return Err(Error::Unsupported {
+                device: v.bdf.clone(),
+                message: format!(
+                    "/dev/vfio/{g} is open (pid {pid}): what it mapped before the policy cannot be \
+                     counted against dma_quota_bytes; stop it, or load the policy first"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Mount the BPF file system at /sys/fs/bpf if nothing is mounted there
 /// (as bpftool does).
 fn ensure_bpffs() -> Result<()> {
@@ -495,6 +547,8 @@ pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
         k::maps::VF_RULES,
         k::maps::PF_RULES,
         k::maps::GROUP_VF,
+        k::maps::GROUPID_VF,
+        k::maps::NEWID_GUARD,
         k::maps::NETDEV_VF,
         k::maps::SYSFS_FILES,
         k::maps::BDF_VF,
@@ -539,6 +593,71 @@ fn current_group(bdf: &str) -> Option<u32> {
     )
     .ok()?;
     l.file_name()?.to_str()?.parse().ok()
+}
+
+/// What the identity maps should hold.
+#[derive(Default)]
+struct Identity {
+    group: BTreeMap<u32, u32>,
+    group_id: BTreeMap<u32, u32>,
+    netdev: BTreeMap<u32, u32>,
+    bdf: BTreeMap<[u8; k::BDF_LEN], u32>,
+    sysfs: BTreeMap<[u8; SysfsKey::SIZE], [u8; SysfsFile::SIZE]>,
+    newid: BTreeMap<u64, u32>,
+}
+
+impl Identity {
+    /// Guard the sysfs file at `path` (when it exists) as `kind` of `slot`.
+    fn guard(&mut self, path: &Path, kind: u32, slot: u32) {
+        if let Some(key) = sysfs_key(path) {
+            self.sysfs
+                .insert(key.encode(), SysfsFile { kind, slot }.encode());
+        }
+    }
+}
+
+/// Make `map` hold exactly `want`.
+fn sync<K: aya::Pod + Ord, V: aya::Pod + PartialEq>(
+    map: &mut HashMap<MapData, K, V>,
+    want: &BTreeMap<K, V>,
+    name: &'static str,
+) -> Result<()> {
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| !want.contains_key(k))
+        .collect();
+    for (key, v) in want {
+        if map.get(key, 0).ok().as_ref() != Some(v) {
+            map.insert(key, v, 0).map_err(map_err(name))?;
+        }
+    }
+    for key in stale {
+        let _ = map.remove(&key);
+    }
+    Ok(())
+}
+
+/// The PCI drivers, sorted, at most `MAX_DRIVER_NAMES`.
+fn pci_drivers() -> Vec<String> {
+    let mut drivers: Vec<String> = fs::read_dir("/sys/bus/pci/drivers")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    drivers.sort();
+    drivers.truncate(k::MAX_DRIVER_NAMES as usize);
+    drivers
+}
+
+/// `vendor << 16 | device` of the PCI device at `dir`.
+fn pci_id(dir: &Path) -> Option<u32> {
+    let hex = |f: &str| -> Option<u32> {
+        let s = fs::read_to_string(dir.join(f)).ok()?;
+        u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
+    };
+    Some((hex("vendor")? << 16) | hex("device")?)
 }
 
 #[cfg(test)]

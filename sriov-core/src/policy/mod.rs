@@ -15,9 +15,16 @@ use serde::Serialize;
 use crate::types::MacAddr;
 
 pub mod btf;
+pub mod dma;
 pub mod enforce;
 pub mod file;
 pub mod rules;
+
+/// A `dev_t` as `stat` gives it, in the kernel's encoding (what the
+/// programs read from `super_block::s_dev` and `inode::i_rdev`).
+pub fn kernel_dev(dev: u64) -> u32 {
+    sriov_ebpf::policy::kernel_dev(libc::major(dev), libc::minor(dev))
+}
 
 /// At most this many entries in each list of a rule (the kernel side keeps
 /// fixed-size arrays).
@@ -37,9 +44,10 @@ pub enum Mode {
     Audit,
 }
 
-/// Who may do something: a process passes when its uid, its cgroup or its
-/// executable (comm, the first 15 bytes of the name) is listed. Empty lists
-/// all around: nobody.
+/// Who may do something: a process passes when its uid is listed, when it
+/// is in a listed cgroup or one below it, or when it runs a listed
+/// executable file (by inode and device: what it runs, not what it calls
+/// itself). Empty lists all around: nobody.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Allow {
     pub uids: Vec<u32>,
@@ -48,8 +56,10 @@ pub struct Allow {
     /// Their cgroup ids (the directory's inode number, what
     /// `bpf_get_current_cgroup_id` returns), same order.
     pub cgroup_ids: Vec<u64>,
-    /// Process names as in `/proc/PID/comm` (at most 15 bytes).
-    pub executables: Vec<String>,
+    /// Executable files as written in the file (absolute paths).
+    pub executables: Vec<PathBuf>,
+    /// Their (inode, device in the kernel's encoding), same order.
+    pub exe_ids: Vec<(u64, u32)>,
 }
 
 /// What to do when a VF's interrupt rate passes `irq_storm_per_s`.

@@ -26,9 +26,9 @@ fn who_into(rule: &mut Rule, a: &Allow) {
     for (d, c) in rule.cgroups.iter_mut().zip(&a.cgroup_ids) {
         *d = *c;
     }
-    rule.n_comms = a.executables.len().min(k::MAX_COMMS) as u32;
-    for (d, e) in rule.comms.iter_mut().zip(&a.executables) {
-        *d = copy_name(e);
+    rule.n_exes = a.exe_ids.len().min(k::MAX_EXES) as u32;
+    for (d, &(ino, dev)) in rule.exes.iter_mut().zip(&a.exe_ids) {
+        *d = k::exe_key(ino, dev);
     }
 }
 
@@ -144,7 +144,8 @@ mod tests {
                 uids: vec![0, 1000],
                 cgroups: vec![],
                 cgroup_ids: vec![77],
-                executables: vec!["qemu".into()],
+                executables: vec!["/usr/bin/qemu".into()],
+                exe_ids: vec![(0x0102_0304_0506_0708, 0x00a0_0001)],
             }),
             allowed_drivers: Some(vec!["vfio-pci".into()]),
             allowed_src_macs: Some(vec![MacAddr([2, 0, 0, 0, 0, 1])]),
@@ -171,7 +172,9 @@ mod tests {
         assert_eq!(u64_at(40), 1 << 20, "dma_quota");
         assert_eq!(u64_at(48), 1000, "max_pps");
         assert_eq!(u64_at(88), 77, "cgroups[0]");
-        assert_eq!(&b[152..156], b"qemu");
+        assert_eq!(u32_at(12), 1, "n_exes");
+        assert_eq!(u64_at(152), 0x0102_0304_0506_0708, "exes[0].ino");
+        assert_eq!(u32_at(160), 0x00a0_0001, "exes[0].dev");
         assert_eq!(&b[280..288], b"vfio-pci");
         assert_eq!(&b[536..542], &[2, 0, 0, 0, 0, 1]);
         assert_eq!(u16::from_le_bytes([b[602], b[603]]), 10, "vlans[1]");

@@ -14,6 +14,7 @@ mod irq_count;
 mod policy;
 mod policy_top;
 mod probes;
+mod redteam;
 mod stream;
 mod tui;
 mod vf_enable;

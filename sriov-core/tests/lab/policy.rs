@@ -18,7 +18,7 @@ use vfio_ioctls::{VfioContainer, VfioDevice, VfioError, VfioOps};
 
 use crate::guest::{self, dev, pf, vf_bdf};
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -26,7 +26,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A policy with `rules` for VF `index` of the lab PF (and `pfs`).
-fn policy(mode: Mode, index: u32, rules: VfRules, pfs: Vec<PfPolicy>) -> Policy {
+pub(crate) fn policy(mode: Mode, index: u32, rules: VfRules, pfs: Vec<PfPolicy>) -> Policy {
     let inv = discover(&System::live()).unwrap();
     let p = inv.pfs.iter().find(|p| p.bdf == pf()).expect("the lab PF");
     let v = p.vfs.iter().find(|v| v.index == index).expect("the VF");
@@ -46,7 +46,7 @@ fn policy(mode: Mode, index: u32, rules: VfRules, pfs: Vec<PfPolicy>) -> Policy 
     }
 }
 
-fn pf_policy(min: u32, max: u32, writers: Option<Allow>) -> PfPolicy {
+pub(crate) fn pf_policy(min: u32, max: u32, writers: Option<Allow>) -> PfPolicy {
     PfPolicy {
         bdf: pf(),
         netdev: None,
@@ -57,7 +57,7 @@ fn pf_policy(min: u32, max: u32, writers: Option<Allow>) -> PfPolicy {
 }
 
 /// The probes (for the shared ring buffer) and `pol` loaded on them.
-fn enforce(rt: &tokio::runtime::Runtime, pol: &Policy) -> (Probes, RingReader, Enforcer) {
+pub(crate) fn enforce(rt: &tokio::runtime::Runtime, pol: &Policy) -> (Probes, RingReader, Enforcer) {
     // the ring registers with the runtime's reactor
     let _in = rt.enter();
     let mut probes = Probes::load(LoadOptions::default()).expect("load");
@@ -67,7 +67,7 @@ fn enforce(rt: &tokio::runtime::Runtime, pol: &Policy) -> (Probes, RingReader, E
 }
 
 /// The policy records on the ring until it is quiet for 500 ms.
-fn violations(rt: &tokio::runtime::Runtime, ring: &mut RingReader) -> Vec<PolicyRecord> {
+pub(crate) fn violations(rt: &tokio::runtime::Runtime, ring: &mut RingReader) -> Vec<PolicyRecord> {
     let mut out = Vec::new();
     rt.block_on(async {
         while let Ok(Ok(b)) =
@@ -83,23 +83,23 @@ fn violations(rt: &tokio::runtime::Runtime, ring: &mut RingReader) -> Vec<Policy
 }
 
 /// Page-aligned memory for DMA.
-struct DmaBuf {
+pub(crate) struct DmaBuf {
     v: Vec<u8>,
 }
 
 impl DmaBuf {
-    fn new(len: usize) -> Self {
+    pub(crate) fn new(len: usize) -> Self {
         Self {
             v: vec![0u8; len + 4096],
         }
     }
-    fn ptr(&mut self) -> *mut u8 {
+    pub(crate) fn ptr(&mut self) -> *mut u8 {
         let p = self.v.as_mut_ptr();
         p.wrapping_add(p.align_offset(4096))
     }
 }
 
-fn errno_of(r: Result<(), VfioError>) -> i32 {
+pub(crate) fn errno_of(r: Result<(), VfioError>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(VfioError::IommuDmaMap(e)) | Err(VfioError::IommuDmaUnmap(e)) => e.errno(),
@@ -128,7 +128,7 @@ fn dma_sequence(container: &VfioContainer, buf: &mut DmaBuf) -> [i32; 5] {
     r
 }
 
-fn vfio_vf1() -> String {
+pub(crate) fn vfio_vf1() -> String {
     guest::set_numvfs(2);
     let vf = vf_bdf(1);
     ops::bind(&System::live(), &vf, "vfio-pci").expect("bind VF 1 to vfio-pci");
@@ -255,7 +255,7 @@ fn audit_mode_lets_any_uid_open_the_group_and_reports_it() {
 
 /// `echo VALUE > PATH` from a shell whose process name is `comm`: "ok" or
 /// the shell's error.
-fn write_as(comm: &str, path: &str, value: &str) -> String {
+pub(crate) fn write_as(comm: &str, path: &str, value: &str) -> String {
     let exe = format!("/tmp/{comm}");
     let _ = fs::remove_file(&exe);
     std::os::unix::fs::symlink("/bin/busybox", &exe).unwrap();

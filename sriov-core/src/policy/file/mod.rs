@@ -133,12 +133,12 @@ impl Rules {
     }
 }
 
-/// An `Allow` as written: cgroups are paths, not yet ids.
+/// An `Allow` as written: cgroups and executables are paths, not yet ids.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct AllowSpec {
     uids: Vec<u32>,
     cgroups: Vec<At<PathBuf>>,
-    executables: Vec<String>,
+    executables: Vec<At<PathBuf>>,
 }
 
 /// Which VF a `[[vf]]` section is about.

@@ -7,7 +7,7 @@ use super::{
     AllowSpec, At, NumVfs, PF_RULE_KEYS, POLICY_VERSION, PfSection, PolicyError, PolicyFile,
     RULE_KEYS, Rules, Selector, VfSection,
     values::{
-        BYTES_ALLOWED, parse_bytes, parse_cgroup, parse_comm, parse_mode, parse_numvfs,
+        BYTES_ALLOWED, parse_bytes, parse_cgroup, parse_exe, parse_mode, parse_numvfs,
         parse_positive, parse_storm_action, parse_uid, parse_version,
     },
 };
@@ -400,7 +400,7 @@ impl Parser<'_> {
                 }
                 "executables" => {
                     let limit = (MAX_EXECUTABLES, "MAX_EXECUTABLES");
-                    allow.executables = values(self.list(&f, v, limit, false, parse_comm)?);
+                    allow.executables = self.list(&f, v, limit, false, parse_exe)?;
                 }
                 _ => {} // entries() yields only ALLOW_KEYS
             }

@@ -3,7 +3,9 @@
 //! `[defaults]` merged with the `[[vf]]` sections.
 use std::{collections::HashMap, os::unix::fs::MetadataExt as _};
 
-use super::{AllowSpec, PfSection, PolicyError, PolicyFile, Rules, Selector, Spot};
+use std::path::PathBuf;
+
+use super::{AllowSpec, At, PfSection, PolicyError, PolicyFile, Rules, Selector, Spot};
 use crate::{
     discover::{Inventory, Pf, Target},
     policy::{Allow, PfPolicy, Policy, VfPolicy, VfRules},
@@ -170,32 +172,56 @@ fn overlay(into: &mut VfRules, resolved: &VfRules, from: &Rules) {
     }
 }
 
-/// An [`Allow`] with each cgroup directory's inode number as its id.
+/// The path of `at` looked up: its metadata, or a `NotFound` naming the
+/// field and what it must be.
+fn look_up(at: &At<PathBuf>, allowed: &str) -> Result<std::fs::Metadata, PolicyError> {
+    std::fs::metadata(&at.value).map_err(|e| PolicyError::NotFound {
+        at: at.spot.at,
+        field: at.spot.field.clone(),
+        value: at.spot.value.clone(),
+        problem: format!("cannot look it up: {e}"),
+        allowed: allowed.to_owned(),
+    })
+}
+
+fn not_a(at: &At<PathBuf>, problem: &str, allowed: &str) -> PolicyError {
+    PolicyError::NotFound {
+        at: at.spot.at,
+        field: at.spot.field.clone(),
+        value: at.spot.value.clone(),
+        problem: problem.to_owned(),
+        allowed: allowed.to_owned(),
+    }
+}
+
+/// An [`Allow`] with each cgroup directory's inode number as its id and
+/// each executable's (inode, device).
 fn resolve_allow(a: &AllowSpec) -> Result<Allow, PolicyError> {
+    const CGROUP: &str =
+        "an existing cgroup v2 directory on this machine (its inode number is the cgroup id)";
+    const EXE: &str = "an existing executable file on this machine (matched by inode and device)";
     let mut cgroup_ids = Vec::with_capacity(a.cgroups.len());
     for cg in &a.cgroups {
-        let not_found = |problem: String| {
-            PolicyError::NotFound {
-            at: cg.spot.at,
-            field: cg.spot.field.clone(),
-            value: cg.spot.value.clone(),
-            problem,
-            allowed: "an existing cgroup v2 directory on this machine (its inode number is the cgroup id)"
-                .to_owned(),
-        }
-        };
-        let meta = std::fs::metadata(&cg.value)
-            .map_err(|e| not_found(format!("cannot look it up: {e}")))?;
+        let meta = look_up(cg, CGROUP)?;
         if !meta.is_dir() {
-            return Err(not_found("not a directory".to_owned()));
+            return Err(not_a(cg, "not a directory", CGROUP));
         }
         cgroup_ids.push(meta.ino());
+    }
+    let mut exe_ids = Vec::with_capacity(a.executables.len());
+    for exe in &a.executables {
+        let meta = look_up(exe, EXE)?;
+        if !meta.is_file() || meta.mode() & 0o111 == 0 {
+            return Err(not_a(exe, "not an executable file", EXE));
+        }
+        exe_ids.push((meta.ino(), crate::policy::kernel_dev(meta.dev())));
     }
     Ok(Allow {
         uids: a.uids.clone(),
         cgroups: a.cgroups.iter().map(|c| c.value.clone()).collect(),
         cgroup_ids,
-        executables: a.executables.clone(),
+        executables: a.executables.iter().map(|e| e.value.clone()).collect(),
+        exe_ids,
     })
 }
 

@@ -10,7 +10,6 @@ use crate::{
 };
 
 /// The kernel's comm length (`TASK_COMM_LEN` - 1).
-const COMM_MAX: usize = 15;
 
 /// The format version: [`POLICY_VERSION`].
 pub(super) fn parse_version(s: &str) -> Result<u32, InvalidValue> {
@@ -91,29 +90,19 @@ pub(super) fn parse_cgroup(s: &str) -> Result<PathBuf, InvalidValue> {
     }
 }
 
-/// A process name as the kernel keeps it (`comm`).
-pub(super) fn parse_comm(s: &str) -> Result<String, InvalidValue> {
-    const ALLOWED: &str = "a process name as in /proc/PID/comm: 1 to 15 bytes \
-         (the kernel's comm length), no '/'";
-    if s.is_empty() || s.contains(['/', '\0', '\n']) {
-        return Err(InvalidValue::new("executable", s, ALLOWED));
-    }
-    if s.len() > COMM_MAX {
-        let mut end = COMM_MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        return Err(InvalidValue::new(
+/// An executable file, by absolute path (it is looked up when resolving:
+/// the policy holds its inode and device, what the kernel runs).
+pub(super) fn parse_exe(s: &str) -> Result<PathBuf, InvalidValue> {
+    if s.starts_with('/') && !s.contains(['\0', '\n']) {
+        Ok(PathBuf::from(s))
+    } else {
+        Err(InvalidValue::new(
             "executable",
             s,
-            format!(
-                "{ALLOWED}; this one is {} bytes, which the kernel shows as {:?}",
-                s.len(),
-                &s[..end]
-            ),
-        ));
+            "the absolute path of an executable file (e.g. /usr/bin/qemu-system-x86_64); \
+             a process is matched by the file it runs, not by its name",
+        ))
     }
-    Ok(s.to_owned())
 }
 
 /// Round a byte count for people: `1.0 MiB`, `64.0 MiB`, `512 B`.

@@ -124,7 +124,8 @@ fn allow(a: &Allow) -> String {
         parts.push(format!("cgroups {}", list(&paths)));
     }
     if !a.executables.is_empty() {
-        parts.push(format!("executables {}", list(&a.executables)));
+        let paths: Vec<_> = a.executables.iter().map(|p| p.display()).collect();
+        parts.push(format!("executables {}", list(&paths)));
     }
     if parts.is_empty() {
         "nobody".to_owned()

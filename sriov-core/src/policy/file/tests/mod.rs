@@ -3,7 +3,10 @@
 //! report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use super::*;
 use crate::{
@@ -46,6 +49,14 @@ impl Sys {
         std::fs::create_dir_all(dir.path().join("cg/vms")).unwrap();
         std::fs::create_dir_all(dir.path().join("cg/other")).unwrap();
         std::fs::write(dir.path().join("cg/file"), "").unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        for exe in ["qemu-system-x86", "sriov", "qemu"] {
+            let p = dir.path().join("bin").join(exe);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("bin/data"), "").unwrap();
         Self { dir, inv }
     }
 
@@ -54,9 +65,17 @@ impl Sys {
         self.dir.path().join(rel)
     }
 
-    /// `text` with `{CG}` replaced by the cgroup directory.
+    /// `text` with `{CG}` replaced by the cgroup directory, `{BIN}` by
+    /// the directory of executables.
     fn text(&self, text: &str) -> String {
         text.replace("{CG}", &self.path("cg").display().to_string())
+            .replace("{BIN}", &self.path("bin").display().to_string())
+    }
+
+    /// (inode, device) of an executable of `{BIN}`.
+    fn exe(&self, name: &str) -> (u64, u32) {
+        let m = std::fs::metadata(self.path("bin").join(name)).unwrap();
+        (m.ino(), crate::policy::kernel_dev(m.dev()))
     }
 
     fn resolve(&self, text: &str) -> Result<Policy, PolicyError> {
@@ -67,7 +86,6 @@ impl Sys {
 }
 
 fn ino(p: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata(p).unwrap().ino()
 }
 
@@ -93,7 +111,7 @@ mode = "audit"
 
 [defaults]
 dma_quota_bytes = "64MiB"
-vfio_open = { uids = [0, 1000], cgroups = ["{CG}/vms"], executables = ["qemu-system-x86"] }
+vfio_open = { uids = [0, 1000], cgroups = ["{CG}/vms"], executables = ["{BIN}/qemu-system-x86"] }
 allowed_drivers = ["vfio-pci", "igbvf"]
 allowed_vlans = [0, 10]
 irq_storm_per_s = 50000
@@ -117,7 +135,7 @@ allowed_vlans = [20]
 [[pf]]
 device = "eth0"
 numvfs = { min = 0, max = 4 }
-numvfs_writers = { uids = [0], executables = ["sriov"] }
+numvfs_writers = { uids = [0], executables = ["{BIN}/sriov"] }
 
 [[pf]]
 device = "05:00.0"
@@ -139,7 +157,8 @@ fn full_file_resolves_to_the_expected_policy() {
             uids: vec![0, 1000],
             cgroups: vec![vms.clone()],
             cgroup_ids: vec![ino(&vms)],
-            executables: vec!["qemu-system-x86".to_owned()],
+            executables: vec![sys.path("bin/qemu-system-x86")],
+            exe_ids: vec![sys.exe("qemu-system-x86")],
         }),
         allowed_drivers: Some(vec!["vfio-pci".to_owned(), "igbvf".to_owned()]),
         allowed_src_macs: None,
@@ -189,7 +208,8 @@ fn full_file_resolves_to_the_expected_policy() {
                 numvfs_max: 4,
                 numvfs_writers: Some(Allow {
                     uids: vec![0],
-                    executables: vec!["sriov".to_owned()],
+                    executables: vec![sys.path("bin/sriov")],
+                    exe_ids: vec![sys.exe("sriov")],
                     ..Allow::default()
                 }),
             },
@@ -302,7 +322,7 @@ fn vfio_open_is_replaced_as_a_whole() {
     let sys = Sys::new();
     let text = r#"version = 1
 [defaults]
-vfio_open = { uids = [0], executables = ["qemu"] }
+vfio_open = { uids = [0], executables = ["{BIN}/qemu"] }
 [[vf]]
 pf = "eth1"
 index = 0
@@ -319,11 +339,12 @@ cgroups = ["{CG}/other"]
             cgroups: vec![other.clone()],
             cgroup_ids: vec![ino(&other)],
             executables: vec![],
+            exe_ids: vec![],
         })
     );
     assert_eq!(
         policy.vfs[0].rules.vfio_open.as_ref().unwrap().executables,
-        ["qemu"]
+        [sys.path("bin/qemu")]
     );
 }
 
