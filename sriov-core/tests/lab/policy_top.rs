@@ -178,6 +178,24 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
     cleanup(&vf);
 }
 
+/// SIGTERM (what systemd and Kubernetes send) cleans up as SIGINT does:
+/// exit 0, the policy off, the pins gone.
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn sigterm_removes_the_policy_as_sigint_does() {
+    let (vf, group) = vf1_on_vfio();
+    fs::write(FILE, policy_file("0")).unwrap();
+    let mut top = start(&[]);
+    assert!(guest::open_group_as(&group, 1000).contains("Operation not permitted"));
+    let child = top.0.take().expect("running");
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert!(!fs::exists(PINS).unwrap(), "pins removed on SIGTERM");
+    assert_eq!(guest::open_group_as(&group, 1000), "opened", "policy off");
+    cleanup(&vf);
+}
+
 #[test]
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn with_persist_the_policy_outlives_sriov_top_until_the_pins_go() {

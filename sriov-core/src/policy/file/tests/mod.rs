@@ -485,7 +485,10 @@ fn the_example_in_docs_policy_md_resolves() {
         .and_then(|s| s.split("```").next())
         .unwrap();
     let sys = Sys::new();
-    let text = example.replace("/sys/fs/cgroup/vms", "{CG}/vms");
+    let text = example
+        .replace("/sys/fs/cgroup/vms", "{CG}/vms")
+        .replace("/usr/bin/qemu-system-x86_64", "{BIN}/qemu-system-x86")
+        .replace("/usr/local/bin/sriov", "{BIN}/sriov");
     let policy = sys.resolve(&text).unwrap();
     assert_eq!(policy.mode, Mode::Enforce);
     let rules: Vec<_> = policy
