@@ -482,7 +482,7 @@ fn numvfs_writers_go_by_the_executable_file_not_the_process_name() {
     guest::set_numvfs(0);
     let me = std::env::current_exe().unwrap();
     let text = format!(
-        "version = 1\nmode = \"enforce\"\n\n[[pf]]\npf = \"{}\"\nnumvfs = {{ min = 0, max = 2 }}\n\
+        "version = 1\nmode = \"enforce\"\n\n[[pf]]\ndevice = \"{}\"\nnumvfs = {{ min = 0, max = 2 }}\n\
          numvfs_writers = {{ uids = [4242], executables = [\"{}\"] }}\n",
         pf(),
         me.display()
