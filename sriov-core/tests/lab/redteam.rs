@@ -31,7 +31,7 @@ use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
 
 use crate::{
     guest::{self, dev, pf, vf_bdf},
-    policy::{enforce, pf_policy, policy, runtime, vfio_vf1, violations, write_as},
+    policy::{enforce, pf_policy, policy, runtime, vfio_vf1, violations},
 };
 
 const MIB: u64 = 1 << 20;
