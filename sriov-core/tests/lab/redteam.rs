@@ -176,6 +176,19 @@ fn say(out: &mut fs::File, line: &str) {
 
 // ------------------------------------------------------------- DMA quota
 
+/// `VFIO_IOMMU_UNMAP_DMA` of 16 MiB where nothing is mapped: it succeeds
+/// and the kernel writes back that it unmapped nothing.
+fn unmap_nothing(fd: i32) {
+    let u = DmaUnmap {
+        argsz: size_of::<DmaUnmap>() as u32,
+        flags: 0,
+        iova: 0x4000_0000,
+        size: 16 * MIB,
+    };
+    assert_eq!(ioctl(fd, VFIO_IOMMU_UNMAP_DMA, (&raw const u).cast()), 0);
+    assert_eq!(u.size, 0, "the kernel unmapped nothing");
+}
+
 /// Map the whole quota, then what `attack` does on the container fd: the
 /// errno of one more map of 1 MiB after it, and the kernel's pinned bytes.
 fn after(mode: Mode, attack: impl FnOnce(i32, *mut u8)) -> (i32, u64, Vec<PolicyRecord>) {
@@ -210,14 +223,7 @@ fn after(mode: Mode, attack: impl FnOnce(i32, *mut u8)) -> (i32, u64, Vec<Policy
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn an_unmap_of_nothing_refunds_nothing() {
     let (errno, pinned, v) = after(Mode::Enforce, |fd, _| {
-        let u = DmaUnmap {
-            argsz: size_of::<DmaUnmap>() as u32,
-            flags: 0,
-            iova: 0x4000_0000,
-            size: 16 * MIB,
-        };
-        assert_eq!(ioctl(fd, VFIO_IOMMU_UNMAP_DMA, (&raw const u).cast()), 0);
-        assert_eq!(u.size, 0, "the kernel unmapped nothing");
+        unmap_nothing(fd);
     });
     assert_eq!(errno, libc::EPERM, "the quota is still used up");
     assert_eq!(pinned, QUOTA, "the kernel pinned the quota, no more");
@@ -281,13 +287,7 @@ fn set_container_on_a_file_that_is_no_group_keeps_the_tracking() {
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn audit_mode_lets_the_map_after_a_fake_unmap_through_and_reports_it() {
     let (errno, pinned, v) = after(Mode::Audit, |fd, _| {
-        let u = DmaUnmap {
-            argsz: size_of::<DmaUnmap>() as u32,
-            flags: 0,
-            iova: 0x4000_0000,
-            size: 16 * MIB,
-        };
-        assert_eq!(ioctl(fd, VFIO_IOMMU_UNMAP_DMA, (&raw const u).cast()), 0);
+        unmap_nothing(fd);
     });
     assert_eq!(errno, 0, "audit: the map goes through");
     assert_eq!(pinned, QUOTA + MIB);
