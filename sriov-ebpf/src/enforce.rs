@@ -90,6 +90,9 @@ static BDF_VF: HashMap<[u8; BDF_LEN], u32> = HashMap::with_max_entries(1024, 0);
 #[map(name = "DRIVER_NAMES")]
 static DRIVER_NAMES: Array<[u8; DRIVER_LEN]> = Array::with_max_entries(MAX_DRIVER_NAMES, 0);
 
+#[map(name = "VIOLATIONS")]
+static VIOLATIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RULE_CODES, 0);
+
 pub(crate) fn conf() -> Option<&'static Conf> {
     let c = POLICY_CONF.get(0)?;
     (c.mode != MODE_OFF).then_some(c)
@@ -264,6 +267,10 @@ pub(crate) fn report(
     detail: *const [u8; NAME_LEN],
     cause: Cause,
 ) {
+    if let Some(n) = VIOLATIONS.get_ptr_mut(rule) {
+        // SAFETY: this CPU's counter.
+        unsafe { *n += 1 };
+    }
     let Some(mut e) = EVENTS.reserve::<PolicyRecord>(0) else {
         lost();
         return;

@@ -99,7 +99,13 @@ pub mod maps {
     /// `Array<[u8; DRIVER_LEN]>` of `MAX_DRIVER_NAMES`: driver names of
     /// `bind` files.
     pub const DRIVER_NAMES: &str = "DRIVER_NAMES";
+    /// `PerCpuArray<u64>` of `MAX_RULE_CODES`, by `record::V_*` code:
+    /// violations reported (denied, audited or dropped) since the load.
+    pub const VIOLATIONS: &str = "VIOLATIONS";
 }
+
+/// Entries of `maps::VIOLATIONS` (`record::V_*` codes are below it).
+pub const MAX_RULE_CODES: u32 = 32;
 
 /// Program names.
 pub mod programs {

@@ -555,6 +555,7 @@ pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
         k::maps::DRIVER_NAMES,
         k::maps::DMA_USED,
         k::maps::TC_COUNTS,
+        k::maps::VIOLATIONS,
     ] {
         let m = ebpf
             .map(name)
