@@ -182,6 +182,42 @@ pub enum Error {
         reply: u32,
         errno: i32,
     },
+    // ---- the lifetime of a loaded policy (`crate::policy::instance`) ----
+    /// The policy belongs to a running process: it holds the lock file
+    /// `lock` (`errno` is EWOULDBLOCK, from `flock`). `pid` and `file`
+    /// come from the lock's holder and the owner record, when known.
+    #[error("{}", crate::policy::instance::owned_message(*.unload, *.pid, .file.as_deref(), .lock))]
+    PolicyOwned {
+        /// Refused to `sriov policy unload` (else to a load).
+        unload: bool,
+        pid: Option<u32>,
+        file: Option<PathBuf>,
+        lock: PathBuf,
+        errno: i32,
+    },
+    /// A `--persist` policy is in force (its LSM links are pinned under
+    /// `pin_dir/links`) and no process owns it: a new load must not take it over.
+    #[error(
+        "a --persist policy{} is in force (pinned under {pin_dir}); nothing was loaded: run `sriov policy unload` first",
+        .file.as_ref().map(|f| format!(" ({})", f.display())).unwrap_or_default(),
+        pin_dir = .pin_dir.display()
+    )]
+    PolicyPersisted {
+        file: Option<PathBuf>,
+        pin_dir: PathBuf,
+    },
+    /// The policy state (owner record, lock, pins) cannot be read or
+    /// changed without root.
+    #[error(
+        "{op} {path}: {msg}: the policy state needs root (run it with sudo)",
+        path = .path.display(),
+        msg = netlink::strerror(*errno)
+    )]
+    PolicyPermission {
+        op: &'static str,
+        path: PathBuf,
+        errno: i32,
+    },
     /// The device did not reach a state in time (queue enable, reset).
     #[error("{bdf}: timed out after {ms} ms waiting for {what}")]
     DeviceTimeout {
@@ -217,7 +253,9 @@ impl Error {
             | Self::MailboxNack { errno, .. }
             | Self::MailboxTimeout { errno, .. }
             | Self::MailboxProtocol { errno, .. }
-            | Self::DeviceTimeout { errno, .. } => Some(*errno),
+            | Self::DeviceTimeout { errno, .. }
+            | Self::PolicyOwned { errno, .. }
+            | Self::PolicyPermission { errno, .. } => Some(*errno),
             _ => None,
         }
     }

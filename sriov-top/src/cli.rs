@@ -14,6 +14,7 @@ Examples:
   sriov-top --json --duration 30 > capture.ndjson   # 30 s, replayable
   sudo sriov-top --policy /etc/sriov/policy.toml    # enforce a policy (docs/policy.md)
   sudo sriov-top --json --policy p.toml --persist   # ... and keep it after exit
+  sudo sriov policy unload                          # ... until this removes it
   kill -HUP $(pidof sriov-top)                      # reload the policy file
 
 The terminal UI: `?` lists the keys, `q` quits. Live, it needs root for
@@ -53,12 +54,15 @@ pub struct Cli {
     pub speed: f64,
     /// Enforce this policy file in the kernel (BPF LSM and TC; root, and
     /// the BPF LSM active). Checked first: a bad file exits 2 with nothing
-    /// loaded. Reloaded on SIGHUP and when the file changes; removed on
-    /// exit unless --persist. `sriov policy check FILE` checks a file.
+    /// loaded. One policy at a time: refused (exit 1, nothing loaded) while
+    /// another sriov-top owns one or a --persist policy is in force.
+    /// Reloaded on SIGHUP and when the file changes; removed on exit unless
+    /// --persist. `sriov policy check FILE` checks a file, `sriov policy
+    /// status` shows the one in force.
     #[arg(long, value_name = "FILE", conflicts_with = "replay")]
     pub policy: Option<PathBuf>,
     /// Keep the policy in force after sriov-top exits (links and maps
-    /// pinned under /sys/fs/bpf/sriov-top; `rm -r` it to remove them).
+    /// pinned under /sys/fs/bpf/sriov-top) until `sriov policy unload`.
     #[arg(long, requires = "policy")]
     pub persist: bool,
 }

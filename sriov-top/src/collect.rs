@@ -19,6 +19,7 @@ use sriov_core::{
     ebpf::{LoadOptions, Probes, describe},
     events::{Attributor, Clock, Event, EventEnvelope, StatsAggregator},
     host::{Host, System},
+    policy::instance::Claim,
 };
 use tokio::sync::mpsc;
 
@@ -49,7 +50,7 @@ pub enum EbpfUnavailable {
 }
 
 /// How to collect.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CollectOptions {
     /// Between `stats` records and discovery scans.
     pub interval: Duration,
@@ -64,6 +65,9 @@ pub struct CollectOptions {
     pub require_ebpf: bool,
     /// The policy to enforce beside the probes (`--policy FILE`).
     pub policy: Option<PolicySource>,
+    /// Its claim, taken before anything was loaded (`None`: taken when the
+    /// policy is loaded).
+    pub claim: Option<Claim>,
 }
 
 /// Decides whether an inventory is worth sending: only when something
@@ -158,7 +162,7 @@ async fn load_probes<T: From<Collected>>(
 /// of `tx` is dropped. Fails when discovery cannot read the PCI devices at
 /// start, when the probes are required and cannot be loaded, or when their
 /// maps cannot be read.
-pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) -> Result<()> {
+pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<T>) -> Result<()> {
     // first, and one listener each for the whole run: a future made anew
     // on every turn of the loop misses a signal that arrives while the
     // loop body runs (a tick), and before any listener SIGINT kills
@@ -208,7 +212,7 @@ pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) 
                 "--policy needs the eBPF programs, which are not loaded (run as root on a kernel with BTF and the BPF LSM)"
             );
         };
-        let (rt, evs) = PolicyRuntime::start(src, &host, p, &mut attr)?;
+        let (rt, evs) = PolicyRuntime::start(src, opts.claim.take(), &host, p, &mut attr)?;
         policy = Some(rt);
         for c in evs {
             if !out.send(c).await {

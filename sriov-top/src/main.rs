@@ -13,15 +13,28 @@ use sriov_top::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // a policy file is checked before anything is loaded: bad input, exit 2
-    if let Some(path) = &cli.policy
-        && let Err(e) = sriov_top::policy::load(&sriov_core::host::System::live(), path)
-    {
-        eprintln!("sriov-top: error: {}: {e}", path.display());
-        return ExitCode::from(2);
+    // a policy file is checked before anything is loaded: bad input, exit 2;
+    // then the policy is claimed: refused (exit 1) while another instance
+    // owns one or a --persist policy is in force
+    let mut claim = None;
+    if let Some(src) = cli.policy_source() {
+        let mode = match sriov_top::policy::load(&sriov_core::host::System::live(), &src.path) {
+            Ok(p) => p.mode,
+            Err(e) => {
+                eprintln!("sriov-top: error: {}: {e}", src.path.display());
+                return ExitCode::from(2);
+            }
+        };
+        match sriov_top::policy::claim(&src, mode) {
+            Ok(c) => claim = Some(c),
+            Err(e) => {
+                eprintln!("sriov-top: error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     if cli.json {
-        return match stream::run(&cli) {
+        return match stream::run(&cli, claim) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sriov-top: error: {e:#}");
@@ -44,7 +57,7 @@ fn main() -> ExitCode {
         eprintln!("sriov-top: error: sriov-top needs a terminal; use --json for a stream");
         return ExitCode::from(2);
     }
-    match session::run(&cli, source) {
+    match session::run(&cli, source, claim) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sriov-top: error: {e:#}");

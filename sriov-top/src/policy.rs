@@ -2,7 +2,8 @@
 //! the kernel (`sriov_core::policy::enforce`), reloads it on SIGHUP or when
 //! the file changes (a bad new file is a warning; the old policy stays),
 //! follows the system each tick, and raises `irq_storm_per_s` alerts (and
-//! their action) from the per-VF interrupt rates.
+//! their action) from the per-VF interrupt rates. One instance at a time
+//! owns the policy ([`claim`], `sriov_core::policy::instance`).
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -17,9 +18,10 @@ use sriov_core::{
     host::{Host, VfAttr},
     ops,
     policy::{
-        Policy, StormAction,
-        enforce::{Enforcer, PIN_DIR},
+        Mode, Policy, StormAction,
+        enforce::Enforcer,
         file::{PolicyError, PolicyFile},
+        instance::{self, Claim, Owner, Paths},
     },
     types::VfLinkState,
 };
@@ -39,6 +41,17 @@ pub fn load(host: &dyn Host, path: &Path) -> std::result::Result<Policy, LoadErr
     let file = PolicyFile::load(path).map_err(LoadError::File)?;
     let inv = discover(host).map_err(|e| LoadError::System(e.to_string()))?;
     file.resolve(&inv).map_err(LoadError::File)
+}
+
+/// Take the policy for this process before anything is loaded: refused
+/// while another sriov-top owns one (naming its pid and file) or while a
+/// `--persist` policy is in force (`sriov policy unload` first). `mode` is
+/// the file's, for the owner record.
+pub fn claim(source: &PolicySource, mode: Mode) -> Result<Claim> {
+    let paths = Paths::system();
+    let owner = Owner::new(&source.path, mode, source.persist, &paths);
+    instance::claim(&paths, owner)
+        .with_context(|| format!("loading the policy {}", source.path.display()))
 }
 
 /// Why a policy could not be loaded.
@@ -79,19 +92,27 @@ fn now() -> u64 {
 }
 
 impl PolicyRuntime {
-    /// Load the policy into the kernel next to `probes`.
+    /// Load the policy into the kernel next to `probes`, as the owner of
+    /// `claim` ([`claim`] first, when `None`).
     pub fn start(
         source: &PolicySource,
+        claim: Option<Claim>,
         host: &dyn Host,
         probes: &mut Probes,
         attr: &mut Attributor,
     ) -> Result<(Self, Vec<Collected>)> {
         let policy = load(host, &source.path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut enforcer = Enforcer::start(probes.ebpf_mut(), &policy, Some(Path::new(PIN_DIR)))
+        let mut claim = match claim {
+            Some(c) => c,
+            None => self::claim(source, policy.mode)?,
+        };
+        let cleaned = claim.take_warnings();
+        let pin_dir = claim.pin_dir().to_path_buf();
+        let mut enforcer = Enforcer::start(probes.ebpf_mut(), &policy, Some(claim))
             .with_context(|| format!("loading the policy {}", source.path.display()))?;
         if source.persist {
             enforcer
-                .persist(probes.ebpf_mut(), Path::new(PIN_DIR))
+                .persist(probes.ebpf_mut(), &pin_dir)
                 .context("pinning the policy (--persist)")?;
         }
         let mut rt = Self {
@@ -100,7 +121,8 @@ impl PolicyRuntime {
             enforcer,
             storm_last: BTreeMap::new(),
         };
-        let out = rt.loaded(attr);
+        let mut out = rt.loaded(attr);
+        out.extend(cleaned.into_iter().map(Collected::Warning));
         Ok((rt, out))
     }
 

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use sriov_core::{
     events::{Clock, Event, NdjsonWriter, hostname},
     host::System,
+    policy::instance::Claim,
 };
 use tokio::sync::mpsc;
 
@@ -26,19 +27,19 @@ fn is_broken_pipe(e: &io::Error) -> bool {
 }
 
 /// Stream until `--duration`, Ctrl-C, or the reader goes away (a closed
-/// pipe is a normal end).
-pub fn run(cli: &Cli) -> Result<()> {
+/// pipe is a normal end). `claim`: the policy's, taken by the caller.
+pub fn run(cli: &Cli, claim: Option<Claim>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    match rt.block_on(stream(cli)) {
+    match rt.block_on(stream(cli, claim)) {
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(is_broken_pipe) => Ok(()),
         r => r,
     }
 }
 
-async fn stream(cli: &Cli) -> Result<()> {
+async fn stream(cli: &Cli, claim: Option<Claim>) -> Result<()> {
     let out: Box<dyn Write> = match &cli.output {
         Some(p) => Box::new(BufWriter::new(
             File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -54,6 +55,7 @@ async fn stream(cli: &Cli) -> Result<()> {
         fentry: !cli.kprobes,
         require_ebpf: true,
         policy: cli.policy_source(),
+        claim,
     };
     let (tx, rx) = mpsc::channel::<Collected>(CHANNEL);
     // the collector ends by itself (duration, Ctrl-C) and closes the

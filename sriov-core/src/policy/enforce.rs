@@ -10,13 +10,14 @@
 //! - [`Enforcer::refresh`] follows the system: VFIO group nodes that
 //!   appear when a VF is bound to vfio-pci, VF netdevs that come and go.
 //! - The maps are pinned under `/sys/fs/bpf/sriov-top` (mode 0600) while
-//!   the policy is loaded; dropping the [`Enforcer`] removes the pins, and
-//!   the programs go with the eBPF object.
+//!   the policy is loaded, by the owner of a [`Claim`]; dropping the
+//!   [`Enforcer`] drops the claim, which removes its pins, and the programs
+//!   go with the eBPF object.
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use aya::{
@@ -27,7 +28,9 @@ use aya::{
 use sriov_ebpf::policy::{self as k, Conf, Rule, SysfsFile, SysfsKey};
 
 use super::{
-    Mode, Policy, btf, kernel_dev,
+    Mode, Policy, btf,
+    instance::Claim,
+    kernel_dev,
     rules::{Slots, copy_name, pf_rule, vf_rule},
 };
 use crate::{
@@ -125,7 +128,8 @@ pub struct Enforcer {
     pub attached: Vec<String>,
     /// Things that could not be done (a TC attach on one netdev, ...).
     pub warnings: Vec<String>,
-    pinned: Option<PathBuf>,
+    /// The pins' owner claim (pins and record go when it is dropped).
+    pinned: Option<Claim>,
     /// LSM link ids by program, until `persist` takes them.
     lsm_links: BTreeMap<&'static str, aya::programs::lsm::LsmLinkId>,
     persist: bool,
@@ -137,8 +141,8 @@ const LSM_HINT: &str =
 impl Enforcer {
     /// Load `policy` and attach the programs of `ebpf` (the object the
     /// probes loaded, so that violations share their ring buffer).
-    /// With `pin`, the maps are pinned in that directory (see [`pin_maps`]).
-    pub fn start(ebpf: &mut Ebpf, policy: &Policy, pin: Option<&Path>) -> Result<Self> {
+    /// With `pin`, the maps are pinned in its directory (see [`pin_maps`]).
+    pub fn start(ebpf: &mut Ebpf, policy: &Policy, pin: Option<Claim>) -> Result<Self> {
         if !cfg!(target_arch = "x86_64") {
             // the programs read write(2)'s registers in x86-64's pt_regs
             // and compare its syscall numbers
@@ -159,8 +163,8 @@ impl Enforcer {
         }
         let kbtf = btf::Btf::from_sys_fs()?;
         let offsets = btf::offsets(&kbtf)?;
-        if let Some(dir) = pin {
-            pin_maps(ebpf, dir)?;
+        if let Some(claim) = &pin {
+            pin_maps(ebpf, claim.pin_dir())?;
         }
         let mut e = Self {
             conf: take(ebpf, k::maps::POLICY_CONF, Array::try_from)?,
@@ -184,7 +188,7 @@ impl Enforcer {
             tc_on: BTreeSet::new(),
             attached: Vec::new(),
             warnings: Vec::new(),
-            pinned: pin.map(Path::to_path_buf),
+            pinned: pin,
             lsm_links: BTreeMap::new(),
             persist: false,
         };
@@ -458,6 +462,10 @@ impl Drop for Enforcer {
     /// with the eBPF object), and the pins are removed.
     fn drop(&mut self) {
         if self.persist {
+            // pins and owner record stay: `sriov policy unload` removes them
+            if let Some(claim) = self.pinned.take() {
+                claim.keep();
+            }
             return;
         }
         let off = Conf {
@@ -466,9 +474,8 @@ impl Drop for Enforcer {
             offsets: self.offsets,
         };
         let _ = self.conf.set(0, off.encode(), 0);
-        if let Some(dir) = self.pinned.take() {
-            let _ = fs::remove_dir_all(dir);
-        }
+        // the claim removes its own pins and owner record
+        drop(self.pinned.take());
     }
 }
 

@@ -8,6 +8,10 @@
 //!   the eBPF programs (which have no CO-RE here).
 //! - [`enforce`]: load the policy into the kernel maps (atomically, pinned
 //!   under `/sys/fs/bpf/sriov-top`).
+//! - [`instance`]: who owns the loaded policy (one process at a time: an
+//!   owner record and a lock under `/run/sriov-top`).
+//! - [`pinned`]: the policy in force read (and switched off) through its
+//!   pins: `sriov policy status` and `unload`.
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -18,6 +22,8 @@ pub mod btf;
 pub mod dma;
 pub mod enforce;
 pub mod file;
+pub mod instance;
+pub mod pinned;
 pub mod rules;
 
 /// A `dev_t` as `stat` gives it, in the kernel's encoding (what the

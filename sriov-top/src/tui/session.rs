@@ -3,6 +3,7 @@
 use std::{fs::File, io::BufReader, time::Duration};
 
 use anyhow::{Context as _, Result};
+use sriov_core::policy::instance::Claim;
 use tokio::sync::mpsc;
 
 use super::{App, AppEvent, CHANNEL, SourceInfo, run_loop, terminal};
@@ -26,16 +27,17 @@ pub enum Source {
 }
 
 /// Run the UI until the user quits (or SIGTERM). The terminal is restored
-/// on return, on error and on panic.
-pub fn run(cli: &Cli, source: Source) -> Result<()> {
+/// on return, on error and on panic. `claim`: the policy's, taken by the
+/// caller.
+pub fn run(cli: &Cli, source: Source, claim: Option<Claim>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(session(cli, source))
+    rt.block_on(session(cli, source, claim))
 }
 
-async fn session(cli: &Cli, source: Source) -> Result<()> {
+async fn session(cli: &Cli, source: Source, claim: Option<Claim>) -> Result<()> {
     let (tx, rx) = mpsc::channel::<AppEvent>(CHANNEL);
     let info = match &source {
         Source::Live => SourceInfo::Live,
@@ -73,6 +75,7 @@ async fn session(cli: &Cli, source: Source) -> Result<()> {
                     fentry: !cli.kprobes,
                     require_ebpf: false,
                     policy: cli.policy_source(),
+                    claim,
                 };
                 let end = match collect::run(opts, tx.clone()).await {
                     Ok(()) => AppEvent::SourceEnded,
