@@ -19,7 +19,7 @@ use crate::{
 };
 
 #[map(name = "NETDEV_VF")]
-static NETDEV_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+pub(crate) static NETDEV_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 
 #[map(name = "TC_COUNTS")]
 static TC_COUNTS: PerCpuArray<[u64; 4]> = PerCpuArray::with_max_entries(MAX_VFS, 0);
@@ -38,6 +38,8 @@ const TC_SRC_MAC: usize = 0;
 const TC_VLAN: usize = 1;
 const TC_PPS: usize = 2;
 const TC_PASSED: usize = 3;
+/// A VLAN id no frame has: the frame is too short to tell.
+const UNREADABLE_VID: u32 = 0x1_0000;
 
 #[inline(always)]
 fn tc_count(slot: u32, what: usize) -> u64 {
@@ -103,9 +105,8 @@ pub fn policy_tc_egress(ctx: TcContext) -> i32 {
         return TC_ACT_OK as i32;
     };
     if r.flags & RULE_SRC_MACS != 0 {
-        let Ok(m) = ctx.load::<[u8; 6]>(6) else {
-            return TC_ACT_OK as i32;
-        };
+        // a frame too short to have a source MAC is not let through
+        let m = ctx.load::<[u8; 6]>(6).unwrap_or([0; 6]);
         let src = [m[0], m[1], m[2], m[3], m[4], m[5], 0, 0];
         let mut ok = false;
         for i in 0..MAX_MACS {
@@ -127,17 +128,26 @@ pub fn policy_tc_egress(ctx: TcContext) -> i32 {
         }
     }
     if r.flags & RULE_VLANS != 0 {
-        let vid: u16 = if vlan_present != 0 {
-            (vlan_tci & 0xfff) as u16
+        // the offloaded tag, else the outer one in the frame: 802.1Q,
+        // 802.1ad or the older 0x9100 (the switch reads the outer tag)
+        let vid: u32 = if vlan_present != 0 {
+            u32::from(vlan_tci & 0xfff)
         } else {
             match ctx.load::<[u8; 4]>(12) {
-                Ok([0x81, 0x00, hi, lo]) => u16::from_be_bytes([hi, lo]) & 0xfff,
-                _ => 0,
+                Ok([0x81, 0x00, hi, lo] | [0x88, 0xa8, hi, lo] | [0x91, 0x00, hi, lo]) => {
+                    u32::from(u16::from_be_bytes([hi, lo]) & 0xfff)
+                }
+                Ok(_) => 0,
+                // shorter than a tag: its ethertype, if any, says untagged
+                Err(_) => match ctx.load::<[u8; 2]>(12) {
+                    Ok(_) => 0,
+                    Err(_) => UNREADABLE_VID,
+                },
             }
         };
         let mut ok = false;
         for i in 0..MAX_VLANS {
-            if (i as u32) < r.n_vlans && r.vlans[i] == vid {
+            if (i as u32) < r.n_vlans && u32::from(r.vlans[i]) == vid {
                 ok = true;
             }
         }

@@ -60,6 +60,25 @@ pub const SYSFS_DRIVER_OVERRIDE: u32 = 2;
 pub const SYSFS_BIND: u32 = 3;
 /// A driver's `new_id` (`slot`: its index in `DRIVER_NAMES`).
 pub const SYSFS_NEW_ID: u32 = 4;
+/// `/sys/bus/pci/drivers_probe`: the kernel picks the driver.
+pub const SYSFS_DRIVERS_PROBE: u32 = 5;
+/// A PF's `sriov_drivers_autoprobe`.
+pub const SYSFS_AUTOPROBE: u32 = 6;
+
+// `Conf::flags`.
+/// Some VF has L2 rules (source MAC, VLAN, rate): routes around TC egress
+/// are refused.
+pub const CONF_L2: u32 = 1;
+/// Some VF would get a driver it may not have if the kernel picked one by
+/// ID (`drivers_probe` with text the program cannot read is refused).
+pub const CONF_PROBE_RISK: u32 = 2;
+
+// `PolicyRecord::value` of a `V_DRIVER` record: the route.
+pub const DRIVER_VIA_OVERRIDE: u64 = 0;
+pub const DRIVER_VIA_BIND: u64 = 1;
+pub const DRIVER_VIA_NEW_ID: u64 = 2;
+pub const DRIVER_VIA_PROBE: u64 = 3;
+pub const DRIVER_VIA_AUTOPROBE: u64 = 4;
 
 /// `IommuState::slot` of a container that serves no VF with a quota.
 pub const NO_SLOT: u32 = u32::MAX;
@@ -102,7 +121,22 @@ pub mod maps {
     /// `PerCpuArray<u64>` of `MAX_RULE_CODES`, by `record::V_*` code:
     /// violations reported (denied, audited or dropped) since the load.
     pub const VIOLATIONS: &str = "VIOLATIONS";
+    /// `HashMap<u32 VF slot, u32 driver index or NO_SLOT>`: VFs a driver
+    /// that matches their ID (the one the kernel picks with no override)
+    /// may not have; the value names it in `DRIVER_NAMES` when loaded.
+    pub const PROBE_RISK: &str = "PROBE_RISK";
+    /// `Array<u32>` of `MAX_VFS + 1`: by VF slot, the epoch + 1 in which
+    /// the VF's `driver_override` was set to a driver it may have (0: not);
+    /// at `OVERRIDE_EPOCH`, the epoch, advanced by every approved
+    /// `sriov_numvfs` write. Written by the programs as they see the writes
+    /// (user space seeds a slot when it is first given).
+    pub const OVERRIDE_OK: &str = "OVERRIDE_OK";
+    /// `Array<u32>` by `SysfsFile::probe`: a PF's `sriov_drivers_autoprobe`.
+    pub const AUTOPROBE: &str = "AUTOPROBE";
 }
+
+/// Index of the epoch in `maps::OVERRIDE_OK`.
+pub const OVERRIDE_EPOCH: u32 = MAX_VFS;
 
 /// Entries of `maps::VIOLATIONS` (`record::V_*` codes are below it).
 pub const MAX_RULE_CODES: u32 = 32;
@@ -114,6 +148,8 @@ pub mod programs {
     pub const FILE_PERMISSION: &str = "policy_file_permission";
     pub const TC_EGRESS: &str = "policy_tc_egress";
     pub const FILE_FREE: &str = "policy_file_free";
+    pub const SOCKET_SETSOCKOPT: &str = "policy_socket_setsockopt";
+    pub const SOCKET_BIND: &str = "policy_socket_bind";
     /// The kprobes that follow what VFIO type1 really pins and unpins:
     /// (program, kernel function), in the module `vfio_iommu_type1`.
     pub const DMA_KPROBES: [(&str, &str); 12] = [
@@ -140,10 +176,12 @@ pub struct Conf {
     pub active: u32,
     pub mode: u32,
     pub offsets: [u32; N_OFFSETS],
+    /// `CONF_*` bits.
+    pub flags: u32,
 }
 
 impl Conf {
-    pub const SIZE: usize = 8 + 4 * N_OFFSETS;
+    pub const SIZE: usize = 12 + 4 * N_OFFSETS;
 
     pub fn encode(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
@@ -152,6 +190,7 @@ impl Conf {
         for (i, o) in self.offsets.iter().enumerate() {
             b[8 + 4 * i..12 + 4 * i].copy_from_slice(&o.to_le_bytes());
         }
+        b[8 + 4 * N_OFFSETS..].copy_from_slice(&self.flags.to_le_bytes());
         b
     }
 }
@@ -273,17 +312,39 @@ impl SysfsKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SysfsFile {
     pub kind: u32,
-    /// PF slot (`sriov_numvfs`), VF slot (`driver_override`) or index in
-    /// `DRIVER_NAMES` (`bind`).
+    /// PF slot (`sriov_numvfs`, [`NO_SLOT`] for a PF without `numvfs`
+    /// rules), VF slot (`driver_override`) or index in `DRIVER_NAMES`
+    /// (`bind`, `new_id`).
     pub slot: u32,
+    /// `sriov_numvfs`, `sriov_drivers_autoprobe`: a VF of the PF that the
+    /// driver the kernel picks by ID may not have, or [`NO_SLOT`].
+    pub risk: u32,
+    /// `sriov_numvfs`, `sriov_drivers_autoprobe`: the PF's entry in
+    /// `AUTOPROBE`, or [`NO_SLOT`].
+    pub probe: u32,
 }
 
 impl SysfsFile {
-    pub const SIZE: usize = 8;
+    pub const SIZE: usize = 16;
+
+    /// A file with no PF-level fields.
+    pub const fn new(kind: u32, slot: u32) -> Self {
+        Self {
+            kind,
+            slot,
+            risk: NO_SLOT,
+            probe: NO_SLOT,
+        }
+    }
+
     pub fn encode(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
-        b[0..4].copy_from_slice(&self.kind.to_le_bytes());
-        b[4..8].copy_from_slice(&self.slot.to_le_bytes());
+        for (i, w) in [self.kind, self.slot, self.risk, self.probe]
+            .iter()
+            .enumerate()
+        {
+            b[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
         b
     }
 }

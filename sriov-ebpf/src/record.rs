@@ -30,6 +30,9 @@ pub const V_MAX_PPS: u32 = 6;
 pub const V_NUMVFS_RANGE: u32 = 7;
 pub const V_NUMVFS_WRITER: u32 = 8;
 pub const V_IRQ_STORM: u32 = 9;
+/// A route around TC egress (`PACKET_QDISC_BYPASS`, AF_XDP) while a VF has
+/// L2 rules.
+pub const V_FRAME_BYPASS: u32 = 10;
 
 // `PolicyRecord::action`.
 /// Denied with EPERM (enforce mode).
@@ -379,7 +382,7 @@ impl TryFrom<&[u8]> for PolicyRecord {
         let hdr = Header::try_from(b)?;
         let r = Reader::new(b, hdr.kind, Self::SIZE)?;
         let rule = r.u32(40)?;
-        if !(V_DMA_QUOTA..=V_IRQ_STORM).contains(&rule) {
+        if !(V_DMA_QUOTA..=V_FRAME_BYPASS).contains(&rule) {
             return Err(DecodeError::BadField {
                 kind: hdr.kind,
                 field: "rule",

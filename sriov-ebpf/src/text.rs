@@ -34,6 +34,22 @@ fn digit(c: u8) -> u64 {
 /// lead, `0x`/`0X` (with a hex digit after it) means hex, a leading `0`
 /// octal; one newline may follow the digits, nothing else (the text ends
 /// at the first NUL); a value over 65535 is refused.
+/// `kstrtobool`: the first character decides (`1yYtT` true, `0nNfF`
+/// false, `on`/`of...` in any case); anything else is refused.
+#[inline(always)]
+pub fn kstrtobool(t: &[u8; TEXT_LEN]) -> Option<bool> {
+    match at(t, 0) {
+        b'1' | b'y' | b'Y' | b't' | b'T' => Some(true),
+        b'0' | b'n' | b'N' | b'f' | b'F' => Some(false),
+        b'o' | b'O' => match lower(at(t, 1)) {
+            b'n' => Some(true),
+            b'f' => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 #[inline(always)]
 pub fn kstrtou16(t: &[u8; TEXT_LEN]) -> Option<u16> {
     let mut i = 0;
@@ -80,48 +96,64 @@ fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-/// One `%x` of the kernel's `sscanf` from `*i`: white space skipped, an
-/// optional `0x`, then hex digits into an `unsigned int`. `None` when there
-/// is no digit or more than 8 significant ones (where `unsigned int`
-/// truncation would make a value this code does not follow).
-#[inline(always)]
-fn hex_field(t: &[u8; TEXT_LEN], i: &mut usize) -> Option<u32> {
-    for _ in 0..TEXT_LEN {
-        if !is_space(at(t, *i)) {
-            break;
-        }
-        *i += 1;
-    }
-    if at(t, *i) == b'0' && lower(at(t, *i + 1)) == b'x' {
-        *i += 2;
-    }
-    let mut n: u64 = 0;
-    let mut digits = 0;
-    for _ in 0..TEXT_LEN {
-        let d = digit(at(t, *i));
-        if d >= 16 {
-            break;
-        }
-        n = n * 16 + d;
-        if n > 0xffff_ffff {
-            return None;
-        }
-        *i += 1;
-        digits += 1;
-    }
-    (digits > 0).then_some(n as u32)
-}
-
 /// The vendor and device IDs of a `new_id` (or `remove_id`) write,
 /// `"8086 10ca [subvendor subdevice class class_mask driver_data]"`, as
-/// `new_id_store`'s `sscanf("%x %x ...")` reads them. The later fields only
-/// narrow the match and are not looked at.
+/// `new_id_store`'s `sscanf("%x %x ...")` reads them: each `%x` skips white
+/// space, takes an optional `0x`, then hex digits into an `unsigned int`.
+/// `None` when a field has no digit or more than 8 significant ones (where
+/// `unsigned int` truncation would make a value this code does not
+/// follow). The later fields only narrow the match and are not looked at.
+///
+/// One pass over fixed positions with a small state: the verifier sees
+/// the same few states at each position instead of one per place a field
+/// could end.
 #[inline(always)]
 pub fn new_id(t: &[u8; TEXT_LEN]) -> Option<(u32, u32)> {
-    let mut i = 0;
-    let vendor = hex_field(t, &mut i)?;
-    let device = hex_field(t, &mut i)?;
-    Some((vendor, device))
+    const SKIP: u8 = 0; // white space before a field
+    const PREFIX: u8 = 1; // on the `x` of a `0x`
+    const DIGITS: u8 = 2;
+    let (mut phase, mut second) = (SKIP, false);
+    let (mut n, mut digits, mut vendor) = (0u64, 0u32, 0u32);
+    for j in 0..TEXT_LEN {
+        let c = t[j];
+        if phase == PREFIX {
+            phase = DIGITS;
+            continue;
+        }
+        if phase == DIGITS {
+            let d = digit(c);
+            if d < 16 {
+                n = n * 16 + d;
+                if n > 0xffff_ffff {
+                    return None;
+                }
+                digits += 1;
+                continue;
+            }
+            if digits == 0 {
+                return None;
+            }
+            if second {
+                return Some((vendor, n as u32));
+            }
+            (vendor, second, n, digits, phase) = (n as u32, true, 0, 0, SKIP);
+        }
+        // SKIP
+        if is_space(c) {
+            continue;
+        }
+        if c == b'0' && lower(at(t, j + 1)) == b'x' {
+            phase = PREFIX;
+            continue;
+        }
+        if digit(c) >= 16 {
+            return None; // the `%x` finds no digit
+        }
+        phase = DIGITS;
+        n = digit(c);
+        digits = 1;
+    }
+    None
 }
 
 /// `PCI_ANY_ID`.
@@ -135,6 +167,7 @@ pub const PCI_ANY_ID: u32 = 0xffff_ffff;
 pub fn device_name<const N: usize>(t: &[u8; TEXT_LEN]) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     let mut end = TEXT_LEN;
+    #[allow(clippy::needless_range_loop, reason = "the form the verifier was shown")]
     for i in 0..TEXT_LEN {
         if t[i] == 0 {
             end = i;
@@ -163,6 +196,30 @@ mod tests {
         let mut t = [0u8; TEXT_LEN];
         t[..s.len()].copy_from_slice(s);
         t
+    }
+
+    #[test]
+    fn kstrtobool_reads_the_first_characters_as_the_kernel_does() {
+        let cases: &[(&[u8], Option<bool>)] = &[
+            (b"1", Some(true)),
+            (b"y\n", Some(true)),
+            (b"Yes", Some(true)),
+            (b"true", Some(true)),
+            (b"on", Some(true)),
+            (b"ON\n", Some(true)),
+            (b"0", Some(false)),
+            (b"no", Some(false)),
+            (b"False", Some(false)),
+            (b"off", Some(false)),
+            (b"oF", Some(false)),
+            (b"o", None),
+            (b"2", None),
+            (b"", None),
+            (b" 1", None),
+        ];
+        for &(s, want) in cases {
+            assert_eq!(kstrtobool(&text(s)), want, "{:?}", core::str::from_utf8(s));
+        }
     }
 
     #[test]
@@ -209,7 +266,8 @@ mod tests {
 
     #[test]
     fn new_id_reads_two_hex_fields_like_sscanf() {
-        let cases: &[(&[u8], Option<(u32, u32)>)] = &[
+        type Case<'a> = (&'a [u8], Option<(u32, u32)>);
+        let cases: &[Case<'_>] = &[
             (b"8086 10ca", Some((0x8086, 0x10ca))),
             (b"0x8086 0x10CA\n", Some((0x8086, 0x10ca))),
             (b"  8086\t10ca 0 0 0 0 0", Some((0x8086, 0x10ca))),
@@ -218,6 +276,11 @@ mod tests {
             (b"8086 zz", None),
             (b"", None),
             (b"100008086 10ca", None),
+            (b"8086x10ca", None),
+            (b"8086\x0010ca", None),
+            (b"0x 10ca", None),
+            (b"8086 10ca\0junk", Some((0x8086, 0x10ca))),
+            (b"\t0X8086\n\n0x10Ca", Some((0x8086, 0x10ca))),
         ];
         for &(s, want) in cases {
             assert_eq!(new_id(&text(s)), want, "{:?}", core::str::from_utf8(s));

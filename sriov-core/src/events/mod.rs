@@ -233,6 +233,9 @@ pub enum PolicyRule {
     Numvfs,
     NumvfsWriters,
     IrqStorm,
+    /// A route around the TC egress program (`PACKET_QDISC_BYPASS`,
+    /// AF_XDP) while a VF has L2 rules.
+    FrameBypass,
 }
 
 impl PolicyRule {
@@ -249,6 +252,7 @@ impl PolicyRule {
             r::V_NUMVFS_RANGE => Self::Numvfs,
             r::V_NUMVFS_WRITER => Self::NumvfsWriters,
             r::V_IRQ_STORM => Self::IrqStorm,
+            r::V_FRAME_BYPASS => Self::FrameBypass,
             _ => return None,
         })
     }
@@ -265,6 +269,7 @@ impl PolicyRule {
             Self::Numvfs => "numvfs",
             Self::NumvfsWriters => "numvfs_writers",
             Self::IrqStorm => "irq_storm_per_s",
+            Self::FrameBypass => "allowed_src_macs/allowed_vlans/max_pps",
         }
     }
 }

@@ -16,7 +16,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    os::unix::fs::PermissionsExt as _,
     path::Path,
 };
 
@@ -25,12 +25,12 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{Lsm, SchedClassifier, TcAttachType},
 };
-use sriov_ebpf::policy::{self as k, Conf, Rule, SysfsFile, SysfsKey};
+use sriov_ebpf::policy::{self as k, Conf, Rule};
 
 use super::{
     Mode, Policy, btf,
+    identity::{self, current_group, current_netdev, sync},
     instance::Claim,
-    kernel_dev,
     rules::{Slots, copy_name, pf_rule, vf_rule},
 };
 use crate::{
@@ -39,11 +39,13 @@ use crate::{
 };
 
 /// The LSM programs and their hooks.
-const LSM_HOOKS: [(&str, &str); 4] = [
+const LSM_HOOKS: [(&str, &str); 6] = [
     (k::programs::FILE_IOCTL, "file_ioctl"),
     (k::programs::FILE_OPEN, "file_open"),
     (k::programs::FILE_PERMISSION, "file_permission"),
     (k::programs::FILE_FREE, "file_free_security"),
+    (k::programs::SOCKET_SETSOCKOPT, "socket_setsockopt"),
+    (k::programs::SOCKET_BIND, "socket_bind"),
 ];
 
 /// Program `name` of `ebpf` as a `P` (`Lsm`, `SchedClassifier`).
@@ -76,15 +78,6 @@ fn prog_err(
     }
 }
 
-fn sysfs_key(path: &Path) -> Option<SysfsKey> {
-    let m = fs::metadata(path).ok()?;
-    Some(SysfsKey {
-        ino: m.ino(),
-        dev: kernel_dev(m.dev()),
-        _pad: 0,
-    })
-}
-
 /// Whether the BPF LSM is active (`bpf` in `/sys/kernel/security/lsm`).
 pub fn bpf_lsm_active() -> std::result::Result<(), String> {
     let lsm = fs::read_to_string("/sys/kernel/security/lsm").map_err(|e| {
@@ -112,8 +105,16 @@ pub struct Enforcer {
     /// The DMA kprobes are attached (see [`super::dma`]).
     dma_hooks: bool,
     netdev_vf: HashMap<MapData, u32, u32>,
-    sysfs: HashMap<MapData, [u8; SysfsKey::SIZE], [u8; SysfsFile::SIZE]>,
+    sysfs: HashMap<MapData, [u8; k::SysfsKey::SIZE], [u8; k::SysfsFile::SIZE]>,
     bdf_vf: HashMap<MapData, [u8; k::BDF_LEN], u32>,
+    probe_risk: HashMap<MapData, u32, u32>,
+    override_ok: Array<MapData, u32>,
+    autoprobe: Array<MapData, u32>,
+    /// VF slots whose `OVERRIDE_OK` was seeded.
+    seeded: BTreeSet<u32>,
+    natural: identity::Natural,
+    /// `Conf::flags` in force.
+    flags: u32,
     driver_names: Array<MapData, [u8; k::DRIVER_LEN]>,
     dma_used: Array<MapData, u64>,
     tc_counts: PerCpuArray<MapData, [u64; 4]>,
@@ -177,6 +178,12 @@ impl Enforcer {
             netdev_vf: take(ebpf, k::maps::NETDEV_VF, HashMap::try_from)?,
             sysfs: take(ebpf, k::maps::SYSFS_FILES, HashMap::try_from)?,
             bdf_vf: take(ebpf, k::maps::BDF_VF, HashMap::try_from)?,
+            probe_risk: take(ebpf, k::maps::PROBE_RISK, HashMap::try_from)?,
+            override_ok: take(ebpf, k::maps::OVERRIDE_OK, Array::try_from)?,
+            autoprobe: take(ebpf, k::maps::AUTOPROBE, Array::try_from)?,
+            seeded: BTreeSet::new(),
+            natural: identity::Natural::default(),
+            flags: 0,
             driver_names: take(ebpf, k::maps::DRIVER_NAMES, Array::try_from)?,
             dma_used: take(ebpf, k::maps::DMA_USED, Array::try_from)?,
             tc_counts: take(ebpf, k::maps::TC_COUNTS, PerCpuArray::try_from)?,
@@ -261,27 +268,26 @@ impl Enforcer {
         self.policy = policy.clone();
         // identity maps before the flip: new VFs must be known when their
         // rules go live
-        self.refresh_maps()?;
-        let conf = Conf {
-            active: next,
-            mode: match policy.mode {
-                Mode::Enforce => k::MODE_ENFORCE,
-                Mode::Audit => k::MODE_AUDIT,
-            },
-            offsets: self.offsets,
-        };
-        self.conf
-            .set(0, conf.encode(), 0)
-            .map_err(map_err(k::maps::POLICY_CONF))?;
-        self.active = next;
+        let flags = self.refresh_maps()?;
+        self.write_conf(next, self.mode(), flags)?;
         self.attach_tc(ebpf)
     }
 
     /// Follow the system: VFIO group nodes, VF netdevs (the TC program is
     /// attached to each new one with L2 rules), sysfs files.
     pub fn refresh(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        self.refresh_maps()?;
+        let flags = self.refresh_maps()?;
+        if flags != self.flags {
+            self.write_conf(self.active, self.mode(), flags)?;
+        }
         self.attach_tc(ebpf)
+    }
+
+    fn mode(&self) -> u32 {
+        match self.policy.mode {
+            Mode::Enforce => k::MODE_ENFORCE,
+            Mode::Audit => k::MODE_AUDIT,
+        }
     }
 
     /// The TC program on the egress of each VF netdev with L2 rules that
@@ -329,67 +335,64 @@ impl Enforcer {
     /// The identity maps as the system is now: entries are added for what
     /// appeared and removed for what went away (a group node's minor or a
     /// sysfs inode that is reused must not inherit an old VF's rules).
-    fn refresh_maps(&mut self) -> Result<()> {
-        let mut want = Identity::default();
-        let vfs: Vec<(String, Option<u32>, Option<Vec<String>>)> = self
-            .policy
-            .vfs
-            .iter()
-            .map(|v| {
-                let group = current_group(&v.bdf).or(v.iommu_group);
-                (v.bdf.clone(), group, v.rules.allowed_drivers.clone())
-            })
-            .collect();
-        let drivers = pci_drivers();
-        for (bdf, group, allowed) in &vfs {
-            let slot = self.vf_slots.slot(bdf)?;
-            if let Some(g) = group {
-                want.group_id.insert(*g, slot);
-                if let Ok(m) = fs::metadata(format!("/dev/vfio/{g}")) {
-                    want.group.insert(kernel_dev(m.rdev()), slot);
-                }
-            }
-            if let Some(ifname) = current_netdev(bdf)
-                && let Some(ifindex) = read_u32(&format!("/sys/class/net/{ifname}/ifindex"))
-            {
-                want.netdev.insert(ifindex, slot);
-            }
-            want.bdf.insert(copy_name::<{ k::BDF_LEN }>(bdf), slot);
-            let dir = Path::new(crate::discover::PCI_DEVICES).join(bdf);
-            want.guard(&dir.join("driver_override"), k::SYSFS_DRIVER_OVERRIDE, slot);
-            // a new_id for a driver the VF may not have, with the VF's ID
-            // or PCI_ANY_ID, would let that driver take it
-            if let (Some(allowed), Some(id)) = (allowed, pci_id(&dir)) {
-                for (i, d) in drivers.iter().enumerate() {
-                    if !allowed.contains(d) {
-                        let i = (i as u64) << 32;
-                        want.newid.insert(i | u64::from(id), slot);
-                        want.newid.insert(i | 0xffff_ffff, slot);
-                    }
-                }
-            }
-        }
-        let pfs: Vec<String> = self.policy.pfs.iter().map(|p| p.bdf.clone()).collect();
-        for bdf in &pfs {
-            let slot = self.pf_slots.slot(bdf)?;
-            let dir = Path::new(crate::discover::PCI_DEVICES).join(bdf);
-            want.guard(&dir.join("sriov_numvfs"), k::SYSFS_NUMVFS, slot);
-        }
-        // every driver's bind and new_id file
-        for (i, d) in drivers.iter().enumerate() {
+    /// Returns the `CONF_*` flags that follow from them.
+    fn refresh_maps(&mut self) -> Result<u32> {
+        let want = identity::wanted(
+            &self.policy,
+            &mut self.vf_slots,
+            &mut self.pf_slots,
+            &mut self.natural,
+        )?;
+        for (i, d) in want.drivers.iter().enumerate() {
             self.driver_names
                 .set(i as u32, copy_name::<{ k::DRIVER_LEN }>(d), 0)
                 .map_err(map_err(k::maps::DRIVER_NAMES))?;
-            let dir = Path::new("/sys/bus/pci/drivers").join(d);
-            want.guard(&dir.join("bind"), k::SYSFS_BIND, i as u32);
-            want.guard(&dir.join("new_id"), k::SYSFS_NEW_ID, i as u32);
+        }
+        // the programs keep OVERRIDE_OK as they see the writes; a slot is
+        // seeded once, when its VF is first seen
+        for (&slot, &ok) in &want.overrides {
+            if self.seeded.insert(slot) {
+                let epoch = self.override_ok.get(&k::OVERRIDE_EPOCH, 0).unwrap_or(0);
+                let v = if ok != 0 { epoch.wrapping_add(1) } else { 0 };
+                self.override_ok
+                    .set(slot, v, 0)
+                    .map_err(map_err(k::maps::OVERRIDE_OK))?;
+            }
+        }
+        for (&pf, &on) in &want.autoprobe {
+            self.autoprobe
+                .set(pf, on, 0)
+                .map_err(map_err(k::maps::AUTOPROBE))?;
         }
         sync(&mut self.group_vf, &want.group, k::maps::GROUP_VF)?;
         sync(&mut self.groupid_vf, &want.group_id, k::maps::GROUPID_VF)?;
         sync(&mut self.netdev_vf, &want.netdev, k::maps::NETDEV_VF)?;
         sync(&mut self.bdf_vf, &want.bdf, k::maps::BDF_VF)?;
+        sync(&mut self.probe_risk, &want.probe_risk, k::maps::PROBE_RISK)?;
         sync(&mut self.sysfs, &want.sysfs, k::maps::SYSFS_FILES)?;
-        sync(&mut self.newid_guard, &want.newid, k::maps::NEWID_GUARD)
+        sync(&mut self.newid_guard, &want.newid, k::maps::NEWID_GUARD)?;
+        let l2 = self.policy.vfs.iter().any(|v| {
+            let r = &v.rules;
+            r.allowed_src_macs.is_some() || r.allowed_vlans.is_some() || r.max_pps.is_some()
+        });
+        let risk = !want.probe_risk.is_empty();
+        Ok(if l2 { k::CONF_L2 } else { 0 } | if risk { k::CONF_PROBE_RISK } else { 0 })
+    }
+
+    /// `POLICY_CONF[0]`: the live half, the mode, the offsets, the flags.
+    fn write_conf(&mut self, active: u32, mode: u32, flags: u32) -> Result<()> {
+        let conf = Conf {
+            active,
+            mode,
+            offsets: self.offsets,
+            flags,
+        };
+        self.conf
+            .set(0, conf.encode(), 0)
+            .map_err(map_err(k::maps::POLICY_CONF))?;
+        self.active = active;
+        self.flags = flags;
+        Ok(())
     }
 
     /// Bytes DMA-mapped through VFIO now, per VF BDF (VFs with a slot).
@@ -472,6 +475,7 @@ impl Drop for Enforcer {
             active: self.active,
             mode: k::MODE_OFF,
             offsets: self.offsets,
+            flags: 0,
         };
         let _ = self.conf.set(0, off.encode(), 0);
         // the claim removes its own pins and owner record
@@ -488,7 +492,11 @@ fn in_use_check(policy: &Policy) -> Result<()> {
         return Ok(());
     }
     let me = std::process::id();
-    for v in policy.vfs.iter().filter(|v| v.rules.dma_quota_bytes.is_some()) {
+    for v in policy
+        .vfs
+        .iter()
+        .filter(|v| v.rules.dma_quota_bytes.is_some())
+    {
         let Some(g) = current_group(&v.bdf) else {
             continue;
         };
@@ -563,6 +571,9 @@ pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
         k::maps::DMA_USED,
         k::maps::TC_COUNTS,
         k::maps::VIOLATIONS,
+        k::maps::PROBE_RISK,
+        k::maps::OVERRIDE_OK,
+        k::maps::AUTOPROBE,
     ] {
         let m = ebpf
             .map(name)
@@ -578,100 +589,10 @@ pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn read_u32(path: &str) -> Option<u32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// The VF's netdev now (names follow driver rebinds).
-fn current_netdev(bdf: &str) -> Option<String> {
-    let dir = Path::new(crate::discover::PCI_DEVICES)
-        .join(bdf)
-        .join("net");
-    fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .next()
-}
-
-fn current_group(bdf: &str) -> Option<u32> {
-    let l = fs::read_link(
-        Path::new(crate::discover::PCI_DEVICES)
-            .join(bdf)
-            .join("iommu_group"),
-    )
-    .ok()?;
-    l.file_name()?.to_str()?.parse().ok()
-}
-
-/// What the identity maps should hold.
-#[derive(Default)]
-struct Identity {
-    group: BTreeMap<u32, u32>,
-    group_id: BTreeMap<u32, u32>,
-    netdev: BTreeMap<u32, u32>,
-    bdf: BTreeMap<[u8; k::BDF_LEN], u32>,
-    sysfs: BTreeMap<[u8; SysfsKey::SIZE], [u8; SysfsFile::SIZE]>,
-    newid: BTreeMap<u64, u32>,
-}
-
-impl Identity {
-    /// Guard the sysfs file at `path` (when it exists) as `kind` of `slot`.
-    fn guard(&mut self, path: &Path, kind: u32, slot: u32) {
-        if let Some(key) = sysfs_key(path) {
-            self.sysfs
-                .insert(key.encode(), SysfsFile { kind, slot }.encode());
-        }
-    }
-}
-
-/// Make `map` hold exactly `want`.
-fn sync<K: aya::Pod + Ord, V: aya::Pod + PartialEq>(
-    map: &mut HashMap<MapData, K, V>,
-    want: &BTreeMap<K, V>,
-    name: &'static str,
-) -> Result<()> {
-    let stale: Vec<K> = map
-        .keys()
-        .filter_map(|k| k.ok())
-        .filter(|k| !want.contains_key(k))
-        .collect();
-    for (key, v) in want {
-        if map.get(key, 0).ok().as_ref() != Some(v) {
-            map.insert(key, v, 0).map_err(map_err(name))?;
-        }
-    }
-    for key in stale {
-        let _ = map.remove(&key);
-    }
-    Ok(())
-}
-
-/// The PCI drivers, sorted, at most `MAX_DRIVER_NAMES`.
-fn pci_drivers() -> Vec<String> {
-    let mut drivers: Vec<String> = fs::read_dir("/sys/bus/pci/drivers")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    drivers.sort();
-    drivers.truncate(k::MAX_DRIVER_NAMES as usize);
-    drivers
-}
-
-/// `vendor << 16 | device` of the PCI device at `dir`.
-fn pci_id(dir: &Path) -> Option<u32> {
-    let hex = |f: &str| -> Option<u32> {
-        let s = fs::read_to_string(dir.join(f)).ok()?;
-        u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
-    };
-    Some((hex("vendor")? << 16) | hex("device")?)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
+    use crate::policy::kernel_dev;
 
     #[test]
     fn dev_t_is_converted_to_the_kernel_encoding() {

@@ -22,6 +22,8 @@ pub mod btf;
 pub mod dma;
 pub mod enforce;
 pub mod file;
+mod identity;
+pub mod modalias;
 pub mod instance;
 pub mod pinned;
 pub mod rules;

@@ -15,6 +15,7 @@ mod policy;
 mod policy_top;
 mod probes;
 mod redteam;
+mod redteam_routes;
 mod stream;
 mod tui;
 mod vf_enable;

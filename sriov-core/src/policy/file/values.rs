@@ -9,8 +9,6 @@ use crate::{
     types::InvalidValue,
 };
 
-/// The kernel's comm length (`TASK_COMM_LEN` - 1).
-
 /// The format version: [`POLICY_VERSION`].
 pub(super) fn parse_version(s: &str) -> Result<u32, InvalidValue> {
     toml_util::parse_version(s, POLICY_VERSION, "policy")

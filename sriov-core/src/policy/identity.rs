@@ -1,0 +1,264 @@
+//! What the identity maps of a loaded policy should hold, read from the
+//! system as it is now: which `/dev/vfio` node, IOMMU group, netdev, BDF
+//! and sysfs file is which VF (or PF), which `new_id` would hand a VF to a
+//! driver it may not have, and which VFs the driver the kernel picks by ID
+//! (`drivers_probe`, autoprobe) may not have. [`super::enforce`] writes
+//! them, adding what appeared and pruning what went away.
+use std::{
+    collections::BTreeMap,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{HashMap, MapData};
+use sriov_ebpf::policy::{self as k, NO_SLOT, SysfsFile, SysfsKey};
+
+use super::{
+    Policy, kernel_dev, modalias,
+    rules::{Slots, copy_name},
+};
+use crate::{Result, discover::PCI_DEVICES, ebpf::probes::map_err};
+
+/// What the identity maps should hold.
+#[derive(Default)]
+pub(super) struct Identity {
+    pub group: BTreeMap<u32, u32>,
+    pub group_id: BTreeMap<u32, u32>,
+    pub netdev: BTreeMap<u32, u32>,
+    pub bdf: BTreeMap<[u8; k::BDF_LEN], u32>,
+    pub sysfs: BTreeMap<[u8; SysfsKey::SIZE], [u8; SysfsFile::SIZE]>,
+    pub newid: BTreeMap<u64, u32>,
+    /// VF slot → index in `drivers` of the ID-matching driver it may not
+    /// have (`NO_SLOT`: not loaded, or unknown).
+    pub probe_risk: BTreeMap<u32, u32>,
+    /// PF slot → its `sriov_drivers_autoprobe` (1 when unreadable).
+    pub autoprobe: BTreeMap<u32, u32>,
+    /// VF slots with `allowed_drivers` that exist now → whether their
+    /// `driver_override` names an allowed driver.
+    pub overrides: BTreeMap<u32, u32>,
+    /// The PCI drivers, in `DRIVER_NAMES` order.
+    pub drivers: Vec<String>,
+}
+
+impl Identity {
+    /// Guard the sysfs file at `path` (when it exists).
+    fn guard(&mut self, path: &Path, f: SysfsFile) {
+        if let Some(key) = sysfs_key(path) {
+            self.sysfs.insert(key.encode(), f.encode());
+        }
+    }
+}
+
+/// The modules that match each VF's ID, remembered by BDF (a VF that is
+/// gone now comes back with the same ID).
+#[derive(Default)]
+pub(super) struct Natural {
+    aliases: Option<Vec<(String, String)>>,
+    by_bdf: BTreeMap<String, Vec<String>>,
+}
+
+impl Natural {
+    /// The modules the kernel could pick for `bdf` by ID; `None` when that
+    /// cannot be told (no alias file, the VF never seen).
+    fn modules(&mut self, bdf: &str) -> Option<&Vec<String>> {
+        if !self.by_bdf.contains_key(bdf) {
+            let alias =
+                fs::read_to_string(Path::new(PCI_DEVICES).join(bdf).join("modalias")).ok()?;
+            let aliases = self.aliases.get_or_insert_with(|| {
+                let release = nix::sys::utsname::uname()
+                    .map(|u| u.release().to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                modalias::pci_aliases(&Path::new("/lib/modules").join(release))
+            });
+            if aliases.is_empty() {
+                return None;
+            }
+            let m = modalias::matching(aliases, alias.trim());
+            self.by_bdf.insert(bdf.to_string(), m);
+        }
+        self.by_bdf.get(bdf)
+    }
+}
+
+/// The identity maps for `policy` as the system is now.
+pub(super) fn wanted(
+    policy: &Policy,
+    vf_slots: &mut Slots,
+    pf_slots: &mut Slots,
+    natural: &mut Natural,
+) -> Result<Identity> {
+    let mut want = Identity {
+        drivers: pci_drivers(),
+        ..Default::default()
+    };
+    // PF slot → a VF slot at risk from autoprobe
+    let mut pf_risk: BTreeMap<u32, u32> = BTreeMap::new();
+    for p in &policy.pfs {
+        pf_risk.entry(pf_slots.slot(&p.bdf)?).or_insert(NO_SLOT);
+    }
+    for v in &policy.vfs {
+        let slot = vf_slots.slot(&v.bdf)?;
+        let pf = pf_slots.slot(&v.pf_bdf)?;
+        let risk = pf_risk.entry(pf).or_insert(NO_SLOT);
+        vf_identity(&mut want, &v.bdf, v.iommu_group, slot);
+        let Some(allowed) = &v.rules.allowed_drivers else {
+            continue;
+        };
+        let dir = Path::new(PCI_DEVICES).join(&v.bdf);
+        newid_guards(&mut want, &dir, allowed, slot);
+        let picked = natural.modules(&v.bdf).map_or(Some(None), |m| {
+            m.iter()
+                .find(|m| !allowed.iter().any(|a| modalias::same_name(m, a)))
+                .map(Some)
+        });
+        if let Some(m) = picked {
+            let d = m.and_then(|m| want.drivers.iter().position(|d| modalias::same_name(m, d)));
+            want.probe_risk
+                .insert(slot, d.map_or(NO_SLOT, |d| d as u32));
+            if *risk == NO_SLOT {
+                *risk = slot;
+            }
+        }
+        if let Ok(o) = fs::read_to_string(dir.join("driver_override")) {
+            let o = o.trim();
+            let ok = o != "(null)" && allowed.iter().any(|a| a == o);
+            want.overrides.insert(slot, u32::from(ok));
+        }
+    }
+    let bdfs: BTreeMap<u32, String> = pf_slots
+        .table()
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| (i as u32, b))
+        .collect();
+    for (pf, risk) in pf_risk {
+        let Some(bdf) = bdfs.get(&pf) else { continue };
+        let dir = Path::new(PCI_DEVICES).join(bdf);
+        let on = read_u32(&dir.join("sriov_drivers_autoprobe")).unwrap_or(1);
+        want.autoprobe.insert(pf, u32::from(on != 0));
+        let f = |kind| SysfsFile {
+            kind,
+            slot: pf,
+            risk,
+            probe: pf,
+        };
+        want.guard(&dir.join("sriov_numvfs"), f(k::SYSFS_NUMVFS));
+        want.guard(&dir.join("sriov_drivers_autoprobe"), f(k::SYSFS_AUTOPROBE));
+    }
+    want.guard(
+        Path::new("/sys/bus/pci/drivers_probe"),
+        SysfsFile::new(k::SYSFS_DRIVERS_PROBE, 0),
+    );
+    // every driver's bind and new_id file
+    for (i, d) in want.drivers.clone().iter().enumerate() {
+        let dir = Path::new("/sys/bus/pci/drivers").join(d);
+        want.guard(&dir.join("bind"), SysfsFile::new(k::SYSFS_BIND, i as u32));
+        want.guard(
+            &dir.join("new_id"),
+            SysfsFile::new(k::SYSFS_NEW_ID, i as u32),
+        );
+    }
+    Ok(want)
+}
+
+/// The VF's group node, group id, netdev, BDF and `driver_override`.
+fn vf_identity(want: &mut Identity, bdf: &str, group_then: Option<u32>, slot: u32) {
+    if let Some(g) = current_group(bdf).or(group_then) {
+        want.group_id.insert(g, slot);
+        if let Ok(m) = fs::metadata(format!("/dev/vfio/{g}")) {
+            want.group.insert(kernel_dev(m.rdev()), slot);
+        }
+    }
+    if let Some(ifname) = current_netdev(bdf)
+        && let Some(ifindex) = read_u32(&PathBuf::from(format!("/sys/class/net/{ifname}/ifindex")))
+    {
+        want.netdev.insert(ifindex, slot);
+    }
+    want.bdf.insert(copy_name::<{ k::BDF_LEN }>(bdf), slot);
+    let over = Path::new(PCI_DEVICES).join(bdf).join("driver_override");
+    want.guard(&over, SysfsFile::new(k::SYSFS_DRIVER_OVERRIDE, slot));
+}
+
+/// A `new_id` for a driver the VF may not have, with the VF's ID or
+/// `PCI_ANY_ID`, would let that driver take it.
+fn newid_guards(want: &mut Identity, dir: &Path, allowed: &[String], slot: u32) {
+    let Some(id) = pci_id(dir) else { return };
+    for (i, d) in want.drivers.iter().enumerate() {
+        if !allowed.contains(d) {
+            let i = (i as u64) << 32;
+            want.newid.insert(i | u64::from(id), slot);
+            want.newid.insert(i | 0xffff_ffff, slot);
+        }
+    }
+}
+
+/// Make `map` hold exactly `want`.
+pub(super) fn sync<K: aya::Pod + Ord, V: aya::Pod + PartialEq>(
+    map: &mut HashMap<MapData, K, V>,
+    want: &BTreeMap<K, V>,
+    name: &'static str,
+) -> Result<()> {
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| !want.contains_key(k))
+        .collect();
+    for (key, v) in want {
+        if map.get(key, 0).ok().as_ref() != Some(v) {
+            map.insert(key, v, 0).map_err(map_err(name))?;
+        }
+    }
+    for key in stale {
+        let _ = map.remove(&key);
+    }
+    Ok(())
+}
+
+fn sysfs_key(path: &Path) -> Option<SysfsKey> {
+    let m = fs::metadata(path).ok()?;
+    Some(SysfsKey {
+        ino: m.ino(),
+        dev: kernel_dev(m.dev()),
+        _pad: 0,
+    })
+}
+
+fn read_u32(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The VF's netdev now (names follow driver rebinds).
+pub(super) fn current_netdev(bdf: &str) -> Option<String> {
+    fs::read_dir(Path::new(PCI_DEVICES).join(bdf).join("net"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+}
+
+pub(super) fn current_group(bdf: &str) -> Option<u32> {
+    let l = fs::read_link(Path::new(PCI_DEVICES).join(bdf).join("iommu_group")).ok()?;
+    l.file_name()?.to_str()?.parse().ok()
+}
+
+/// The PCI drivers, sorted, at most `MAX_DRIVER_NAMES`.
+fn pci_drivers() -> Vec<String> {
+    let mut drivers: Vec<String> = fs::read_dir("/sys/bus/pci/drivers")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    drivers.sort();
+    drivers.truncate(k::MAX_DRIVER_NAMES as usize);
+    drivers
+}
+
+/// `vendor << 16 | device` of the PCI device at `dir`.
+fn pci_id(dir: &Path) -> Option<u32> {
+    let hex = |f: &str| -> Option<u32> {
+        let s = fs::read_to_string(dir.join(f)).ok()?;
+        u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
+    };
+    Some((hex("vendor")? << 16) | hex("device")?)
+}
