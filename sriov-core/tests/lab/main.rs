@@ -11,6 +11,7 @@ mod datapath;
 mod datapath_cli;
 mod guest;
 mod irq_count;
+mod lifetime;
 mod policy;
 mod policy_top;
 mod probes;

@@ -319,7 +319,7 @@ fn status_text(st: &Status, now: u64) -> String {
         Some("audit") => "audit (violations are reported only)",
         Some("off") => "off (everything passes)",
         Some(m) => m,
-        None => "unknown (no maps pinned yet)",
+        None => "unknown (its owner has not pinned the maps yet)",
     };
     out.push_str(&format!("mode: {mode}\n"));
     out.push_str(&owner_line(st, now));
