@@ -65,7 +65,7 @@ static VF_RULES: Array<Rule> = Array::with_max_entries(2 * MAX_VFS, 0);
 static PF_RULES: Array<Rule> = Array::with_max_entries(2 * MAX_PFS, 0);
 
 #[map(name = "GROUP_VF")]
-static GROUP_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+pub(crate) static GROUP_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 
 /// Container files, pruned when the file is freed (`policy_file_free`).
 #[map(name = "CONTAINERS")]
@@ -77,7 +77,7 @@ static CONTAINERS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 pub(crate) static DMA_USED: Array<u64> = Array::with_max_entries(MAX_VFS, 0);
 
 #[map(name = "GROUPID_VF")]
-static GROUPID_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+pub(crate) static GROUPID_VF: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 
 #[map(name = "NEWID_GUARD")]
 static NEWID_GUARD: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
@@ -86,7 +86,7 @@ static NEWID_GUARD: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 static SYSFS_FILES: HashMap<SysfsKey, SysfsFile> = HashMap::with_max_entries(4096, 0);
 
 #[map(name = "BDF_VF")]
-static BDF_VF: HashMap<[u8; BDF_LEN], u32> = HashMap::with_max_entries(1024, 0);
+pub(crate) static BDF_VF: HashMap<[u8; BDF_LEN], u32> = HashMap::with_max_entries(1024, 0);
 
 #[map(name = "DRIVER_NAMES")]
 static DRIVER_NAMES: Array<[u8; DRIVER_LEN]> = Array::with_max_entries(MAX_DRIVER_NAMES, 0);
@@ -402,11 +402,7 @@ fn on_set_container(c: &Conf, group_file: u64, arg: u64) -> i32 {
     let Some(inode) = inode_of(c, group_file) else {
         return 0;
     };
-    let Some(rdev) = read_u32(inode + off(c, OFF_INODE_RDEV)) else {
-        return 0;
-    };
-    // SAFETY: the value is copied.
-    let Some(slot) = (unsafe { GROUP_VF.get(&rdev) }).copied() else {
+    let Some((slot, _)) = vfio_group_slot(c, inode) else {
         return 0;
     };
     let quota = vf_rule(c, slot).is_some_and(|r| r.flags & RULE_DMA_QUOTA != 0);
@@ -443,6 +439,61 @@ pub fn policy_file_free(ctx: LsmContext) -> i32 {
 
 // ------------------------------------------------------------- file_open
 
+/// The VF slot of a `/dev/vfio/<group>` node and its device number. The
+/// group comes from the kernel's own structures, so a node is known from
+/// the moment VFIO creates it: the inode's `cdev` belongs to the VFIO
+/// group's device, named by the IOMMU group id (`GROUPID_VF`, which the
+/// `iommu` tracepoints keep). Other nodes (VFIO not loaded when the policy
+/// was, a name that is no number) by device number (`GROUP_VF`).
+#[inline(always)]
+fn vfio_group_slot(c: &Conf, inode: u64) -> Option<(u32, u32)> {
+    let rdev = read_u32(inode + off(c, OFF_INODE_RDEV)).filter(|&r| r != 0)?;
+    if c.vfio_major != 0
+        && rdev >> 20 == c.vfio_major
+        && let Some(id) = cdev_group_id(c, inode)
+    {
+        return group_slot(id).map(|slot| (slot, rdev));
+    }
+    // SAFETY: the value is copied.
+    let slot = unsafe { GROUP_VF.get(&rdev) }.copied()?;
+    Some((slot, rdev))
+}
+
+/// `inode->i_cdev->kobj.parent->name` read as a decimal IOMMU group id
+/// (`i_cdev` is set at the node's first open, after `file_open`: a node
+/// never opened is found by device number, learnt by `policy_cdev_add`).
+#[inline(always)]
+fn cdev_group_id(c: &Conf, inode: u64) -> Option<u32> {
+    let cdev = read_u64(inode + off(c, OFF_INODE_CDEV)).filter(|&p| p != 0)?;
+    let parent =
+        read_u64(cdev + off(c, OFF_CDEV_KOBJ) + off(c, OFF_KOBJ_PARENT)).filter(|&p| p != 0)?;
+    kobj_group_id(c, parent)
+}
+
+/// A kobject's name read as a decimal IOMMU group id (a VFIO group's
+/// device is named so; `noiommu-N` and other names are none).
+#[inline(always)]
+pub(crate) fn kobj_group_id(c: &Conf, kobj: u64) -> Option<u32> {
+    let name = read_u64(kobj + off(c, OFF_KOBJ_NAME)).filter(|&p| p != 0)?;
+    let mut buf = [0u8; 12];
+    // SAFETY: a checked read of a kernel string into `buf`.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(name as *const u8, &mut buf) }
+        .ok()?;
+    let (mut n, mut done, mut digits) = (0u64, false, 0u32);
+    for b in buf {
+        if !done && b.is_ascii_digit() {
+            n = n * 10 + u64::from(b - b'0');
+            digits += 1;
+        } else if !done {
+            done = true;
+            if b != 0 {
+                return None; // `noiommu-N`, or not a group
+            }
+        }
+    }
+    (done && digits > 0 && n <= u64::from(u32::MAX)).then_some(n as u32)
+}
+
 /// `file_open(struct file *file)`: a VF's `/dev/vfio/<group>`.
 #[lsm(hook = "file_open")]
 pub fn policy_file_open(ctx: LsmContext) -> i32 {
@@ -455,14 +506,7 @@ pub fn policy_file_open(ctx: LsmContext) -> i32 {
     let Some(inode) = inode_of(c, file) else {
         return 0;
     };
-    let Some(rdev) = read_u32(inode + off(c, OFF_INODE_RDEV)) else {
-        return 0;
-    };
-    if rdev == 0 {
-        return 0;
-    }
-    // SAFETY: the value is copied.
-    let Some(slot) = (unsafe { GROUP_VF.get(&rdev) }).copied() else {
+    let Some((slot, rdev)) = vfio_group_slot(c, inode) else {
         return 0;
     };
     let Some(r) = vf_rule(c, slot) else { return 0 };

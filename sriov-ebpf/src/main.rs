@@ -9,6 +9,8 @@ mod enforce;
 #[cfg(target_arch = "bpf")]
 mod enforce_dma;
 #[cfg(target_arch = "bpf")]
+mod enforce_ids;
+#[cfg(target_arch = "bpf")]
 mod enforce_sock;
 #[cfg(target_arch = "bpf")]
 mod enforce_tc;

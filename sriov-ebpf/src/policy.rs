@@ -52,7 +52,13 @@ pub const OFF_INODE_SB: usize = 7;
 pub const OFF_SB_DEV: usize = 8;
 pub const OFF_MM_EXE_FILE: usize = 9;
 pub const OFF_IOMMU_GROUP_ID: usize = 10;
-pub const N_OFFSETS: usize = 12;
+pub const OFF_INODE_CDEV: usize = 11;
+pub const OFF_CDEV_KOBJ: usize = 12;
+pub const OFF_KOBJ_PARENT: usize = 13;
+pub const OFF_KOBJ_NAME: usize = 14;
+pub const OFF_DEVICE_KOBJ: usize = 15;
+pub const OFF_DEVICE_DEVT: usize = 16;
+pub const N_OFFSETS: usize = 18;
 
 // `SysfsFile::kind`.
 pub const SYSFS_NUMVFS: u32 = 1;
@@ -150,6 +156,15 @@ pub mod programs {
     pub const FILE_FREE: &str = "policy_file_free";
     pub const SOCKET_SETSOCKOPT: &str = "policy_socket_setsockopt";
     pub const SOCKET_BIND: &str = "policy_socket_bind";
+    /// Tracepoints that keep `GROUPID_VF` as VFs join and leave IOMMU
+    /// groups: (program, `iommu` event).
+    /// The kprobe that learns each new `/dev/vfio/<group>` node's device
+    /// number as VFIO adds it (`cdev_device_add`): (program, function).
+    pub const CDEV_KPROBE: (&str, &str) = ("policy_cdev_add", "cdev_device_add");
+    pub const GROUP_TRACEPOINTS: [(&str, &str); 2] = [
+        ("policy_group_add", "add_device_to_group"),
+        ("policy_group_remove", "remove_device_from_group"),
+    ];
     /// The kprobes that follow what VFIO type1 really pins and unpins:
     /// (program, kernel function), in the module `vfio_iommu_type1`.
     pub const DMA_KPROBES: [(&str, &str); 12] = [
@@ -178,10 +193,12 @@ pub struct Conf {
     pub offsets: [u32; N_OFFSETS],
     /// `CONF_*` bits.
     pub flags: u32,
+    /// Major number of the `/dev/vfio/<group>` nodes (0: VFIO not loaded).
+    pub vfio_major: u32,
 }
 
 impl Conf {
-    pub const SIZE: usize = 12 + 4 * N_OFFSETS;
+    pub const SIZE: usize = 16 + 4 * N_OFFSETS;
 
     pub fn encode(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
@@ -190,7 +207,8 @@ impl Conf {
         for (i, o) in self.offsets.iter().enumerate() {
             b[8 + 4 * i..12 + 4 * i].copy_from_slice(&o.to_le_bytes());
         }
-        b[8 + 4 * N_OFFSETS..].copy_from_slice(&self.flags.to_le_bytes());
+        b[8 + 4 * N_OFFSETS..12 + 4 * N_OFFSETS].copy_from_slice(&self.flags.to_le_bytes());
+        b[12 + 4 * N_OFFSETS..].copy_from_slice(&self.vfio_major.to_le_bytes());
         b
     }
 }

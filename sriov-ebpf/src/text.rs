@@ -167,7 +167,10 @@ pub const PCI_ANY_ID: u32 = 0xffff_ffff;
 pub fn device_name<const N: usize>(t: &[u8; TEXT_LEN]) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     let mut end = TEXT_LEN;
-    #[allow(clippy::needless_range_loop, reason = "the form the verifier was shown")]
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "the form the verifier was shown"
+    )]
     for i in 0..TEXT_LEN {
         if t[i] == 0 {
             end = i;

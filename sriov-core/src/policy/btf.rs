@@ -203,7 +203,7 @@ impl Btf {
 
 /// The (struct, member) pairs the policy programs read, in the order of
 /// `sriov_ebpf::policy::OFF_*` (checked by a test).
-pub const NEEDED: [(&str, &str); 11] = [
+pub const NEEDED: [(&str, &str); 17] = [
     ("file", "f_inode"),
     ("inode", "i_rdev"),
     ("inode", "i_ino"),
@@ -215,6 +215,12 @@ pub const NEEDED: [(&str, &str); 11] = [
     ("super_block", "s_dev"),
     ("mm_struct", "exe_file"),
     ("iommu_group", "id"),
+    ("inode", "i_cdev"),
+    ("cdev", "kobj"),
+    ("kobject", "parent"),
+    ("kobject", "name"),
+    ("device", "kobj"),
+    ("device", "devt"),
 ];
 
 /// The offsets of [`NEEDED`], same order, as `Conf::offsets`.
@@ -336,6 +342,12 @@ mod tests {
             (p::OFF_SB_DEV, "super_block", "s_dev"),
             (p::OFF_MM_EXE_FILE, "mm_struct", "exe_file"),
             (p::OFF_IOMMU_GROUP_ID, "iommu_group", "id"),
+            (p::OFF_INODE_CDEV, "inode", "i_cdev"),
+            (p::OFF_CDEV_KOBJ, "cdev", "kobj"),
+            (p::OFF_KOBJ_PARENT, "kobject", "parent"),
+            (p::OFF_KOBJ_NAME, "kobject", "name"),
+            (p::OFF_DEVICE_KOBJ, "device", "kobj"),
+            (p::OFF_DEVICE_DEVT, "device", "devt"),
         ];
         assert_eq!(by_index.len(), NEEDED.len());
         for (i, s, m) in by_index {

@@ -84,3 +84,68 @@ pub fn group_users(group: u32) -> Vec<u32> {
     }
     pids
 }
+
+/// iommufd gives a second way to a VF's DMA and to the VF itself
+/// (`/dev/iommu`, `/dev/vfio/devices/vfioN`, and a `/dev/vfio/vfio` of its
+/// own with `CONFIG_IOMMUFD_VFIO_CONTAINER`) that the programs do not
+/// follow: an enforced policy with `dma_quota_bytes` or `vfio_open` refuses
+/// to load while it is there. `sys` is the root of sysfs (`/sys`).
+pub fn iommufd_check(policy: &super::Policy, sys: &Path) -> Result<()> {
+    if policy.mode != super::Mode::Enforce || !sys.join("module/iommufd").exists() {
+        return Ok(());
+    }
+    let Some(v) = policy
+        .vfs
+        .iter()
+        .find(|v| v.rules.dma_quota_bytes.is_some() || v.rules.vfio_open.is_some())
+    else {
+        return Ok(());
+    };
+    Err(Error::Unsupported {
+        device: v.bdf.clone(),
+        message: "iommufd is loaded: a VF opened through /dev/vfio/devices/vfioN and DMA \
+                  mapped through /dev/iommu are not followed by the policy, so dma_quota_bytes \
+                  and vfio_open cannot be enforced; unload it (modprobe -r iommufd) or load the \
+                  policy in audit mode"
+            .into(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::policy::{Mode, Policy, VfPolicy, VfRules};
+
+    fn policy(mode: Mode, quota: Option<u64>) -> Policy {
+        Policy {
+            mode,
+            vfs: vec![VfPolicy {
+                pf_bdf: "0000:01:00.0".into(),
+                pf_netdev: None,
+                index: 1,
+                bdf: "0000:01:10.2".into(),
+                netdev: None,
+                iommu_group: Some(9),
+                mac: None,
+                rules: VfRules {
+                    dma_quota_bytes: quota,
+                    ..Default::default()
+                },
+            }],
+            pfs: vec![],
+        }
+    }
+
+    #[test]
+    fn an_enforced_quota_refuses_to_load_beside_iommufd() {
+        let sys = tempfile::tempdir().unwrap();
+        let p = policy(Mode::Enforce, Some(1 << 20));
+        assert!(iommufd_check(&p, sys.path()).is_ok(), "no iommufd");
+        fs::create_dir_all(sys.path().join("module/iommufd")).unwrap();
+        let e = iommufd_check(&p, sys.path()).unwrap_err().to_string();
+        assert!(e.contains("0000:01:10.2") && e.contains("iommufd"), "{e}");
+        assert!(iommufd_check(&policy(Mode::Audit, Some(1)), sys.path()).is_ok());
+        assert!(iommufd_check(&policy(Mode::Enforce, None), sys.path()).is_ok());
+    }
+}

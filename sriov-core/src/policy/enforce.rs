@@ -23,7 +23,7 @@ use std::{
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{Lsm, SchedClassifier, TcAttachType},
+    programs::{KProbe, Lsm, SchedClassifier, TcAttachType, TracePoint},
 };
 use sriov_ebpf::policy::{self as k, Conf, Rule};
 
@@ -115,6 +115,8 @@ pub struct Enforcer {
     natural: identity::Natural,
     /// `Conf::flags` in force.
     flags: u32,
+    /// `Conf::vfio_major` in force.
+    vfio_major: u32,
     driver_names: Array<MapData, [u8; k::DRIVER_LEN]>,
     dma_used: Array<MapData, u64>,
     tc_counts: PerCpuArray<MapData, [u64; 4]>,
@@ -184,6 +186,7 @@ impl Enforcer {
             seeded: BTreeSet::new(),
             natural: identity::Natural::default(),
             flags: 0,
+            vfio_major: identity::vfio_major(),
             driver_names: take(ebpf, k::maps::DRIVER_NAMES, Array::try_from)?,
             dma_used: take(ebpf, k::maps::DMA_USED, Array::try_from)?,
             tc_counts: take(ebpf, k::maps::TC_COUNTS, PerCpuArray::try_from)?,
@@ -210,6 +213,17 @@ impl Enforcer {
             e.lsm_links.insert(name, id);
             e.attached.push(format!("lsm:{hook}"));
         }
+        let (name, function) = k::programs::CDEV_KPROBE;
+        let kp = program::<KProbe>(ebpf, name)?;
+        kp.load().map_err(prog_err(name, ""))?;
+        kp.attach(function, 0).map_err(prog_err(name, ""))?;
+        e.attached.push(format!("kprobe:{function}"));
+        for (name, event) in k::programs::GROUP_TRACEPOINTS {
+            let tp = program::<TracePoint>(ebpf, name)?;
+            tp.load().map_err(prog_err(name, ""))?;
+            tp.attach("iommu", event).map_err(prog_err(name, ""))?;
+            e.attached.push(format!("tracepoint:iommu:{event}"));
+        }
         program::<SchedClassifier>(ebpf, k::programs::TC_EGRESS)?
             .load()
             .map_err(prog_err(k::programs::TC_EGRESS, ""))?;
@@ -232,6 +246,7 @@ impl Enforcer {
     /// Replace the policy: the idle half of the rules is written, then
     /// `active` flips in one update.
     pub fn reload(&mut self, ebpf: &mut Ebpf, policy: &Policy) -> Result<()> {
+        super::dma::iommufd_check(policy, Path::new("/sys"))?;
         let quota = policy.vfs.iter().any(|v| v.rules.dma_quota_bytes.is_some());
         if !self.dma_hooks {
             // a policy without a quota runs without them (no VFIO here)
@@ -277,7 +292,9 @@ impl Enforcer {
     /// attached to each new one with L2 rules), sysfs files.
     pub fn refresh(&mut self, ebpf: &mut Ebpf) -> Result<()> {
         let flags = self.refresh_maps()?;
-        if flags != self.flags {
+        let major = identity::vfio_major();
+        if flags != self.flags || major != self.vfio_major {
+            self.vfio_major = major;
             self.write_conf(self.active, self.mode(), flags)?;
         }
         self.attach_tc(ebpf)
@@ -386,6 +403,7 @@ impl Enforcer {
             mode,
             offsets: self.offsets,
             flags,
+            vfio_major: self.vfio_major,
         };
         self.conf
             .set(0, conf.encode(), 0)
@@ -476,6 +494,7 @@ impl Drop for Enforcer {
             mode: k::MODE_OFF,
             offsets: self.offsets,
             flags: 0,
+            vfio_major: self.vfio_major,
         };
         let _ = self.conf.set(0, off.encode(), 0);
         // the claim removes its own pins and owner record

@@ -241,6 +241,27 @@ pub(super) fn current_group(bdf: &str) -> Option<u32> {
     l.file_name()?.to_str()?.parse().ok()
 }
 
+/// The major number of `/dev/vfio/<group>` nodes (`vfio` among the
+/// character devices of `/proc/devices`), 0 when VFIO is not loaded.
+pub(super) fn vfio_major() -> u32 {
+    fs::read_to_string("/proc/devices")
+        .map(|t| parse_vfio_major(&t))
+        .unwrap_or(0)
+}
+
+fn parse_vfio_major(devices: &str) -> u32 {
+    devices
+        .lines()
+        .skip_while(|l| !l.starts_with("Character devices"))
+        .take_while(|l| !l.starts_with("Block devices"))
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let major = w.next()?.parse().ok()?;
+            (w.next()? == "vfio" && w.next().is_none()).then_some(major)
+        })
+        .unwrap_or(0)
+}
+
 /// The PCI drivers, sorted, at most `MAX_DRIVER_NAMES`.
 fn pci_drivers() -> Vec<String> {
     let mut drivers: Vec<String> = fs::read_dir("/sys/bus/pci/drivers")
@@ -261,4 +282,20 @@ fn pci_id(dir: &Path) -> Option<u32> {
         u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
     };
     Some((hex("vendor")? << 16) | hex("device")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vfio_major_is_a_character_device_named_vfio() {
+        let devices = "Character devices:\n  1 mem\n 10 misc\n235 vfio-dev\n236 vfio\n\nBlock devices:\n  8 sd\n237 vfio\n";
+        assert_eq!(parse_vfio_major(devices), 236);
+        assert_eq!(
+            parse_vfio_major("Character devices:\n  1 mem\n\nBlock devices:\n237 vfio\n"),
+            0
+        );
+        assert_eq!(parse_vfio_major(""), 0);
+    }
 }

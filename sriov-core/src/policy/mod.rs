@@ -23,8 +23,8 @@ pub mod dma;
 pub mod enforce;
 pub mod file;
 mod identity;
-pub mod modalias;
 pub mod instance;
+pub mod modalias;
 pub mod pinned;
 pub mod rules;
 

@@ -75,7 +75,11 @@ pub(crate) fn violations(rt: &tokio::runtime::Runtime, ring: &mut RingReader) ->
         {
             out.extend(b.into_iter().filter_map(|r| match r {
                 Ok(Record::Policy(p)) => Some(p),
-                _ => None,
+                Ok(_) => None,
+                Err(e) => {
+                    eprintln!("a record that does not decode: {e}");
+                    None
+                }
             }));
         }
     });

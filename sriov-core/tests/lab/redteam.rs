@@ -17,21 +17,23 @@ use std::{
 };
 
 use sriov_core::{
+    discover::discover,
     host::System,
     ops,
-    policy::{Mode, Policy, VfRules},
+    policy::{Mode, Policy, VfRules, file::PolicyFile},
 };
 use sriov_ebpf::{
     VFIO_GROUP_SET_CONTAINER, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
     record::{
         ACTION_AUDITED, ACTION_DENIED, PolicyRecord, V_DMA_QUOTA, V_DRIVER, V_NUMVFS_RANGE,
+        V_NUMVFS_WRITER,
     },
 };
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
 
 use crate::{
     guest::{self, dev, pf, vf_bdf},
-    policy::{enforce, pf_policy, policy, runtime, vfio_vf1, violations},
+    policy::{enforce, pf_policy, policy, runtime, vfio_vf1, violations, write_as},
 };
 
 const MIB: u64 = 1 << 20;
@@ -229,7 +231,10 @@ fn an_unmap_of_nothing_refunds_nothing() {
     assert_eq!(pinned, QUOTA, "the kernel pinned the quota, no more");
     let q = quota_records(&v);
     assert_eq!(q.len(), 1, "{v:#?}");
-    assert_eq!((q[0].action, q[0].value, q[0].limit), (ACTION_DENIED, MIB, QUOTA));
+    assert_eq!(
+        (q[0].action, q[0].value, q[0].limit),
+        (ACTION_DENIED, MIB, QUOTA)
+    );
 }
 
 #[test]
@@ -241,9 +246,8 @@ fn a_map_whose_struct_the_program_cannot_read_is_denied() {
         let path = "/tmp/dma_map.bin";
         let m = DmaMap::new(buf, 0x400_0000, MIB);
         // SAFETY: the bytes of a plain #[repr(C)] struct.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((&raw const m).cast::<u8>(), size_of::<DmaMap>())
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&raw const m).cast::<u8>(), size_of::<DmaMap>()) };
         fs::write(path, bytes).unwrap();
         let f = fs::File::open(path).unwrap();
         // SAFETY: a fresh read-only shared mapping of the file.
@@ -263,7 +267,8 @@ fn a_map_whose_struct_the_program_cannot_read_is_denied() {
     assert_eq!(errno, libc::EPERM);
     assert_eq!(pinned, QUOTA);
     assert!(
-        v.iter().any(|x| x.rule == V_DMA_QUOTA && x.value == u64::MAX),
+        v.iter()
+            .any(|x| x.rule == V_DMA_QUOTA && x.value == u64::MAX),
         "the unreadable argument is reported as such: {v:#?}"
     );
 }
@@ -275,7 +280,11 @@ fn set_container_on_a_file_that_is_no_group_keeps_the_tracking() {
         let null = fs::File::open("/dev/null").unwrap();
         let arg: i32 = fd;
         assert_ne!(
-            ioctl(null.as_raw_fd(), VFIO_GROUP_SET_CONTAINER, (&raw const arg).cast()),
+            ioctl(
+                null.as_raw_fd(),
+                VFIO_GROUP_SET_CONTAINER,
+                (&raw const arg).cast()
+            ),
             0
         );
     });
@@ -292,7 +301,10 @@ fn audit_mode_lets_the_map_after_a_fake_unmap_through_and_reports_it() {
     assert_eq!(errno, 0, "audit: the map goes through");
     assert_eq!(pinned, QUOTA + MIB);
     let q = quota_records(&v);
-    assert!(!q.is_empty() && q.iter().all(|x| x.action == ACTION_AUDITED), "{v:#?}");
+    assert!(
+        !q.is_empty() && q.iter().all(|x| x.action == ACTION_AUDITED),
+        "{v:#?}"
+    );
 }
 
 /// A second thread flips the struct's `size` between 4 KiB and 64 MiB
@@ -388,7 +400,11 @@ fn bytes_come_back_when_a_process_exits_without_unmapping() {
 // ------------------------------------------------------------- numvfs
 
 fn numvfs_path() -> String {
-    dev(&pf()).join("sriov_numvfs").to_str().unwrap().to_string()
+    dev(&pf())
+        .join("sriov_numvfs")
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 /// `write(2)` of `text` to `path`: 0 or the errno.
@@ -524,7 +540,10 @@ fn a_bind_with_junk_after_a_nul_is_still_a_bind_of_that_vf() {
         text.extend_from_slice(b"\0junk");
         let e = write_errno("/sys/bus/pci/drivers/vfio-pci/bind", &text);
         assert_eq!(e, libc::EPERM, "bind with junk");
-        let e = write_errno("/sys/bus/pci/drivers/vfio-pci/bind", format!("{vf}\n").as_bytes());
+        let e = write_errno(
+            "/sys/bus/pci/drivers/vfio-pci/bind",
+            format!("{vf}\n").as_bytes(),
+        );
         assert_eq!(e, libc::EPERM, "bind with a newline");
     });
     assert_eq!(driver, None, "VF 1 stays unbound");
@@ -540,7 +559,68 @@ fn audit_mode_lets_new_id_through_and_reports_it() {
     });
     assert_eq!(driver.as_deref(), Some("vfio-pci"));
     assert!(
-        v.iter().any(|x| x.rule == V_DRIVER && x.action == ACTION_AUDITED),
+        v.iter()
+            .any(|x| x.rule == V_DRIVER && x.action == ACTION_AUDITED),
+        "{v:#?}"
+    );
+}
+
+/// `numvfs_writers` by executable: a process that names itself after the
+/// allowed program (`prctl(PR_SET_NAME)`, or a symlink) is still what it
+/// runs. The policy is parsed and resolved from its file, as `sriov-top
+/// --policy` does.
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn numvfs_writers_go_by_the_executable_file_not_the_process_name() {
+    guest::set_numvfs(0);
+    let me = std::env::current_exe().unwrap();
+    let text = format!(
+        "version = 1\nmode = \"enforce\"\n\n[[pf]]\ndevice = \"{}\"\nnumvfs = {{ min = 0, max = 2 }}\n\
+         numvfs_writers = {{ uids = [4242], executables = [\"{}\"] }}\n",
+        pf(),
+        me.display()
+    );
+    let inv = discover(&System::live()).unwrap();
+    let pol = PolicyFile::parse(&text)
+        .and_then(|f| f.resolve(&inv))
+        .expect("the policy resolves");
+    let path = numvfs_path();
+    let rt = runtime();
+    let (probes, mut ring, enf) = enforce(&rt, &pol);
+    let comm = me.file_name().unwrap().to_str().unwrap();
+    let comm = &comm[..comm.len().min(15)];
+    // a shell named like this test program, through a symlink
+    let forged = write_as(comm, &path, "1");
+    // a process of this program, which renames itself
+    // (the text on the heap: a forked child's read-only data pages are not
+    // mapped until touched, and a buffer the program cannot read is refused)
+    let (renamed, _) = in_child(|out| {
+        nix::sys::prctl::set_name(c"intruder").unwrap();
+        say(out, &format!("{}", write_errno(&path, &b"1".to_vec())));
+    });
+    let after_attacks = guest::read(&path);
+    // this program itself: allowed
+    let allowed = write_errno(&path, b"1");
+    let after_allowed = guest::read(&path);
+    let v = violations(&rt, &mut ring);
+    eprintln!(
+        "forged {forged:?}, renamed child {renamed:?}, after them {after_attacks}, \
+         this program {allowed} then {after_allowed}: {v:#?}"
+    );
+    guest::set_numvfs(0);
+    drop(enf);
+    drop(probes);
+    assert!(forged.contains("Operation not permitted"), "{forged}");
+    assert_eq!(
+        renamed.trim(),
+        "0",
+        "the renamed process is still this program"
+    );
+    assert_eq!(after_attacks, "1");
+    assert_eq!((allowed, after_allowed.as_str()), (0, "1"));
+    assert_eq!(
+        v.iter().filter(|x| x.rule == V_NUMVFS_WRITER).count(),
+        1,
         "{v:#?}"
     );
 }

@@ -329,3 +329,63 @@ fn autoprobe_cannot_hand_recreated_vfs_to_a_driver_they_may_not_have() {
     fs::write(&numvfs, "0").unwrap();
     guest::set_numvfs(0);
 }
+
+/// `/dev/vfio/<group>` of VF 1 opened as a uid the policy does not allow,
+/// right after the bind, with no refresh of the policy in between: "opened"
+/// or the shell's error. The group node's mode is opened up first so that
+/// only the policy decides.
+fn open_right_after_bind(vf: &str) -> (String, String) {
+    ops::bind(&System::live(), vf, "vfio-pci").expect("bind VF 1 to vfio-pci");
+    let group = guest::link_name(dev(vf).join("iommu_group")).expect("iommu_group");
+    fs::set_permissions(
+        format!("/dev/vfio/{group}"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    (group.clone(), guest::open_group_as(&group, 65534))
+}
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn a_vf_is_guarded_from_its_bind_to_vfio_pci_not_from_the_next_refresh() {
+    guest::sh("modprobe", &["vfio-pci"]);
+    guest::set_numvfs(2);
+    let vf = vf_bdf(1);
+    let rt = runtime();
+    let rules = VfRules {
+        vfio_open: Some(sriov_core::policy::Allow {
+            uids: vec![0],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // loaded while VF 1 is on igbvf: it has no /dev/vfio node yet
+    let (probes, mut ring, enf) = enforce(&rt, &policy(Mode::Enforce, 1, rules, vec![]));
+    let (group, first) = open_right_after_bind(&vf);
+    // the VFs again: new IOMMU groups, new nodes, still no refresh
+    ops::bind(&System::live(), &vf, "igbvf").expect("back to igbvf");
+    guest::set_numvfs(0);
+    guest::set_numvfs(2);
+    let (group2, second) = open_right_after_bind(&vf);
+    let v = violations(&rt, &mut ring);
+    eprintln!("groups {group} then {group2}: {first} / {second}: {v:#?}");
+    drop(enf);
+    drop(probes);
+    ops::bind(&System::live(), &vf, "igbvf").expect("back to igbvf");
+    guest::set_numvfs(0);
+    assert!(
+        first.contains("Operation not permitted"),
+        "first bind: {first}"
+    );
+    assert!(
+        second.contains("Operation not permitted"),
+        "after re-creation: {second}"
+    );
+    assert_eq!(
+        v.iter()
+            .filter(|x| x.rule == sriov_ebpf::record::V_VFIO_OPEN && x.action == ACTION_DENIED)
+            .count(),
+        2,
+        "{v:#?}"
+    );
+}

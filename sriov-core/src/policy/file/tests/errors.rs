@@ -206,10 +206,7 @@ const BAD_FILES: &[Case] = &[
         "version = 1\n[defaults]\nvfio_open = { executables = [\"qemu-system-x86_64\"] }\n",
         Some("\"qemu-system-x86_64\""),
         "defaults.vfio_open.executables[0]",
-        &[
-            "the absolute path of an executable file",
-            "not by its name",
-        ],
+        &["the absolute path of an executable file", "not by its name"],
     ),
     (
         "version = 1\n[defaults]\nvfio_open = { cgroups = [\"vms\"] }\n",
