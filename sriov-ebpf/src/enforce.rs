@@ -140,7 +140,7 @@ pub(crate) fn vf_rule(c: &Conf, slot: u32) -> Option<&'static Rule> {
     VF_RULES.get((c.active & 1) * MAX_VFS + slot)
 }
 
-fn pf_rule(c: &Conf, slot: u32) -> Option<&'static Rule> {
+pub(crate) fn pf_rule(c: &Conf, slot: u32) -> Option<&'static Rule> {
     if slot >= MAX_PFS {
         return None;
     }
@@ -533,6 +533,11 @@ pub fn policy_file_permission(ctx: LsmContext) -> i32 {
     }
     let Some(c) = conf() else { return 0 };
     let file: u64 = ctx.arg(0);
+    // every write of the machine comes here: a file that is no sysfs (or
+    // cgroupfs) file leaves after one read
+    if c.kernfs_fops != 0 && read_u64(file + off(c, OFF_FILE_FOP)) != Some(c.kernfs_fops) {
+        return 0;
+    }
     let Some(inode) = inode_of(c, file) else {
         return 0;
     };
@@ -685,7 +690,7 @@ fn numvfs_rules(c: &Conf, slot: u32, text: *const [u8; TEXT_LEN], n: Option<u16>
 
 /// Whether `name` (NUL padded) is one of the rule's drivers.
 #[inline(always)]
-fn driver_listed(r: &Rule, name: &[u8; DRIVER_LEN]) -> bool {
+pub(crate) fn driver_listed(r: &Rule, name: &[u8; DRIVER_LEN]) -> bool {
     for i in 0..MAX_DRIVERS {
         if (i as u32) < r.n_drivers && r.drivers[i] == *name {
             return true;

@@ -7,6 +7,8 @@
 #[cfg(target_arch = "bpf")]
 mod enforce;
 #[cfg(target_arch = "bpf")]
+mod enforce_bind;
+#[cfg(target_arch = "bpf")]
 mod enforce_dma;
 #[cfg(target_arch = "bpf")]
 mod enforce_ids;

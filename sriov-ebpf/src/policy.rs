@@ -58,7 +58,12 @@ pub const OFF_KOBJ_PARENT: usize = 13;
 pub const OFF_KOBJ_NAME: usize = 14;
 pub const OFF_DEVICE_KOBJ: usize = 15;
 pub const OFF_DEVICE_DEVT: usize = 16;
-pub const N_OFFSETS: usize = 18;
+pub const OFF_FILE_FOP: usize = 17;
+pub const OFF_KERNFS_NAME: usize = 18;
+pub const OFF_KERNFS_PRIV: usize = 19;
+pub const OFF_DEVICE_DRIVER: usize = 20;
+pub const OFF_DRIVER_NAME: usize = 21;
+pub const N_OFFSETS: usize = 22;
 
 // `SysfsFile::kind`.
 pub const SYSFS_NUMVFS: u32 = 1;
@@ -85,6 +90,9 @@ pub const DRIVER_VIA_BIND: u64 = 1;
 pub const DRIVER_VIA_NEW_ID: u64 = 2;
 pub const DRIVER_VIA_PROBE: u64 = 3;
 pub const DRIVER_VIA_AUTOPROBE: u64 = 4;
+/// Refused where the kernel binds it (whatever the route: a module load,
+/// a text changed after the check, ...).
+pub const DRIVER_AT_BIND: u64 = 5;
 
 /// `IommuState::slot` of a container that serves no VF with a quota.
 pub const NO_SLOT: u32 = u32::MAX;
@@ -121,6 +129,8 @@ pub mod maps {
     pub const SYSFS_FILES: &str = "SYSFS_FILES";
     /// `HashMap<[u8; BDF_LEN], u32 VF slot>`.
     pub const BDF_VF: &str = "BDF_VF";
+    /// `HashMap<[u8; BDF_LEN], u32 PF slot>`: PFs with `numvfs` rules.
+    pub const BDF_PF: &str = "BDF_PF";
     /// `Array<[u8; DRIVER_LEN]>` of `MAX_DRIVER_NAMES`: driver names of
     /// `bind` files.
     pub const DRIVER_NAMES: &str = "DRIVER_NAMES";
@@ -156,6 +166,7 @@ pub mod programs {
     pub const FILE_FREE: &str = "policy_file_free";
     pub const SOCKET_SETSOCKOPT: &str = "policy_socket_setsockopt";
     pub const SOCKET_BIND: &str = "policy_socket_bind";
+    pub const KERNFS_INIT: &str = "policy_kernfs_init";
     /// Tracepoints that keep `GROUPID_VF` as VFs join and leave IOMMU
     /// groups: (program, `iommu` event).
     /// The kprobe that learns each new `/dev/vfio/<group>` node's device
@@ -195,10 +206,14 @@ pub struct Conf {
     pub flags: u32,
     /// Major number of the `/dev/vfio/<group>` nodes (0: VFIO not loaded).
     pub vfio_major: u32,
+    /// Address of the kernel's `kernfs_file_fops` (every sysfs file's
+    /// `f_op`): `file_permission` leaves at once for other files. 0: not
+    /// known (`/proc/kallsyms` hides it), every written file is looked up.
+    pub kernfs_fops: u64,
 }
 
 impl Conf {
-    pub const SIZE: usize = 16 + 4 * N_OFFSETS;
+    pub const SIZE: usize = 24 + 4 * N_OFFSETS;
 
     pub fn encode(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
@@ -208,7 +223,8 @@ impl Conf {
             b[8 + 4 * i..12 + 4 * i].copy_from_slice(&o.to_le_bytes());
         }
         b[8 + 4 * N_OFFSETS..12 + 4 * N_OFFSETS].copy_from_slice(&self.flags.to_le_bytes());
-        b[12 + 4 * N_OFFSETS..].copy_from_slice(&self.vfio_major.to_le_bytes());
+        b[12 + 4 * N_OFFSETS..16 + 4 * N_OFFSETS].copy_from_slice(&self.vfio_major.to_le_bytes());
+        b[16 + 4 * N_OFFSETS..].copy_from_slice(&self.kernfs_fops.to_le_bytes());
         b
     }
 }

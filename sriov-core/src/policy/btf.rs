@@ -203,7 +203,7 @@ impl Btf {
 
 /// The (struct, member) pairs the policy programs read, in the order of
 /// `sriov_ebpf::policy::OFF_*` (checked by a test).
-pub const NEEDED: [(&str, &str); 17] = [
+pub const NEEDED: [(&str, &str); 22] = [
     ("file", "f_inode"),
     ("inode", "i_rdev"),
     ("inode", "i_ino"),
@@ -221,6 +221,11 @@ pub const NEEDED: [(&str, &str); 17] = [
     ("kobject", "name"),
     ("device", "kobj"),
     ("device", "devt"),
+    ("file", "f_op"),
+    ("kernfs_node", "name"),
+    ("kernfs_node", "priv"),
+    ("device", "driver"),
+    ("device_driver", "name"),
 ];
 
 /// The offsets of [`NEEDED`], same order, as `Conf::offsets`.
@@ -348,6 +353,11 @@ mod tests {
             (p::OFF_KOBJ_NAME, "kobject", "name"),
             (p::OFF_DEVICE_KOBJ, "device", "kobj"),
             (p::OFF_DEVICE_DEVT, "device", "devt"),
+            (p::OFF_FILE_FOP, "file", "f_op"),
+            (p::OFF_KERNFS_NAME, "kernfs_node", "name"),
+            (p::OFF_KERNFS_PRIV, "kernfs_node", "priv"),
+            (p::OFF_DEVICE_DRIVER, "device", "driver"),
+            (p::OFF_DRIVER_NAME, "device_driver", "name"),
         ];
         assert_eq!(by_index.len(), NEEDED.len());
         for (i, s, m) in by_index {

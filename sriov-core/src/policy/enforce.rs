@@ -39,13 +39,14 @@ use crate::{
 };
 
 /// The LSM programs and their hooks.
-const LSM_HOOKS: [(&str, &str); 6] = [
+const LSM_HOOKS: [(&str, &str); 7] = [
     (k::programs::FILE_IOCTL, "file_ioctl"),
     (k::programs::FILE_OPEN, "file_open"),
     (k::programs::FILE_PERMISSION, "file_permission"),
     (k::programs::FILE_FREE, "file_free_security"),
     (k::programs::SOCKET_SETSOCKOPT, "socket_setsockopt"),
     (k::programs::SOCKET_BIND, "socket_bind"),
+    (k::programs::KERNFS_INIT, "kernfs_init_security"),
 ];
 
 /// Program `name` of `ebpf` as a `P` (`Lsm`, `SchedClassifier`).
@@ -108,6 +109,7 @@ pub struct Enforcer {
     sysfs: HashMap<MapData, [u8; k::SysfsKey::SIZE], [u8; k::SysfsFile::SIZE]>,
     bdf_vf: HashMap<MapData, [u8; k::BDF_LEN], u32>,
     probe_risk: HashMap<MapData, u32, u32>,
+    bdf_pf: HashMap<MapData, [u8; k::BDF_LEN], u32>,
     override_ok: Array<MapData, u32>,
     autoprobe: Array<MapData, u32>,
     /// VF slots whose `OVERRIDE_OK` was seeded.
@@ -117,6 +119,8 @@ pub struct Enforcer {
     flags: u32,
     /// `Conf::vfio_major` in force.
     vfio_major: u32,
+    /// `Conf::kernfs_fops`.
+    kernfs_fops: u64,
     driver_names: Array<MapData, [u8; k::DRIVER_LEN]>,
     dma_used: Array<MapData, u64>,
     tc_counts: PerCpuArray<MapData, [u64; 4]>,
@@ -181,12 +185,14 @@ impl Enforcer {
             sysfs: take(ebpf, k::maps::SYSFS_FILES, HashMap::try_from)?,
             bdf_vf: take(ebpf, k::maps::BDF_VF, HashMap::try_from)?,
             probe_risk: take(ebpf, k::maps::PROBE_RISK, HashMap::try_from)?,
+            bdf_pf: take(ebpf, k::maps::BDF_PF, HashMap::try_from)?,
             override_ok: take(ebpf, k::maps::OVERRIDE_OK, Array::try_from)?,
             autoprobe: take(ebpf, k::maps::AUTOPROBE, Array::try_from)?,
             seeded: BTreeSet::new(),
             natural: identity::Natural::default(),
             flags: 0,
             vfio_major: identity::vfio_major(),
+            kernfs_fops: identity::kernel_symbol("kernfs_file_fops").unwrap_or(0),
             driver_names: take(ebpf, k::maps::DRIVER_NAMES, Array::try_from)?,
             dma_used: take(ebpf, k::maps::DMA_USED, Array::try_from)?,
             tc_counts: take(ebpf, k::maps::TC_COUNTS, PerCpuArray::try_from)?,
@@ -385,6 +391,7 @@ impl Enforcer {
         sync(&mut self.groupid_vf, &want.group_id, k::maps::GROUPID_VF)?;
         sync(&mut self.netdev_vf, &want.netdev, k::maps::NETDEV_VF)?;
         sync(&mut self.bdf_vf, &want.bdf, k::maps::BDF_VF)?;
+        sync(&mut self.bdf_pf, &want.bdf_pf, k::maps::BDF_PF)?;
         sync(&mut self.probe_risk, &want.probe_risk, k::maps::PROBE_RISK)?;
         sync(&mut self.sysfs, &want.sysfs, k::maps::SYSFS_FILES)?;
         sync(&mut self.newid_guard, &want.newid, k::maps::NEWID_GUARD)?;
@@ -404,6 +411,7 @@ impl Enforcer {
             offsets: self.offsets,
             flags,
             vfio_major: self.vfio_major,
+            kernfs_fops: self.kernfs_fops,
         };
         self.conf
             .set(0, conf.encode(), 0)
@@ -495,6 +503,7 @@ impl Drop for Enforcer {
             offsets: self.offsets,
             flags: 0,
             vfio_major: self.vfio_major,
+            kernfs_fops: self.kernfs_fops,
         };
         let _ = self.conf.set(0, off.encode(), 0);
         // the claim removes its own pins and owner record
@@ -593,6 +602,7 @@ pub fn pin_maps(ebpf: &Ebpf, dir: &Path) -> Result<()> {
         k::maps::PROBE_RISK,
         k::maps::OVERRIDE_OK,
         k::maps::AUTOPROBE,
+        k::maps::BDF_PF,
     ] {
         let m = ebpf
             .map(name)

@@ -27,6 +27,8 @@ pub(super) struct Identity {
     pub group_id: BTreeMap<u32, u32>,
     pub netdev: BTreeMap<u32, u32>,
     pub bdf: BTreeMap<[u8; k::BDF_LEN], u32>,
+    /// PFs with `numvfs` rules, by BDF.
+    pub bdf_pf: BTreeMap<[u8; k::BDF_LEN], u32>,
     pub sysfs: BTreeMap<[u8; SysfsKey::SIZE], [u8; SysfsFile::SIZE]>,
     pub newid: BTreeMap<u64, u32>,
     /// VF slot → index in `drivers` of the ID-matching driver it may not
@@ -95,7 +97,10 @@ pub(super) fn wanted(
     // PF slot → a VF slot at risk from autoprobe
     let mut pf_risk: BTreeMap<u32, u32> = BTreeMap::new();
     for p in &policy.pfs {
-        pf_risk.entry(pf_slots.slot(&p.bdf)?).or_insert(NO_SLOT);
+        let slot = pf_slots.slot(&p.bdf)?;
+        pf_risk.entry(slot).or_insert(NO_SLOT);
+        want.bdf_pf
+            .insert(copy_name::<{ k::BDF_LEN }>(&p.bdf), slot);
     }
     for v in &policy.vfs {
         let slot = vf_slots.slot(&v.bdf)?;
@@ -262,6 +267,22 @@ fn parse_vfio_major(devices: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// The address of kernel symbol `name` in `/proc/kallsyms` (`None` when
+/// absent or hidden as 0).
+pub(super) fn kernel_symbol(name: &str) -> Option<u64> {
+    let text = fs::read_to_string("/proc/kallsyms").ok()?;
+    find_symbol(&text, name)
+}
+
+fn find_symbol(kallsyms: &str, name: &str) -> Option<u64> {
+    kallsyms.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let addr = u64::from_str_radix(w.next()?, 16).ok()?;
+        let _kind = w.next()?;
+        (w.next()? == name && w.next().is_none() && addr != 0).then_some(addr)
+    })
+}
+
 /// The PCI drivers, sorted, at most `MAX_DRIVER_NAMES`.
 fn pci_drivers() -> Vec<String> {
     let mut drivers: Vec<String> = fs::read_dir("/sys/bus/pci/drivers")
@@ -287,6 +308,24 @@ fn pci_id(dir: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_symbols_are_found_by_whole_name_and_hidden_ones_are_none() {
+        let k = "ffffffff82a1b2c0 d kernfs_file_fops\nffffffff82a1b300 d kernfs_file_fops_x\nffffffffc0a00000 t foo\t[vfio]\n";
+        assert_eq!(
+            find_symbol(k, "kernfs_file_fops"),
+            Some(0xffff_ffff_82a1_b2c0)
+        );
+        assert_eq!(
+            find_symbol(k, "foo"),
+            None,
+            "module symbols have a 4th field"
+        );
+        assert_eq!(
+            find_symbol("0000000000000000 d kernfs_file_fops\n", "kernfs_file_fops"),
+            None
+        );
+    }
 
     #[test]
     fn the_vfio_major_is_a_character_device_named_vfio() {

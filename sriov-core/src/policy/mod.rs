@@ -148,3 +148,106 @@ pub struct Policy {
     /// Every PF with a `numvfs` rule.
     pub pfs: Vec<PfPolicy>,
 }
+
+impl Policy {
+    /// What the rules of this policy cannot see, one note per kind of
+    /// rule in use (`sriov policy check` prints them): the routes of the
+    /// route table in docs/policy.md that are not covered.
+    pub fn limits(&self) -> Vec<String> {
+        let vfs = |f: fn(&VfRules) -> bool| -> Vec<&str> {
+            self.vfs
+                .iter()
+                .filter(|v| f(&v.rules))
+                .map(|v| v.bdf.as_str())
+                .collect()
+        };
+        let mut out = Vec::new();
+        let l2 = vfs(|r| {
+            r.allowed_src_macs.is_some() || r.allowed_vlans.is_some() || r.max_pps.is_some()
+        });
+        if !l2.is_empty() {
+            out.push(format!(
+                "{}: allowed_src_macs, allowed_vlans and max_pps hold on the VF netdev's TC \
+                 egress only; frames a VFIO driver in user space sends through the VF, and an \
+                 XDP program on its netdev, are not seen (the PF's `spoofchk on` and `vlan N` \
+                 hold there); PACKET_QDISC_BYPASS and AF_XDP are refused while the policy is \
+                 in force",
+                l2.join(", ")
+            ));
+        }
+        let drivers = vfs(|r| r.allowed_drivers.is_some());
+        if !drivers.is_empty() {
+            out.push(format!(
+                "{}: allowed_drivers guards the sysfs routes; loading a driver module \
+                 (modprobe) binds every unbound device it matches and is not guarded",
+                drivers.join(", ")
+            ));
+        }
+        let dma = vfs(|r| r.dma_quota_bytes.is_some() || r.vfio_open.is_some());
+        if !dma.is_empty() && self.mode == Mode::Enforce {
+            out.push(format!(
+                "{}: dma_quota_bytes and vfio_open follow VFIO's group and type1 container; \
+                 the policy refuses to load while iommufd is loaded",
+                dma.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vf(bdf: &str, rules: VfRules) -> VfPolicy {
+        VfPolicy {
+            pf_bdf: "0000:01:00.0".into(),
+            pf_netdev: None,
+            index: 0,
+            bdf: bdf.into(),
+            netdev: None,
+            iommu_group: None,
+            mac: None,
+            rules,
+        }
+    }
+
+    #[test]
+    fn limits_name_the_vfs_whose_rules_have_uncovered_routes() {
+        let p = Policy {
+            mode: Mode::Enforce,
+            vfs: vec![
+                vf(
+                    "0000:01:10.0",
+                    VfRules {
+                        allowed_vlans: Some(vec![0]),
+                        ..Default::default()
+                    },
+                ),
+                vf(
+                    "0000:01:10.2",
+                    VfRules {
+                        max_pps: Some(10),
+                        allowed_drivers: Some(vec!["vfio-pci".into()]),
+                        ..Default::default()
+                    },
+                ),
+            ],
+            pfs: vec![],
+        };
+        let l = p.limits();
+        assert_eq!(l.len(), 2, "{l:#?}");
+        assert!(
+            l[0].starts_with("0000:01:10.0, 0000:01:10.2: allowed_src_macs"),
+            "{}",
+            l[0]
+        );
+        assert!(l[0].contains("VFIO driver in user space"), "{}", l[0]);
+        assert!(
+            l[1].starts_with("0000:01:10.2: allowed_drivers"),
+            "{}",
+            l[1]
+        );
+        assert!(Policy::default().limits().is_empty());
+    }
+}

@@ -16,6 +16,7 @@ mod policy;
 mod policy_top;
 mod probes;
 mod redteam;
+mod redteam_bind;
 mod redteam_routes;
 mod stream;
 mod tui;

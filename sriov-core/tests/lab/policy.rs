@@ -57,7 +57,10 @@ pub(crate) fn pf_policy(min: u32, max: u32, writers: Option<Allow>) -> PfPolicy 
 }
 
 /// The probes (for the shared ring buffer) and `pol` loaded on them.
-pub(crate) fn enforce(rt: &tokio::runtime::Runtime, pol: &Policy) -> (Probes, RingReader, Enforcer) {
+pub(crate) fn enforce(
+    rt: &tokio::runtime::Runtime,
+    pol: &Policy,
+) -> (Probes, RingReader, Enforcer) {
     // the ring registers with the runtime's reactor
     let _in = rt.enter();
     let mut probes = Probes::load(LoadOptions::default()).expect("load");

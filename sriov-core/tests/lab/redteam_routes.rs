@@ -389,3 +389,76 @@ fn a_vf_is_guarded_from_its_bind_to_vfio_pci_not_from_the_next_refresh() {
         "{v:#?}"
     );
 }
+
+/// A shell that moves itself into cgroup `cg`, then writes `value` to
+/// `path`: "ok" or its error.
+fn write_from_cgroup(cg: &std::path::Path, path: &str, value: &str) -> String {
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && echo {value} > {path} && echo ok",
+        cg.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh");
+    guest::output_text(&out)
+}
+
+/// `cgroups` in `numvfs_writers` match a listed cgroup and every cgroup
+/// below it (libvirt's per-VM scopes under `machine.slice`), and nothing
+/// beside it.
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn numvfs_writers_match_the_cgroups_below_a_listed_one() {
+    use std::os::unix::fs::MetadataExt as _;
+    guest::set_numvfs(0);
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let (listed, below, beside) = (
+        root.join("sriov-ops"),
+        root.join("sriov-ops/vm1.scope/vcpu0"),
+        root.join("sriov-other"),
+    );
+    fs::create_dir_all(&below).unwrap();
+    fs::create_dir_all(&beside).unwrap();
+    let writers = sriov_core::policy::Allow {
+        cgroups: vec![listed.clone()],
+        cgroup_ids: vec![fs::metadata(&listed).unwrap().ino()],
+        ..Default::default()
+    };
+    let pol = sriov_core::policy::Policy {
+        mode: Mode::Enforce,
+        vfs: vec![],
+        pfs: vec![crate::policy::pf_policy(0, 2, Some(writers))],
+    };
+    let numvfs = dev(&pf()).join("sriov_numvfs");
+    let path = numvfs.to_str().unwrap();
+    let rt = runtime();
+    let (probes, mut ring, enf) = enforce(&rt, &pol);
+    let from_below = write_from_cgroup(&below, path, "1");
+    let after_below = guest::read(&numvfs);
+    let from_beside = write_from_cgroup(&beside, path, "0");
+    let after_beside = guest::read(&numvfs);
+    let v = violations(&rt, &mut ring);
+    drop(enf);
+    drop(probes);
+    guest::set_numvfs(0);
+    for d in [
+        &below,
+        &below.parent().unwrap().to_path_buf(),
+        &listed,
+        &beside,
+    ] {
+        let _ = fs::remove_dir(d);
+    }
+    assert_eq!((from_below.as_str(), after_below.as_str()), ("ok", "1"));
+    assert!(
+        from_beside.contains("Operation not permitted"),
+        "{from_beside}"
+    );
+    assert_eq!(after_beside, "1", "the VF count stays");
+    assert!(
+        v.iter()
+            .any(|x| x.rule == sriov_ebpf::record::V_NUMVFS_WRITER && x.action == ACTION_DENIED),
+        "{v:#?}"
+    );
+}

@@ -121,6 +121,9 @@ fn check(host: &dyn Host, file: &Path, json: bool) -> Result<()> {
     for w in &inv.warnings {
         eprintln!("warning: {w}");
     }
+    for n in policy.limits() {
+        eprintln!("note: {n}");
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&policy)?);
     } else {
