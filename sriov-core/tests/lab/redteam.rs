@@ -596,7 +596,8 @@ fn numvfs_writers_go_by_the_executable_file_not_the_process_name() {
     // mapped until touched, and a buffer the program cannot read is refused)
     let (renamed, _) = in_child(|out| {
         nix::sys::prctl::set_name(c"intruder").unwrap();
-        say(out, &format!("{}", write_errno(&path, &b"1".to_vec())));
+        let on_the_heap = vec![b'1'];
+        say(out, &format!("{}", write_errno(&path, &on_the_heap)));
     });
     let after_attacks = guest::read(&path);
     // this program itself: allowed
