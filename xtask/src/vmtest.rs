@@ -55,7 +55,8 @@ impl Default for Options {
     }
 }
 
-const DEFAULT_TIMEOUT_S: u64 = 900;
+/// The whole lab run (about 60 tests of 10-80 s each under TCG).
+const DEFAULT_TIMEOUT_S: u64 = 2700;
 const DEFAULT_TEST_TIMEOUT_S: u64 = 240;
 
 /// Marks the start of one test in the guest's output.

@@ -53,8 +53,12 @@ fn qemu_bin() -> Result<PathBuf> {
 impl Vm<'_> {
     pub fn command(&self) -> Result<Command> {
         let mut c = Command::new(qemu_bin()?);
+        // TCG: no TSC-deadline timer (the guest then uses the local APIC's
+        // one-shot count); with it, a vCPU was seen halted for good with its
+        // timer never firing (RCU stall "Possible timer handling issue on
+        // cpu=0", then every test that waits on that CPU hangs)
         let (accel, cpu) = match self.accel {
-            Accel::Tcg => ("tcg", "max"),
+            Accel::Tcg => ("tcg", "max,tsc-deadline=off"),
             Accel::Kvm => ("kvm", "host"),
         };
         c.args([
