@@ -18,8 +18,9 @@ use sriov_ebpf::{
     record::{NAME_LEN, V_DRIVER, V_NUMVFS_RANGE},
 };
 
-use crate::enforce::{
-    BDF_VF, conf, driver_listed, off, pf_rule, read_u64, vf_rule, violation, why,
+use crate::{
+    enforce::{BDF_VF, conf, off, pf_rule, read_u64, vf_rule, violation, why},
+    enforce_drivers::driver_listed,
 };
 
 #[map(name = "BDF_PF")]

@@ -11,6 +11,8 @@ mod enforce_bind;
 #[cfg(target_arch = "bpf")]
 mod enforce_dma;
 #[cfg(target_arch = "bpf")]
+mod enforce_drivers;
+#[cfg(target_arch = "bpf")]
 mod enforce_ids;
 #[cfg(target_arch = "bpf")]
 mod enforce_sock;

@@ -113,7 +113,9 @@ pub fn new_id(t: &[u8; TEXT_LEN]) -> Option<(u32, u32)> {
     const PREFIX: u8 = 1; // on the `x` of a `0x`
     const DIGITS: u8 = 2;
     let (mut phase, mut second) = (SKIP, false);
-    let (mut n, mut digits, mut vendor) = (0u64, 0u32, 0u32);
+    // `any`: a digit seen in this field (a flag, not a count: the verifier
+    // then sees two states per position, not one per count)
+    let (mut n, mut any, mut vendor) = (0u64, false, 0u32);
     for j in 0..TEXT_LEN {
         let c = t[j];
         if phase == PREFIX {
@@ -127,16 +129,16 @@ pub fn new_id(t: &[u8; TEXT_LEN]) -> Option<(u32, u32)> {
                 if n > 0xffff_ffff {
                     return None;
                 }
-                digits += 1;
+                any = true;
                 continue;
             }
-            if digits == 0 {
+            if !any {
                 return None;
             }
             if second {
                 return Some((vendor, n as u32));
             }
-            (vendor, second, n, digits, phase) = (n as u32, true, 0, 0, SKIP);
+            (vendor, second, n, any, phase) = (n as u32, true, 0, false, SKIP);
         }
         // SKIP
         if is_space(c) {
@@ -151,7 +153,7 @@ pub fn new_id(t: &[u8; TEXT_LEN]) -> Option<(u32, u32)> {
         }
         phase = DIGITS;
         n = digit(c);
-        digits = 1;
+        any = true;
     }
     None
 }
