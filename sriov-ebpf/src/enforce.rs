@@ -29,8 +29,8 @@ use sriov_ebpf::{
 
 use crate::{
     enforce_drivers::{
-        autoprobe_on, autoprobe_refusal, autoprobe_write, bind_write, driver_write, drivers_probe_write,
-        new_id_write, new_override_epoch,
+        autoprobe_on, autoprobe_refusal, autoprobe_write, bind_write, driver_write,
+        drivers_probe_write, new_id_write, new_override_epoch,
     },
     programs::{EVENTS, header, lost, now},
 };

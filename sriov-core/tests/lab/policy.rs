@@ -520,9 +520,19 @@ fn audit_mode_lets_numvfs_and_driver_writes_through_and_reports_them() {
     assert!(v.iter().any(|x| x.rule == V_NUMVFS_RANGE && x.value == 3));
     // the writes: driver_override and bind; the kernel's own routes: the
     // VFs created with autoprobe on, and igbvf bound where the kernel binds
-    use sriov_ebpf::policy::{DRIVER_AT_BIND, DRIVER_VIA_AUTOPROBE, DRIVER_VIA_BIND, DRIVER_VIA_OVERRIDE};
-    let route = |r: u64| v.iter().filter(|x| x.rule == V_DRIVER && x.value == r).count();
-    assert_eq!((route(DRIVER_VIA_OVERRIDE), route(DRIVER_VIA_BIND)), (1, 1), "{v:#?}");
+    use sriov_ebpf::policy::{
+        DRIVER_AT_BIND, DRIVER_VIA_AUTOPROBE, DRIVER_VIA_BIND, DRIVER_VIA_OVERRIDE,
+    };
+    let route = |r: u64| {
+        v.iter()
+            .filter(|x| x.rule == V_DRIVER && x.value == r)
+            .count()
+    };
+    assert_eq!(
+        (route(DRIVER_VIA_OVERRIDE), route(DRIVER_VIA_BIND)),
+        (1, 1),
+        "{v:#?}"
+    );
     assert!(route(DRIVER_VIA_AUTOPROBE) >= 1, "{v:#?}");
     assert!(route(DRIVER_AT_BIND) >= 1, "{v:#?}");
     drop(enf);
