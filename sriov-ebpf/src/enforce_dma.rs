@@ -243,27 +243,27 @@ pub fn policy_release_leave(_ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// The state of the container the current thread works on.
-fn state() -> Option<&'static mut IommuState> {
+/// `f` on the state of the container the current thread works on.
+fn with_state<R>(f: impl FnOnce(&mut IommuState) -> R) -> Option<R> {
     let [iommu, _] = ctx()?;
-    // SAFETY: a valid map value.
-    IOMMU_STATE.get_ptr_mut(&iommu).map(|p| unsafe { &mut *p })
+    let p = IOMMU_STATE.get_ptr_mut(&iommu)?;
+    // SAFETY: a valid map value, borrowed for this call only.
+    Some(f(unsafe { &mut *p }))
 }
 
 #[kprobe]
 pub fn policy_pin_enter(ctx: ProbeContext) -> u32 {
-    let Some(st) = state() else { return 0 };
-    if st.slot == NO_SLOT {
+    let Some(slot) = with_state(|st| st.slot).filter(|&s| s != NO_SLOT) else {
         return 0;
-    }
-    let Some(quota) = quota_of(st.slot) else {
+    };
+    let Some(quota) = quota_of(slot) else {
         return 0;
     };
     let npage: u64 = ctx.arg(2).unwrap_or(u64::MAX);
     let bytes = npage.saturating_mul(PAGE_SIZE);
-    let now = used(st.slot);
+    let now = used(slot);
     if now.saturating_add(bytes) > quota {
-        over_quota(st.slot, bytes, now, &PINNED);
+        over_quota(slot, bytes, now, &PINNED);
     }
     0
 }
@@ -274,23 +274,27 @@ pub fn policy_pin_leave(ctx: RetProbeContext) -> u32 {
     if pinned <= 0 {
         return 0;
     }
-    let Some(st) = state() else { return 0 };
     let bytes = (pinned as u64).saturating_mul(PAGE_SIZE);
-    st.bytes = st.bytes.saturating_add(bytes);
-    if st.slot != NO_SLOT {
-        add_used(st.slot, bytes, false);
+    let slot = with_state(|st| {
+        st.bytes = st.bytes.saturating_add(bytes);
+        st.slot
+    });
+    if let Some(slot) = slot.filter(|&s| s != NO_SLOT) {
+        add_used(slot, bytes, false);
     }
     0
 }
 
 #[kprobe]
 pub fn policy_unpin_enter(ctx: ProbeContext) -> u32 {
-    let Some(st) = state() else { return 0 };
     let npage: u64 = ctx.arg(3).unwrap_or(0);
     let bytes = npage.saturating_mul(PAGE_SIZE);
-    st.bytes = st.bytes.saturating_sub(bytes);
-    if st.slot != NO_SLOT {
-        add_used(st.slot, bytes, true);
+    let slot = with_state(|st| {
+        st.bytes = st.bytes.saturating_sub(bytes);
+        st.slot
+    });
+    if let Some(slot) = slot.filter(|&s| s != NO_SLOT) {
+        add_used(slot, bytes, true);
     }
     0
 }

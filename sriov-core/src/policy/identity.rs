@@ -156,7 +156,8 @@ pub(super) fn wanted(
         SysfsFile::new(k::SYSFS_DRIVERS_PROBE, 0),
     );
     // every driver's bind and new_id file
-    for (i, d) in want.drivers.clone().iter().enumerate() {
+    let drivers = std::mem::take(&mut want.drivers);
+    for (i, d) in drivers.iter().enumerate() {
         let dir = Path::new("/sys/bus/pci/drivers").join(d);
         want.guard(&dir.join("bind"), SysfsFile::new(k::SYSFS_BIND, i as u32));
         want.guard(
@@ -164,6 +165,7 @@ pub(super) fn wanted(
             SysfsFile::new(k::SYSFS_NEW_ID, i as u32),
         );
     }
+    want.drivers = drivers;
     Ok(want)
 }
 

@@ -192,20 +192,24 @@ pub fn open_group_as(group: &str, uid: u32) -> String {
 }
 
 /// SIGINT to `child`, which must exit with status 0 within 10 s.
-pub fn interrupt_and_wait(mut child: std::process::Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+pub fn interrupt_and_wait(child: std::process::Child) {
+    signal_and_wait(child, nix::sys::signal::Signal::SIGINT);
+}
+
+/// `sig` to `child`, which must exit with status 0 within 10 s.
+pub fn signal_and_wait(mut child: std::process::Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
     let t = std::time::Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{child:?} exited with {status}");
+            assert!(
+                status.success(),
+                "{child:?} exited with {status} after {sig}"
+            );
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
-    panic!("the process did not stop on SIGINT");
+    panic!("the process did not stop on {sig}");
 }

@@ -88,28 +88,11 @@ impl Top {
 
     /// SIGTERM; it must exit with status 0 within 10 s.
     fn terminate(mut self) {
-        terminate_and_wait(self.0.take().expect("running"));
+        guest::signal_and_wait(
+            self.0.take().expect("running"),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
-}
-
-/// SIGTERM to `child`, which must exit with status 0 within 10 s.
-fn terminate_and_wait(mut child: Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(10) {
-        if let Some(st) = child.try_wait().unwrap() {
-            assert!(st.success(), "sriov-top exited with {st}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("sriov-top did not stop on SIGTERM");
 }
 
 impl Drop for Top {
