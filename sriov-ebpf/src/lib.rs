@@ -80,6 +80,9 @@ pub mod programs {
         ("probe_exit", "probe_fexit"),
         ("msi_entry", "msi_fentry"),
         ("msi_exit", "msi_fexit"),
+        ("msi_free_entry", "msi_free_fentry"),
+        ("msi_free_exit", "msi_free_fexit"),
+        ("irq_free_entry", "irq_free_fentry"),
     ];
 
     /// Every hook besides the IRQ counter: (program name, attach point).
@@ -156,6 +159,24 @@ pub mod programs {
             "msi_exit",
             Attach::Kretprobe {
                 function: "msi_domain_alloc_irqs_all_locked",
+            },
+        ),
+        (
+            "msi_free_entry",
+            Attach::Kprobe {
+                function: "msi_domain_free_irqs_all_locked",
+            },
+        ),
+        (
+            "msi_free_exit",
+            Attach::Kretprobe {
+                function: "msi_domain_free_irqs_all_locked",
+            },
+        ),
+        (
+            "irq_free_entry",
+            Attach::Kprobe {
+                function: "irq_free_descs",
             },
         ),
         (

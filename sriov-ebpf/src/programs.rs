@@ -18,10 +18,10 @@ use sriov_ebpf::{
     EVENTS_BYTES, IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS, VFIO_IOMMU_MAP_DMA,
     VFIO_IOMMU_UNMAP_DMA,
     record::{
-        DMA_MAP, DMA_UNMAP, DmaRecord, GroupRecord, Header, IRQ_BUCKETS, IrqStats,
-        KIND_DRIVER_PROBE, KIND_IOMMU_GROUP_ADD, KIND_MSI_ALLOC, KIND_SRIOV_CONFIGURE, KIND_VF_ADD,
-        KIND_VF_REMOVE, KIND_VFIO_DMA, MsiRecord, NAME_LEN, ProbeRecord, SriovConfigureRecord,
-        VfRecord,
+        DMA_MAP, DMA_UNMAP, DmaRecord, GroupRecord, Header, IRQ_BUCKETS, IrqFreeRecord, IrqStats,
+        KIND_DRIVER_PROBE, KIND_IOMMU_GROUP_ADD, KIND_IRQ_FREE, KIND_MSI_ALLOC,
+        KIND_SRIOV_CONFIGURE, KIND_VF_ADD, KIND_VF_REMOVE, KIND_VFIO_DMA, MsiRecord, NAME_LEN,
+        ProbeRecord, SriovConfigureRecord, VfRecord,
     },
 };
 
@@ -70,10 +70,20 @@ const HOOK_VF_REMOVE: u64 = 3;
 const HOOK_PROBE: u64 = 4;
 const HOOK_MSI: u64 = 5;
 const HOOK_VFIO_IOCTL: u64 = 6;
+const HOOK_MSI_FREE: u64 = 7;
 
-/// Entry state by (thread, hook).
+/// Calls of one hook that may be open at once on one thread: a nested
+/// `really_probe` (a PF driver that enables its VFs in its own probe, and
+/// the VF drivers probe inside it) keeps one entry per level.
+const MAX_DEPTH: u64 = 8;
+
+/// Entry state by (thread, hook, depth).
 #[map(name = "STARTS")]
 static STARTS: HashMap<u64, Start> = HashMap::with_max_entries(4096, 0);
+
+/// Open calls by (thread, hook): the depth of the next entry.
+#[map(name = "DEPTHS")]
+static DEPTHS: HashMap<u64, u64> = HashMap::with_max_entries(4096, 0);
 
 /// The PF whose `sriov_numvfs` write a thread is in, by thread id.
 #[map(name = "CONFIGURING")]
@@ -84,7 +94,7 @@ pub(crate) fn tid() -> u32 {
 }
 
 fn key(hook: u64) -> u64 {
-    (u64::from(tid()) << 8) | hook
+    (u64::from(tid()) << 16) | (hook << 8)
 }
 
 pub(crate) fn now() -> u64 {
@@ -144,16 +154,55 @@ fn name_at(obj: *const u8) -> [u8; NAME_LEN] {
     out
 }
 
-fn start(hook: u64, s: &Start) {
-    let _ = STARTS.insert(&key(hook), s, 0);
+/// Depth of the open calls of `hook` on this thread (0: none).
+fn depth(k: u64) -> u64 {
+    // SAFETY: the value is copied.
+    unsafe { DEPTHS.get(&k) }.copied().unwrap_or(0)
 }
 
+/// An entry: saved at the thread's depth for `hook`, which goes one down.
+/// Deeper than [`MAX_DEPTH`] only the depth is counted (no record then),
+/// so entries and exits stay paired.
+fn start(hook: u64, s: &Start) {
+    let k = key(hook);
+    let d = depth(k);
+    if d < MAX_DEPTH {
+        let _ = STARTS.insert(&(k | d), s, 0);
+    }
+    let _ = DEPTHS.insert(&k, &(d + 1), 0);
+}
+
+/// The matching exit: the innermost open entry of `hook` on this thread.
 fn take(hook: u64) -> Option<Start> {
     let k = key(hook);
+    let d = depth(k);
+    if d == 0 {
+        return None;
+    }
+    let d = d - 1;
+    if d == 0 {
+        let _ = DEPTHS.remove(&k);
+    } else {
+        let _ = DEPTHS.insert(&k, &d, 0);
+    }
+    if d >= MAX_DEPTH {
+        return None;
+    }
     // SAFETY: the value is copied out before the entry is removed.
-    let s = unsafe { STARTS.get(&k) }.copied();
-    let _ = STARTS.remove(&k);
+    let s = unsafe { STARTS.get(&(k | d)) }.copied();
+    let _ = STARTS.remove(&(k | d));
     s
+}
+
+/// The innermost open entry of `hook` on this thread, left in place.
+fn peek(hook: u64) -> Option<Start> {
+    let k = key(hook);
+    let d = depth(k);
+    if d == 0 || d > MAX_DEPTH {
+        return None;
+    }
+    // SAFETY: the value is copied.
+    unsafe { STARTS.get(&(k | (d - 1))) }.copied()
 }
 
 const EMPTY: Start = Start {
@@ -241,6 +290,9 @@ pub fn vfio_irq(ctx: ProbeContext) -> u32 {
     let Some(irq) = ctx.arg::<u32>(0) else {
         return 0;
     };
+    if !watched(irq) {
+        return 0;
+    }
     if let Some(p) = VFIO_IRQ_COUNTS.get_ptr_mut(irq) {
         // SAFETY: per-CPU value.
         unsafe { *p += 1 };
@@ -492,6 +544,75 @@ pub fn msi_fentry(ctx: FEntryContext) -> u32 {
 #[fexit(function = "msi_domain_alloc_irqs_all_locked")]
 pub fn msi_fexit(ctx: FExitContext) -> u32 {
     on_msi_ret(ctx.arg(3));
+    0
+}
+
+/// `msi_domain_free_irqs_all_locked(struct device *dev, unsigned int domid)`:
+/// names the device for the [`irq_free`] calls inside it.
+fn on_msi_free(dev: *const u8) {
+    let mut s = EMPTY;
+    s.name = name_at(dev);
+    start(HOOK_MSI_FREE, &s);
+}
+
+#[kprobe]
+pub fn msi_free_entry(ctx: ProbeContext) -> u32 {
+    on_msi_free(ctx.arg(0).unwrap_or(null()));
+    0
+}
+
+#[kretprobe]
+pub fn msi_free_exit(_ctx: RetProbeContext) -> u32 {
+    let _ = take(HOOK_MSI_FREE);
+    0
+}
+
+#[fentry(function = "msi_domain_free_irqs_all_locked")]
+pub fn msi_free_fentry(ctx: FEntryContext) -> u32 {
+    on_msi_free(ctx.arg(0));
+    0
+}
+
+#[fexit(function = "msi_domain_free_irqs_all_locked")]
+pub fn msi_free_fexit(_ctx: FExitContext) -> u32 {
+    let _ = take(HOOK_MSI_FREE);
+    0
+}
+
+/// Most IRQ numbers one `irq_free_descs` call stops counting (a device
+/// frees its MSI-X vectors one descriptor at a time).
+const MAX_FREE: u32 = 64;
+
+/// `irq_free_descs(unsigned int from, unsigned int cnt)`: the numbers are
+/// released, so the counters stop here, in the kernel, before any new owner
+/// can raise an interrupt on them; user space hands them on.
+fn on_irq_free(from: u32, cnt: u32) {
+    let mut i = 0;
+    while i < MAX_FREE && i < cnt {
+        if let Some(p) = WATCH_IRQS.get_ptr_mut(from.wrapping_add(i)) {
+            // SAFETY: an array slot; a byte store.
+            unsafe { *p = 0 };
+        }
+        i += 1;
+    }
+    let dev = peek(HOOK_MSI_FREE).map_or([0; NAME_LEN], |s| s.name);
+    emit(IrqFreeRecord {
+        hdr: header(KIND_IRQ_FREE),
+        dev,
+        from,
+        cnt,
+    });
+}
+
+#[kprobe]
+pub fn irq_free_entry(ctx: ProbeContext) -> u32 {
+    on_irq_free(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
+    0
+}
+
+#[fentry(function = "irq_free_descs")]
+pub fn irq_free_fentry(ctx: FEntryContext) -> u32 {
+    on_irq_free(ctx.arg(0), ctx.arg(1));
     0
 }
 

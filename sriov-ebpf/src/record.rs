@@ -19,6 +19,7 @@ pub const KIND_DRIVER_PROBE: u32 = 5;
 pub const KIND_MSI_ALLOC: u32 = 6;
 pub const KIND_VFIO_DMA: u32 = 7;
 pub const KIND_POLICY: u32 = 8;
+pub const KIND_IRQ_FREE: u32 = 9;
 
 // `PolicyRecord::rule`.
 pub const V_DMA_QUOTA: u32 = 1;
@@ -409,6 +410,41 @@ impl TryFrom<&[u8]> for PolicyRecord {
     }
 }
 
+/// `irq_free_descs(from, cnt)`: IRQ numbers given back to the kernel. The
+/// kernel side has stopped counting them when this is sent, so their
+/// counters hold the last owner's final values until user space hands the
+/// numbers to a new owner.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IrqFreeRecord {
+    pub hdr: Header,
+    /// The device whose MSI/MSI-X vectors these were, when the free came
+    /// through `msi_domain_free_irqs_all_locked` (empty otherwise).
+    pub dev: [u8; NAME_LEN],
+    /// First IRQ number.
+    pub from: u32,
+    /// How many numbers from `from`.
+    pub cnt: u32,
+}
+
+impl IrqFreeRecord {
+    pub const SIZE: usize = Header::SIZE + NAME_LEN + 8;
+}
+
+impl TryFrom<&[u8]> for IrqFreeRecord {
+    type Error = DecodeError;
+    fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
+        let hdr = Header::try_from(b)?;
+        let r = Reader::new(b, hdr.kind, Self::SIZE)?;
+        Ok(Self {
+            hdr,
+            dev: r.arr(40)?,
+            from: r.u32(72)?,
+            cnt: r.u32(76)?,
+        })
+    }
+}
+
 /// Any record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
@@ -420,6 +456,7 @@ pub enum Record {
     MsiAlloc(MsiRecord),
     VfioDma(DmaRecord),
     Policy(PolicyRecord),
+    IrqFree(IrqFreeRecord),
 }
 
 impl Record {
@@ -435,6 +472,7 @@ impl Record {
             KIND_MSI_ALLOC => Self::MsiAlloc(b.try_into()?),
             KIND_VFIO_DMA => Self::VfioDma(b.try_into()?),
             KIND_POLICY => Self::Policy(b.try_into()?),
+            KIND_IRQ_FREE => Self::IrqFree(b.try_into()?),
             k => return Err(DecodeError::UnknownKind(k)),
         })
     }
@@ -496,4 +534,5 @@ const _: () = {
     assert!(core::mem::size_of::<MsiRecord>() == MsiRecord::SIZE);
     assert!(core::mem::size_of::<DmaRecord>() == DmaRecord::SIZE);
     assert!(core::mem::size_of::<IrqStats>() == IrqStats::SIZE);
+    assert!(core::mem::size_of::<IrqFreeRecord>() == IrqFreeRecord::SIZE);
 };

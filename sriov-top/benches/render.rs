@@ -69,15 +69,20 @@ fn stats(p: u32, v: u32, tick: u64) -> EventEnvelope {
         Event::Stats(VfActivity {
             irq_per_s: (k * 10) as f64,
             irqs_total: k * 10 * tick,
+            irqs_interval: k * 10,
+            interval_ns: 1_000_000_000,
             irq_latency_ns: Some(IrqLatency {
                 p50: 2047,
                 p99: 8191,
                 max: 12_000,
             }),
+            irq_latency_interval_ns: None,
+            irq_latency_log2_ns: vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 5],
             vfio_irqs_total: 0,
             dma_bytes_mapped: k << 20,
             dma_bytes_unmapped: 0,
             dma_map_latency_ns: None,
+            dma_map_latency_interval_ns: None,
             net: Some(VfStats {
                 rx_packets: k * 1000 * tick,
                 tx_packets: k * 700 * tick,
@@ -94,6 +99,7 @@ fn stats(p: u32, v: u32, tick: u64) -> EventEnvelope {
         bdf: vf_bdf(p, v),
         netdev: None,
         iommu_group: None,
+        created_ns: None,
     });
     ev
 }

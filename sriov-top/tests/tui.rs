@@ -454,6 +454,7 @@ fn inventory_removes_vfs_and_events_bring_them_back() {
         bdf: VF1.into(),
         netdev: None,
         iommu_group: Some(11),
+        created_ns: None,
     };
     let mut added = EventEnvelope::new(
         300_000_000_000,
@@ -520,5 +521,5 @@ fn a_real_lab_capture_replays_into_three_vfs_with_latencies_and_rates() {
         "{screen}"
     );
     assert!(screen.contains("driver probe: igbvf "), "{screen}");
-    assert!(screen.contains("IRQ handler: p50 "), "{screen}");
+    assert!(screen.contains("IRQ all: p50 ≤"), "{screen}");
 }

@@ -16,7 +16,10 @@ use sriov_ebpf::{
 use tokio::io::unix::AsyncFd;
 
 use super::{TRACEFS_HINT, object};
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    events::irqs::{IrqMaps, IrqReading},
+};
 
 /// A hook that could not be attached, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,6 +452,87 @@ impl Probes {
         let fd =
             unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.ok()?;
         Some(RingReader { fd })
+    }
+}
+
+/// Zeroes on every CPU, for a per-CPU map slot.
+fn zeros<T: aya::Pod + Copy>(zero: T) -> Result<aya::maps::PerCpuValues<T>> {
+    const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
+    let n = aya::util::nr_cpus().map_err(|(_, source)| Error::Sysfs {
+        op: "read",
+        path: POSSIBLE.into(),
+        source,
+    })?;
+    aya::maps::PerCpuValues::try_from(vec![zero; n]).map_err(|source| Error::Sysfs {
+        op: "read",
+        path: POSSIBLE.into(),
+        source,
+    })
+}
+
+impl IrqMaps for Probes {
+    fn read(&self, irq: u32) -> Result<IrqReading> {
+        let sum = |map: &PerCpuArray<MapData, u64>, name| -> Result<u64> {
+            Ok(map.get(&irq, 0).map_err(map_err(name))?.iter().sum())
+        };
+        let mut stats = IrqStats::ZERO;
+        for bytes in self
+            .irq_stats
+            .get(&irq, 0)
+            .map_err(map_err(maps::IRQ_STATS))?
+            .iter()
+        {
+            let s = IrqStats::try_from(&bytes[..]).map_err(|e| Error::Unsupported {
+                device: format!("IRQ {irq}"),
+                message: format!("decoding {}: {e}", maps::IRQ_STATS),
+            })?;
+            stats.count += s.count;
+            stats.total_ns += s.total_ns;
+            stats.max_ns = stats.max_ns.max(s.max_ns);
+            for (a, b) in stats.log2_ns.iter_mut().zip(s.log2_ns) {
+                *a += b;
+            }
+        }
+        Ok(IrqReading {
+            count: sum(&self.irq_counts, maps::IRQ_COUNTS)?,
+            vfio: sum(&self.vfio_irq_counts, maps::VFIO_IRQ_COUNTS)?,
+            stats,
+        })
+    }
+
+    fn counting(&self, irq: u32) -> Result<bool> {
+        Ok(self.watch.get(&irq, 0).map_err(map_err(maps::WATCH_IRQS))? != 0)
+    }
+
+    fn claim(&mut self, irq: u32) -> Result<()> {
+        if irq >= MAX_WATCHED_IRQS {
+            return Err(Error::Unsupported {
+                device: format!("IRQ {irq}"),
+                message: format!("only IRQ numbers below {MAX_WATCHED_IRQS} can be watched"),
+            });
+        }
+        // not watched now (never, released, or freed by the kernel): no
+        // handler writes these slots while they are zeroed
+        self.irq_counts
+            .set(irq, zeros(0u64)?, 0)
+            .map_err(map_err(maps::IRQ_COUNTS))?;
+        self.vfio_irq_counts
+            .set(irq, zeros(0u64)?, 0)
+            .map_err(map_err(maps::VFIO_IRQ_COUNTS))?;
+        self.irq_stats
+            .set(irq, zeros([0u8; IrqStats::SIZE])?, 0)
+            .map_err(map_err(maps::IRQ_STATS))?;
+        self.watch_irq(irq)
+    }
+
+    fn release(&mut self, irq: u32) -> Result<()> {
+        if irq < MAX_WATCHED_IRQS {
+            self.watch
+                .set(irq, 0, 0)
+                .map_err(map_err(maps::WATCH_IRQS))?;
+        }
+        self.watched.remove(&irq);
+        Ok(())
     }
 }
 

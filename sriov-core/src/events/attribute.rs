@@ -16,6 +16,14 @@
 //!   kernel time); the VF is the one VF in those groups, if exactly one is.
 //! - `sriov_configure` is about a PF: no VF identity; a successful write
 //!   rescans (the VFs changed).
+//! - `irq_free`: the VF of `device`, else the VF that owned the numbers;
+//!   the numbers leave the IRQ map at once.
+//!
+//! Incarnations ([`VfIdentity::created_ns`]): a VF is a new incarnation when
+//! a `vf_added` for its BDF comes after the one the maps know was first
+//! seen, or when a scan finds its sysfs directory with another inode (it was
+//! removed and created again between scans). A `vf_removed` ends the
+//! incarnation it names.
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -23,7 +31,7 @@ use std::{
 
 use sriov_ebpf::record::{self, DMA_MAP, Header, Record};
 
-use super::{DmaOp, Event, EventEnvelope, Process, VfIdentity};
+use super::{Clock, DmaOp, Event, EventEnvelope, Process, VfIdentity, irqs::Owner};
 use crate::{
     Result,
     discover::{Inventory, PCI_DEVICES, Pf, Vf, discover, link_name},
@@ -34,6 +42,18 @@ use crate::{
 const FD_CACHE_NS: u64 = 1_000_000_000;
 /// Most processes whose VFIO groups are remembered at once.
 const FD_CACHE_MAX: usize = 1024;
+/// Most IRQ numbers of one `irq_free` event.
+const FREE_MAX: u32 = 4096;
+
+/// One incarnation of a VF, as the maps know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Incarnation {
+    created_ns: Option<u64>,
+    /// Inode of its sysfs directory, when read.
+    ino: Option<u64>,
+    /// When a scan or a record first showed it.
+    seen_ns: u64,
+}
 
 /// Maps devices, IRQs and processes to VFs. Built from a discovery scan,
 /// updated by [`refresh`](Self::refresh) and by the records themselves.
@@ -54,6 +74,10 @@ pub struct Attributor {
     /// The loaded policy's VF slots (VF BDFs) and PF slots (PF BDFs).
     policy_vfs: Vec<String>,
     policy_pfs: Vec<String>,
+    /// The incarnation of each VF in `vfs`.
+    incarnations: BTreeMap<String, Incarnation>,
+    /// A scan was loaded: VFs found later are new.
+    loaded: bool,
 }
 
 impl Attributor {
@@ -94,9 +118,11 @@ impl Attributor {
     }
 
     fn load(&mut self, host: &dyn Host, inv: &Inventory) {
+        let now = Clock::now_ns().unwrap_or(0);
         let mut vfs = BTreeMap::new();
         let mut irqs = BTreeMap::new();
         let mut routing = BTreeMap::new();
+        let mut incarnations = BTreeMap::new();
         for pf in &inv.pfs {
             let read = |f: &str| -> Option<u32> {
                 host.read(&device_dir(&pf.bdf).join(f))
@@ -112,12 +138,103 @@ impl Attributor {
                 for irq in msi_irqs(host, &vf.bdf) {
                     irqs.insert(irq, vf.bdf.clone());
                 }
-                vfs.insert(vf.bdf.clone(), identity_of(pf, vf));
+                let ino = host.inode(&device_dir(&vf.bdf));
+                let inc = match self.incarnations.get(&vf.bdf) {
+                    Some(i) if i.ino.is_none() || ino.is_none() || i.ino == ino => Incarnation {
+                        ino: i.ino.or(ino),
+                        ..*i
+                    },
+                    _ => Incarnation {
+                        created_ns: self.loaded.then_some(now),
+                        ino,
+                        seen_ns: now,
+                    },
+                };
+                vfs.insert(vf.bdf.clone(), identity_of(pf, vf, inc.created_ns));
+                incarnations.insert(vf.bdf.clone(), inc);
             }
         }
         self.vfs = vfs;
         self.irqs = irqs;
         self.routing = routing;
+        self.incarnations = incarnations;
+        self.loaded = true;
+    }
+
+    /// A `vf_added` for `bdf` at kernel time `ts`: the incarnation a scan
+    /// found since then is this one; an older one is replaced.
+    fn on_added(&mut self, bdf: &str, ts: u64) {
+        match self.incarnations.get_mut(bdf) {
+            Some(i) if i.seen_ns >= ts => i.created_ns = Some(ts),
+            _ => {
+                let inc = Incarnation {
+                    created_ns: Some(ts),
+                    ino: None,
+                    seen_ns: ts,
+                };
+                self.incarnations.insert(bdf.to_string(), inc);
+                self.irqs.retain(|_, b| b != bdf);
+            }
+        }
+        if let Some(v) = self.vfs.get_mut(bdf) {
+            v.created_ns = Some(ts);
+        }
+    }
+
+    /// A `vf_removed` for `bdf` at kernel time `ts` ends the incarnation
+    /// created before it (not one a scan already found again).
+    fn on_removed(&mut self, bdf: &str, ts: u64) {
+        let ended = self
+            .incarnations
+            .get(bdf)
+            .is_none_or(|i| i.created_ns.is_none_or(|c| c < ts));
+        if ended {
+            self.incarnations.remove(bdf);
+            self.vfs.remove(bdf);
+            self.irqs.retain(|_, b| b != bdf);
+        }
+    }
+
+    /// Every IRQ number a VF incarnation owns (from `msi_irqs`), for
+    /// [`super::irqs::IrqLedger::reconcile`].
+    pub fn irq_owners(&self) -> BTreeMap<u32, Owner> {
+        self.irqs
+            .iter()
+            .filter_map(|(irq, bdf)| {
+                let vf = self.vfs.get(bdf)?;
+                Some((
+                    *irq,
+                    Owner {
+                        bdf: bdf.clone(),
+                        created_ns: vf.created_ns,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Whether `owner` is the current incarnation of its VF and lists `irq`
+    /// in its `msi_irqs` now (read from sysfs, not the maps).
+    pub fn owns_now(&self, host: &dyn Host, irq: u32, owner: &Owner) -> bool {
+        let (Some(vf), Some(inc)) = (self.vfs.get(&owner.bdf), self.incarnations.get(&owner.bdf))
+        else {
+            return false;
+        };
+        vf.created_ns == owner.created_ns
+            && (inc.ino.is_none() || host.inode(&device_dir(&owner.bdf)) == inc.ino)
+            && msi_irqs(host, &owner.bdf).contains(&irq)
+    }
+
+    /// Whether `owner` is a VF incarnation that exists now.
+    pub fn is_current(&self, owner: &Owner) -> bool {
+        self.vfs
+            .get(&owner.bdf)
+            .is_some_and(|v| v.created_ns == owner.created_ns)
+    }
+
+    /// The identity of VF `bdf` as the maps know it now (no rescan).
+    pub fn vf(&self, bdf: &str) -> Option<&VfIdentity> {
+        self.vfs.get(bdf)
     }
 
     /// The VF that owns MSI/MSI-X `irq` (as of the last scan or `msi_alloc`).
@@ -156,7 +273,15 @@ impl Attributor {
                 let vf_bdf = pf
                     .as_deref()
                     .and_then(|pf| self.vf_bdf(host, pf, vf_index, added));
-                let vf = vf_bdf.as_deref().and_then(|b| self.identity(host, b));
+                let mut vf = vf_bdf.as_deref().and_then(|b| self.identity(host, b));
+                if let Some(b) = vf_bdf.as_deref() {
+                    if added && r.ret == 0 {
+                        self.on_added(b, r.hdr.ts_ns);
+                        vf = self.vfs.get(b).cloned();
+                    } else if !added {
+                        self.on_removed(b, r.hdr.ts_ns);
+                    }
+                }
                 let (ret, latency_ns) = (r.ret, r.latency_ns);
                 let event = if added {
                     Event::VfAdded {
@@ -219,6 +344,19 @@ impl Attributor {
                     latency_ns: r.latency_ns,
                 };
                 (&r.hdr, vf, event)
+            }
+            Record::IrqFree(r) => {
+                let device = Some(text(&r.dev)).filter(|d| !d.is_empty());
+                let end = r.from.saturating_add(r.cnt.min(FREE_MAX));
+                let irqs: Vec<u32> = (r.from..end).collect();
+                let vf = match device.as_deref() {
+                    Some(d) => self.vfs.get(d).cloned(),
+                    None => irqs.first().and_then(|i| self.vf_of_irq(*i)),
+                };
+                for i in &irqs {
+                    self.irqs.remove(i);
+                }
+                (&r.hdr, vf, Event::IrqFree { device, irqs })
             }
             Record::VfioDma(r) => {
                 let iommu_groups = self.vfio_groups(host, r.hdr.pid, r.hdr.ts_ns);
@@ -354,8 +492,9 @@ impl Attributor {
     }
 }
 
-/// The identity of `vf` of `pf`, as discovery found them.
-pub(super) fn identity_of(pf: &Pf, vf: &Vf) -> VfIdentity {
+/// The identity of `vf` of `pf`, as discovery found them, for the
+/// incarnation created at `created_ns`.
+pub(super) fn identity_of(pf: &Pf, vf: &Vf, created_ns: Option<u64>) -> VfIdentity {
     VfIdentity {
         pf: pf.bdf.clone(),
         pf_netdev: pf.netdev.clone(),
@@ -363,6 +502,7 @@ pub(super) fn identity_of(pf: &Pf, vf: &Vf) -> VfIdentity {
         bdf: vf.bdf.clone(),
         netdev: vf.netdev.clone(),
         iommu_group: vf.iommu_group,
+        created_ns,
     }
 }
 

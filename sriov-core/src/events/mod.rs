@@ -23,6 +23,7 @@ use crate::{discover::Pf, host::VfStats};
 
 mod attribute;
 mod clock;
+pub mod irqs;
 mod ndjson;
 mod stats;
 #[cfg(test)]
@@ -47,6 +48,14 @@ pub struct VfIdentity {
     pub bdf: String,
     pub netdev: Option<String>,
     pub iommu_group: Option<u32>,
+    /// Which incarnation of the VF this is: when it was created, in kernel
+    /// time (`CLOCK_MONOTONIC`, like `ts_ns`): the time of its `vf_added`,
+    /// or of the scan that first found it when its creation was not seen;
+    /// `null` for a VF that existed before the stream began. A VF removed
+    /// and created again with the same BDF is a new incarnation, and all
+    /// its counters start from zero.
+    #[serde(default)]
+    pub created_ns: Option<u64>,
 }
 
 /// The task that was running when the kernel made the record.
@@ -68,8 +77,12 @@ pub enum DmaOp {
     Unmap,
 }
 
-/// IRQ handler latency of a VF, from the kernel's log2 histograms
-/// (approximate percentiles, exact max; see [`StatsAggregator`]).
+/// IRQ handler time of a VF, from the kernel's log2 histograms: `p50` and
+/// `p99` are the upper bound of the power-of-two bucket the percentile falls
+/// in, clamped to `max` (so at most 2x the true value, never below it).
+/// Since start `max` is exact; over an interval it is exact when the
+/// longest run since start happened in the interval, else the upper bound
+/// of the highest bucket the interval used (see [`StatsAggregator`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IrqLatency {
     pub p50: u64,
@@ -84,22 +97,40 @@ pub struct DmaLatency {
     pub p99: u64,
 }
 
-/// Periodic per-VF statistics ([`Event::Stats`]). Totals count since the
-/// programs were loaded (IRQs) or since the aggregator started (DMA).
+/// Periodic statistics of one VF incarnation ([`Event::Stats`]). Totals
+/// count since the stream first watched this incarnation (its creation, when
+/// the stream saw it); the `*_interval*` fields cover the last `interval_ns`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VfActivity {
-    /// Interrupts per second over the last snapshot interval (0 on the first
-    /// snapshot).
+    /// Interrupts per second over the interval (0 on the first snapshot).
     pub irq_per_s: f64,
     pub irqs_total: u64,
-    /// `None` when no handler time was recorded.
+    /// Interrupts in the interval.
+    #[serde(default)]
+    pub irqs_interval: u64,
+    /// Length of the interval: since the previous snapshot (0 on the first).
+    #[serde(default)]
+    pub interval_ns: u64,
+    /// Handler time since start; `None` when none was recorded.
     pub irq_latency_ns: Option<IrqLatency>,
+    /// Handler time in the interval; `None` when no handler ran in it.
+    #[serde(default)]
+    pub irq_latency_interval_ns: Option<IrqLatency>,
+    /// The histogram behind `irq_latency_ns`, for consumers that aggregate:
+    /// entry i counts handler runs of [2^i, 2^(i+1)) ns (entry 0 also holds
+    /// runs under 1 ns); empty buckets at the end are left out.
+    #[serde(default)]
+    pub irq_latency_log2_ns: Vec<u64>,
     /// Interrupts VFIO forwarded to user space (eventfd).
     pub vfio_irqs_total: u64,
     pub dma_bytes_mapped: u64,
     pub dma_bytes_unmapped: u64,
-    /// `None` when no map succeeded.
+    /// VFIO DMA map latency since start (HDR histogram, 3 significant
+    /// digits); `None` when no map succeeded.
     pub dma_map_latency_ns: Option<DmaLatency>,
+    /// The same over the interval; `None` when no map succeeded in it.
+    #[serde(default)]
+    pub dma_map_latency_interval_ns: Option<DmaLatency>,
     /// The PF driver's IFLA_VF_STATS counters of the VF, read at the
     /// snapshot (cumulative; `None` when the driver reports none or
     /// rtnetlink is not available). Absent in streams written before the
@@ -154,6 +185,13 @@ pub enum Event {
         ret: i32,
         irqs: Vec<u32>,
         latency_ns: u64,
+    },
+    /// IRQ numbers given back to the kernel (`irq_free_descs`): no longer
+    /// counted for their owner from this instant. `device`: whose MSI/MSI-X
+    /// vectors they were, when freed through the MSI layer.
+    IrqFree {
+        device: Option<String>,
+        irqs: Vec<u32>,
     },
     /// `VFIO_IOMMU_MAP_DMA` / `VFIO_IOMMU_UNMAP_DMA`; `iommu_groups` are the
     /// VFIO groups the process has open.
@@ -300,6 +338,7 @@ impl Event {
         "iommu_group_added",
         "driver_probe",
         "msi_alloc",
+        "irq_free",
         "vfio_dma",
         "stats",
         "lost",
@@ -320,6 +359,7 @@ impl Event {
             Self::IommuGroupAdded { .. } => "iommu_group_added",
             Self::DriverProbe { .. } => "driver_probe",
             Self::MsiAlloc { .. } => "msi_alloc",
+            Self::IrqFree { .. } => "irq_free",
             Self::VfioDma { .. } => "vfio_dma",
             Self::Stats(_) => "stats",
             Self::Lost { .. } => "lost",

@@ -1,29 +1,34 @@
-//! Per-VF statistics: IRQ rates and handler latency from the IRQ maps, VFIO
-//! DMA volume and map latency from the events.
+//! Per-VF statistics: IRQ rates and handler time from the IRQ ledger's sums
+//! ([`super::irqs`]), VFIO DMA volume and map latency from the events. All
+//! kept per VF incarnation ([`Owner`]): a VF created again starts from zero.
 //!
-//! Approximations (also in `docs/events.md`):
+//! How the numbers are made (also in `docs/events.md`):
 //!
-//! - IRQ handler latency percentiles come from the kernel's log2 histogram
-//!   (bucket i holds [2^i, 2^(i+1)) ns), summed over the VF's IRQs: a
-//!   percentile is reported as the upper bound 2^(i+1)-1 of the bucket it
-//!   falls in, clamped to the exact maximum (`max_ns`) when that is known,
-//!   so it overstates the true value by less than 2x. `max` is exact.
-//! - DMA map latency percentiles come from an HDR histogram with 3
-//!   significant digits (within 0.1%).
-//! - Totals and percentiles are cumulative: IRQs since the programs were
-//!   loaded, DMA since the aggregator started. Only `irq_per_s` is over the
-//!   last interval; on the first snapshot it is 0 (the counters may predate
-//!   the aggregator, so there is no interval to divide by).
+//! - IRQ handler time comes from the kernel's log2 histograms (bucket i
+//!   holds [2^i, 2^(i+1)) ns), summed over the VF's IRQs. A percentile is
+//!   the upper bound 2^(i+1)-1 of the bucket it falls in, clamped to `max`:
+//!   never below the true value, less than 2x above it. The buckets
+//!   themselves go out as `irq_latency_log2_ns`.
+//! - Since start, `max` is exact. Over an interval the kernel keeps no
+//!   maximum: when the since-start maximum grew during the interval it is
+//!   that (exact); otherwise the upper bound of the highest bucket the
+//!   interval used, clamped to the since-start maximum.
+//! - DMA map latency percentiles come from HDR histograms with 3
+//!   significant digits (within 0.1%): one since start, one per interval.
+//! - Totals count since the stream first watched the incarnation; the
+//!   interval is the time since the previous snapshot. On the first snapshot
+//!   the interval is empty (`interval_ns` 0, rates 0): the counters may
+//!   predate it.
 //! - `net` is the PF driver's IFLA_VF_STATS counters as the last
 //!   [`StatsAggregator::on_inventory`] before the snapshot read them.
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use sriov_ebpf::record::{IRQ_BUCKETS, IrqStats};
+use sriov_ebpf::record::IRQ_BUCKETS;
 
 use super::{
     Attributor, DmaLatency, DmaOp, Event, EventEnvelope, IrqLatency, VfActivity, VfIdentity,
-    attribute::identity_of,
+    irqs::{IrqSums, Owner, delta},
 };
 use crate::{discover::Pf, host::VfStats};
 
@@ -31,39 +36,39 @@ use crate::{discover::Pf, host::VfStats};
 /// as 60 s.
 const DMA_LATENCY_MAX_NS: u64 = 60_000_000_000;
 
-/// DMA activity of one VF.
-#[derive(Debug)]
-struct Dma {
-    vf: VfIdentity,
-    mapped: u64,
-    unmapped: u64,
-    /// Map latencies; `None` if the histogram could not be made.
-    latency: Option<Histogram<u64>>,
+fn histogram() -> Option<Histogram<u64>> {
+    Histogram::new_with_bounds(1, DMA_LATENCY_MAX_NS, 3).ok()
 }
 
-/// Folds events and IRQ map readings into periodic [`Event::Stats`].
+/// DMA activity of one VF incarnation.
+#[derive(Debug)]
+struct Dma {
+    mapped: u64,
+    unmapped: u64,
+    /// Map latencies since start and since the last snapshot; `None` if the
+    /// histogram could not be made.
+    latency: Option<Histogram<u64>>,
+    interval: Option<Histogram<u64>>,
+}
+
+/// Folds events and IRQ sums into periodic [`Event::Stats`].
 #[derive(Debug, Default)]
 pub struct StatsAggregator {
-    /// By VF BDF.
-    dma: BTreeMap<String, Dma>,
-    /// Time and IRQ counts of the previous snapshot.
-    prev: Option<(u64, BTreeMap<u32, u64>)>,
+    dma: BTreeMap<Owner, Dma>,
+    /// Time of the previous snapshot and the IRQ sums it saw.
+    prev: Option<(u64, BTreeMap<Owner, IrqSums>)>,
     /// `lost_total` at the previous snapshot.
     lost_seen: u64,
     /// IFLA_VF_STATS by VF BDF, from the last inventory, for the next
     /// snapshot only.
-    net: BTreeMap<String, (VfIdentity, VfStats)>,
+    net: BTreeMap<String, VfStats>,
 }
 
-/// Per-VF sums over its IRQs.
-#[derive(Default)]
-struct IrqSums {
-    vf: Option<VfIdentity>,
-    total: u64,
-    delta: u64,
-    vfio: u64,
-    log2: [u64; IRQ_BUCKETS],
-    max_ns: u64,
+fn owner_of(vf: &VfIdentity) -> Owner {
+    Owner {
+        bdf: vf.bdf.clone(),
+        created_ns: vf.created_ns,
+    }
 }
 
 impl StatsAggregator {
@@ -72,8 +77,8 @@ impl StatsAggregator {
         Self::default()
     }
 
-    /// Count a successful VFIO DMA map or unmap against its VF. Events
-    /// without a VF, failed requests and other kinds are ignored.
+    /// Count a successful VFIO DMA map or unmap against its VF incarnation.
+    /// Events without a VF, failed requests and other kinds are ignored.
     pub fn on_event(&mut self, ev: &EventEnvelope) {
         let (
             Some(vf),
@@ -88,16 +93,16 @@ impl StatsAggregator {
         else {
             return;
         };
-        let d = self.dma.entry(vf.bdf.clone()).or_insert_with(|| Dma {
-            vf: vf.clone(),
+        let d = self.dma.entry(owner_of(vf)).or_insert_with(|| Dma {
             mapped: 0,
             unmapped: 0,
-            latency: Histogram::new_with_bounds(1, DMA_LATENCY_MAX_NS, 3).ok(),
+            latency: histogram(),
+            interval: histogram(),
         });
         match op {
             DmaOp::Map => {
                 d.mapped = d.mapped.saturating_add(*size);
-                if let Some(h) = &mut d.latency {
+                for h in [&mut d.latency, &mut d.interval].into_iter().flatten() {
                     h.saturating_record(*latency_ns);
                 }
             }
@@ -106,114 +111,117 @@ impl StatsAggregator {
     }
 
     /// Take the VFs' netlink counters (IFLA_VF_STATS) from a discovery scan
-    /// (`Inventory::pfs`) for the next [`snapshot`](Self::snapshot). They
+    /// (`Inventory::pfs`) for the next [`report`](Self::report), which
+    /// gives them to the VF incarnation the [`Attributor`] knows then. They
     /// are used once: a snapshot without a fresh inventory has no `net`.
     pub fn on_inventory(&mut self, pfs: &[Pf]) {
         self.net = pfs
             .iter()
-            .flat_map(|pf| pf.vfs.iter().map(move |vf| (pf, vf)))
-            .filter_map(|(pf, vf)| {
-                let stats = vf.config.as_ref()?.stats?;
-                Some((vf.bdf.clone(), (identity_of(pf, vf), stats)))
-            })
+            .flat_map(|pf| pf.vfs.iter())
+            .filter_map(|vf| Some((vf.bdf.clone(), vf.config.as_ref()?.stats?)))
             .collect();
     }
 
-    /// One [`Event::Stats`] per VF with netlink counters (see
-    /// [`on_inventory`](Self::on_inventory)) or any IRQ or DMA activity so
-    /// far (ascending VF BDF), then an [`Event::Lost`] with the records lost
+    /// One [`Event::Stats`] per current VF incarnation with netlink counters
+    /// (see [`on_inventory`](Self::on_inventory)) or any IRQ or DMA activity
+    /// so far (ascending BDF), then an [`Event::Lost`] with the records lost
     /// since the previous snapshot if `lost_total` grew.
     ///
-    /// The maps are keyed by IRQ number, values summed over CPUs: handler
-    /// counts (`IRQ_COUNTS`), handler time (`IRQ_STATS`) and VFIO-forwarded
-    /// counts (`VFIO_IRQ_COUNTS`). IRQs are attributed with
-    /// [`Attributor::vf_of_irq`]; others are ignored. `now_ts_ns` is
+    /// `irqs`: each owner's sums ([`super::irqs::IrqLedger::sums`]).
+    /// Incarnations `attr` no longer knows are dropped. `now_ts_ns` is
     /// `CLOCK_MONOTONIC` (the events' clock).
-    pub fn snapshot(
+    pub fn report(
         &mut self,
         now_ts_ns: u64,
-        irq_counts: &BTreeMap<u32, u64>,
-        irq_stats: &BTreeMap<u32, IrqStats>,
-        vfio_irq_counts: &BTreeMap<u32, u64>,
+        irqs: &BTreeMap<Owner, IrqSums>,
         lost_total: u64,
         attr: &Attributor,
     ) -> Vec<EventEnvelope> {
-        let mut sums: BTreeMap<String, IrqSums> = BTreeMap::new();
-        let prev = self.prev.as_ref();
-        for (&irq, &count) in irq_counts {
-            if let Some(s) = sum_for(&mut sums, attr, irq) {
-                s.total = s.total.saturating_add(count);
-                if let Some((_, before)) = prev {
-                    let was = before.get(&irq).copied().unwrap_or(0);
-                    s.delta = s.delta.saturating_add(count.saturating_sub(was));
-                }
-            }
-        }
-        for (&irq, st) in irq_stats {
-            if let Some(s) = sum_for(&mut sums, attr, irq) {
-                for (acc, n) in s.log2.iter_mut().zip(st.log2_ns.iter()) {
-                    *acc = acc.saturating_add(*n);
-                }
-                s.max_ns = s.max_ns.max(st.max_ns);
-            }
-        }
-        for (&irq, &count) in vfio_irq_counts {
-            if let Some(s) = sum_for(&mut sums, attr, irq) {
-                s.vfio = s.vfio.saturating_add(count);
-            }
-        }
-        let elapsed_ns = prev.map_or(0, |(t, _)| now_ts_ns.saturating_sub(*t));
-
-        let net = std::mem::take(&mut self.net);
-        let mut bdfs: Vec<&String> = sums
+        self.dma.retain(|o, _| attr.is_current(o));
+        let net: BTreeMap<Owner, VfStats> = std::mem::take(&mut self.net)
+            .into_iter()
+            .filter_map(|(bdf, s)| Some((owner_of(attr.vf(&bdf)?), s)))
+            .collect();
+        let prev = self.prev.take();
+        let interval_ns = prev
+            .as_ref()
+            .map_or(0, |(t, _)| now_ts_ns.saturating_sub(*t));
+        let mut owners: Vec<Owner> = irqs
             .keys()
             .chain(self.dma.keys())
             .chain(net.keys())
+            .filter(|o| attr.is_current(o))
+            .cloned()
             .collect();
-        bdfs.sort();
-        bdfs.dedup();
+        owners.sort();
+        owners.dedup();
         let mut out = Vec::new();
-        for bdf in bdfs {
-            let irq = sums.get(bdf);
-            let dma = self.dma.get(bdf);
-            let irqs_total = irq.map_or(0, |s| s.total);
-            let vfio_irqs_total = irq.map_or(0, |s| s.vfio);
-            let irq_latency_ns = irq.and_then(|s| log2_latency(&s.log2, s.max_ns));
-            let vf_net = net.get(bdf);
-            if irqs_total == 0
-                && vfio_irqs_total == 0
-                && irq_latency_ns.is_none()
+        for owner in &owners {
+            let Some(vf) = attr.vf(&owner.bdf).cloned() else {
+                continue;
+            };
+            let irq = irqs.get(owner);
+            let dma = self.dma.get_mut(owner);
+            let vf_net = net.get(owner);
+            if irq.is_none_or(|s| s.count == 0 && s.vfio == 0 && s.timed == 0)
                 && dma.is_none()
                 && vf_net.is_none()
             {
                 continue;
             }
-            let Some(vf) = irq
-                .and_then(|s| s.vf.clone())
-                .or_else(|| dma.map(|d| d.vf.clone()))
-                .or_else(|| vf_net.map(|(id, _)| id.clone()))
-            else {
-                continue;
+            let zero = IrqSums::default();
+            let now = irq.unwrap_or(&zero);
+            // the interval: from the previous snapshot's sums of this owner,
+            // or from zero when it was claimed since
+            let before = match &prev {
+                Some((_, p)) => p.get(owner).unwrap_or(&zero),
+                None => now,
             };
-            let irq_per_s = match (irq, elapsed_ns) {
-                (Some(s), ns) if ns > 0 => s.delta as f64 * 1e9 / ns as f64,
-                _ => 0.0,
+            let d = delta(now, before);
+            let irq_per_s = if interval_ns > 0 {
+                d.count as f64 * 1e9 / interval_ns as f64
+            } else {
+                0.0
+            };
+            let interval_max = if now.max_ns > before.max_ns {
+                now.max_ns
+            } else {
+                highest_bound(&d.log2_ns).min(now.max_ns)
+            };
+            let (mapped, unmapped, latency, interval) = match dma {
+                Some(d) => {
+                    let i = d.interval.as_mut().map(|h| {
+                        let l = dma_latency(h);
+                        h.reset();
+                        l
+                    });
+                    (
+                        d.mapped,
+                        d.unmapped,
+                        d.latency.as_ref().and_then(dma_latency),
+                        i.flatten(),
+                    )
+                }
+                None => (0, 0, None, None),
             };
             let activity = VfActivity {
                 irq_per_s,
-                irqs_total,
-                irq_latency_ns,
-                vfio_irqs_total,
-                dma_bytes_mapped: dma.map_or(0, |d| d.mapped),
-                dma_bytes_unmapped: dma.map_or(0, |d| d.unmapped),
-                dma_map_latency_ns: dma
-                    .and_then(|d| d.latency.as_ref())
-                    .filter(|h| !h.is_empty())
-                    .map(|h| DmaLatency {
-                        p50: h.value_at_quantile(0.5),
-                        p99: h.value_at_quantile(0.99),
-                    }),
-                net: vf_net.map(|(_, s)| *s),
+                irqs_total: now.count,
+                irqs_interval: if prev.is_some() { d.count } else { 0 },
+                interval_ns,
+                irq_latency_ns: log2_latency(&now.log2_ns, now.max_ns),
+                irq_latency_interval_ns: if prev.is_some() {
+                    log2_latency(&d.log2_ns, interval_max)
+                } else {
+                    None
+                },
+                irq_latency_log2_ns: trimmed(&now.log2_ns),
+                vfio_irqs_total: now.vfio,
+                dma_bytes_mapped: mapped,
+                dma_bytes_unmapped: unmapped,
+                dma_map_latency_ns: latency,
+                dma_map_latency_interval_ns: interval,
+                net: vf_net.copied(),
             };
             out.push(EventEnvelope {
                 ts_ns: now_ts_ns,
@@ -232,21 +240,63 @@ impl StatsAggregator {
         }
         // a counter that went backwards (programs reloaded) restarts here
         self.lost_seen = lost_total;
-        self.prev = Some((now_ts_ns, irq_counts.clone()));
+        let kept = irqs
+            .iter()
+            .filter(|(o, _)| attr.is_current(o))
+            .map(|(o, s)| (o.clone(), *s))
+            .collect();
+        self.prev = Some((now_ts_ns, kept));
         out
     }
 }
 
-/// The sums of the VF that owns `irq`, if a VF does.
-fn sum_for<'a>(
-    sums: &'a mut BTreeMap<String, IrqSums>,
-    attr: &Attributor,
-    irq: u32,
-) -> Option<&'a mut IrqSums> {
-    let vf = attr.vf_of_irq(irq)?;
-    let s = sums.entry(vf.bdf.clone()).or_default();
-    s.vf.get_or_insert(vf);
-    Some(s)
+impl StatsAggregator {
+    /// TRANSITIONAL (until the collector keeps an `IrqLedger`): per-IRQ
+    /// readings summed per owner through `attr`'s IRQ map.
+    pub fn snapshot(
+        &mut self,
+        now_ts_ns: u64,
+        irq_counts: &BTreeMap<u32, u64>,
+        irq_stats: &BTreeMap<u32, sriov_ebpf::record::IrqStats>,
+        vfio_irq_counts: &BTreeMap<u32, u64>,
+        lost_total: u64,
+        attr: &Attributor,
+    ) -> Vec<EventEnvelope> {
+        let mut sums: BTreeMap<Owner, IrqSums> = BTreeMap::new();
+        for (irq, owner) in attr.irq_owners() {
+            let r = super::irqs::IrqReading {
+                count: irq_counts.get(&irq).copied().unwrap_or(0),
+                vfio: vfio_irq_counts.get(&irq).copied().unwrap_or(0),
+                stats: irq_stats
+                    .get(&irq)
+                    .copied()
+                    .unwrap_or(sriov_ebpf::record::IrqStats::ZERO),
+            };
+            sums.entry(owner).or_default().add(&r);
+        }
+        self.report(now_ts_ns, &sums, lost_total, attr)
+    }
+}
+
+fn dma_latency(h: &Histogram<u64>) -> Option<DmaLatency> {
+    (!h.is_empty()).then(|| DmaLatency {
+        p50: h.value_at_quantile(0.5),
+        p99: h.value_at_quantile(0.99),
+    })
+}
+
+/// The buckets without the empty ones at the end.
+fn trimmed(buckets: &[u64; IRQ_BUCKETS]) -> Vec<u64> {
+    let n = buckets.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+    buckets[..n].to_vec()
+}
+
+/// Upper bound of the highest non-empty bucket (0 when all are empty).
+fn highest_bound(buckets: &[u64; IRQ_BUCKETS]) -> u64 {
+    buckets
+        .iter()
+        .rposition(|&c| c > 0)
+        .map_or(0, |i| (1u64 << (i + 1)) - 1)
 }
 
 /// p50, p99 and max from a log2 histogram (bucket i: [2^i, 2^(i+1)) ns);

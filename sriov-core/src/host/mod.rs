@@ -28,6 +28,13 @@ pub trait Host: Sync {
     fn netlink(&self) -> Option<&dyn VfNetlink>;
     /// Writes (sysfs and netlink) done through this host so far.
     fn writes(&self) -> usize;
+    /// The inode number of the file or directory `path` resolves to: in
+    /// sysfs, a device directory's changes when the device is removed and
+    /// created again under the same name (kernfs ids are unique for the
+    /// boot). `None` when unknown.
+    fn inode(&self, _path: &Path) -> Option<u64> {
+        None
+    }
 }
 
 /// The real system, or a fixture tree when `root` is not `/`.
@@ -123,5 +130,10 @@ impl Host for System {
 
     fn writes(&self) -> usize {
         self.writes.load(Ordering::Relaxed) + self.netlink.as_ref().map_or(0, RtNetlink::writes)
+    }
+
+    fn inode(&self, path: &Path) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::metadata(self.map(path)).ok().map(|m| m.ino())
     }
 }

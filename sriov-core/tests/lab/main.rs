@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apply;
+mod churn;
 mod datapath;
 mod datapath_cli;
 mod guest;

@@ -138,12 +138,20 @@ pub fn detail(v: &VfState, pf_netdev: Option<&str>) -> Detail {
                 .as_ref()
                 .map_or_else(|| "-".into(), |(d, t)| format!("{d} {}", timed(t)))
         ),
+        // p50/p99 are bucket upper bounds: "≤"
         format!(
-            "IRQ handler: {}",
+            "IRQ now: {}",
+            v.irq_latency_now.map_or_else(
+                || "-".into(),
+                |l| format!("p50 ≤{} · p99 ≤{}", format::ns(l.p50), format::ns(l.p99))
+            )
+        ),
+        format!(
+            "IRQ all: {}",
             v.irq_latency.map_or_else(
                 || "-".into(),
                 |l| format!(
-                    "p50 {} · p99 {} · max {}",
+                    "p50 ≤{} · p99 ≤{} · max {}",
                     format::ns(l.p50),
                     format::ns(l.p99),
                     format::ns(l.max)

@@ -136,6 +136,10 @@ pub fn summary(ev: &Event) -> String {
                 ret_in(i64::from(*ret), *latency_ns)
             )
         }
+        Event::IrqFree { device, irqs } => {
+            let irqs: Vec<String> = irqs.iter().map(u32::to_string).collect();
+            format!("{} freed IRQs [{}]", opt(device), irqs.join(","))
+        }
         Event::VfioDma {
             op,
             iova,

@@ -60,7 +60,11 @@ pub struct VfState {
     pub irq_per_s: Option<f64>,
     pub irqs_total: u64,
     pub vfio_irqs_total: u64,
+    /// Handler time since start and over the last interval.
     pub irq_latency: Option<IrqLatency>,
+    pub irq_latency_now: Option<IrqLatency>,
+    /// Which incarnation of the VF this is (`VfIdentity::created_ns`).
+    pub created_ns: Option<u64>,
     pub dma_bytes_mapped: u64,
     pub dma_bytes_unmapped: u64,
     pub dma_latency: Option<DmaLatency>,
@@ -89,6 +93,7 @@ impl VfState {
             index: id.index,
             netdev: id.netdev.clone(),
             iommu_group: id.iommu_group,
+            created_ns: id.created_ns,
             ..Self::default()
         }
     }
@@ -98,6 +103,7 @@ impl VfState {
         self.irqs_total = a.irqs_total;
         self.vfio_irqs_total = a.vfio_irqs_total;
         self.irq_latency = a.irq_latency_ns;
+        self.irq_latency_now = a.irq_latency_interval_ns;
         self.dma_bytes_mapped = a.dma_bytes_mapped;
         self.dma_bytes_unmapped = a.dma_bytes_unmapped;
         self.dma_latency = a.dma_map_latency_ns;
@@ -223,6 +229,12 @@ impl Model {
             .vfs
             .entry(id.bdf.clone())
             .or_insert_with(|| VfState::from_identity(id));
+        // a VF created again: its numbers start from zero, its log goes on
+        if id.created_ns.is_some() && id.created_ns != vf.created_ns && !removed {
+            let recent = std::mem::take(&mut vf.recent);
+            *vf = VfState::from_identity(id);
+            vf.recent = recent;
+        }
         // events come only from devices that exist
         vf.gone = removed;
         if let Some(pf) = self.pfs.get_mut(&id.pf)

@@ -27,7 +27,10 @@ fn vf_add_record_becomes_event_with_vf_identity() {
             latency_ns: 1234,
         }
     );
-    assert_eq!(ev.vf, Some(identity(1, VF1, 486)));
+    // the scan found VF 1 after this add: the add dates its incarnation
+    let mut want = identity(1, VF1, 486);
+    want.created_ns = Some(42_000);
+    assert_eq!(ev.vf, Some(want));
 }
 
 #[test]
@@ -36,7 +39,88 @@ fn vf_created_after_the_scan_is_found_by_rescanning() {
     let mut attr = Attributor::new(&host).unwrap();
     fixture::set_num_vfs(dir.path(), &spec, 4).unwrap();
     let ev = attr.from_record(&host, &vf_record(record::KIND_VF_ADD, PF, 3));
-    assert_eq!(ev.vf, Some(identity(3, "0000:01:10.6", 490)));
+    let mut want = identity(3, "0000:01:10.6", 490);
+    want.created_ns = Some(42_000);
+    assert_eq!(ev.vf, Some(want));
+}
+
+/// The record's header with another kernel time.
+fn at(mut rec: Record, ts_ns: u64) -> Record {
+    match &mut rec {
+        Record::VfAdd(r) | Record::VfRemove(r) => r.hdr.ts_ns = ts_ns,
+        _ => unreachable!(),
+    }
+    rec
+}
+
+/// VFs removed and created again with the same BDFs: a new incarnation,
+/// seen through the records, and through the sysfs directory alone when the
+/// records are missed.
+#[test]
+fn a_recreated_vf_is_a_new_incarnation() {
+    let (dir, spec, host) = lab(3);
+    add_msi_irqs(dir.path(), VF0, &[40]);
+    let mut attr = Attributor::new(&host).unwrap();
+    assert_eq!(
+        attr.vf(VF0).unwrap().created_ns,
+        None,
+        "there before the stream"
+    );
+    let owner0 = attr.irq_owners()[&40].clone();
+    assert_eq!(owner0.created_ns, None);
+    let now = Clock::now_ns().unwrap();
+
+    // through the records
+    fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
+    let ev = attr.from_record(
+        &host,
+        &at(vf_record(record::KIND_VF_REMOVE, PF, 0), now + 1),
+    );
+    assert_eq!(ev.vf.and_then(|v| v.created_ns), None, "the removed one");
+    assert!(attr.vf(VF0).is_none());
+    assert!(attr.irq_owners().is_empty(), "its IRQs went with it");
+    fixture::set_num_vfs(dir.path(), &spec, 3).unwrap();
+    let ev = attr.from_record(&host, &at(vf_record(record::KIND_VF_ADD, PF, 0), now + 2));
+    assert_eq!(ev.vf.as_ref().and_then(|v| v.created_ns), Some(now + 2));
+    assert!(!attr.is_current(&owner0));
+    // a later scan keeps it
+    attr.refresh(&host).unwrap();
+    assert_eq!(attr.vf(VF0).unwrap().created_ns, Some(now + 2));
+
+    // through sysfs alone: removed and created again between two scans
+    fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
+    fixture::set_num_vfs(dir.path(), &spec, 3).unwrap();
+    attr.refresh(&host).unwrap();
+    let c = attr.vf(VF0).unwrap().created_ns.unwrap();
+    assert!(c > now + 2, "a new incarnation, dated by the scan: {c}");
+    // and a stale removal record does not end the new one
+    attr.from_record(
+        &host,
+        &at(vf_record(record::KIND_VF_REMOVE, PF, 0), now + 3),
+    );
+    assert_eq!(attr.vf(VF0).map(|v| v.created_ns), Some(Some(c)));
+}
+
+/// `irq_free`: the VF whose vectors they were; the numbers leave the map.
+#[test]
+fn irq_free_names_the_owner_and_drops_the_numbers() {
+    let (dir, _spec, host) = lab(3);
+    add_msi_irqs(dir.path(), VF1, &[50, 51]);
+    let mut attr = Attributor::new(&host).unwrap();
+    let ev = attr.from_record(&host, &irq_free("", 50, 1));
+    assert_eq!(
+        ev.event,
+        Event::IrqFree {
+            device: None,
+            irqs: vec![50]
+        }
+    );
+    assert_eq!(ev.vf.map(|v| v.bdf), Some(VF1.to_string()));
+    assert_eq!(attr.irq_owners().keys().copied().collect::<Vec<_>>(), [51]);
+    let ev = attr.from_record(&host, &irq_free(VF1, 51, 1));
+    assert!(matches!(&ev.event, Event::IrqFree { device: Some(d), .. } if d == VF1));
+    assert_eq!(ev.vf.map(|v| v.bdf), Some(VF1.to_string()));
+    assert!(attr.irq_owners().is_empty());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attribution;
+mod irqs;
 mod output;
 
 use std::{
@@ -54,6 +55,26 @@ fn add_fds(root: &Path, pid: u32, targets: &[&str]) {
     }
 }
 
+/// Per-IRQ readings summed per owner, as the IRQ ledger does for numbers
+/// claimed from zero.
+fn by_owner(
+    attr: &Attributor,
+    counts: &BTreeMap<u32, u64>,
+    stats: &BTreeMap<u32, IrqStats>,
+    vfio: &BTreeMap<u32, u64>,
+) -> BTreeMap<super::irqs::Owner, super::irqs::IrqSums> {
+    let mut out: BTreeMap<super::irqs::Owner, super::irqs::IrqSums> = BTreeMap::new();
+    for (irq, owner) in attr.irq_owners() {
+        let r = super::irqs::IrqReading {
+            count: counts.get(&irq).copied().unwrap_or(0),
+            vfio: vfio.get(&irq).copied().unwrap_or(0),
+            stats: stats.get(&irq).copied().unwrap_or(IrqStats::ZERO),
+        };
+        out.entry(owner).or_default().add(&r);
+    }
+    out
+}
+
 fn identity(index: u32, bdf: &str, group: u32) -> VfIdentity {
     VfIdentity {
         pf: PF.into(),
@@ -62,6 +83,7 @@ fn identity(index: u32, bdf: &str, group: u32) -> VfIdentity {
         bdf: bdf.into(),
         netdev: Some(format!("eth0v{index}")),
         iommu_group: Some(group),
+        created_ns: None,
     }
 }
 
@@ -127,6 +149,15 @@ fn msi_record(dev: &str, nvec: i32) -> Record {
     b.extend(0i32.to_le_bytes()); // 76
     b.extend(66u64.to_le_bytes()); // 80
     assert_eq!(b.len(), record::MsiRecord::SIZE);
+    decode(&b)
+}
+
+fn irq_free(dev: &str, from: u32, cnt: u32) -> Record {
+    let mut b = header(record::KIND_IRQ_FREE, 8_500, 1, 1);
+    b.extend(padded(dev, record::NAME_LEN)); // 40
+    b.extend(from.to_le_bytes()); // 72
+    b.extend(cnt.to_le_bytes()); // 76
+    assert_eq!(b.len(), record::IrqFreeRecord::SIZE);
     decode(&b)
 }
 

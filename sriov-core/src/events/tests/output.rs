@@ -76,7 +76,12 @@ fn snapshot_sums_histograms_and_rates_over_a_vf_irqs() {
     let vfio = BTreeMap::from([(41, 9)]);
 
     let counts = BTreeMap::from([(40, 100), (41, 50), (77, 1000)]);
-    let out = agg.snapshot(1_000_000_000, &counts, &stats, &vfio, 0, &attr);
+    let out = agg.report(
+        1_000_000_000,
+        &by_owner(&attr, &counts, &stats, &vfio),
+        0,
+        &attr,
+    );
     assert_eq!(out.len(), 1, "{out:?}"); // VF1 had no activity
     assert_eq!(out[0].vf, Some(identity(0, VF0, 484)));
     assert_eq!(out[0].ts_ns, 1_000_000_000);
@@ -96,7 +101,12 @@ fn snapshot_sums_histograms_and_rates_over_a_vf_irqs() {
 
     // 2 s later: 200 + 100 more on VF0, 10 on VF1 (IRQ new since then)
     let counts = BTreeMap::from([(40, 300), (41, 150), (50, 10), (77, 5000)]);
-    let out = agg.snapshot(3_000_000_000, &counts, &stats, &vfio, 0, &attr);
+    let out = agg.report(
+        3_000_000_000,
+        &by_owner(&attr, &counts, &stats, &vfio),
+        0,
+        &attr,
+    );
     assert_eq!(out.len(), 2);
     let s = stats_of(&out[0]);
     assert_eq!(s.irq_per_s, 150.0);
@@ -110,9 +120,8 @@ fn snapshot_sums_histograms_and_rates_over_a_vf_irqs() {
 fn lost_is_reported_only_when_the_counter_grows() {
     let attr = Attributor::default();
     let mut agg = StatsAggregator::new();
-    let none = BTreeMap::new();
     let lost = |total: u64, agg: &mut StatsAggregator| -> Vec<u64> {
-        agg.snapshot(1, &none, &BTreeMap::new(), &none, total, &attr)
+        agg.report(1, &BTreeMap::new(), total, &attr)
             .iter()
             .map(|e| match e.event {
                 Event::Lost { records } => records,
@@ -152,8 +161,7 @@ fn dma_bytes_and_map_latency_per_vf() {
     agg.on_event(&dma(DmaOp::Map, 1 << 30, -12, 9, vf1.clone())); // failed
     agg.on_event(&dma(DmaOp::Unmap, 4096, 0, 700, vf1.clone()));
     agg.on_event(&dma(DmaOp::Map, 4096, 0, 1000, None)); // not a VF's
-    let empty = BTreeMap::new();
-    let out = agg.snapshot(2, &empty, &BTreeMap::new(), &empty, 0, &attr);
+    let out = agg.report(2, &BTreeMap::new(), 0, &attr);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].vf, vf1);
     let s = stats_of(&out[0]);
@@ -279,6 +287,10 @@ fn samples() -> Vec<Event> {
             irqs: vec![40],
             latency_ns: 1,
         },
+        Event::IrqFree {
+            device: Some(VF0.into()),
+            irqs: vec![40],
+        },
         Event::VfioDma {
             op: DmaOp::Unmap,
             iova: 0,
@@ -291,11 +303,20 @@ fn samples() -> Vec<Event> {
         Event::Stats(VfActivity {
             irq_per_s: 1.5,
             irqs_total: 3,
+            irqs_interval: 2,
+            interval_ns: 1_000_000_000,
             irq_latency_ns: None,
+            irq_latency_interval_ns: Some(IrqLatency {
+                p50: 3,
+                p99: 7,
+                max: 7,
+            }),
+            irq_latency_log2_ns: vec![0, 1, 1],
             vfio_irqs_total: 0,
             dma_bytes_mapped: 0,
             dma_bytes_unmapped: 0,
             dma_map_latency_ns: Some(DmaLatency { p50: 1, p99: 2 }),
+            dma_map_latency_interval_ns: None,
             net: Some(VfStats {
                 rx_packets: 10,
                 tx_packets: 20,
@@ -581,7 +602,12 @@ fn stats_for_vfs_with_only_netlink_counters() {
     agg.on_inventory(&inv.pfs);
     let counts = BTreeMap::from([(40, 7)]);
     let none = BTreeMap::new();
-    let out = agg.snapshot(10, &counts, &BTreeMap::new(), &none, 0, &attr);
+    let out = agg.report(
+        10,
+        &by_owner(&attr, &counts, &BTreeMap::new(), &none),
+        0,
+        &attr,
+    );
     let bdfs: Vec<&str> = out
         .iter()
         .map(|e| e.vf.as_ref().unwrap().bdf.as_str())
@@ -593,7 +619,12 @@ fn stats_for_vfs_with_only_netlink_counters() {
     assert_eq!(s.irqs_total, 0);
     assert_eq!(s.net.map(|n| (n.rx_packets, n.tx_bytes)), Some((5, 900)));
     // counters are used once: no fresh inventory, no `net`
-    let out = agg.snapshot(20, &counts, &BTreeMap::new(), &none, 0, &attr);
+    let out = agg.report(
+        20,
+        &by_owner(&attr, &counts, &BTreeMap::new(), &none),
+        0,
+        &attr,
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(stats_of(&out[0]).net, None);
 }
