@@ -23,6 +23,9 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "tmux",
     "ethtool",
+    // the independent JSON Schema validator of the schema tests
+    // (docs/schema/validate.py under /usr/bin/python3; draft 2020-12)
+    "python3-jsonschema",
 ];
 /// QEMU's `igb` (emulated 82576 with SR-IOV) needs QEMU >= 8.0; bookworm has
 /// 7.2, bookworm-backports has 10.
@@ -52,7 +55,7 @@ struct Step {
 
 const STEPS: &[Step] = &[
     Step {
-        name: "apt packages (QEMU 10 from bookworm-backports, busybox, kmod, iproute2, bpftool, ...)",
+        name: "apt packages (QEMU 10 from bookworm-backports, busybox, kmod, iproute2, bpftool, python3-jsonschema, ...)",
         check: check_apt,
         install: install_apt,
         fix_hint: "check that the Debian archive is reachable (apt-get update) and that you are root",
