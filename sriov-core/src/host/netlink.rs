@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{MacAddr, VfLinkState};
 
+mod recv;
+
 /// What the PF driver reports for one VF (`ip link show PF`'s `vf N` line).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VfNetInfo {
@@ -191,49 +193,7 @@ impl RtNetlink {
         sock.send(&buf, 0)
             .map_err(|e| NetlinkError::io(ifname, op, &e))?;
 
-        let mut out = Vec::new();
-        let mut rx = vec![0u8; 1 << 16];
-        loop {
-            let n = sock
-                .recv(&mut &mut rx[..], 0)
-                .map_err(|e| NetlinkError::io(ifname, op, &e))?;
-            let mut off = 0;
-            while off < n {
-                let reply: NetlinkMessage<RouteNetlinkMessage> =
-                    NetlinkMessage::deserialize(&rx[off..n]).map_err(|_| {
-                        NetlinkError::new(
-                            ifname,
-                            format!("{op} (decoding the reply)"),
-                            libc::EBADMSG,
-                        )
-                    })?;
-                let len = reply.header.length as usize;
-                if reply.header.sequence_number == seq {
-                    match reply.payload {
-                        NetlinkPayload::Error(e) => {
-                            return match e.code {
-                                None => Ok(out),
-                                Some(code) => Err(NetlinkError::new(ifname, op, -code.get())),
-                            };
-                        }
-                        NetlinkPayload::Done(_) => return Ok(out),
-                        NetlinkPayload::InnerMessage(m) => {
-                            out.push(m);
-                            if flags & NLM_F_ACK == 0
-                                && reply.header.flags & netlink_packet_core::NLM_F_MULTIPART == 0
-                            {
-                                return Ok(out);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                if len == 0 {
-                    break;
-                }
-                off += len;
-            }
-        }
+        recv::read_replies(sock, ifname, op, seq, flags)
     }
 }
 
