@@ -371,3 +371,91 @@ fn vf_vector_allocation_and_irq_handler_stats() {
     });
     guest::set_numvfs(0);
 }
+
+/// `modprobe igb max_vfs=2`: igb enables SR-IOV inside its own probe, and
+/// igbvf probes each VF inside that, on the same thread. Every level gets
+/// its own record, the outer one spanning the inner ones.
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn nested_probes_each_get_a_record_and_the_outer_spans_the_inner() {
+    guest::set_numvfs(0);
+    let pf_bdf = pf();
+    let rt = runtime();
+    let records = rt.block_on(async {
+        let mut probes = Probes::load(LoadOptions::default()).expect("load the eBPF object");
+        let mut ring = probes.take_ring().expect("ring buffer");
+        guest::sh("rmmod", &["igb"]);
+        // drain the removal's records
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(300), ring.next_batch()).await
+        {}
+        let loader = std::thread::spawn(|| guest::sh("modprobe", &["igb", "max_vfs=2"]));
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let batch = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await;
+            if let Ok(Ok(b)) = batch {
+                got.extend(b.into_iter().map(|r| r.expect("every record decodes")));
+            }
+            let outer = got.iter().any(
+                |r| matches!(r, Record::DriverProbe(p) if name(&p.dev) == Some(pf_bdf.as_str())),
+            );
+            if loader.is_finished()
+                && (outer || Instant::now() + Duration::from_secs(50) > deadline)
+            {
+                break;
+            }
+        }
+        loader.join().expect("modprobe igb max_vfs=2");
+        got
+    });
+    // back to the lab's state: igb without VFs
+    let vfs: Vec<String> = (0..2).map(vf_bdf).collect();
+    std::fs::write(dev(&pf_bdf).join("sriov_numvfs"), "0").expect("numvfs 0");
+    guest::sh("rmmod", &["igb"]);
+    guest::sh("modprobe", &["igb"]);
+    guest::wait_for("the PF's netdev", Duration::from_secs(30), || {
+        dev(&pf_bdf).join("net").is_dir()
+    });
+    // up, as the lab's /init left it: its VFs have carrier only then
+    let pf_if = guest::netdev_of(&pf_bdf);
+    guest::sh("ip", &["link", "set", "dev", &pf_if, "up"]);
+    guest::wait_for(
+        &format!("carrier on {pf_if}"),
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(format!("/sys/class/net/{pf_if}/carrier"))
+                .is_ok_and(|c| c.trim() == "1")
+        },
+    );
+
+    let probes: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::DriverProbe(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let outer = probes
+        .iter()
+        .find(|p| name(&p.dev) == Some(pf_bdf.as_str()))
+        .unwrap_or_else(|| panic!("no driver_probe record for the PF {pf_bdf}: {probes:#?}"));
+    assert_eq!(name(&outer.driver), Some("igb"));
+    assert_eq!(outer.ret, 0);
+    let outer_start = outer.hdr.ts_ns - outer.latency_ns;
+    for v in &vfs {
+        let inner = probes
+            .iter()
+            .find(|p| name(&p.dev) == Some(v.as_str()))
+            .unwrap_or_else(|| panic!("no driver_probe record for {v}: {probes:#?}"));
+        assert_eq!(name(&inner.driver), Some("igbvf"));
+        assert_eq!(inner.hdr.tid, outer.hdr.tid, "nested on one thread");
+        let inner_start = inner.hdr.ts_ns - inner.latency_ns;
+        assert!(
+            outer_start <= inner_start && inner.hdr.ts_ns <= outer.hdr.ts_ns,
+            "{v}'s probe [{inner_start}, {}] inside the PF's [{outer_start}, {}]",
+            inner.hdr.ts_ns,
+            outer.hdr.ts_ns
+        );
+    }
+}
