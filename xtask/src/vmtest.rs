@@ -1,6 +1,12 @@
 //! `cargo xtask vm-test`: build the integration tests that need root and a
 //! real SR-IOV kernel (`sriov-core/tests/lab`), run them inside the lab and
 //! end with `N passed, M failed`.
+//!
+//! The streams the tests keep (`guest::keep_stream`: `/out/streams/*.ndjson`
+//! in the guest, `target/lab/out/streams` here) are validated line by line
+//! after the VM ends, on the host, by the independent validator
+//! (`docs/schema/validate.py`, Python's jsonschema): one
+//! `schema::lab_stream::<name>` result per file, in the same tally.
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -229,6 +235,125 @@ impl Tally {
     }
 }
 
+/// Debian's Python, the one `python3-jsonschema` installs into (as in
+/// `sriov-core/tests/support/schema.rs`).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Prefix of the per-stream schema check names.
+const STREAM_CHECK: &str = "schema::lab_stream::";
+
+/// At most this many validator lines per failed stream on the console.
+const REPORT_LINES: usize = 40;
+
+/// The streams the guest kept: `*.ndjson` in `dir`, sorted by name.
+fn kept_streams(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut v = Vec::new();
+    for e in rd {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "ndjson") {
+            v.push(p);
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Validate every line of one NDJSON file with `python validate.py schema
+/// FILE`. `Err` is the report: the validator's `FILE:LINE: at /ptr: message`
+/// lines, or why nothing could be checked (an empty file, no validator) —
+/// never a pass.
+fn check_stream(python: &Path, schema_dir: &Path, file: &Path) -> Result<(), String> {
+    let fix =
+        "Fix: cargo xtask setup   (as root; installs python3-jsonschema for /usr/bin/python3)";
+    match std::fs::read_to_string(file) {
+        Err(e) => return Err(format!("reading {}: {e}", file.display())),
+        Ok(t) if t.trim().is_empty() => {
+            return Err(format!(
+                "{}: empty: the test kept no line to validate",
+                file.display()
+            ));
+        }
+        Ok(_) => {}
+    }
+    let script = schema_dir.join("validate.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(&script)
+        .arg(schema_dir.join("events-v1.json"))
+        .arg(file)
+        .stdin(Stdio::null());
+    let out = cmd.output().map_err(|e| {
+        format!(
+            "cannot run the schema validator `{}`: {e}\n{fix}",
+            util::display(&cmd)
+        )
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err(format!("{}{}", stdout.trim_end(), stderr.trim_end())),
+        _ => Err(format!(
+            "the schema validator could not run ({}): {}{}\n{fix}",
+            out.status,
+            stderr.trim_end(),
+            stdout.trim_end()
+        )),
+    }
+}
+
+/// Validate the kept streams; prints one libtest-like line per stream (a
+/// failure with the validator's report) and returns (passed, failed).
+fn check_streams(python: &Path, schema_dir: &Path, files: &[PathBuf]) -> (u32, u32) {
+    if files.is_empty() {
+        return (0, 0);
+    }
+    println!(
+        "\nrunning {} schema checks of the kept streams ({} {} {})",
+        files.len(),
+        python.display(),
+        schema_dir.join("validate.py").display(),
+        schema_dir.join("events-v1.json").display()
+    );
+    let (mut passed, mut failed) = (0, 0);
+    for f in files {
+        let name = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match check_stream(python, schema_dir, f) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {STREAM_CHECK}{name} ... ok");
+            }
+            Err(report) => {
+                failed += 1;
+                println!("test {STREAM_CHECK}{name} ... FAILED");
+                let lines: Vec<&str> = report.lines().collect();
+                for l in lines.iter().take(REPORT_LINES) {
+                    println!("    {l}");
+                }
+                if lines.len() > REPORT_LINES {
+                    println!(
+                        "    ... {} more lines (run the validator on {})",
+                        lines.len() - REPORT_LINES,
+                        f.display()
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "schema checks: {} {passed} passed; {failed} failed",
+        if failed == 0 { "ok." } else { "FAILED." }
+    );
+    (passed, failed)
+}
+
 /// Build, boot, run; prints the `vm-test: N passed, M failed` line.
 pub fn run(o: Options) -> Result<Summary> {
     let t0 = Instant::now();
@@ -276,7 +401,14 @@ pub fn run(o: Options) -> Result<Summary> {
     for b in &tally.broken {
         eprintln!("vm-test: {b}");
     }
-    let (passed, mut failed) = (tally.passed, tally.failed);
+    // the streams the tests kept: one result each (none kept, none added)
+    let streams = kept_streams(&lab::out_dir().join("streams"))?;
+    let (sp, sf) = check_streams(
+        Path::new(PYTHON),
+        &util::workspace_root().join("docs").join("schema"),
+        &streams,
+    );
+    let (passed, mut failed) = (tally.passed + sp, tally.failed + sf);
     if let Some(f) = out.failure {
         println!("vm-test: {passed} passed, {failed} failed");
         let during = tally
@@ -285,7 +417,7 @@ pub fn run(o: Options) -> Result<Summary> {
             .unwrap_or_default();
         bail!("the lab VM failed{during}: {f}");
     }
-    let expected = tests.len() as u32 * o.repeat;
+    let expected = tests.len() as u32 * o.repeat + streams.len() as u32;
     if passed + failed < expected {
         eprintln!(
             "vm-test: {} of {expected} tests gave no result",
@@ -304,7 +436,25 @@ pub fn run(o: Options) -> Result<Summary> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{Tally, parse_result, script};
+    use std::path::{Path, PathBuf};
+
+    use super::{PYTHON, Tally, check_stream, check_streams, kept_streams, parse_result, script};
+
+    fn schema_dir() -> PathBuf {
+        crate::util::workspace_root().join("docs").join("schema")
+    }
+
+    /// A scratch directory of its own under the target dir.
+    fn scratch(name: &str) -> PathBuf {
+        let d = crate::util::target_dir()
+            .join("xtask-tests")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    const STARTED: &str = r#"{"schema":"sriov-top.events/v1","time":"2025-03-04T10:14:40.511100000Z","node":"lab","ts_ns":391009180229,"vf":null,"process":null,"kind":"started","hooks_attached":["tracepoint:irq:irq_handler_entry"],"hooks_missing":0}"#;
 
     #[test]
     fn parses_libtest_summary() {
@@ -340,6 +490,63 @@ mod tests {
         assert_eq!((t.passed, t.failed), (1, 2));
         assert_eq!(t.broken, vec!["a::two (exit 137, no result line)"]);
         assert_eq!(t.current.map(|c| c.0).as_deref(), Some("a::four"));
+    }
+
+    #[test]
+    fn kept_streams_are_the_ndjson_files_sorted_and_none_without_a_dir() {
+        let d = scratch("kept");
+        assert!(kept_streams(&d.join("streams")).unwrap().is_empty());
+        for f in ["b.ndjson", "a.ndjson", "notes.txt"] {
+            std::fs::write(d.join(f), "x").unwrap();
+        }
+        assert_eq!(
+            kept_streams(&d).unwrap(),
+            vec![d.join("a.ndjson"), d.join("b.ndjson")]
+        );
+    }
+
+    #[test]
+    fn an_empty_stream_or_a_missing_validator_fails_and_names_the_fix() {
+        let d = scratch("empty");
+        let f = d.join("s.ndjson");
+        std::fs::write(&f, "\n").unwrap();
+        let e = check_stream(Path::new(PYTHON), &schema_dir(), &f).unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+        std::fs::write(&f, "{}\n").unwrap();
+        let e = check_stream(Path::new("/nonexistent/python3"), &schema_dir(), &f).unwrap_err();
+        assert!(e.contains("cargo xtask setup"), "{e}");
+        // a validator that cannot run its script (exit 2) is no pass either
+        let e = check_stream(Path::new(PYTHON), &d, &f).unwrap_err();
+        assert!(e.contains("cargo xtask setup"), "{e}");
+        assert_eq!(check_streams(Path::new(PYTHON), &d, &[f]), (0, 1));
+    }
+
+    /// Needs Debian's python3-jsonschema (`cargo xtask setup`), as the
+    /// schema tests of `cargo test --workspace` do.
+    #[test]
+    fn a_valid_stream_passes_and_a_bad_line_fails_with_its_line_number() {
+        let d = scratch("validate");
+        let good = d.join("good.ndjson");
+        std::fs::write(&good, format!("{STARTED}\n")).unwrap();
+        assert_eq!(
+            check_stream(Path::new(PYTHON), &schema_dir(), &good),
+            Ok(())
+        );
+        let bad = d.join("bad.ndjson");
+        std::fs::write(
+            &bad,
+            format!(
+                "{STARTED}\n{}\n",
+                STARTED.replace(r#""hooks_missing":0"#, r#""hooks_missing":"0""#)
+            ),
+        )
+        .unwrap();
+        let e = check_stream(Path::new(PYTHON), &schema_dir(), &bad).unwrap_err();
+        assert!(e.contains("bad.ndjson:2: at /hooks_missing"), "{e}");
+        assert_eq!(
+            check_streams(Path::new(PYTHON), &schema_dir(), &[good, bad]),
+            (1, 1)
+        );
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct Igbvf {
     last_hw: [u32; 9],
     hw: HwCounters,
     sw: DriverCounters,
+    /// Interrupts read from the vectors' eventfds so far.
+    irqs_seen: u64,
     closed: bool,
 }
 
@@ -147,6 +149,7 @@ impl Igbvf {
             last_hw: [0; 9],
             hw: HwCounters::default(),
             sw: DriverCounters::default(),
+            irqs_seen: 0,
             closed: false,
         };
         dev.bring_up()?;
@@ -257,7 +260,7 @@ impl Igbvf {
             });
         };
         // old counts, then unmask, then look once more: no wakeup is lost
-        irq.drain_rx()?;
+        self.irqs_seen += irq.drain_rx()?;
         self.bar.write32(EIMS, vec_bit(VEC_RX))?;
         if self.rx.ready()? {
             return Ok(0);
@@ -272,7 +275,10 @@ impl Igbvf {
                 hint: "",
             })?;
             match guard.try_io(|fd| fd.get_ref().read()) {
-                Ok(Ok(n)) => return Ok(n),
+                Ok(Ok(n)) => {
+                    self.irqs_seen += n;
+                    return Ok(n);
+                }
                 Ok(Err(e)) => {
                     return Err(Error::Vfio {
                         bdf: bdf.clone(),
@@ -285,6 +291,17 @@ impl Igbvf {
                 Err(_would_block) => continue,
             }
         }
+    }
+
+    /// Interrupts VFIO delivered to this driver so far (interrupt mode):
+    /// the counts read from the eventfds of all three vectors (RX, TX,
+    /// mailbox), each eventfd signal one interrupt. 0 in poll mode.
+    pub fn interrupts(&mut self) -> Result<u64> {
+        if let Some(irq) = self.irq.as_ref() {
+            let (tx, mbx) = irq.drain_other();
+            self.irqs_seen += irq.drain_rx()? + tx + mbx;
+        }
+        Ok(self.irqs_seen)
     }
 
     fn accumulate(&mut self) -> Result<()> {

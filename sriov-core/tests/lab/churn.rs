@@ -1,78 +1,14 @@
 //! The stream's numbers across VF churn, against the kernel's own counts:
 //! VFs removed and re-created with the same BDFs, IRQ numbers that change
 //! hands between VFs and the PF.
-use std::{
-    collections::BTreeMap,
-    process::{Child, Command},
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::Value;
 
-use crate::guest::{self, msi_irqs, pf, proc_interrupts, sh, vf_bdf, wait_for};
-
-const OUT: &str = "/tmp/churn.ndjson";
-
-fn lines() -> Vec<Value> {
-    std::fs::read_to_string(OUT)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
-        .collect()
-}
-
-fn start() -> Child {
-    let _ = std::fs::remove_file(OUT);
-    let child = Command::new("sriov-top")
-        .args(["--json", "--interval", "0.3", "--output", OUT])
-        .spawn()
-        .expect("start sriov-top");
-    wait_for(
-        "sriov-top's first inventory",
-        Duration::from_secs(60),
-        || lines().iter().any(|l| l["kind"] == "inventory"),
-    );
-    child
-}
-
-/// Kernel `CLOCK_MONOTONIC` now: the stream's `ts_ns` clock.
-fn mono_ns() -> u64 {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-}
-
-/// Up with `addr`/24, carrier, then `packets` UDP broadcasts from `addr`.
-fn traffic(vf: &str, addr: &str, packets: u32) {
-    let ifname = guest::netdev_of(vf);
-    let _ = Command::new("ip")
-        .args(["addr", "add", &format!("{addr}/24"), "dev", &ifname])
-        .status();
-    sh("ip", &["link", "set", "dev", &ifname, "up"]);
-    wait_for(
-        &format!("carrier on {ifname}"),
-        Duration::from_secs(20),
-        || {
-            std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
-                .is_ok_and(|c| c.trim() == "1")
-        },
-    );
-    let sock = std::net::UdpSocket::bind(format!("{addr}:0")).expect("bind on the VF's address");
-    sock.set_broadcast(true).expect("SO_BROADCAST");
-    for i in 0..packets {
-        sock.send_to(&i.to_be_bytes(), "192.0.2.255:9")
-            .expect("send");
-    }
-}
-
-fn stats_of<'a>(ev: &'a [Value], bdf: &str, after_ns: u64) -> Vec<&'a Value> {
-    ev.iter()
-        .filter(|l| {
-            l["kind"] == "stats"
-                && l["vf"]["bdf"] == bdf
-                && l["ts_ns"].as_u64().is_some_and(|t| t >= after_ns)
-        })
-        .collect()
-}
+use crate::{
+    guest::{self, msi_irqs, pf, proc_interrupts, vf_bdf, wait_for},
+    json_stream::{JsonStream, mono_ns, stats_of, traffic},
+};
 
 fn sum(counts: &BTreeMap<u32, u64>, irqs: &[u32]) -> u64 {
     irqs.iter()
@@ -89,7 +25,7 @@ fn sum(counts: &BTreeMap<u32, u64>, irqs: &[u32]) -> u64 {
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn irq_counts_follow_the_vectors_when_vfs_are_recreated() {
     guest::set_numvfs(0);
-    let child = start();
+    let mut stream = JsonStream::start("churn", "0.3");
     guest::set_numvfs(4);
     let first0 = vf_bdf(0);
     traffic(&first0, "192.0.2.1", 200);
@@ -99,7 +35,7 @@ fn irq_counts_follow_the_vectors_when_vfs_are_recreated() {
         "stats for the first VF 0 with interrupts",
         Duration::from_secs(30),
         || {
-            stats_of(&lines(), &first0, 0)
+            stats_of(&stream.lines(), &first0, 0)
                 .iter()
                 .any(|s| s["irqs_total"].as_u64() > Some(0))
         },
@@ -140,7 +76,7 @@ fn irq_counts_follow_the_vectors_when_vfs_are_recreated() {
         "stats with interrupts for both re-created VFs",
         Duration::from_secs(30),
         || {
-            let ev = lines();
+            let ev = stream.lines();
             vfs.iter().all(|v| {
                 stats_of(&ev, v, recreated_at)
                     .iter()
@@ -155,12 +91,13 @@ fn irq_counts_follow_the_vectors_when_vfs_are_recreated() {
     let k_b = proc_interrupts();
     let t_b = mono_ns();
     wait_for("stats after the traffic", Duration::from_secs(30), || {
-        let ev = lines();
+        let ev = stream.lines();
         vfs.iter().all(|v| !stats_of(&ev, v, t_b).is_empty())
     });
     let k_c = proc_interrupts();
-    guest::interrupt_and_wait(child);
-    let ev = lines();
+    stream.stop();
+    guest::keep_stream(stream.path(), "churn");
+    let ev = stream.lines();
 
     for (v, irqs) in vfs.iter().zip(&new_irqs) {
         assert_eq!(&msi_irqs(v), irqs, "{v}'s vectors changed during the test");

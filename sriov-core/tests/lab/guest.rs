@@ -213,3 +213,40 @@ pub fn signal_and_wait(mut child: std::process::Child, sig: nix::sys::signal::Si
     let _ = child.kill();
     panic!("the process did not stop on {sig}");
 }
+
+/// The guest's writable 9p share (`target/lab/out` on the host).
+pub const OUT_DIR: &str = "/out";
+
+/// Keep a captured `sriov-top --json` stream for the host: copied to
+/// `/out/streams/<name>.ndjson`, where `cargo xtask vm-test` validates every
+/// line against `docs/schema/events-v1.json` after the VM ends (the guest
+/// has no validator). `name` is unique per test (`[A-Za-z0-9_-]`).
+pub fn keep_stream(path: impl AsRef<Path>, name: &str) {
+    let path = path.as_ref();
+    assert!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "keep_stream: {name:?} is not a plain file name ([A-Za-z0-9_-])"
+    );
+    let mounts = read("/proc/mounts");
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(OUT_DIR)),
+        "keep_stream: {OUT_DIR} is not mounted (the lab's writable 9p share; \
+         run these tests with `cargo xtask vm-test`): {} cannot be kept",
+        path.display()
+    );
+    let data =
+        fs::read(path).unwrap_or_else(|e| panic!("keep_stream: reading {}: {e}", path.display()));
+    let dir = Path::new(OUT_DIR).join("streams");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let dst = dir.join(format!("{name}.ndjson"));
+    let mut f =
+        fs::File::create(&dst).unwrap_or_else(|e| panic!("creating {}: {e}", dst.display()));
+    std::io::Write::write_all(&mut f, &data)
+        .and_then(|()| f.sync_all())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", dst.display()));
+}

@@ -172,6 +172,7 @@ fn sriov_top_enforces_reloads_and_removes_the_policy() {
     );
     assert!(guest::open_group_as(&group, 1001).contains("Operation not permitted"));
     top.stop();
+    guest::keep_stream(OUT, "policy_top_enforce_reload");
     // gone with the process
     assert!(!fs::exists(PINS).unwrap(), "pins removed on exit");
     assert_eq!(guest::open_group_as(&group, 1001), "opened");
@@ -270,5 +271,6 @@ fn an_irq_storm_is_reported_and_its_link_down_action_tried() {
         assert_ne!(vf_link_state(0), "disable");
     }
     top.stop();
+    guest::keep_stream(OUT, "policy_top_irq_storm");
     guest::set_numvfs(0);
 }

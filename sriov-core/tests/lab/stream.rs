@@ -75,6 +75,7 @@ fn json_stream_attributes_hotplug_irq_and_dma_events_to_vfs() {
         },
     );
     guest::interrupt_and_wait(child);
+    guest::keep_stream(OUT, "stream_hotplug_irq_dma");
     let ev = lines();
 
     let conf = of_kind(&ev, "sriov_configure");

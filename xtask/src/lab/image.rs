@@ -2,7 +2,9 @@
 //! (the real `ip`, `bpftool`, `tmux`) with exactly the shared libraries `ldd`
 //! lists for them and for the project binaries, and the `/init` script.
 //! The project's own binaries are not in the image: they come over a
-//! read-only 9p share (see `super::share`).
+//! read-only 9p share at `/lab` (see `super::prepare_share`); results the
+//! host checks after the run go to the writable 9p share at `/out` (see
+//! `super::prepare_out`).
 use std::{
     collections::BTreeSet,
     fs,
@@ -35,6 +37,9 @@ const HOST_TOOLS: &[(&str, bool)] = &[
 pub const MARK_READY: &str = "@@SRIOV-LAB-READY";
 pub const MARK_EXIT: &str = "@@SRIOV-LAB-EXIT";
 pub const MARK_INIT: &str = "@@SRIOV-LAB-INIT";
+
+/// 9p mount tag of the writable share, mounted at `/out`.
+pub const OUT_TAG: &str = "out";
 
 /// What `/init` does once the lab is ready.
 pub enum Job {
@@ -133,7 +138,7 @@ export PATH=/lab/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=${{TERM:-linu
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm /tmp /run /root /lab /sys/fs/bpf
+mkdir -p /dev/pts /dev/shm /tmp /run /root /lab /out /sys/fs/bpf
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
@@ -146,6 +151,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo "{MARK_INIT} $(cut -d' ' -f1 /proc/uptime)"
 fail() {{ echo "sriov lab: $*"; echo "{MARK_EXIT} 125"; poweroff -f; }}
 {insmods}mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro,cache=loose lab /lab || fail "9p mount of the lab share failed"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,rw {OUT_TAG} /out || fail "9p mount of the writable out share failed"
 ip link set lo up
 hostname sriov-lab
 # a hung guest gets an NMI from the host at its timeout: panic with every CPU's backtrace
@@ -213,6 +219,7 @@ pub fn build(
         "/run",
         "/root",
         "/lab",
+        "/out",
         "/var",
     ] {
         img.dir(d);

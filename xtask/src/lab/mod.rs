@@ -2,7 +2,10 @@
 //!
 //! q35 + intel-iommu (interrupt remapping) + QEMU's `igb` (Intel 82576, 7 VFs)
 //! behind a pcie-root-port, Debian's 6.12 kernel, an initramfs written here in
-//! Rust, and the project's binaries on a read-only 9p share at `/lab`.
+//! Rust, and the project's binaries on a read-only 9p share at `/lab`. A
+//! second, writable 9p share at `/out` (`target/lab/out` on the host, emptied
+//! at each boot) carries what tests keep for the host to check after the run
+//! (`/out/streams/*.ndjson`, validated by `cargo xtask vm-test`).
 mod cpio;
 mod image;
 mod modules;
@@ -88,6 +91,24 @@ fn prepare_share(bins: &[(String, PathBuf)], cmd: Option<&str>) -> Result<PathBu
     Ok(share)
 }
 
+/// The host side of the guest's writable `/out`.
+pub fn out_dir() -> PathBuf {
+    lab_dir().join("out")
+}
+
+/// Empty the writable share: nothing of an earlier run can be taken for a
+/// result of this one.
+fn prepare_out() -> Result<PathBuf> {
+    let out = out_dir();
+    match fs::remove_dir_all(&out) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("emptying {}", out.display())),
+    }
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(out)
+}
+
 fn kvm_probe_file() -> PathBuf {
     util::cache_dir().join("kvm-probe")
 }
@@ -117,11 +138,13 @@ fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<
     let initrd = initrd_dir.join("probe-initramfs.cpio");
     image::build(&kernel_info, &Job::Exec, &[], &modules, &initrd)?;
     let share = prepare_share(&[], Some("exit 0"))?;
+    let out = prepare_out()?;
     let vm = qemu::Vm {
         accel: Accel::Kvm,
         kernel,
         initrd: &initrd,
         share: &share,
+        out: &out,
         append_extra: "",
         interactive: false,
         raw_console: false,
@@ -185,6 +208,7 @@ pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcom
         &initrd,
     )?;
     let share = prepare_share(run.bins, run.cmd)?;
+    let out_share = prepare_out()?;
     if run.verbose {
         eprintln!(
             "lab: initramfs {} ({:.1} MiB), kernel {}, accel {accel:?}",
@@ -198,6 +222,7 @@ pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcom
         kernel: &vmlinuz,
         initrd: &initrd,
         share: &share,
+        out: &out_share,
         append_extra: "",
         interactive: matches!(run.job, Job::Main { .. }),
         raw_console: matches!(run.job, Job::Main { tty: Some(_), .. }),

@@ -26,6 +26,9 @@ pub struct Vm<'a> {
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     pub share: &'a Path,
+    /// The writable share, mounted at `/out` in the guest: what tests keep
+    /// for the host to check after the run (see `super::prepare_out`).
+    pub out: &'a Path,
     pub append_extra: &'a str,
     pub interactive: bool,
     /// After the ready marker, copy the console to stdout byte for byte as
@@ -110,6 +113,14 @@ impl Vm<'_> {
         .arg(format!(
             "local,path={},mount_tag=lab,security_model=none,readonly=on",
             self.share.display()
+        ))
+        // writable, for results only: security_model=none, files are created
+        // as the user running QEMU
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag={},security_model=none",
+            self.out.display(),
+            super::image::OUT_TAG
         ))
         .arg("-kernel")
         .arg(self.kernel)
