@@ -26,8 +26,9 @@ fn is_broken_pipe(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
 }
 
-/// Stream until `--duration`, Ctrl-C, or the reader goes away (a closed
-/// pipe is a normal end). `claim`: the policy's, taken by the caller.
+/// Stream until `--duration`, Ctrl-C or SIGTERM (exit 0 either way, the
+/// policy switched off), or the reader goes away (a closed pipe is a
+/// normal end). `claim`: the policy's, taken by the caller.
 pub fn run(cli: &Cli, claim: Option<Claim>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,7 +59,7 @@ async fn stream(cli: &Cli, claim: Option<Claim>) -> Result<()> {
         claim,
     };
     let (tx, rx) = mpsc::channel::<Collected>(CHANNEL);
-    // the collector ends by itself (duration, Ctrl-C) and closes the
+    // the collector ends by itself (duration, SIGINT, SIGTERM) and closes the
     // channel; the writer ends with an error when its reader is gone
     tokio::try_join!(collect::run(opts, tx), write_all(w, rx))?;
     Ok(())

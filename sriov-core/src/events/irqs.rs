@@ -94,17 +94,6 @@ impl IrqSums {
             *a = a.saturating_add(b);
         }
     }
-
-    fn merge(&mut self, o: &IrqSums) {
-        self.count = self.count.saturating_add(o.count);
-        self.vfio = self.vfio.saturating_add(o.vfio);
-        self.timed = self.timed.saturating_add(o.timed);
-        self.total_ns = self.total_ns.saturating_add(o.total_ns);
-        self.max_ns = self.max_ns.max(o.max_ns);
-        for (a, b) in self.log2_ns.iter_mut().zip(o.log2_ns) {
-            *a = a.saturating_add(b);
-        }
-    }
 }
 
 /// The kernel's IRQ maps (implemented by [`crate::ebpf::Probes`]).
@@ -263,13 +252,4 @@ pub fn delta(a: &IrqSums, b: &IrqSums) -> IrqSums {
         *o = x.saturating_sub(y);
     }
     d
-}
-
-/// Merged sums (for tests and aggregation).
-pub fn merged<'a>(sums: impl IntoIterator<Item = &'a IrqSums>) -> IrqSums {
-    let mut out = IrqSums::default();
-    for s in sums {
-        out.merge(s);
-    }
-    out
 }

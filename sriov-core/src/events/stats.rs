@@ -250,34 +250,6 @@ impl StatsAggregator {
     }
 }
 
-impl StatsAggregator {
-    /// TRANSITIONAL (until the collector keeps an `IrqLedger`): per-IRQ
-    /// readings summed per owner through `attr`'s IRQ map.
-    pub fn snapshot(
-        &mut self,
-        now_ts_ns: u64,
-        irq_counts: &BTreeMap<u32, u64>,
-        irq_stats: &BTreeMap<u32, sriov_ebpf::record::IrqStats>,
-        vfio_irq_counts: &BTreeMap<u32, u64>,
-        lost_total: u64,
-        attr: &Attributor,
-    ) -> Vec<EventEnvelope> {
-        let mut sums: BTreeMap<Owner, IrqSums> = BTreeMap::new();
-        for (irq, owner) in attr.irq_owners() {
-            let r = super::irqs::IrqReading {
-                count: irq_counts.get(&irq).copied().unwrap_or(0),
-                vfio: vfio_irq_counts.get(&irq).copied().unwrap_or(0),
-                stats: irq_stats
-                    .get(&irq)
-                    .copied()
-                    .unwrap_or(sriov_ebpf::record::IrqStats::ZERO),
-            };
-            sums.entry(owner).or_default().add(&r);
-        }
-        self.report(now_ts_ns, &sums, lost_total, attr)
-    }
-}
-
 fn dma_latency(h: &Histogram<u64>) -> Option<DmaLatency> {
     (!h.is_empty()).then(|| DmaLatency {
         p50: h.value_at_quantile(0.5),

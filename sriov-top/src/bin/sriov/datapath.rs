@@ -182,7 +182,7 @@ fn open(host: &dyn Host, fixture: bool, t: Target) -> Result<Igbvf> {
     Ok(vf)
 }
 
-/// Set when SIGINT arrives.
+/// Set when SIGINT or SIGTERM arrives.
 fn ctrl_c() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
@@ -190,11 +190,23 @@ fn ctrl_c() -> Arc<AtomicBool> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
-        if let Ok(rt) = rt
-            && rt.block_on(tokio::signal::ctrl_c()).is_ok()
-        {
+        let Ok(rt) = rt else { return };
+        // SIGTERM (systemd, kill) stops the loop as SIGINT does: the summary
+        // is printed and the VF quiesced and its DMA released on the way out
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
             f.store(true, Ordering::Relaxed);
-        }
+        });
     });
     flag
 }

@@ -1,7 +1,8 @@
 //! The live source: eBPF probes, attribution, periodic statistics and
 //! discovery scans, sent as [`Collected`] items into one tokio mpsc channel.
 //! Its consumers are the `--json` writer ([`crate::stream`]) and the
-//! terminal UI ([`crate::tui`]).
+//! terminal UI ([`crate::tui`]), which runs it on a thread of its own
+//! ([`spawn`]) so that a slow scan never holds up keys and frames.
 //!
 //! What it sends, in order:
 //!
@@ -11,7 +12,17 @@
 //! 3. then, as they come, the events of the ring buffer, and on each tick
 //!    (every `interval`): an `inventory` if anything but the counters
 //!    changed, one `stats` per VF with counters or activity, and `lost`.
-use std::time::Duration;
+//!
+//! Once running, nothing about one IRQ, device, map or record stops it: a
+//! vector that cannot be watched, a map that cannot be read, a ring buffer
+//! read that fails, a rescan that fails, are [`Collected::Warning`]s, each
+//! said once (or again at most every [`REPEAT`] while it lasts), and the
+//! rest goes on.
+use std::{
+    io,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
 use sriov_core::{
@@ -24,6 +35,13 @@ use sriov_core::{
 use tokio::sync::mpsc;
 
 use crate::policy::{PolicyRuntime, PolicySource};
+
+mod counting;
+mod warnings;
+
+use counting::Counting;
+pub use warnings::REPEAT;
+use warnings::Warnings;
 
 /// One item of the live source.
 // events are nearly every item: boxing them would cost an allocation each
@@ -114,21 +132,20 @@ impl<T: From<Collected>> Out<T> {
     async fn event(&self, ev: EventEnvelope) -> bool {
         self.send(Collected::Event(ev)).await
     }
+
+    /// Send all of `cs`; false when the consumer went away.
+    async fn all(&self, cs: impl IntoIterator<Item = Collected>) -> bool {
+        for c in cs {
+            if !self.send(c).await {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 fn now() -> u64 {
     Clock::now_ns().unwrap_or(0)
-}
-
-/// Watch every VF MSI-X vector discovery knows about.
-fn watch_all(probes: &mut Probes, attr: &Attributor) -> Result<()> {
-    let watched = probes.watched();
-    for irq in attr.irqs() {
-        if !watched.contains(&irq) {
-            probes.watch_irq(irq)?;
-        }
-    }
-    Ok(())
 }
 
 /// Load the probes as `opts` says: `Ok(None)` when they are not required
@@ -158,11 +175,51 @@ async fn load_probes<T: From<Collected>>(
     Ok(None)
 }
 
-/// Collect until `opts.duration` is over, SIGINT or SIGTERM, or the receiver
-/// of `tx` is dropped. Fails when discovery cannot read the PCI devices at
-/// start, when the probes are required and cannot be loaded, or when their
-/// maps cannot be read.
-pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<T>) -> Result<()> {
+/// [`run_with`] on the live system.
+pub async fn run<T: From<Collected>>(opts: CollectOptions, tx: mpsc::Sender<T>) -> Result<()> {
+    run_with(&System::live(), opts, tx).await
+}
+
+/// [`run_with`] on a thread of its own, with a tokio runtime of its own, so
+/// that a slow scan (sysfs, rtnetlink), a policy step or a burst of records
+/// never holds up the consumer: all it does reaches the consumer through
+/// `tx`. When the collector has ended and cleaned up (the policy switched
+/// off, the probes detached), `last` of its result is sent, and the thread
+/// ends. It ends on SIGINT or SIGTERM, at `opts.duration`, or when the
+/// receiver is dropped (after the scan in progress, if one is).
+pub fn spawn<T>(
+    host: Box<dyn Host + Send>,
+    opts: CollectOptions,
+    tx: mpsc::Sender<T>,
+    last: impl FnOnce(Result<()>) -> T + Send + 'static,
+) -> io::Result<JoinHandle<()>>
+where
+    T: From<Collected> + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name("collect".into())
+        .spawn(move || {
+            let r = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run_with(&*host, opts, tx.clone())),
+                Err(e) => Err(e).context("tokio runtime for the collector"),
+            };
+            let _ = tx.blocking_send(last(r));
+        })
+}
+
+/// Collect from `host` until `opts.duration` is over, SIGINT or SIGTERM,
+/// or the receiver of `tx` is dropped. Fails when discovery cannot read the
+/// PCI devices at start, or when what was asked for cannot be loaded (the
+/// probes when required, the policy); once running, a problem with one
+/// IRQ, map, record or scan is a warning and the rest goes on.
+pub async fn run_with<T: From<Collected>>(
+    host: &dyn Host,
+    mut opts: CollectOptions,
+    tx: mpsc::Sender<T>,
+) -> Result<()> {
     // first, and one listener each for the whole run: a future made anew
     // on every turn of the loop misses a signal that arrives while the
     // loop body runs (a tick), and before any listener SIGINT kills
@@ -175,11 +232,10 @@ pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let out = Out { tx };
-    let host = System::live();
-    let mut inv = discover(&host).context("discovering PFs and VFs")?;
-    fill_counters_from_netdevs(&host, &mut inv.pfs);
+    let mut inv = discover(host).context("discovering PFs and VFs")?;
+    fill_counters_from_netdevs(host, &mut inv.pfs);
     let mut attr = Attributor::default();
-    attr.refresh_with(&host, &inv);
+    attr.refresh_with(host, &inv);
     let mut probes = load_probes(&opts, &out).await?;
     if let Some(p) = &probes {
         let started = Event::Started {
@@ -212,7 +268,7 @@ pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<
                 "--policy needs the eBPF programs, which are not loaded (run as root on a kernel with BTF and the BPF LSM)"
             );
         };
-        let (rt, evs) = PolicyRuntime::start(src, opts.claim.take(), &host, p, &mut attr)?;
+        let (rt, evs) = PolicyRuntime::start(src, opts.claim.take(), host, p, &mut attr)?;
         policy = Some(rt);
         for c in evs {
             if !out.send(c).await {
@@ -228,9 +284,15 @@ pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<
     if !out.event(EventEnvelope::new(now(), first)).await {
         return Ok(());
     }
+    // maps, the ring buffer, rescans: said again while they last
+    let mut failing = Warnings::every(REPEAT);
+    let mut counting = Counting::default();
     let mut ring = match &mut probes {
         Some(p) => {
-            watch_all(p, &attr)?;
+            let ws = counting.reconcile(host, &attr, p);
+            if !out.all(ws).await {
+                return Ok(());
+            }
             Some(
                 p.take_ring()
                     .context("registering the ring buffer with tokio")?,
@@ -239,16 +301,18 @@ pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<
         None => None,
     };
     // the statistics that go with the first inventory, then one set per tick
-    for c in snapshot(&mut stats, &attr, probes.as_mut())? {
-        if !out.send(c).await {
-            return Ok(());
-        }
+    let first = counting.snapshot(&mut stats, &attr, probes.as_mut(), &mut failing);
+    if !out.all(first).await {
+        return Ok(());
     }
     let mut tick = tokio::time::interval(opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: that was it
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut bad_records = 0u64;
+    // after a failed read of the ring buffer, the next try is on the next
+    // tick (a failure that lasts must not spin)
+    let mut ring_paused = false;
     loop {
         let stop = async {
             match deadline {
@@ -262,13 +326,30 @@ pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<
                     Some(r) => r.next_batch().await,
                     None => std::future::pending().await,
                 }
-            } => {
-                for rec in batch.context("reading the ring buffer")? {
+            }, if !ring_paused => {
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        ring_paused = true;
+                        let w = failing.warn("ring", Instant::now(), || {
+                            format!("reading the ring buffer: {e} (events missed; trying again each tick)")
+                        });
+                        if !out.all(w).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                };
+                for rec in batch {
                     match rec {
                         Ok(rec) => {
-                            let ev = attr.from_record(&host, &rec);
+                            let ev = attr.from_record(host, &rec);
                             stats.on_event(&ev);
-                            if !out.event(ev).await {
+                            let ws = match probes.as_mut() {
+                                Some(p) => counting.on_event(host, &attr, p, &ev),
+                                None => Vec::new(),
+                            };
+                            if !out.event(ev).await || !out.all(ws).await {
                                 return Ok(());
                             }
                         }
@@ -285,9 +366,18 @@ pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<
                 }
             }
             _ = tick.tick() => {
-                let mut evs = on_tick(&host, &mut attr, &mut stats, &mut changes, probes.as_mut())?;
+                ring_paused = false;
+                let mut evs = on_tick(
+                    host,
+                    &mut attr,
+                    &mut stats,
+                    &mut changes,
+                    probes.as_mut(),
+                    &mut counting,
+                    &mut failing,
+                );
                 if let (Some(rt), Some(p)) = (policy.as_mut(), probes.as_mut()) {
-                    let more = rt.on_tick(&host, p, &mut attr, &evs);
+                    let more = rt.on_tick(host, p, &mut attr, &evs);
                     evs.extend(more);
                 }
                 for c in evs {
@@ -298,7 +388,7 @@ pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<
             }
             _ = hangup.recv() => {
                 if let (Some(rt), Some(p)) = (policy.as_mut(), probes.as_mut()) {
-                    for c in rt.reload(&host, p, &mut attr) {
+                    for c in rt.reload(host, p, &mut attr) {
                         if !out.send(c).await {
                             return Ok(());
                         }
@@ -307,24 +397,29 @@ pub async fn run<T: From<Collected>>(mut opts: CollectOptions, tx: mpsc::Sender<
             }
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
+            // the consumer is gone (the UI quit): no need to wait for a send
+            _ = out.tx.closed() => break,
             _ = stop => break,
         }
     }
     Ok(())
 }
 
-/// A tick: rescan (VFs come and go; watch their vectors), an inventory if
-/// it changed, then the statistics.
+/// A tick: rescan (VFs come and go; count their vectors), an inventory if
+/// it changed, then the statistics. What fails is a warning in the result.
 fn on_tick(
     host: &dyn Host,
     attr: &mut Attributor,
     stats: &mut StatsAggregator,
     changes: &mut InventoryChanges,
     mut probes: Option<&mut Probes>,
-) -> Result<Vec<Collected>> {
+    counting: &mut Counting,
+    failing: &mut Warnings<&'static str>,
+) -> Vec<Collected> {
     let mut out = Vec::new();
     match discover(host) {
         Ok(mut inv) => {
+            failing.clear(&"rediscovery");
             fill_counters_from_netdevs(host, &mut inv.pfs);
             attr.refresh_with(host, &inv);
             stats.on_inventory(&inv.pfs);
@@ -335,36 +430,15 @@ fn on_tick(
                 )));
             }
         }
-        Err(e) => out.push(Collected::Warning(format!("rediscovery failed: {e}"))),
+        Err(e) => out.extend(failing.warn("rediscovery", Instant::now(), || {
+            format!("rediscovery failed: {e}")
+        })),
     }
     if let Some(p) = probes.as_deref_mut() {
-        watch_all(p, attr)?;
+        out.extend(counting.reconcile(host, attr, p));
     }
-    out.extend(snapshot(stats, attr, probes)?);
-    Ok(out)
-}
-
-/// `stats` and `lost` now, from the probes' maps when there are probes.
-fn snapshot(
-    stats: &mut StatsAggregator,
-    attr: &Attributor,
-    probes: Option<&mut Probes>,
-) -> Result<Vec<Collected>> {
-    let evs = match probes {
-        Some(p) => stats.snapshot(
-            now(),
-            &p.irq_counts()?,
-            &p.irq_stats()?,
-            &p.vfio_irq_counts()?,
-            p.lost()?,
-            attr,
-        ),
-        None => {
-            let none = Default::default();
-            stats.snapshot(now(), &none, &Default::default(), &none, 0, attr)
-        }
-    };
-    Ok(evs.into_iter().map(Collected::Event).collect())
+    out.extend(counting.snapshot(stats, attr, probes, failing));
+    out
 }
 
 #[cfg(test)]
