@@ -27,7 +27,45 @@ pub mod maps {
     pub const LOST: &str = "LOST";
     /// `PerCpuArray<u64>` of 2: IOMMU pages mapped / unmapped (bytes), all devices.
     pub const IOMMU_BYTES: &str = "IOMMU_BYTES";
+    /// `HashMap<VfKey, u64>`: when each VF (PF name, index) was created
+    /// (`bpf_ktime_get_ns` as `pci_iov_add_virtfn` began); removed with it.
+    pub const VF_BIRTHS: &str = "VF_BIRTHS";
+    /// `Array<u32>` of [`crate::PROBE_CONF_LEN`]: what the loader found in the
+    /// kernel's BTF for the probes ([`crate::CONF_PCI_DEV_DEV`]).
+    pub const PROBE_CONF: &str = "PROBE_CONF";
 }
+
+/// `PROBE_CONF` slot: `offsetof(struct pci_dev, dev)` (0: unknown).
+pub const CONF_PCI_DEV_DEV: u32 = 0;
+pub const PROBE_CONF_LEN: u32 = 1;
+
+/// Key of `VF_BIRTHS`: the PF's device name (its BDF, NUL-padded) and the
+/// VF index.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VfKey {
+    pub pf: [u8; record::NAME_LEN],
+    pub index: u32,
+    pub _pad: u32,
+}
+
+impl VfKey {
+    pub const SIZE: usize = record::NAME_LEN + 8;
+
+    /// The key of VF `index` of the PF named `pf` (longer names are cut).
+    pub fn new(pf: &str, index: u32) -> Self {
+        let mut k = Self {
+            pf: [0; record::NAME_LEN],
+            index,
+            _pad: 0,
+        };
+        let n = pf.len().min(record::NAME_LEN - 1);
+        k.pf[..n].copy_from_slice(&pf.as_bytes()[..n]);
+        k
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<VfKey>() == VfKey::SIZE);
 
 /// Default size of the `EVENTS` ring buffer (bytes, a power of two).
 pub const EVENTS_BYTES: u32 = 1 << 20;

@@ -15,8 +15,8 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use sriov_ebpf::{
-    EVENTS_BYTES, IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS, VFIO_IOMMU_MAP_DMA,
-    VFIO_IOMMU_UNMAP_DMA,
+    CONF_PCI_DEV_DEV, EVENTS_BYTES, IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS, PROBE_CONF_LEN,
+    VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VfKey,
     record::{
         DMA_MAP, DMA_UNMAP, DmaRecord, GroupRecord, Header, IRQ_BUCKETS, IrqFreeRecord, IrqStats,
         KIND_DRIVER_PROBE, KIND_IOMMU_GROUP_ADD, KIND_IRQ_FREE, KIND_MSI_ALLOC,
@@ -84,6 +84,15 @@ static STARTS: HashMap<u64, Start> = HashMap::with_max_entries(4096, 0);
 /// Open calls by (thread, hook): the depth of the next entry.
 #[map(name = "DEPTHS")]
 static DEPTHS: HashMap<u64, u64> = HashMap::with_max_entries(4096, 0);
+
+/// When each VF was created, by (PF name, index): the incarnation user
+/// space reports (`created_ns`), read at any scan.
+#[map(name = "VF_BIRTHS")]
+static VF_BIRTHS: HashMap<VfKey, u64> = HashMap::with_max_entries(4096, 0);
+
+/// What the loader found in the kernel's BTF ([`CONF_PCI_DEV_DEV`]).
+#[map(name = "PROBE_CONF")]
+static PROBE_CONF: Array<u32> = Array::with_max_entries(PROBE_CONF_LEN, 0);
 
 /// The PF whose `sriov_numvfs` write a thread is in, by thread id.
 #[map(name = "CONFIGURING")]
@@ -361,19 +370,48 @@ pub fn sriov_store_fexit(ctx: FExitContext) -> u32 {
     0
 }
 
-fn on_vf(id: u32, hook: u64) {
+/// The name of the PF `pci_dev` (its BDF), through `pci_dev.dev` at the
+/// offset the loader found in BTF; empty when it found none.
+fn pf_name(pf: *const u8) -> [u8; NAME_LEN] {
+    match PROBE_CONF.get(CONF_PCI_DEV_DEV) {
+        Some(&off) if off != 0 && !pf.is_null() => name_at(pf.wrapping_add(off as usize)),
+        _ => [0; NAME_LEN],
+    }
+}
+
+/// Entry of `pci_iov_add_virtfn` / `pci_iov_remove_virtfn(pf, id)`. An add
+/// records the VF's birth; a remove forgets it.
+fn on_vf(pf: *const u8, id: u32, hook: u64) {
     let mut s = EMPTY;
     s.ts = now();
     s.a = u64::from(id);
+    s.name = pf_name(pf);
+    if s.name[0] != 0 {
+        let key = VfKey {
+            pf: s.name,
+            index: id,
+            _pad: 0,
+        };
+        if hook == HOOK_VF_ADD {
+            let _ = VF_BIRTHS.insert(&key, &s.ts, 0);
+        } else {
+            let _ = VF_BIRTHS.remove(&key);
+        }
+    }
     start(hook, &s);
 }
 
 fn on_vf_ret(ret: i32, hook: u64, kind: u32) {
     let Some(s) = take(hook) else { return };
-    // SAFETY: the value is copied.
-    let pf = unsafe { CONFIGURING.get(&tid()) }
-        .copied()
-        .unwrap_or([0; NAME_LEN]);
+    // the PF from the argument; else the `sriov_numvfs` write in progress
+    let pf = if s.name[0] != 0 {
+        s.name
+    } else {
+        // SAFETY: the value is copied.
+        unsafe { CONFIGURING.get(&tid()) }
+            .copied()
+            .unwrap_or([0; NAME_LEN])
+    };
     emit(VfRecord {
         hdr: header(kind),
         pf,
@@ -386,7 +424,11 @@ fn on_vf_ret(ret: i32, hook: u64, kind: u32) {
 /// `pci_iov_add_virtfn(struct pci_dev *pf, int id)`.
 #[kprobe]
 pub fn vf_add_entry(ctx: ProbeContext) -> u32 {
-    on_vf(ctx.arg(1).unwrap_or(u32::MAX), HOOK_VF_ADD);
+    on_vf(
+        ctx.arg(0).unwrap_or(null()),
+        ctx.arg(1).unwrap_or(u32::MAX),
+        HOOK_VF_ADD,
+    );
     0
 }
 
@@ -398,7 +440,7 @@ pub fn vf_add_exit(ctx: RetProbeContext) -> u32 {
 
 #[fentry(function = "pci_iov_add_virtfn")]
 pub fn vf_add_fentry(ctx: FEntryContext) -> u32 {
-    on_vf(ctx.arg(1), HOOK_VF_ADD);
+    on_vf(ctx.arg(0), ctx.arg(1), HOOK_VF_ADD);
     0
 }
 
@@ -411,7 +453,11 @@ pub fn vf_add_fexit(ctx: FExitContext) -> u32 {
 /// `pci_iov_remove_virtfn(struct pci_dev *pf, int id)` (returns nothing).
 #[kprobe]
 pub fn vf_remove_entry(ctx: ProbeContext) -> u32 {
-    on_vf(ctx.arg(1).unwrap_or(u32::MAX), HOOK_VF_REMOVE);
+    on_vf(
+        ctx.arg(0).unwrap_or(null()),
+        ctx.arg(1).unwrap_or(u32::MAX),
+        HOOK_VF_REMOVE,
+    );
     0
 }
 
@@ -423,7 +469,7 @@ pub fn vf_remove_exit(_ctx: RetProbeContext) -> u32 {
 
 #[fentry(function = "pci_iov_remove_virtfn")]
 pub fn vf_remove_fentry(ctx: FEntryContext) -> u32 {
-    on_vf(ctx.arg(1), HOOK_VF_REMOVE);
+    on_vf(ctx.arg(0), ctx.arg(1), HOOK_VF_REMOVE);
     0
 }
 

@@ -2,7 +2,7 @@
 pub(crate) mod probes;
 
 pub use probes::{
-    AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,
+    AttachedHook, Births, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,
     enable_stats, stats_of,
 };
 

@@ -1,7 +1,7 @@
 //! All the hooks of `sriov-ebpf`: load, attach each one (a hook that cannot
 //! attach is reported, not fatal), read the ring buffer with tokio and the
 //! per-CPU statistics maps.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, os::fd::AsFd as _};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -9,7 +9,7 @@ use aya::{
     programs::{KProbe, TracePoint},
 };
 use sriov_ebpf::{
-    EVENTS_BYTES, MAX_WATCHED_IRQS, WATCHED, maps,
+    CONF_PCI_DEV_DEV, EVENTS_BYTES, MAX_WATCHED_IRQS, VfKey, WATCHED, maps,
     programs::{self, Attach, HOOKS},
     record::{DecodeError, IrqStats, Record},
 };
@@ -251,6 +251,7 @@ impl Probes {
             .map_max_entries(maps::EVENTS, opts.ring_bytes)
             .load(object())
             .map_err(|e| Error::EbpfLoad(Box::new(e)))?;
+        configure(&mut ebpf)?;
         let mut attached = Vec::new();
         let mut missing = Vec::new();
         let entry = Attach::Tracepoint {
@@ -315,6 +316,30 @@ impl Probes {
             attached,
             missing,
         })
+    }
+
+    /// A handle of its own on the kernel's record of VF creation times
+    /// (`VF_BIRTHS`), for [`crate::events::Attributor::set_births`].
+    pub fn births(&self) -> Result<Births> {
+        let err = map_err(maps::VF_BIRTHS);
+        let Some(aya::maps::Map::HashMap(data)) = self._ebpf.map(maps::VF_BIRTHS) else {
+            return Err(Error::EbpfMissing {
+                kind: "map",
+                name: maps::VF_BIRTHS,
+            });
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::Sysfs {
+                op: "dup",
+                path: "the VF_BIRTHS map fd".into(),
+                source: e,
+            })?;
+        let data = MapData::from_fd(fd).map_err(&err)?;
+        let map = aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).map_err(&err)?;
+        Ok(Births { map })
     }
 
     /// The eBPF object, for the policy programs (`crate::policy::enforce`),
@@ -452,6 +477,44 @@ impl Probes {
         let fd =
             unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.ok()?;
         Some(RingReader { fd })
+    }
+}
+
+/// Tell the programs what the kernel's BTF says (`PROBE_CONF`): where
+/// `struct pci_dev` keeps its `struct device`, for the PF's name in the VF
+/// hooks. Without BTF the slot stays 0 and the programs fall back.
+fn configure(ebpf: &mut Ebpf) -> Result<()> {
+    let off = crate::policy::btf::Btf::from_sys_fs()
+        .and_then(|b| b.member_offset("pci_dev", "dev"))
+        .unwrap_or(0);
+    let map = ebpf.map_mut(maps::PROBE_CONF).ok_or(Error::EbpfMissing {
+        kind: "map",
+        name: maps::PROBE_CONF,
+    })?;
+    let mut conf: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(map_err(maps::PROBE_CONF))?;
+    conf.set(CONF_PCI_DEV_DEV, off, 0)
+        .map_err(map_err(maps::PROBE_CONF))
+}
+
+/// When each VF was created, as the kernel side recorded it.
+pub struct Births {
+    map: aya::maps::HashMap<MapData, [u8; VfKey::SIZE], u64>,
+}
+
+impl std::fmt::Debug for Births {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Births(VF_BIRTHS)")
+    }
+}
+
+impl crate::events::Births for Births {
+    fn created_ns(&self, pf: &str, index: u32) -> Option<u64> {
+        let k = VfKey::new(pf, index);
+        let mut key = [0u8; VfKey::SIZE];
+        key[..k.pf.len()].copy_from_slice(&k.pf);
+        key[k.pf.len()..k.pf.len() + 4].copy_from_slice(&index.to_le_bytes());
+        self.map.get(&key, 0).ok()
     }
 }
 

@@ -45,6 +45,16 @@ const FD_CACHE_MAX: usize = 1024;
 /// Most IRQ numbers of one `irq_free` event.
 const FREE_MAX: u32 = 4096;
 
+/// When each VF was created, as the kernel recorded it (the probes'
+/// `VF_BIRTHS`, [`crate::ebpf::Births`]): the source of
+/// [`VfIdentity::created_ns`] that does not depend on the order in which
+/// records and scans are seen.
+pub trait Births: std::fmt::Debug + Send {
+    /// Kernel time VF `index` of PF `pf` began to be created; `None` when
+    /// it was created before the probes were loaded.
+    fn created_ns(&self, pf: &str, index: u32) -> Option<u64>;
+}
+
 /// One incarnation of a VF, as the maps know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Incarnation {
@@ -78,6 +88,8 @@ pub struct Attributor {
     incarnations: BTreeMap<String, Incarnation>,
     /// A scan was loaded: VFs found later are new.
     loaded: bool,
+    /// The kernel's creation times, when the probes are loaded.
+    births: Option<Box<dyn Births>>,
 }
 
 impl Attributor {
@@ -86,6 +98,16 @@ impl Attributor {
         let mut a = Self::default();
         a.refresh(host)?;
         Ok(a)
+    }
+
+    /// Date VF incarnations by the kernel's own record of their creation
+    /// (else by the records and scans that showed them first).
+    pub fn set_births(&mut self, births: Box<dyn Births>) {
+        self.births = Some(births);
+    }
+
+    fn born(&self, pf: &str, index: u32) -> Option<u64> {
+        self.births.as_ref()?.created_ns(pf, index)
     }
 
     /// The slots of the loaded policy (`sriov_core::policy::enforce`):
@@ -139,7 +161,13 @@ impl Attributor {
                     irqs.insert(irq, vf.bdf.clone());
                 }
                 let ino = host.inode(&device_dir(&vf.bdf));
+                let born = self.born(&pf.bdf, vf.index);
                 let inc = match self.incarnations.get(&vf.bdf) {
+                    _ if born.is_some() => Incarnation {
+                        created_ns: born,
+                        ino,
+                        seen_ns: now,
+                    },
                     Some(i) if i.ino.is_none() || ino.is_none() || i.ino == ino => Incarnation {
                         ino: i.ino.or(ino),
                         ..*i
@@ -161,10 +189,14 @@ impl Attributor {
         self.loaded = true;
     }
 
-    /// A `vf_added` for `bdf` at kernel time `ts`: the incarnation a scan
-    /// found since then is this one; an older one is replaced.
-    fn on_added(&mut self, bdf: &str, ts: u64) {
+    /// A `vf_added` for VF `index` of `pf` (`bdf`) at kernel time `ts`:
+    /// dated by the kernel's record of the creation when there is one;
+    /// else the incarnation a scan found since then is this one, and an
+    /// older one is replaced.
+    fn on_added(&mut self, pf: &str, index: u32, bdf: &str, ts: u64) {
+        let ts = self.born(pf, index).unwrap_or(ts);
         match self.incarnations.get_mut(bdf) {
+            Some(i) if i.created_ns == Some(ts) => {}
             Some(i) if i.seen_ns >= ts => i.created_ns = Some(ts),
             _ => {
                 let inc = Incarnation {
@@ -274,9 +306,9 @@ impl Attributor {
                     .as_deref()
                     .and_then(|pf| self.vf_bdf(host, pf, vf_index, added));
                 let mut vf = vf_bdf.as_deref().and_then(|b| self.identity(host, b));
-                if let Some(b) = vf_bdf.as_deref() {
+                if let (Some(b), Some(p)) = (vf_bdf.as_deref(), pf.as_deref()) {
                     if added && r.ret == 0 {
-                        self.on_added(b, r.hdr.ts_ns);
+                        self.on_added(p, vf_index, b, r.hdr.ts_ns);
                         vf = self.vfs.get(b).cloned();
                     } else if !added {
                         self.on_removed(b, r.hdr.ts_ns);

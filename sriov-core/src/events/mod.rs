@@ -29,7 +29,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use attribute::Attributor;
+pub use attribute::{Attributor, Births};
 pub use clock::Clock;
 pub use ndjson::{
     NdjsonLine, NdjsonReader, NdjsonWriter, ReadLine, SCHEMA, check_schema, hostname,
@@ -49,9 +49,10 @@ pub struct VfIdentity {
     pub netdev: Option<String>,
     pub iommu_group: Option<u32>,
     /// Which incarnation of the VF this is: when it was created, in kernel
-    /// time (`CLOCK_MONOTONIC`, like `ts_ns`): the time of its `vf_added`,
-    /// or of the scan that first found it when its creation was not seen;
-    /// `null` for a VF that existed before the stream began. A VF removed
+    /// time (`CLOCK_MONOTONIC`, like `ts_ns`): as `pci_iov_add_virtfn`
+    /// began, from the probes' `VF_BIRTHS` ([`Births`]); without that, the
+    /// time of its `vf_added` or of the scan that first found it; `None` for
+    /// a VF that existed before the stream began. A VF removed
     /// and created again with the same BDF is a new incarnation, and all
     /// its counters start from zero.
     #[serde(default)]

@@ -238,6 +238,16 @@ pub async fn run_with<T: From<Collected>>(
     attr.refresh_with(host, &inv);
     let mut probes = load_probes(&opts, &out).await?;
     if let Some(p) = &probes {
+        // VF incarnations dated by the kernel (created_ns)
+        match p.births() {
+            Ok(b) => attr.set_births(Box::new(b)),
+            Err(e) => {
+                let w = format!("VF creation times unavailable ({e}): incarnations dated by scans");
+                if !out.send(Collected::Warning(w)).await {
+                    return Ok(());
+                }
+            }
+        }
         let started = Event::Started {
             hooks_attached: p.attached.iter().map(|h| describe(&h.attach)).collect(),
             hooks_missing: p.missing.len(),
