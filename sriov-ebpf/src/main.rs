@@ -20,6 +20,10 @@ mod enforce_sock;
 mod enforce_tc;
 #[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod programs_dma;
+#[cfg(target_arch = "bpf")]
+mod programs_irq;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

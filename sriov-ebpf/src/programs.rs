@@ -1,47 +1,26 @@
-//! Kernel-side programs: hot-plug (sriov_numvfs, VF add/remove, driver
-//! probe), MSI/MSI-X allocation and per-IRQ handler statistics, VFIO
-//! interrupts and DMA map/unmap. Records go through one ring buffer; a full
-//! ring is counted in `LOST`. Device and driver names are read at offset 0 of
+//! Kernel-side programs: the ring buffer and the entry/exit pairing all
+//! probes share, and hot-plug (sriov_numvfs, VF add/remove, driver probe).
+//! IRQs and MSI are in `programs_irq`, VFIO DMA in `programs_dma`. Records
+//! go through one ring buffer; a full ring is counted in `LOST`. Device and driver names are read at offset 0 of
 //! `struct device` (kobj.name) and `struct device_driver` (name), which is
 //! stable across kernels, so no CO-RE relocation is needed.
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
     },
     macros::{fentry, fexit, kprobe, kretprobe, map, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use sriov_ebpf::{
-    CONF_PCI_DEV_DEV, EVENTS_BYTES, IRQ_HANDLER_ENTRY_IRQ_OFFSET, MAX_WATCHED_IRQS, PROBE_CONF_LEN,
-    VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VfKey,
+    CONF_PCI_DEV_DEV, EVENTS_BYTES, PROBE_CONF_LEN, VfKey,
     record::{
-        DMA_MAP, DMA_UNMAP, DmaRecord, GroupRecord, Header, IRQ_BUCKETS, IrqFreeRecord, IrqStats,
-        KIND_DRIVER_PROBE, KIND_IOMMU_GROUP_ADD, KIND_IRQ_FREE, KIND_MSI_ALLOC,
-        KIND_SRIOV_CONFIGURE, KIND_VF_ADD, KIND_VF_REMOVE, KIND_VFIO_DMA, MsiRecord, NAME_LEN,
-        ProbeRecord, SriovConfigureRecord, VfRecord,
+        GroupRecord, Header, KIND_DRIVER_PROBE, KIND_IOMMU_GROUP_ADD, KIND_SRIOV_CONFIGURE,
+        KIND_VF_ADD, KIND_VF_REMOVE, NAME_LEN, ProbeRecord, SriovConfigureRecord, VfRecord,
     },
 };
-
-// IRQ maps are arrays indexed by IRQ number: a lookup is an index, not a
-// hash, on the hottest path (every hard interrupt).
-#[map(name = "WATCH_IRQS")]
-static WATCH_IRQS: Array<u8> = Array::with_max_entries(MAX_WATCHED_IRQS, 0);
-
-#[map(name = "IRQ_COUNTS")]
-static IRQ_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHED_IRQS, 0);
-
-#[map(name = "IRQ_STATS")]
-static IRQ_STATS: PerCpuArray<IrqStats> = PerCpuArray::with_max_entries(MAX_WATCHED_IRQS, 0);
-
-/// Start of the hard-IRQ handler running on this CPU (they do not nest).
-#[map(name = "IRQ_START")]
-static IRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-#[map(name = "VFIO_IRQ_COUNTS")]
-static VFIO_IRQ_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHED_IRQS, 0);
 
 #[map(name = "EVENTS")]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -49,28 +28,25 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map(name = "LOST")]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-#[map(name = "IOMMU_BYTES")]
-static IOMMU_BYTES: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
-
 /// What an entry probe saves for its return probe.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Start {
-    ts: u64,
-    name: [u8; NAME_LEN],
-    name2: [u8; NAME_LEN],
-    a: u64,
-    b: u64,
-    c: u64,
+pub(crate) struct Start {
+    pub(crate) ts: u64,
+    pub(crate) name: [u8; NAME_LEN],
+    pub(crate) name2: [u8; NAME_LEN],
+    pub(crate) a: u64,
+    pub(crate) b: u64,
+    pub(crate) c: u64,
 }
 
 const HOOK_SRIOV: u64 = 1;
 const HOOK_VF_ADD: u64 = 2;
 const HOOK_VF_REMOVE: u64 = 3;
 const HOOK_PROBE: u64 = 4;
-const HOOK_MSI: u64 = 5;
-const HOOK_VFIO_IOCTL: u64 = 6;
-const HOOK_MSI_FREE: u64 = 7;
+pub(crate) const HOOK_MSI: u64 = 5;
+pub(crate) const HOOK_VFIO_IOCTL: u64 = 6;
+pub(crate) const HOOK_MSI_FREE: u64 = 7;
 
 /// Calls of one hook that may be open at once on one thread: a nested
 /// `really_probe` (a PF driver that enables its VFs in its own probe, and
@@ -150,7 +126,7 @@ pub(crate) fn emit<T: 'static>(rec: T) {
 
 /// The name of a `struct device` or `struct device_driver`: a `const char *`
 /// at offset 0 of both (`kobj.name`, `name`).
-fn name_at(obj: *const u8) -> [u8; NAME_LEN] {
+pub(crate) fn name_at(obj: *const u8) -> [u8; NAME_LEN] {
     let mut out = [0u8; NAME_LEN];
     if obj.is_null() {
         return out;
@@ -172,7 +148,7 @@ fn depth(k: u64) -> u64 {
 /// An entry: saved at the thread's depth for `hook`, which goes one down.
 /// Deeper than [`MAX_DEPTH`] only the depth is counted (no record then),
 /// so entries and exits stay paired.
-fn start(hook: u64, s: &Start) {
+pub(crate) fn start(hook: u64, s: &Start) {
     let k = key(hook);
     let d = depth(k);
     if d < MAX_DEPTH {
@@ -182,7 +158,7 @@ fn start(hook: u64, s: &Start) {
 }
 
 /// The matching exit: the innermost open entry of `hook` on this thread.
-fn take(hook: u64) -> Option<Start> {
+pub(crate) fn take(hook: u64) -> Option<Start> {
     let k = key(hook);
     let d = depth(k);
     if d == 0 {
@@ -204,7 +180,7 @@ fn take(hook: u64) -> Option<Start> {
 }
 
 /// The innermost open entry of `hook` on this thread, left in place.
-fn peek(hook: u64) -> Option<Start> {
+pub(crate) fn peek(hook: u64) -> Option<Start> {
     let k = key(hook);
     let d = depth(k);
     if d == 0 || d > MAX_DEPTH {
@@ -214,7 +190,7 @@ fn peek(hook: u64) -> Option<Start> {
     unsafe { STARTS.get(&(k | (d - 1))) }.copied()
 }
 
-const EMPTY: Start = Start {
+pub(crate) const EMPTY: Start = Start {
     ts: 0,
     name: [0; NAME_LEN],
     name2: [0; NAME_LEN],
@@ -223,99 +199,13 @@ const EMPTY: Start = Start {
     c: 0,
 };
 
-// ---------------------------------------------------------------- IRQs
-
-fn watched(irq: u32) -> bool {
-    WATCH_IRQS.get(irq).is_some_and(|w| *w != 0)
-}
-
-fn irq_of(ctx: &TracePointContext) -> Option<u32> {
-    // SAFETY: the offset comes from the tracepoint's format file; read_at is
-    // a checked read of the record.
-    unsafe { ctx.read_at::<i32>(IRQ_HANDLER_ENTRY_IRQ_OFFSET) }
-        .ok()
-        .map(|v| v as u32)
-}
-
-/// `irq:irq_handler_entry`: count watched IRQs (per CPU) and note when the
-/// handler started. No record per interrupt leaves the kernel.
-#[tracepoint]
-pub fn irq_handler_entry(ctx: TracePointContext) -> u32 {
-    let Some(irq) = irq_of(&ctx) else { return 0 };
-    if !watched(irq) {
-        return 0;
-    }
-    if let Some(p) = IRQ_START.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot.
-        unsafe { *p = now() };
-    }
-    if let Some(p) = IRQ_COUNTS.get_ptr_mut(irq) {
-        // SAFETY: per-CPU value, so no other writer can race with this CPU.
-        unsafe { *p += 1 };
-    }
-    0
-}
-
-/// `irq:irq_handler_exit`: handler time of watched IRQs into a per-CPU
-/// log2 histogram.
-#[tracepoint]
-pub fn irq_handler_exit(ctx: TracePointContext) -> u32 {
-    let Some(irq) = irq_of(&ctx) else { return 0 };
-    if !watched(irq) {
-        return 0;
-    }
-    let Some(p) = IRQ_START.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: per-CPU slot.
-    let t0 = unsafe { *p };
-    if t0 == 0 {
-        return 0;
-    }
-    // SAFETY: per-CPU slot.
-    unsafe { *p = 0 };
-    let d = now().saturating_sub(t0);
-    let bucket = ((63 - d.max(1).leading_zeros()) as usize).min(IRQ_BUCKETS - 1);
-    if let Some(s) = IRQ_STATS.get_ptr_mut(irq) {
-        // SAFETY: per-CPU value; the index is below IRQ_BUCKETS.
-        unsafe {
-            (*s).count += 1;
-            (*s).total_ns += d;
-            if d > (*s).max_ns {
-                (*s).max_ns = d;
-            }
-            if let Some(b) = (*s).log2_ns.get_mut(bucket) {
-                *b += 1;
-            }
-        }
-    }
-    0
-}
-
-/// `vfio_msihandler(int irq, void *arg)`: an interrupt VFIO forwards to
-/// user space through an eventfd.
-#[kprobe]
-pub fn vfio_irq(ctx: ProbeContext) -> u32 {
-    let Some(irq) = ctx.arg::<u32>(0) else {
-        return 0;
-    };
-    if !watched(irq) {
-        return 0;
-    }
-    if let Some(p) = VFIO_IRQ_COUNTS.get_ptr_mut(irq) {
-        // SAFETY: per-CPU value.
-        unsafe { *p += 1 };
-    }
-    0
-}
-
 // ---------------------------------------------------------------- hot-plug
 //
 // Each hook is one function of plain arguments, with two front-ends: a
 // fentry/fexit pair (preferred: cheaper, BTF-typed) and a kprobe/kretprobe
 // pair (the fallback the loader uses when fentry cannot load).
 
-fn null() -> *const u8 {
+pub(crate) fn null() -> *const u8 {
     core::ptr::null()
 }
 
@@ -544,233 +434,5 @@ pub fn probe_fentry(ctx: FEntryContext) -> u32 {
 #[fexit(function = "really_probe")]
 pub fn probe_fexit(ctx: FExitContext) -> u32 {
     on_probe_ret(ctx.arg(2));
-    0
-}
-
-// ---------------------------------------------------------------- MSI
-
-/// `msi_domain_alloc_irqs_all_locked(struct device *dev, unsigned int domid, int nirqs)`.
-fn on_msi(dev: *const u8, nirqs: u32) {
-    let mut s = EMPTY;
-    s.ts = now();
-    s.name = name_at(dev);
-    s.a = u64::from(nirqs);
-    start(HOOK_MSI, &s);
-}
-
-fn on_msi_ret(ret: i32) {
-    let Some(s) = take(HOOK_MSI) else { return };
-    emit(MsiRecord {
-        hdr: header(KIND_MSI_ALLOC),
-        dev: s.name,
-        nvec: s.a as i32,
-        ret,
-        latency_ns: now().saturating_sub(s.ts),
-    });
-}
-
-#[kprobe]
-pub fn msi_entry(ctx: ProbeContext) -> u32 {
-    on_msi(ctx.arg(0).unwrap_or(null()), ctx.arg(2).unwrap_or(0));
-    0
-}
-
-#[kretprobe]
-pub fn msi_exit(ctx: RetProbeContext) -> u32 {
-    on_msi_ret(ctx.ret());
-    0
-}
-
-#[fentry(function = "msi_domain_alloc_irqs_all_locked")]
-pub fn msi_fentry(ctx: FEntryContext) -> u32 {
-    on_msi(ctx.arg(0), ctx.arg(2));
-    0
-}
-
-#[fexit(function = "msi_domain_alloc_irqs_all_locked")]
-pub fn msi_fexit(ctx: FExitContext) -> u32 {
-    on_msi_ret(ctx.arg(3));
-    0
-}
-
-/// `msi_domain_free_irqs_all_locked(struct device *dev, unsigned int domid)`:
-/// names the device for the [`irq_free`] calls inside it.
-fn on_msi_free(dev: *const u8) {
-    let mut s = EMPTY;
-    s.name = name_at(dev);
-    start(HOOK_MSI_FREE, &s);
-}
-
-#[kprobe]
-pub fn msi_free_entry(ctx: ProbeContext) -> u32 {
-    on_msi_free(ctx.arg(0).unwrap_or(null()));
-    0
-}
-
-#[kretprobe]
-pub fn msi_free_exit(_ctx: RetProbeContext) -> u32 {
-    let _ = take(HOOK_MSI_FREE);
-    0
-}
-
-#[fentry(function = "msi_domain_free_irqs_all_locked")]
-pub fn msi_free_fentry(ctx: FEntryContext) -> u32 {
-    on_msi_free(ctx.arg(0));
-    0
-}
-
-#[fexit(function = "msi_domain_free_irqs_all_locked")]
-pub fn msi_free_fexit(_ctx: FExitContext) -> u32 {
-    let _ = take(HOOK_MSI_FREE);
-    0
-}
-
-/// Most IRQ numbers one `irq_free_descs` call stops counting (a device
-/// frees its MSI-X vectors one descriptor at a time).
-const MAX_FREE: u32 = 64;
-
-/// `irq_free_descs(unsigned int from, unsigned int cnt)`: the numbers are
-/// released, so the counters stop here, in the kernel, before any new owner
-/// can raise an interrupt on them; user space hands them on.
-fn on_irq_free(from: u32, cnt: u32) {
-    let mut i = 0;
-    while i < MAX_FREE && i < cnt {
-        if let Some(p) = WATCH_IRQS.get_ptr_mut(from.wrapping_add(i)) {
-            // SAFETY: an array slot; a byte store.
-            unsafe { *p = 0 };
-        }
-        i += 1;
-    }
-    let dev = peek(HOOK_MSI_FREE).map_or([0; NAME_LEN], |s| s.name);
-    emit(IrqFreeRecord {
-        hdr: header(KIND_IRQ_FREE),
-        dev,
-        from,
-        cnt,
-    });
-}
-
-#[kprobe]
-pub fn irq_free_entry(ctx: ProbeContext) -> u32 {
-    on_irq_free(ctx.arg(0).unwrap_or(0), ctx.arg(1).unwrap_or(0));
-    0
-}
-
-#[fentry(function = "irq_free_descs")]
-pub fn irq_free_fentry(ctx: FEntryContext) -> u32 {
-    on_irq_free(ctx.arg(0), ctx.arg(1));
-    0
-}
-
-// ---------------------------------------------------------------- DMA
-//
-// vfio_iommu_type1 is a module: its functions are hooked with kprobes
-// (fentry on a module function needs the module's BTF).
-
-/// `vfio_iommu_type1_ioctl(void *iommu_data, unsigned int cmd, unsigned long arg)`:
-/// `VFIO_IOMMU_MAP_DMA` reads `struct vfio_iommu_type1_dma_map { argsz, flags,
-/// vaddr, iova, size }`, `UNMAP_DMA` `{ argsz, flags, iova, size }`.
-#[kprobe]
-pub fn vfio_ioctl_entry(ctx: ProbeContext) -> u32 {
-    let Some(cmd) = ctx.arg::<u32>(1) else {
-        return 0;
-    };
-    let Some(arg) = ctx.arg::<u64>(2) else {
-        return 0;
-    };
-    let mut s = EMPTY;
-    s.ts = now();
-    if cmd == VFIO_IOMMU_MAP_DMA {
-        // SAFETY: checked reads of the caller's struct in user memory.
-        let m = unsafe { bpf_probe_read_user((arg + 8) as *const [u64; 3]) };
-        let Ok([vaddr, iova, size]) = m else { return 0 };
-        (s.a, s.b, s.c) = (iova, size, vaddr);
-        s.name[0] = DMA_MAP as u8;
-    } else if cmd == VFIO_IOMMU_UNMAP_DMA {
-        // SAFETY: as above.
-        let m = unsafe { bpf_probe_read_user((arg + 8) as *const [u64; 2]) };
-        let Ok([iova, size]) = m else { return 0 };
-        (s.a, s.b) = (iova, size);
-        s.name[0] = DMA_UNMAP as u8;
-    } else {
-        return 0;
-    }
-    start(HOOK_VFIO_IOCTL, &s);
-    0
-}
-
-#[kretprobe]
-pub fn vfio_ioctl_exit(ctx: RetProbeContext) -> u32 {
-    let ret: i64 = ctx.ret();
-    let Some(s) = take(HOOK_VFIO_IOCTL) else {
-        return 0;
-    };
-    emit(DmaRecord {
-        hdr: header(KIND_VFIO_DMA),
-        op: u32::from(s.name[0]),
-        ret: ret as i32,
-        iova: s.a,
-        size: s.b,
-        vaddr: s.c,
-        latency_ns: now().saturating_sub(s.ts),
-    });
-    0
-}
-
-fn add_bytes(slot: u32, ctx: &TracePointContext, offset: usize) {
-    // SAFETY: offset from the event's format file; checked read.
-    let Ok(size) = (unsafe { ctx.read_at::<u64>(offset) }) else {
-        return;
-    };
-    if let Some(p) = IOMMU_BYTES.get_ptr_mut(slot) {
-        // SAFETY: per-CPU slot.
-        unsafe { *p += size };
-    }
-}
-
-/// `iommu:map` (`size` at 24): bytes mapped through any IOMMU domain.
-#[tracepoint]
-pub fn iommu_map(ctx: TracePointContext) -> u32 {
-    add_bytes(0, &ctx, 24);
-    0
-}
-
-/// `iommu:unmap` (`unmapped_size` at 24).
-#[tracepoint]
-pub fn iommu_unmap(ctx: TracePointContext) -> u32 {
-    add_bytes(1, &ctx, 24);
-    0
-}
-
-// ---------------------------------------------------------------- baselines
-
-/// Does nothing: the baseline a tracepoint program is measured against
-/// (`cargo xtask bench`, kernel.bpf_stats_enabled).
-#[tracepoint]
-pub fn empty_tracepoint(_ctx: TracePointContext) -> u32 {
-    0
-}
-
-/// Does nothing: the kprobe baseline.
-#[kprobe]
-pub fn empty_kprobe(_ctx: ProbeContext) -> u32 {
-    0
-}
-
-/// Does nothing: the fentry baseline (loaded against any function).
-#[fentry(function = "sriov_numvfs_store")]
-pub fn empty_fentry(_ctx: FEntryContext) -> u32 {
-    0
-}
-
-/// Does nothing: the fexit baseline (loaded against any function).
-#[fexit(function = "sriov_numvfs_store")]
-pub fn empty_fexit(_ctx: FExitContext) -> u32 {
-    0
-}
-
-/// Does nothing: the kretprobe baseline.
-#[kretprobe]
-pub fn empty_kretprobe(_ctx: RetProbeContext) -> u32 {
     0
 }

@@ -1,10 +1,12 @@
 //! Loading the eBPF programs built from `sriov-ebpf` (embedded at build time).
 pub(crate) mod probes;
+mod shared_maps;
 
 pub use probes::{
-    AttachedHook, Births, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,
+    AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,
     enable_stats, stats_of,
 };
+pub use shared_maps::Births;
 
 /// The eBPF object, built by `build.rs` with aya-build.
 pub fn object() -> &'static [u8] {

@@ -9,17 +9,17 @@ use aya::{
     programs::{KProbe, TracePoint},
 };
 use sriov_ebpf::{
-    CONF_PCI_DEV_DEV, EVENTS_BYTES, MAX_WATCHED_IRQS, VfKey, WATCHED, maps,
+    EVENTS_BYTES, MAX_WATCHED_IRQS, WATCHED, maps,
     programs::{self, Attach, HOOKS},
     record::{DecodeError, IrqStats, Record},
 };
 use tokio::io::unix::AsyncFd;
 
-use super::{TRACEFS_HINT, object};
-use crate::{
-    Error, Result,
-    events::irqs::{IrqMaps, IrqReading},
+use super::{
+    TRACEFS_HINT, object,
+    shared_maps::{Births, configure},
 };
+use crate::{Error, Result};
 
 /// A hook that could not be attached, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl Default for LoadOptions {
     }
 }
 
-type StatsBytes = [u8; IrqStats::SIZE];
+pub(super) type StatsBytes = [u8; IrqStats::SIZE];
 
 /// A program attached to a hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,12 +138,12 @@ pub struct Probes {
     pub attached: Vec<AttachedHook>,
     pub missing: Vec<MissingHook>,
     ring: Option<RingBuf<MapData>>,
-    watch: Array<MapData, u8>,
+    pub(super) watch: Array<MapData, u8>,
     /// The IRQs set in `watch` (the maps are read only at these indexes).
-    watched: std::collections::BTreeSet<u32>,
-    irq_counts: PerCpuArray<MapData, u64>,
-    irq_stats: PerCpuArray<MapData, StatsBytes>,
-    vfio_irq_counts: PerCpuArray<MapData, u64>,
+    pub(super) watched: std::collections::BTreeSet<u32>,
+    pub(super) irq_counts: PerCpuArray<MapData, u64>,
+    pub(super) irq_stats: PerCpuArray<MapData, StatsBytes>,
+    pub(super) vfio_irq_counts: PerCpuArray<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     iommu_bytes: PerCpuArray<MapData, u64>,
 }
@@ -477,125 +477,6 @@ impl Probes {
         let fd =
             unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.ok()?;
         Some(RingReader { fd })
-    }
-}
-
-/// Tell the programs what the kernel's BTF says (`PROBE_CONF`): where
-/// `struct pci_dev` keeps its `struct device`, for the PF's name in the VF
-/// hooks. Without BTF the slot stays 0 and the programs fall back.
-fn configure(ebpf: &mut Ebpf) -> Result<()> {
-    let off = crate::policy::btf::Btf::from_sys_fs()
-        .and_then(|b| b.member_offset("pci_dev", "dev"))
-        .unwrap_or(0);
-    let map = ebpf.map_mut(maps::PROBE_CONF).ok_or(Error::EbpfMissing {
-        kind: "map",
-        name: maps::PROBE_CONF,
-    })?;
-    let mut conf: Array<&mut MapData, u32> =
-        Array::try_from(map).map_err(map_err(maps::PROBE_CONF))?;
-    conf.set(CONF_PCI_DEV_DEV, off, 0)
-        .map_err(map_err(maps::PROBE_CONF))
-}
-
-/// When each VF was created, as the kernel side recorded it.
-pub struct Births {
-    map: aya::maps::HashMap<MapData, [u8; VfKey::SIZE], u64>,
-}
-
-impl std::fmt::Debug for Births {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Births(VF_BIRTHS)")
-    }
-}
-
-impl crate::events::Births for Births {
-    fn created_ns(&self, pf: &str, index: u32) -> Option<u64> {
-        let k = VfKey::new(pf, index);
-        let mut key = [0u8; VfKey::SIZE];
-        key[..k.pf.len()].copy_from_slice(&k.pf);
-        key[k.pf.len()..k.pf.len() + 4].copy_from_slice(&index.to_le_bytes());
-        self.map.get(&key, 0).ok()
-    }
-}
-
-/// Zeroes on every CPU, for a per-CPU map slot.
-fn zeros<T: aya::Pod + Copy>(zero: T) -> Result<aya::maps::PerCpuValues<T>> {
-    const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
-    let n = aya::util::nr_cpus().map_err(|(_, source)| Error::Sysfs {
-        op: "read",
-        path: POSSIBLE.into(),
-        source,
-    })?;
-    aya::maps::PerCpuValues::try_from(vec![zero; n]).map_err(|source| Error::Sysfs {
-        op: "read",
-        path: POSSIBLE.into(),
-        source,
-    })
-}
-
-impl IrqMaps for Probes {
-    fn read(&self, irq: u32) -> Result<IrqReading> {
-        let sum = |map: &PerCpuArray<MapData, u64>, name| -> Result<u64> {
-            Ok(map.get(&irq, 0).map_err(map_err(name))?.iter().sum())
-        };
-        let mut stats = IrqStats::ZERO;
-        for bytes in self
-            .irq_stats
-            .get(&irq, 0)
-            .map_err(map_err(maps::IRQ_STATS))?
-            .iter()
-        {
-            let s = IrqStats::try_from(&bytes[..]).map_err(|e| Error::Unsupported {
-                device: format!("IRQ {irq}"),
-                message: format!("decoding {}: {e}", maps::IRQ_STATS),
-            })?;
-            stats.count += s.count;
-            stats.total_ns += s.total_ns;
-            stats.max_ns = stats.max_ns.max(s.max_ns);
-            for (a, b) in stats.log2_ns.iter_mut().zip(s.log2_ns) {
-                *a += b;
-            }
-        }
-        Ok(IrqReading {
-            count: sum(&self.irq_counts, maps::IRQ_COUNTS)?,
-            vfio: sum(&self.vfio_irq_counts, maps::VFIO_IRQ_COUNTS)?,
-            stats,
-        })
-    }
-
-    fn counting(&self, irq: u32) -> Result<bool> {
-        Ok(self.watch.get(&irq, 0).map_err(map_err(maps::WATCH_IRQS))? != 0)
-    }
-
-    fn claim(&mut self, irq: u32) -> Result<()> {
-        if irq >= MAX_WATCHED_IRQS {
-            return Err(Error::Unsupported {
-                device: format!("IRQ {irq}"),
-                message: format!("only IRQ numbers below {MAX_WATCHED_IRQS} can be watched"),
-            });
-        }
-        // not watched now (never, released, or freed by the kernel): no
-        // handler writes these slots while they are zeroed
-        self.irq_counts
-            .set(irq, zeros(0u64)?, 0)
-            .map_err(map_err(maps::IRQ_COUNTS))?;
-        self.vfio_irq_counts
-            .set(irq, zeros(0u64)?, 0)
-            .map_err(map_err(maps::VFIO_IRQ_COUNTS))?;
-        self.irq_stats
-            .set(irq, zeros([0u8; IrqStats::SIZE])?, 0)
-            .map_err(map_err(maps::IRQ_STATS))?;
-        self.watch_irq(irq)
-    }
-
-    fn release(&mut self, irq: u32) -> Result<()> {
-        if irq < MAX_WATCHED_IRQS {
-            self.watch
-                .set(irq, 0, 0)
-                .map_err(map_err(maps::WATCH_IRQS))?;
-        }
-        self.watched.remove(&irq);
-        Ok(())
     }
 }
 

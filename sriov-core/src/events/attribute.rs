@@ -24,17 +24,21 @@
 //! seen, or when a scan finds its sysfs directory with another inode (it was
 //! removed and created again between scans). A `vf_removed` ends the
 //! incarnation it names.
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::{Path, PathBuf},
+use std::collections::{BTreeMap, BTreeSet};
+
+use sriov_ebpf::record::{self, DMA_MAP, Record};
+
+use super::{
+    Clock, DmaOp, Event, EventEnvelope, VfIdentity,
+    irqs::Owner,
+    lookup::{
+        device_dir, is_bdf_like, msi_irqs, open_vfio_groups, parse_numvfs, policy_detail, process,
+        text,
+    },
 };
-
-use sriov_ebpf::record::{self, DMA_MAP, Header, Record};
-
-use super::{Clock, DmaOp, Event, EventEnvelope, Process, VfIdentity, irqs::Owner};
 use crate::{
     Result,
-    discover::{Inventory, PCI_DEVICES, Pf, Vf, discover, link_name},
+    discover::{Inventory, Pf, Vf, discover, link_name},
     host::Host,
 };
 
@@ -536,90 +540,4 @@ pub(super) fn identity_of(pf: &Pf, vf: &Vf, created_ns: Option<u64>) -> VfIdenti
         iommu_group: vf.iommu_group,
         created_ns,
     }
-}
-
-fn device_dir(bdf: &str) -> PathBuf {
-    Path::new(PCI_DEVICES).join(bdf)
-}
-
-/// A name that is safe to use as one path component (a BDF from a record
-/// could be anything: never let it walk out of `/sys/bus/pci/devices`).
-fn is_bdf_like(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= record::NAME_LEN
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
-        && name.bytes().any(|c| c.is_ascii_hexdigit())
-}
-
-/// IRQ numbers in a device's `msi_irqs` directory, ascending; empty when
-/// it has none or vanished.
-fn msi_irqs(host: &dyn Host, bdf: &str) -> Vec<u32> {
-    let mut v: Vec<u32> = host
-        .list_dir(&device_dir(bdf).join("msi_irqs"))
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    v.sort_unstable();
-    v
-}
-
-/// `/dev/vfio/<N>` files open in process `pid`, ascending, deduplicated.
-fn open_vfio_groups(host: &dyn Host, pid: u32) -> Vec<u32> {
-    let dir = PathBuf::from(format!("/proc/{pid}/fd"));
-    let mut groups: Vec<u32> = host
-        .list_dir(&dir)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|fd| {
-            let target = host.read_link(&dir.join(fd)).ok()?;
-            target
-                .strip_prefix("/dev/vfio")
-                .ok()?
-                .to_str()?
-                .parse()
-                .ok()
-        })
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    groups
-}
-
-/// A NUL-terminated name as text (invalid UTF-8 replaced).
-fn text(bytes: &[u8]) -> String {
-    match record::name(bytes) {
-        Some(s) => s.to_string(),
-        None => {
-            let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
-            String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned()
-        }
-    }
-}
-
-/// The number in the text written to `sriov_numvfs` (`"3\n"`).
-fn parse_numvfs(value: &[u8]) -> Option<u32> {
-    text(value).trim().parse().ok()
-}
-
-fn process(hdr: &Header) -> Process {
-    Process {
-        pid: hdr.pid,
-        tid: hdr.tid,
-        comm: text(&hdr.comm),
-    }
-}
-
-/// The record's detail bytes as text: a MAC for the source-MAC rule, the
-/// NUL-terminated text otherwise (`None` when empty).
-fn policy_detail(rule: Option<super::PolicyRule>, d: &[u8; record::NAME_LEN]) -> Option<String> {
-    if rule == Some(super::PolicyRule::AllowedSrcMacs) {
-        let mut m = [0u8; 6];
-        m.copy_from_slice(&d[..6]);
-        return Some(crate::types::MacAddr(m).to_string());
-    }
-    let t = text(d);
-    (!t.is_empty()).then_some(t)
 }

@@ -24,6 +24,7 @@ use crate::{discover::Pf, host::VfStats};
 mod attribute;
 mod clock;
 pub mod irqs;
+mod lookup;
 mod ndjson;
 mod stats;
 #[cfg(test)]
