@@ -46,11 +46,16 @@ pub fn run_test(o: Options) -> Result<u8> {
     let (hp, hf, host_ok) = host_tests()?;
     let th = t0.elapsed();
     println!("host: {hp} passed, {hf} failed in {}", util::secs(th));
+    // the lab VM restarts after wedges (lab infrastructure), for the summary
+    let mut restarts = Vec::new();
     let (lp, lf, lab_ok) = if o.host_only {
         (0, 0, true)
     } else {
         match vmtest::run(vmtest::Options::default()) {
-            Ok(r) => (r.passed, r.failed, r.ok),
+            Ok(r) => {
+                restarts = r.restarts;
+                (r.passed, r.failed, r.ok)
+            }
             Err(e) => {
                 eprintln!("error: lab tests: {e:#}");
                 (0, 1, false)
@@ -80,7 +85,11 @@ pub fn run_test(o: Options) -> Result<u8> {
         util::secs(th),
         util::secs(t0.elapsed())
     );
-    println!("all: {} passed, {failed} failed", hp + lp);
+    println!(
+        "all: {} passed, {failed} failed{}",
+        hp + lp,
+        vmtest::restart_note(&restarts)
+    );
     if hp + lp == 0 {
         bail!("no test ran");
     }

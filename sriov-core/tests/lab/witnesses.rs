@@ -106,9 +106,11 @@ fn hotplug_msi_irq_and_netdev_numbers_match_the_kernel_across_churn() {
     assert_eq!(listed, irqs0, "msi_alloc's irqs are the VF's msi_irqs");
 
     // IRQs: inside /proc/interrupts' window for exactly VF 0's vectors
-    let k_a = proc_interrupts();
+    // a report, then the kernel's count: the window [k_a, k_b] lies
+    // between the snapshots of `watched_from` and `line`
     let watched_from = next_stats(&s, &vf0);
     assert!(u(&watched_from["irqs_total"]) > 0, "{watched_from}");
+    let k_a = proc_interrupts();
     traffic(&vf0, "192.0.2.1", 100);
     let k_b = proc_interrupts();
     let line = next_stats(&s, &vf0);

@@ -189,8 +189,22 @@ fn lock_lab(dir: &Path) -> Result<Flock<fs::File>> {
     }
 }
 
+/// The console log of the last (or running) lab VM.
+pub fn console_log() -> PathBuf {
+    lab_dir().join("console.log")
+}
+
 /// Boot the lab once. Returns the guest job's outcome.
-pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcome> {
+pub fn boot(run: &Run<'_>, on_line: impl FnMut(&str)) -> Result<qemu::Outcome> {
+    boot_watched(run, on_line, |_, _| None)
+}
+
+/// `boot`, with a watcher that may stop the VM (`qemu::Vm::run_watched`).
+pub fn boot_watched(
+    run: &Run<'_>,
+    mut on_line: impl FnMut(&str),
+    watch: impl FnMut(Duration, Option<&str>) -> Option<String>,
+) -> Result<qemu::Outcome> {
     qemu::ensure_qemu()?;
     let kernel = setup::guest_kernel()?;
     let dir = lab_dir();
@@ -227,12 +241,12 @@ pub fn boot(run: &Run<'_>, mut on_line: impl FnMut(&str)) -> Result<qemu::Outcom
         interactive: matches!(run.job, Job::Main { .. }),
         raw_console: matches!(run.job, Job::Main { tty: Some(_), .. }),
         timeout: run.timeout,
-        log: dir.join("console.log"),
+        log: console_log(),
     };
     let verbose = run.verbose;
-    let out = vm.run(|l| on_line(l))?;
-    if verbose || out.failure.is_some() {
-        eprintln!("lab: console log: {}", dir.join("console.log").display());
+    let out = vm.run_watched(|l| on_line(l), watch)?;
+    if verbose || (out.failure.is_some() && out.stopped.is_none()) {
+        eprintln!("lab: console log: {}", console_log().display());
     }
     Ok(out)
 }

@@ -46,6 +46,9 @@ pub struct Outcome {
     pub guest_ready_uptime: Option<String>,
     pub wall: Duration,
     pub failure: Option<String>,
+    /// The host's watcher stopped the VM (see `Vm::run_watched`), saying why;
+    /// `failure` says so too.
+    pub stopped: Option<String>,
 }
 
 fn qemu_bin() -> Result<PathBuf> {
@@ -57,9 +60,14 @@ impl Vm<'_> {
     pub fn command(&self) -> Result<Command> {
         let mut c = Command::new(qemu_bin()?);
         // TCG: no TSC-deadline timer (the guest then uses the local APIC's
-        // one-shot count); with it, a vCPU was seen halted for good with its
-        // timer never firing (RCU stall "Possible timer handling issue on
-        // cpu=0", then every test that waits on that CPU hangs)
+        // one-shot count). It was meant to stop a vCPU halting for good with
+        // its timer never firing (RCU stall "Possible timer handling issue on
+        // cpu=0", then every test that waits on that CPU hangs); it did not
+        // (about 1 full vm-test run in 5 still wedges), so `cargo xtask
+        // vm-test` restarts a wedged VM. Tried: `-accel tcg,thread=single`
+        // costs little (policy:: 193 s either way; a full run 8.5% slower
+        // than one earlier in the day) but nothing showed it prevents the
+        // wedge: not kept.
         let (accel, cpu) = match self.accel {
             Accel::Tcg => ("tcg", "max,tsc-deadline=off"),
             Accel::Kvm => ("kvm", "host"),
@@ -148,7 +156,19 @@ impl Vm<'_> {
             .is_ok()
     }
 
-    pub fn run(&self, mut on_line: impl FnMut(&str)) -> Result<Outcome> {
+    pub fn run(&self, on_line: impl FnMut(&str)) -> Result<Outcome> {
+        self.run_watched(on_line, |_, _| None)
+    }
+
+    /// `run`, and `watch` sees every console line (`Some`, the boot console
+    /// too) and, at least once a second, the time (`None`): both with the
+    /// time since QEMU started. When it answers `Some(why)`, QEMU is killed
+    /// at once and the outcome is a failure with `stopped` set.
+    pub fn run_watched(
+        &self,
+        mut on_line: impl FnMut(&str),
+        mut watch: impl FnMut(Duration, Option<&str>) -> Option<String>,
+    ) -> Result<Outcome> {
         let mut cmd = self.command()?;
         let t0 = Instant::now();
         if self.interactive {
@@ -218,10 +238,18 @@ impl Vm<'_> {
             guest_ready_uptime: None,
             wall: Duration::ZERO,
             failure: None,
+            stopped: None,
         };
         let mut nmi_sent = false;
         let mut ready = false;
+        let mut stop: Option<String> = None;
         loop {
+            if let Some(why) = stop.take() {
+                writeln!(log, "# stopped by the host: {why}")?;
+                out.failure = Some(format!("stopped by the host: {why}"));
+                out.stopped = Some(why);
+                break;
+            }
             let now = Instant::now();
             if now >= deadline && ready && !nmi_sent && !self.interactive && self.inject_nmi() {
                 // a few seconds more for the guest's panic report
@@ -247,9 +275,10 @@ impl Vm<'_> {
                 ));
                 break;
             }
-            match rx.recv_timeout(deadline - now) {
+            match rx.recv_timeout((deadline - now).min(WATCH_TICK)) {
                 Ok(Some((line, shown))) => {
                     writeln!(log, "[{:8.3}] {line}", t0.elapsed().as_secs_f64())?;
+                    stop = watch(t0.elapsed(), Some(&line));
                     if let Some(rest) = line.strip_prefix(MARK_READY) {
                         ready = true;
                         out.ready_after = Some(t0.elapsed());
@@ -284,11 +313,12 @@ impl Vm<'_> {
                     }
                 }
                 Ok(None) => break, // QEMU closed its console
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => stop = watch(t0.elapsed(), None),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         if nmi_sent
+            && out.stopped.is_none()
             && !out
                 .failure
                 .as_deref()
@@ -320,6 +350,10 @@ impl Vm<'_> {
         Ok(out)
     }
 }
+
+/// How often `Vm::run_watched`'s watcher hears the time when the console
+/// is quiet.
+const WATCH_TICK: Duration = Duration::from_secs(1);
 
 /// Where `needle` starts in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
