@@ -65,6 +65,14 @@ fn check_created(s: &JsonStream, n: u32, t: u64) -> Vec<u64> {
             "created {c}, added {end} after {took} ns"
         );
         created.push(c);
+        // iommu_group_added: the group its iommu_group link names
+        let group = link_name(dev(v).join("iommu_group"));
+        let joined = about(&ev, "iommu_group_added", v, t);
+        assert_eq!(
+            joined.last().map(|g| g["group"].to_string()),
+            group,
+            "{v}'s IOMMU group: {joined:#?}"
+        );
         let driver = link_name(dev(v).join("driver"));
         let probe = about(&ev, "driver_probe", v, t);
         assert_eq!(
