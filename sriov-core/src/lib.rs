@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod fixture;
 pub mod host;
+pub mod mbxproto;
 pub mod ops;
 pub mod plan;
 pub mod policy;
