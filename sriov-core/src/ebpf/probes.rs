@@ -389,20 +389,14 @@ impl Probes {
     ) -> Result<BTreeMap<u32, u64>> {
         let mut out = BTreeMap::new();
         for &irq in &self.watched {
-            let v = map.get(&irq, 0).map_err(map_err(name))?;
-            out.insert(irq, v.iter().sum());
+            out.insert(irq, summed(map, name, irq)?);
         }
         Ok(out)
     }
 
     /// The count of any IRQ number, watched or not (unwatched ones stay 0).
     pub fn irq_count(&self, irq: u32) -> Result<u64> {
-        Ok(self
-            .irq_counts
-            .get(&irq, 0)
-            .map_err(map_err(maps::IRQ_COUNTS))?
-            .iter()
-            .sum())
+        summed(&self.irq_counts, maps::IRQ_COUNTS, irq)
     }
 
     /// Interrupts per watched IRQ, summed over CPUs.
@@ -415,27 +409,33 @@ impl Probes {
         self.sum_u64(&self.vfio_irq_counts, maps::VFIO_IRQ_COUNTS)
     }
 
+    /// Handler-time statistics of `irq`, merged over CPUs.
+    pub(super) fn irq_stats_of(&self, irq: u32) -> Result<IrqStats> {
+        let per_cpu = self
+            .irq_stats
+            .get(&irq, 0)
+            .map_err(map_err(maps::IRQ_STATS))?;
+        let mut acc = IrqStats::ZERO;
+        for bytes in per_cpu.iter() {
+            let s = IrqStats::try_from(&bytes[..]).map_err(|e| Error::Unsupported {
+                device: format!("IRQ {irq}"),
+                message: format!("decoding {}: {e}", maps::IRQ_STATS),
+            })?;
+            acc.count += s.count;
+            acc.total_ns += s.total_ns;
+            acc.max_ns = acc.max_ns.max(s.max_ns);
+            for (a, b) in acc.log2_ns.iter_mut().zip(s.log2_ns) {
+                *a += b;
+            }
+        }
+        Ok(acc)
+    }
+
     /// Handler-time statistics per watched IRQ that ran, merged over CPUs.
     pub fn irq_stats(&self) -> Result<BTreeMap<u32, IrqStats>> {
         let mut out = BTreeMap::new();
         for &irq in &self.watched {
-            let per_cpu = self
-                .irq_stats
-                .get(&irq, 0)
-                .map_err(map_err(maps::IRQ_STATS))?;
-            let mut acc = IrqStats::ZERO;
-            for bytes in per_cpu.iter() {
-                let s = IrqStats::try_from(&bytes[..]).map_err(|e| Error::Unsupported {
-                    device: "kernel".into(),
-                    message: format!("decoding {}: {e}", maps::IRQ_STATS),
-                })?;
-                acc.count += s.count;
-                acc.total_ns += s.total_ns;
-                acc.max_ns = acc.max_ns.max(s.max_ns);
-                for (a, b) in acc.log2_ns.iter_mut().zip(s.log2_ns) {
-                    *a += b;
-                }
-            }
+            let acc = self.irq_stats_of(irq)?;
             if acc.count > 0 {
                 out.insert(irq, acc);
             }
@@ -478,6 +478,11 @@ impl Probes {
             unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.ok()?;
         Some(RingReader { fd })
     }
+}
+
+/// Slot `irq` of a per-CPU counter map, summed over CPUs.
+pub(super) fn summed(map: &PerCpuArray<MapData, u64>, name: &'static str, irq: u32) -> Result<u64> {
+    Ok(map.get(&irq, 0).map_err(map_err(name))?.iter().sum())
 }
 
 /// Reads records from the `EVENTS` ring buffer as they come (tokio).

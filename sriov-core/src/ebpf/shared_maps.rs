@@ -3,11 +3,11 @@
 //! creation times ([`Births`]), and the BTF facts the programs need.
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray},
+    maps::{Array, MapData},
 };
 use sriov_ebpf::{CONF_PCI_DEV_DEV, MAX_WATCHED_IRQS, VfKey, maps, record::IrqStats};
 
-use super::probes::{Probes, map_err};
+use super::probes::{Probes, map_err, summed};
 use crate::{
     Error, Result,
     events::irqs::{IrqMaps, IrqReading},
@@ -68,31 +68,10 @@ fn zeros<T: aya::Pod + Copy>(zero: T) -> Result<aya::maps::PerCpuValues<T>> {
 
 impl IrqMaps for Probes {
     fn read(&self, irq: u32) -> Result<IrqReading> {
-        let sum = |map: &PerCpuArray<MapData, u64>, name| -> Result<u64> {
-            Ok(map.get(&irq, 0).map_err(map_err(name))?.iter().sum())
-        };
-        let mut stats = IrqStats::ZERO;
-        for bytes in self
-            .irq_stats
-            .get(&irq, 0)
-            .map_err(map_err(maps::IRQ_STATS))?
-            .iter()
-        {
-            let s = IrqStats::try_from(&bytes[..]).map_err(|e| Error::Unsupported {
-                device: format!("IRQ {irq}"),
-                message: format!("decoding {}: {e}", maps::IRQ_STATS),
-            })?;
-            stats.count += s.count;
-            stats.total_ns += s.total_ns;
-            stats.max_ns = stats.max_ns.max(s.max_ns);
-            for (a, b) in stats.log2_ns.iter_mut().zip(s.log2_ns) {
-                *a += b;
-            }
-        }
         Ok(IrqReading {
-            count: sum(&self.irq_counts, maps::IRQ_COUNTS)?,
-            vfio: sum(&self.vfio_irq_counts, maps::VFIO_IRQ_COUNTS)?,
-            stats,
+            count: summed(&self.irq_counts, maps::IRQ_COUNTS, irq)?,
+            vfio: summed(&self.vfio_irq_counts, maps::VFIO_IRQ_COUNTS, irq)?,
+            stats: self.irq_stats_of(irq)?,
         })
     }
 

@@ -12,7 +12,7 @@ use sriov_core::{
 
 use super::{Collected, now, warnings::Warnings};
 
-/// The ledger, and what is said when a map cannot be read.
+/// The IRQ ledger, and the lost-record count as last read.
 #[derive(Debug, Default)]
 pub(super) struct Counting {
     ledger: IrqLedger,
