@@ -3,76 +3,11 @@
 //! is back on the normal screen.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    path::Path,
-    process::Command,
-    time::{Duration, Instant},
-};
+mod term;
 
-/// The pane's mouse reporting modes.
-const MOUSE: &str = "#{mouse_any_flag}#{mouse_standard_flag}#{mouse_button_flag}";
+use term::{MOUSE, Tmux, wait_file};
+
 const VFS: [&str; 3] = ["0000:01:10.0", "0000:01:10.2", "0000:01:10.4"];
-
-/// A tmux server of our own, killed at the end (also on failure).
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("running tmux (is it installed?): {e}"));
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "t"])
-    }
-
-    /// Wait until `ok(screen)`; fail with the screen after `secs`.
-    fn wait_for(&self, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
-        let t = Instant::now();
-        loop {
-            let s = self.screen();
-            if ok(&s) {
-                return s;
-            }
-            if t.elapsed() > Duration::from_secs(secs) {
-                panic!("timed out waiting for {what}; the screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
-fn wait_file(path: &Path, secs: u64) -> Option<String> {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(secs) {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && s.ends_with('\n')
-        {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
 
 /// `sriov-top --replay` of the lab fixture at speed 100 with `env` in a
 /// 120x30 tmux session `t`; its exit status goes to the returned file.

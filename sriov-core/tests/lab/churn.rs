@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, time::Duration};
 use serde_json::Value;
 
 use crate::{
-    guest::{self, msi_irqs, pf, proc_interrupts, vf_bdf, wait_for},
-    json_stream::{JsonStream, mono_ns, stats_of, traffic},
+    guest::{self, msi_irqs, pf, proc_interrupts, vf_bdf, vf_traffic_from, wait_for},
+    json_stream::{JsonStream, mono_ns, stats_of},
 };
 
 fn sum(counts: &BTreeMap<u32, u64>, irqs: &[u32]) -> u64 {
@@ -28,7 +28,7 @@ fn irq_counts_follow_the_vectors_when_vfs_are_recreated() {
     let mut stream = JsonStream::start("churn", "0.3");
     guest::set_numvfs(4);
     let first0 = vf_bdf(0);
-    traffic(&first0, "192.0.2.1", 200);
+    vf_traffic_from(&first0, "192.0.2.1", 200);
     let old_irqs = msi_irqs(&first0);
     assert_eq!(old_irqs.len(), 3, "VF 0's vectors: {old_irqs:?}");
     wait_for(
@@ -47,8 +47,8 @@ fn irq_counts_follow_the_vectors_when_vfs_are_recreated() {
     let recreated_at = mono_ns();
     let vfs = [vf_bdf(0), vf_bdf(1)];
     assert_eq!(vfs[0], first0, "VF 0 is re-created with the same BDF");
-    traffic(&vfs[0], "192.0.2.1", 100);
-    traffic(&vfs[1], "192.0.2.2", 100);
+    vf_traffic_from(&vfs[0], "192.0.2.1", 100);
+    vf_traffic_from(&vfs[1], "192.0.2.2", 100);
     let new_irqs: Vec<Vec<u32>> = vfs.iter().map(|v| msi_irqs(v)).collect();
     let pf_now = msi_irqs(&pf());
     // the scenario must move numbers: the PF or a new VF owns one of the
@@ -85,8 +85,8 @@ fn irq_counts_follow_the_vectors_when_vfs_are_recreated() {
         },
     );
     let k_a = proc_interrupts();
-    traffic(&vfs[0], "192.0.2.1", 100);
-    traffic(&vfs[1], "192.0.2.2", 100);
+    vf_traffic_from(&vfs[0], "192.0.2.1", 100);
+    vf_traffic_from(&vfs[1], "192.0.2.2", 100);
     std::thread::sleep(Duration::from_millis(300));
     let k_b = proc_interrupts();
     let t_b = mono_ns();

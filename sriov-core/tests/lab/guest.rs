@@ -151,8 +151,17 @@ pub fn sh(cmd: &str, args: &[&str]) -> String {
 /// the PF's link) and send `packets` UDP broadcasts through it, so its TX and
 /// RX vectors fire. Returns the netdev name.
 pub fn vf_traffic(vf: &str, packets: u32) -> String {
+    vf_traffic_from(vf, "192.0.2.1", packets)
+}
+
+/// [`vf_traffic`] from `addr`/24 (given to the netdev unless it has it
+/// already, so it can be called again), for several VFs at once.
+pub fn vf_traffic_from(vf: &str, addr: &str, packets: u32) -> String {
     let ifname = netdev_of(vf);
-    sh("ip", &["addr", "add", "192.0.2.1/24", "dev", &ifname]);
+    let cidr = format!("{addr}/24");
+    if !sh("ip", &["-o", "addr", "show", "dev", &ifname]).contains(&format!("inet {cidr} ")) {
+        sh("ip", &["addr", "add", &cidr, "dev", &ifname]);
+    }
     sh("ip", &["link", "set", "dev", &ifname, "up"]);
     wait_for(
         &format!("carrier on {ifname}"),
@@ -162,7 +171,7 @@ pub fn vf_traffic(vf: &str, packets: u32) -> String {
                 .is_ok_and(|c| c.trim() == "1")
         },
     );
-    let sock = std::net::UdpSocket::bind("192.0.2.1:0").expect("bind on the VF's address");
+    let sock = std::net::UdpSocket::bind(format!("{addr}:0")).expect("bind on the VF's address");
     sock.set_broadcast(true).expect("SO_BROADCAST");
     for i in 0..packets {
         sock.send_to(&i.to_be_bytes(), "192.0.2.255:9")

@@ -106,27 +106,3 @@ pub fn next_stats(s: &JsonStream, bdf: &str) -> Value {
     );
     found.unwrap()
 }
-
-/// Bring VF `vf`'s netdev up with `addr`/24, wait for carrier, then send
-/// `packets` UDP broadcasts from `addr`.
-pub fn traffic(vf: &str, addr: &str, packets: u32) {
-    let ifname = guest::netdev_of(vf);
-    let _ = Command::new("ip")
-        .args(["addr", "add", &format!("{addr}/24"), "dev", &ifname])
-        .status();
-    guest::sh("ip", &["link", "set", "dev", &ifname, "up"]);
-    wait_for(
-        &format!("carrier on {ifname}"),
-        Duration::from_secs(20),
-        || {
-            std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
-                .is_ok_and(|c| c.trim() == "1")
-        },
-    );
-    let sock = std::net::UdpSocket::bind(format!("{addr}:0")).expect("bind on the VF's address");
-    sock.set_broadcast(true).expect("SO_BROADCAST");
-    for i in 0..packets {
-        sock.send_to(&i.to_be_bytes(), "192.0.2.255:9")
-            .expect("send");
-    }
-}

@@ -15,6 +15,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Records from `ring` until `done(records so far)` holds and `worker`
+/// has finished, or `limit` passes; every record must decode.
+async fn records_until<T>(
+    ring: &mut sriov_core::ebpf::RingReader,
+    limit: Duration,
+    worker: &std::thread::JoinHandle<T>,
+    done: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let batch = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await;
+        if let Ok(Ok(b)) = batch {
+            got.extend(b.into_iter().map(|r| r.expect("every record decodes")));
+        }
+        if done(&got) && worker.is_finished() {
+            break;
+        }
+    }
+    got
+}
+
 #[test]
 #[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
 fn numvfs_write_yields_enable_vf_add_group_and_probe_records() {
@@ -77,25 +99,17 @@ fn hotplug_records(fentry: bool) {
         let mut ring = probes.take_ring().expect("ring buffer");
         let path = dev(&pf_bdf).join("sriov_numvfs");
         let writer = std::thread::spawn(move || std::fs::write(path, "3\n"));
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let batch = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await;
-            if let Ok(Ok(b)) = batch {
-                got.extend(b.into_iter().map(|r| r.expect("every record decodes")));
-            }
-            let done = got.iter().any(|r| matches!(r, Record::SriovConfigure(_)))
+        let got = records_until(&mut ring, Duration::from_secs(30), &writer, |got| {
+            got.iter().any(|r| matches!(r, Record::SriovConfigure(_)))
                 && got
                     .iter()
                     .filter(
                         |r| matches!(r, Record::DriverProbe(p) if name(&p.driver) == Some("igbvf")),
                     )
                     .count()
-                    >= 3;
-            if done && writer.is_finished() {
-                break;
-            }
-        }
+                    >= 3
+        })
+        .await;
         writer.join().unwrap().expect("echo 3 > sriov_numvfs");
         got
     });
@@ -390,22 +404,12 @@ fn nested_probes_each_get_a_record_and_the_outer_spans_the_inner() {
             tokio::time::timeout(Duration::from_millis(300), ring.next_batch()).await
         {}
         let loader = std::thread::spawn(|| guest::sh("modprobe", &["igb", "max_vfs=2"]));
-        let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let batch = tokio::time::timeout(Duration::from_secs(2), ring.next_batch()).await;
-            if let Ok(Ok(b)) = batch {
-                got.extend(b.into_iter().map(|r| r.expect("every record decodes")));
-            }
-            let outer = got.iter().any(
+        let got = records_until(&mut ring, Duration::from_secs(60), &loader, |got| {
+            got.iter().any(
                 |r| matches!(r, Record::DriverProbe(p) if name(&p.dev) == Some(pf_bdf.as_str())),
-            );
-            if loader.is_finished()
-                && (outer || Instant::now() + Duration::from_secs(50) > deadline)
-            {
-                break;
-            }
-        }
+            )
+        })
+        .await;
         loader.join().expect("modprobe igb max_vfs=2");
         got
     });

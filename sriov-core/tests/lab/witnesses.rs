@@ -10,8 +10,11 @@ use sriov_core::{host::System, ops, vf::VfDevice as _};
 
 use crate::{
     datapath::{self, PacketSock},
-    guest::{self, dev, link_name, msi_irqs, netdev_of, pf, proc_interrupts, vf_bdf, wait_for},
-    json_stream::{JsonStream, mono_ns, next_stats, of_kind, stats_of, traffic},
+    guest::{
+        self, dev, link_name, msi_irqs, netdev_of, pf, proc_interrupts, vf_bdf, vf_traffic_from,
+        wait_for,
+    },
+    json_stream::{JsonStream, mono_ns, next_stats, of_kind, stats_of},
 };
 
 fn sum(counts: &BTreeMap<u32, u64>, irqs: &[u32]) -> u64 {
@@ -96,7 +99,7 @@ fn hotplug_msi_irq_and_netdev_numbers_match_the_kernel_across_churn() {
     guest::set_numvfs(3);
     let first = check_created(&s, 3, t0);
     let vf0 = vf_bdf(0);
-    traffic(&vf0, "192.0.2.1", 50);
+    vf_traffic_from(&vf0, "192.0.2.1", 50);
     // msi_alloc: what msi_irqs lists
     let irqs0 = msi_irqs(&vf0);
     assert_eq!(irqs0.len(), 3);
@@ -119,7 +122,7 @@ fn hotplug_msi_irq_and_netdev_numbers_match_the_kernel_across_churn() {
     let watched_from = next_stats(&s, &vf0);
     assert!(u(&watched_from["irqs_total"]) > 0, "{watched_from}");
     let k_a = proc_interrupts();
-    traffic(&vf0, "192.0.2.1", 100);
+    vf_traffic_from(&vf0, "192.0.2.1", 100);
     let k_b = proc_interrupts();
     let line = next_stats(&s, &vf0);
     let k_c = proc_interrupts();
