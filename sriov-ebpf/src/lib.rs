@@ -31,13 +31,32 @@ pub mod maps {
     /// (`bpf_ktime_get_ns` as `pci_iov_add_virtfn` began); removed with it.
     pub const VF_BIRTHS: &str = "VF_BIRTHS";
     /// `Array<u32>` of [`crate::PROBE_CONF_LEN`]: what the loader found in the
-    /// kernel's BTF for the probes ([`crate::CONF_PCI_DEV_DEV`]).
+    /// kernel's BTF for the probes ([`crate::CONF_PCI_DEV_DEV`] and on).
     pub const PROBE_CONF: &str = "PROBE_CONF";
 }
 
-/// `PROBE_CONF` slot: `offsetof(struct pci_dev, dev)` (0: unknown).
+// `PROBE_CONF` slots: struct member offsets from the kernel's BTF (and
+// its modules'), each stored as offset + 1 (0: not found, and the hooks
+// that need it leave that field empty).
+/// `offsetof(struct pci_dev, dev)`.
 pub const CONF_PCI_DEV_DEV: u32 = 0;
-pub const PROBE_CONF_LEN: u32 = 1;
+/// igb: `offsetof(struct e1000_hw, back)` (the `igb_adapter`).
+pub const CONF_IGB_HW_BACK: u32 = 1;
+/// igb: `offsetof(struct igb_adapter, pdev)`.
+pub const CONF_IGB_ADAPTER_PDEV: u32 = 2;
+/// vfio-pci-core: `offsetof(struct vfio_pci_core_device, pdev)`.
+pub const CONF_VFIO_PCI_PDEV: u32 = 3;
+/// `offsetof(struct task_struct, mm)`.
+pub const CONF_TASK_MM: u32 = 4;
+/// `offsetof(struct mm_struct, exe_file)`.
+pub const CONF_MM_EXE_FILE: u32 = 5;
+/// `offsetof(struct file, f_path) + offsetof(struct path, dentry)`.
+pub const CONF_FILE_DENTRY: u32 = 6;
+/// `offsetof(struct dentry, d_name) + offsetof(struct qstr, name)`.
+pub const CONF_DENTRY_NAME: u32 = 7;
+/// `offsetof(struct net_device, name)`.
+pub const CONF_NETDEV_NAME: u32 = 8;
+pub const PROBE_CONF_LEN: u32 = 9;
 
 /// Key of `VF_BIRTHS`: the PF's device name (its BDF, NUL-padded) and the
 /// VF index.
@@ -221,6 +240,142 @@ pub mod programs {
             "vfio_irq",
             Attach::Kprobe {
                 function: "vfio_msihandler",
+            },
+        ),
+        // the PF side of the PF↔VF mailbox (igb module)
+        (
+            "mbx_read_entry",
+            Attach::Kprobe {
+                function: "igb_read_mbx",
+            },
+        ),
+        (
+            "mbx_exit",
+            Attach::Kretprobe {
+                function: "igb_read_mbx",
+            },
+        ),
+        (
+            "mbx_write_entry",
+            Attach::Kprobe {
+                function: "igb_write_mbx",
+            },
+        ),
+        (
+            "mbx_exit",
+            Attach::Kretprobe {
+                function: "igb_write_mbx",
+            },
+        ),
+        // config space trapped by VFIO (vfio-pci-core module)
+        (
+            "config_entry",
+            Attach::Kprobe {
+                function: "vfio_pci_config_rw",
+            },
+        ),
+        (
+            "config_exit",
+            Attach::Kretprobe {
+                function: "vfio_pci_config_rw",
+            },
+        ),
+        // administrative changes: the PF driver's ndo_set_vf_* (igb), and
+        // the generic sysfs routes
+        (
+            "admin_mac",
+            Attach::Kprobe {
+                function: "igb_ndo_set_vf_mac",
+            },
+        ),
+        (
+            "admin_exit",
+            Attach::Kretprobe {
+                function: "igb_ndo_set_vf_mac",
+            },
+        ),
+        (
+            "admin_vlan",
+            Attach::Kprobe {
+                function: "igb_ndo_set_vf_vlan",
+            },
+        ),
+        (
+            "admin_exit",
+            Attach::Kretprobe {
+                function: "igb_ndo_set_vf_vlan",
+            },
+        ),
+        (
+            "admin_spoofchk",
+            Attach::Kprobe {
+                function: "igb_ndo_set_vf_spoofchk",
+            },
+        ),
+        (
+            "admin_exit",
+            Attach::Kretprobe {
+                function: "igb_ndo_set_vf_spoofchk",
+            },
+        ),
+        (
+            "admin_trust",
+            Attach::Kprobe {
+                function: "igb_ndo_set_vf_trust",
+            },
+        ),
+        (
+            "admin_exit",
+            Attach::Kretprobe {
+                function: "igb_ndo_set_vf_trust",
+            },
+        ),
+        (
+            "admin_rate",
+            Attach::Kprobe {
+                function: "igb_ndo_set_vf_bw",
+            },
+        ),
+        (
+            "admin_exit",
+            Attach::Kretprobe {
+                function: "igb_ndo_set_vf_bw",
+            },
+        ),
+        (
+            "admin_override",
+            Attach::Kprobe {
+                function: "driver_set_override",
+            },
+        ),
+        (
+            "admin_exit",
+            Attach::Kretprobe {
+                function: "driver_set_override",
+            },
+        ),
+        (
+            "admin_bind",
+            Attach::Kprobe {
+                function: "bind_store",
+            },
+        ),
+        (
+            "admin_exit",
+            Attach::Kretprobe {
+                function: "bind_store",
+            },
+        ),
+        (
+            "admin_unbind",
+            Attach::Kprobe {
+                function: "unbind_store",
+            },
+        ),
+        (
+            "admin_exit",
+            Attach::Kretprobe {
+                function: "unbind_store",
             },
         ),
         (

@@ -24,6 +24,8 @@ mod programs;
 mod programs_dma;
 #[cfg(target_arch = "bpf")]
 mod programs_irq;
+#[cfg(target_arch = "bpf")]
+mod programs_vf;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

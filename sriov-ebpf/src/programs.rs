@@ -38,6 +38,7 @@ pub(crate) struct Start {
     pub(crate) a: u64,
     pub(crate) b: u64,
     pub(crate) c: u64,
+    pub(crate) d: u64,
 }
 
 const HOOK_SRIOV: u64 = 1;
@@ -47,6 +48,9 @@ const HOOK_PROBE: u64 = 4;
 pub(crate) const HOOK_MSI: u64 = 5;
 pub(crate) const HOOK_VFIO_IOCTL: u64 = 6;
 pub(crate) const HOOK_MSI_FREE: u64 = 7;
+pub(crate) const HOOK_MBX: u64 = 8;
+pub(crate) const HOOK_CONFIG: u64 = 9;
+pub(crate) const HOOK_ADMIN: u64 = 10;
 
 /// Calls of one hook that may be open at once on one thread: a nested
 /// `really_probe` (a PF driver that enables its VFs in its own probe, and
@@ -197,6 +201,7 @@ pub(crate) const EMPTY: Start = Start {
     a: 0,
     b: 0,
     c: 0,
+    d: 0,
 };
 
 // ---------------------------------------------------------------- hot-plug
@@ -227,6 +232,7 @@ fn on_sriov_store(dev: *const u8, buf: *const u8) {
 fn on_sriov_store_ret(ret: i64) {
     let _ = CONFIGURING.remove(&tid());
     let Some(s) = take(HOOK_SRIOV) else { return };
+    crate::programs_vf::admin_numvfs(&s, ret);
     emit(SriovConfigureRecord {
         hdr: header(KIND_SRIOV_CONFIGURE),
         dev: s.name,
@@ -260,11 +266,20 @@ pub fn sriov_store_fexit(ctx: FExitContext) -> u32 {
     0
 }
 
-/// The name of the PF `pci_dev` (its BDF), through `pci_dev.dev` at the
+/// A struct member offset the loader found in BTF (`PROBE_CONF` slot
+/// `slot`, which holds offset + 1; 0: not found).
+pub(crate) fn conf(slot: u32) -> Option<usize> {
+    match PROBE_CONF.get(slot) {
+        Some(&v) if v != 0 => Some((v - 1) as usize),
+        _ => None,
+    }
+}
+
+/// The name of a `pci_dev` (its BDF), through `pci_dev.dev` at the
 /// offset the loader found in BTF; empty when it found none.
-fn pf_name(pf: *const u8) -> [u8; NAME_LEN] {
-    match PROBE_CONF.get(CONF_PCI_DEV_DEV) {
-        Some(&off) if off != 0 && !pf.is_null() => name_at(pf.wrapping_add(off as usize)),
+pub(crate) fn pf_name(pf: *const u8) -> [u8; NAME_LEN] {
+    match conf(CONF_PCI_DEV_DEV) {
+        Some(off) if !pf.is_null() => name_at(pf.wrapping_add(off)),
         _ => [0; NAME_LEN],
     }
 }

@@ -29,9 +29,11 @@ use serde_json::{Value, json};
 use sriov_core::{
     discover::{self, Pf, Vf},
     events::{
-        Clock, DmaLatency, DmaOp, Event, EventEnvelope, IrqLatency, NdjsonWriter, PolicyAction,
-        PolicyRule, Process, VfActivity, VfIdentity,
+        AccessOp, Actor, AdminChange, AdminField, Clock, ConfigAccess, DmaLatency, DmaOp, Event,
+        EventEnvelope, IrqLatency, MailboxMessage, NdjsonWriter, PolicyAction, PolicyRule, Process,
+        VfActivity, VfIdentity,
     },
+    mbxproto::{Args, Direction, Verdict},
     fixture::{self, PfSpec},
     host::{VfAttr, VfNetInfo, VfNetlink as _, VfStats, fake::FakeKernel},
     policy::Mode,
@@ -388,6 +390,66 @@ fn samples(full: bool) -> Vec<Event> {
             },
         },
         policy_violation(full, PolicyRule::DmaQuota, PolicyAction::Denied),
+        Event::Mailbox(MailboxMessage {
+            pf: s(PF0),
+            vf_index: if full { u32::MAX } else { 0 },
+            direction: if full {
+                Direction::PfToVf
+            } else {
+                Direction::VfToPf
+            },
+            msg: "SET_MAC_ADDR".into(),
+            msg_type: 2,
+            verdict: full.then_some(Verdict::Nack),
+            cts: full,
+            args: if full {
+                Args::Mac {
+                    mac: MacAddr([2, 0, 0, 0, 0, 0x99]),
+                }
+            } else {
+                Args::None
+            },
+            words: if full { vec![0x6000_0002, u32::MAX] } else { vec![] },
+            ret: i32x,
+            latency_ns: full.then_some(u64::MAX),
+        }),
+        Event::ConfigAccess(ConfigAccess {
+            device: VF0.into(),
+            op: if full { AccessOp::Write } else { AccessOp::Read },
+            offset: if full { 0xFFF } else { 0 },
+            width: 2,
+            register: "PCIe.DEVICE_CONTROL".into(),
+            value: u64x,
+            ret: if full { i64::MIN } else { 2 },
+            count: if full { u64::MAX } else { 1 },
+            span_ns: u64x,
+            latency_ns: u64x,
+        }),
+        Event::AdminChange(AdminChange {
+            field: if full {
+                AdminField::Vlan
+            } else {
+                AdminField::DriverOverride
+            },
+            pf: s(PF0),
+            vf_index: full.then_some(1),
+            device: s(VF0),
+            old: full.then(|| json!({"vlan": 0, "qos": 0})),
+            new: if full {
+                json!({"vlan": 42, "qos": 0})
+            } else {
+                Value::Null
+            },
+            ret: if full { i64::MIN } else { 0 },
+            actor: Actor {
+                pid: u32::MAX,
+                uid: if full { u32::MAX } else { 0 },
+                comm: "ip".into(),
+                exe: full.then(|| "/usr/bin/ip".into()),
+                cgroup_id: u64x,
+                cgroup: full.then(|| "/user.slice".into()),
+            },
+        }),
     ];
     for e in &list {
         match e {
@@ -405,7 +467,10 @@ fn samples(full: bool) -> Vec<Event> {
             | Event::Started { .. }
             | Event::Inventory { .. }
             | Event::PolicyLoaded { .. }
-            | Event::PolicyViolation { .. } => {}
+            | Event::PolicyViolation { .. }
+            | Event::Mailbox(_)
+            | Event::ConfigAccess(_)
+            | Event::AdminChange(_) => {}
         }
     }
     list

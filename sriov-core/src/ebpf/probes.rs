@@ -137,6 +137,9 @@ pub struct Probes {
     _ebpf: Ebpf,
     pub attached: Vec<AttachedHook>,
     pub missing: Vec<MissingHook>,
+    /// Struct members the probes follow that the kernel's (or a module's)
+    /// BTF did not show: the fields read through them stay empty.
+    pub btf_missing: Vec<String>,
     ring: Option<RingBuf<MapData>>,
     pub(super) watch: Array<MapData, u8>,
     /// The IRQs set in `watch` (the maps are read only at these indexes).
@@ -223,7 +226,10 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(
                 return Err("this kernel has no kprobes (CONFIG_KPROBES; no /sys/bus/event_source/devices/kprobe)".into());
             }
             let kp: &mut KProbe = prog.try_into().map_err(|e| chain(&e))?;
-            kp.load().map_err(|e| chain(&e))?;
+            // one return program serves several functions: loaded once
+            if kp.fd().is_err() {
+                kp.load().map_err(|e| chain(&e))?;
+            }
             kp.attach(function, 0).map_err(|e| chain(&e))?;
         }
     }
@@ -251,7 +257,7 @@ impl Probes {
             .map_max_entries(maps::EVENTS, opts.ring_bytes)
             .load(object())
             .map_err(|e| Error::EbpfLoad(Box::new(e)))?;
-        configure(&mut ebpf)?;
+        let btf_missing = configure(&mut ebpf)?;
         let mut attached = Vec::new();
         let mut missing = Vec::new();
         let entry = Attach::Tracepoint {
@@ -315,6 +321,7 @@ impl Probes {
             _ebpf: ebpf,
             attached,
             missing,
+            btf_missing,
         })
     }
 

@@ -5,29 +5,110 @@ use aya::{
     Ebpf,
     maps::{Array, MapData},
 };
-use sriov_ebpf::{CONF_PCI_DEV_DEV, MAX_WATCHED_IRQS, VfKey, maps, record::IrqStats};
+use std::collections::BTreeMap;
+
+use sriov_ebpf::{
+    CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_MM_EXE_FILE,
+    CONF_NETDEV_NAME, CONF_PCI_DEV_DEV, CONF_TASK_MM, CONF_VFIO_PCI_PDEV, MAX_WATCHED_IRQS,
+    PROBE_CONF_LEN, VfKey, maps, record::IrqStats,
+};
 
 use super::probes::{Probes, map_err, summed};
 use crate::{
     Error, Result,
     events::irqs::{IrqMaps, IrqReading},
+    policy::btf::Btf,
 };
 
-/// Tell the programs what the kernel's BTF says (`PROBE_CONF`): where
-/// `struct pci_dev` keeps its `struct device`, for the PF's name in the VF
-/// hooks. Without BTF the slot stays 0 and the programs fall back.
-pub(super) fn configure(ebpf: &mut Ebpf) -> Result<()> {
-    let off = crate::policy::btf::Btf::from_sys_fs()
-        .and_then(|b| b.member_offset("pci_dev", "dev"))
-        .unwrap_or(0);
+/// The struct members the probes follow, by `PROBE_CONF` slot: (module
+/// whose BTF has the struct, or `None` for the kernel's; a path of (struct,
+/// member) steps whose offsets add up).
+type Member = (u32, Option<&'static str>, &'static [(&'static str, &'static str)]);
+const PROBE_MEMBERS: [Member; PROBE_CONF_LEN as usize] = [
+    (CONF_PCI_DEV_DEV, None, &[("pci_dev", "dev")]),
+    (CONF_IGB_HW_BACK, Some("igb"), &[("e1000_hw", "back")]),
+    (CONF_IGB_ADAPTER_PDEV, Some("igb"), &[("igb_adapter", "pdev")]),
+    (
+        CONF_VFIO_PCI_PDEV,
+        Some("vfio_pci_core"),
+        &[("vfio_pci_core_device", "pdev")],
+    ),
+    (CONF_TASK_MM, None, &[("task_struct", "mm")]),
+    (CONF_MM_EXE_FILE, None, &[("mm_struct", "exe_file")]),
+    (
+        CONF_FILE_DENTRY,
+        None,
+        &[("file", "f_path"), ("path", "dentry")],
+    ),
+    (
+        CONF_DENTRY_NAME,
+        None,
+        &[("dentry", "d_name"), ("qstr", "name")],
+    ),
+    (CONF_NETDEV_NAME, None, &[("net_device", "name")]),
+];
+
+/// The `PROBE_CONF` values (offset + 1; 0 where unknown) from the kernel's
+/// BTF and `module(name)`'s, and what could not be found (for a warning).
+pub fn probe_conf(
+    vmlinux: Option<&Btf>,
+    module: impl Fn(&str) -> Result<Btf>,
+) -> ([u32; PROBE_CONF_LEN as usize], Vec<String>) {
+    let mut out = [0u32; PROBE_CONF_LEN as usize];
+    let mut missing = Vec::new();
+    let mut modules: BTreeMap<&str, std::result::Result<Btf, String>> = BTreeMap::new();
+    for (slot, m, path) in PROBE_MEMBERS {
+        let btf = match (m, vmlinux) {
+            (_, None) => Err("no kernel BTF".to_string()),
+            (None, Some(v)) => Ok(v),
+            (Some(name), Some(_)) => modules
+                .entry(name)
+                .or_insert_with(|| module(name).map_err(|e| e.to_string()))
+                .as_ref()
+                .map_err(Clone::clone),
+        };
+        let found = btf.and_then(|b| {
+            path.iter().try_fold(0u32, |acc, (st, mem)| {
+                b.member_offset(st, mem)
+                    .map(|o| acc + o)
+                    .map_err(|e| e.to_string())
+            })
+        });
+        match found {
+            Ok(off) => out[slot as usize] = off + 1,
+            Err(e) => {
+                let what: Vec<String> = path.iter().map(|(s, m)| format!("{s}.{m}")).collect();
+                missing.push(format!("{}: {e}", what.join(" + ")));
+            }
+        }
+    }
+    (out, missing)
+}
+
+/// Tell the programs what the kernel's BTF (and igb's and
+/// vfio-pci-core's) says (`PROBE_CONF`): where the structs they follow keep
+/// the members they read. A member not found leaves its slot 0 and the
+/// field the programs read through it empty; those are returned.
+pub(super) fn configure(ebpf: &mut Ebpf) -> Result<Vec<String>> {
+    let vmlinux = Btf::from_sys_fs().ok();
+    let (values, missing) = probe_conf(vmlinux.as_ref(), |m| {
+        let base = vmlinux.as_ref().ok_or_else(|| Error::Unsupported {
+            device: "kernel BTF".into(),
+            message: "no /sys/kernel/btf/vmlinux".into(),
+        })?;
+        base.with_module_file(&std::path::Path::new("/sys/kernel/btf").join(m))
+    });
     let map = ebpf.map_mut(maps::PROBE_CONF).ok_or(Error::EbpfMissing {
         kind: "map",
         name: maps::PROBE_CONF,
     })?;
     let mut conf: Array<&mut MapData, u32> =
         Array::try_from(map).map_err(map_err(maps::PROBE_CONF))?;
-    conf.set(CONF_PCI_DEV_DEV, off, 0)
-        .map_err(map_err(maps::PROBE_CONF))
+    for (slot, v) in values.iter().enumerate() {
+        conf.set(slot as u32, *v, 0)
+            .map_err(map_err(maps::PROBE_CONF))?;
+    }
+    Ok(missing)
 }
 
 /// When each VF was created, as the kernel side recorded it.

@@ -30,6 +30,7 @@ use sriov_ebpf::record::{self, DMA_MAP, Record};
 
 use super::{
     Clock, DmaOp, Event, EventEnvelope, VfIdentity,
+    conversation::Life,
     irqs::Owner,
     lookup::{
         device_dir, is_bdf_like, msi_irqs, open_vfio_groups, parse_numvfs, policy_detail, process,
@@ -94,6 +95,8 @@ pub struct Attributor {
     loaded: bool,
     /// The kernel's creation times, when the probes are loaded.
     births: Option<Box<dyn Births>>,
+    /// Mailbox requests, config layouts, administrative state.
+    life: Life,
 }
 
 impl Attributor {
@@ -191,6 +194,7 @@ impl Attributor {
         self.routing = routing;
         self.incarnations = incarnations;
         self.loaded = true;
+        self.life.admin.load(host, inv);
     }
 
     /// A `vf_added` for VF `index` of `pf` (`bdf`) at kernel time `ts`:
@@ -310,6 +314,9 @@ impl Attributor {
                     .as_deref()
                     .and_then(|pf| self.vf_bdf(host, pf, vf_index, added));
                 let mut vf = vf_bdf.as_deref().and_then(|b| self.identity(host, b));
+                if let Some(b) = vf_bdf.as_deref() {
+                    self.life.forget_device(b);
+                }
                 if let (Some(b), Some(p)) = (vf_bdf.as_deref(), pf.as_deref()) {
                     if added && r.ret == 0 {
                         self.on_added(p, vf_index, b, r.hdr.ts_ns);
@@ -418,6 +425,27 @@ impl Attributor {
                     iommu_groups,
                 };
                 (&r.hdr, vf, event)
+            }
+            Record::Mailbox(r) => {
+                let pf = Some(text(&r.pf)).filter(|p| !p.is_empty());
+                let vf = pf
+                    .as_deref()
+                    .and_then(|p| self.vf_bdf(host, p, r.vf, false))
+                    .and_then(|b| self.identity(host, &b));
+                (&r.hdr, vf, self.life.mailbox(r, pf))
+            }
+            Record::ConfigAccess(r) => {
+                let device = text(&r.dev);
+                let vf = self.identity(host, &device);
+                (&r.hdr, vf, self.life.config_access(host, r, device))
+            }
+            Record::Admin(r) => {
+                let change = self.life.admin.change(host, r);
+                let vf = change
+                    .device
+                    .as_deref()
+                    .and_then(|d| self.identity(host, d));
+                (&r.hdr, vf, Event::AdminChange(change))
             }
             Record::Policy(r) => {
                 let rule = super::PolicyRule::from_code(r.rule);

@@ -21,21 +21,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::{discover::Pf, host::VfStats};
 
+mod admin;
 mod attribute;
 mod clock;
+mod conversation;
 pub mod irqs;
 mod lookup;
 mod ndjson;
 mod stats;
+mod traps;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{Actor, AdminChange, AdminField};
 pub use attribute::{Attributor, Births};
+pub use conversation::{AccessOp, ConfigAccess, MailboxMessage};
 pub use clock::Clock;
 pub use ndjson::{
     NdjsonLine, NdjsonReader, NdjsonWriter, ReadLine, SCHEMA, check_schema, hostname,
 };
 pub use stats::StatsAggregator;
+pub use traps::ConfigTraps;
 
 /// The VF an event is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +214,13 @@ pub enum Event {
     },
     /// Periodic statistics of one VF.
     Stats(VfActivity),
+    /// A PF↔VF mailbox message, at the PF driver.
+    Mailbox(MailboxMessage),
+    /// Config space accesses to a device through VFIO.
+    ConfigAccess(ConfigAccess),
+    /// An administrative change of a VF (or a PF's VF count), and who
+    /// made it.
+    AdminChange(AdminChange),
     /// Records the kernel dropped (ring buffer full) since the last report.
     Lost { records: u64 },
     /// A hook that could not be attached.
@@ -349,6 +362,9 @@ impl Event {
         "inventory",
         "policy_loaded",
         "policy_violation",
+        "mailbox",
+        "config_access",
+        "admin_change",
     ];
 
     /// The `kind` tag this event serializes with.
@@ -369,6 +385,9 @@ impl Event {
             Self::Inventory { .. } => "inventory",
             Self::PolicyLoaded { .. } => "policy_loaded",
             Self::PolicyViolation { .. } => "policy_violation",
+            Self::Mailbox(_) => "mailbox",
+            Self::ConfigAccess(_) => "config_access",
+            Self::AdminChange(_) => "admin_change",
         }
     }
 }

@@ -28,6 +28,10 @@ pub trait Host: Sync {
     fn netlink(&self) -> Option<&dyn VfNetlink>;
     /// Writes (sysfs and netlink) done through this host so far.
     fn writes(&self) -> usize;
+    /// A binary file's bytes (a device's `config`); by default [`read`](Self::read)'s.
+    fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.read(path).map(String::into_bytes)
+    }
     /// The inode number of the file or directory `path` resolves to: in
     /// sysfs, a device directory's changes when the device is removed and
     /// created again under the same name (kernfs ids are unique for the
@@ -82,6 +86,12 @@ impl System {
 /// Read a small text file (a sysfs attribute is at most a page) with one
 /// `read` where it fits, instead of `fs::read_to_string`'s stat + reads.
 fn read_small(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_small_bytes(path)?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// [`read_small`]'s bytes, for binary attributes (a device's `config`).
+fn read_small_bytes(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut f = fs::File::open(path)?;
     let mut buf = vec![0u8; 4096];
@@ -95,7 +105,7 @@ fn read_small(path: &Path) -> io::Result<String> {
         buf.resize(buf.len() * 2, 0);
     }
     buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Ok(buf)
 }
 
 impl Host for System {
@@ -110,6 +120,10 @@ impl Host for System {
 
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
         fs::read_link(self.map(path))
+    }
+
+    fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
+        read_small_bytes(&self.map(path))
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {

@@ -84,6 +84,40 @@ impl Btf {
 
     /// Parse a little-endian BTF blob.
     pub fn parse(b: &[u8]) -> Result<Self> {
+        let mut btf = Self {
+            types: Vec::new(),
+            strings: Vec::new(),
+            structs: HashMap::new(),
+        };
+        btf.append(b)?;
+        Ok(btf)
+    }
+
+    /// A module's BTF (`/sys/kernel/btf/<module>`), which is split BTF on
+    /// top of this one (the kernel's): its type ids and string offsets go
+    /// on from where the kernel's end.
+    pub fn with_module(&self, b: &[u8]) -> Result<Self> {
+        let mut btf = Self {
+            types: self.types.clone(),
+            strings: self.strings.clone(),
+            structs: self.structs.clone(),
+        };
+        btf.append(b)?;
+        Ok(btf)
+    }
+
+    /// [`with_module`](Self::with_module) from a file.
+    pub fn with_module_file(&self, path: &Path) -> Result<Self> {
+        let data = std::fs::read(path).map_err(|e| Error::Sysfs {
+            op: "read",
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        self.with_module(&data)
+    }
+
+    /// Add the types and strings of blob `b` after those already here.
+    fn append(&mut self, b: &[u8]) -> Result<()> {
         let magic = u16_at(b, 0).ok_or_else(|| bad("truncated header"))?;
         if magic != MAGIC {
             return Err(bad(format!(
@@ -102,8 +136,9 @@ impl Btf {
                 .ok_or_else(|| bad(format!("{what} section out of bounds")))
         };
         let tsec = section(type_off, type_len, "type")?;
-        let strings = section(str_off, str_len, "string")?.to_vec();
-        let mut types = Vec::new();
+        let first = self.types.len();
+        self.strings
+            .extend_from_slice(section(str_off, str_len, "string")?);
         let mut o = 0;
         while o < tsec.len() {
             let (Some(name_off), Some(info)) = (u32_at(tsec, o), u32_at(tsec, o + 4)) else {
@@ -126,7 +161,7 @@ impl Btf {
                     members.push((n, t, off));
                 }
             }
-            types.push(Type {
+            self.types.push(Type {
                 name_off,
                 kind,
                 kind_flag: info >> 31 == 1,
@@ -134,20 +169,16 @@ impl Btf {
             });
             o = body + extra;
         }
-        let mut btf = Self {
-            types,
-            strings,
-            structs: HashMap::new(),
-        };
-        for (i, t) in btf.types.iter().enumerate() {
+        for i in first..self.types.len() {
+            let t = &self.types[i];
             if t.kind == KIND_STRUCT && !t.members.is_empty() {
-                let name = btf.str_at(t.name_off).to_string();
+                let name = self.str_at(t.name_off).to_string();
                 if !name.is_empty() {
-                    btf.structs.entry(name).or_insert(i as u32 + 1);
+                    self.structs.entry(name).or_insert(i as u32 + 1);
                 }
             }
         }
-        Ok(btf)
+        Ok(())
     }
 
     fn str_at(&self, off: u32) -> &str {
@@ -303,6 +334,68 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "d").unwrap(), 16);
         assert!(btf.member_offset("outer", "zz").is_err());
         assert!(btf.member_offset("nope", "a").is_err());
+    }
+
+    /// A module's split BTF: `struct adapter { int x; struct outer o; int d; }`
+    /// where `int`, `outer` and the name `d` are the base's.
+    fn module_blob(base: &Btf) -> Vec<u8> {
+        let local = b"\0adapter\0x\0o\0".to_vec();
+        let base_len = base.strings.len() as u32;
+        let l = |name: &str| -> u32 {
+            let pat = format!("\0{name}\0");
+            base_len
+                + local
+                    .windows(pat.len())
+                    .position(|w| w == pat.as_bytes())
+                    .unwrap() as u32
+                + 1
+        };
+        let d = base.strings.windows(3).position(|w| w == b"\0d\0").unwrap() as u32 + 1;
+        let mut t: Vec<u8> = Vec::new();
+        // 4 (first id after the base's 3): struct adapter
+        for w in [
+            l("adapter"),
+            (4 << 24) | 3,
+            40,
+            l("x"),
+            1,
+            0,
+            l("o"),
+            3,
+            64,
+            d,
+            1,
+            256,
+        ] {
+            t.extend_from_slice(&w.to_le_bytes());
+        }
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC.to_le_bytes());
+        b.extend_from_slice(&[1, 0]);
+        for w in [24u32, 0, t.len() as u32, t.len() as u32, local.len() as u32] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        b.extend_from_slice(&t);
+        b.extend_from_slice(&local);
+        b
+    }
+
+    #[test]
+    fn a_module_blob_goes_on_from_the_base() {
+        let base = Btf::parse(&blob()).unwrap();
+        let m = base.with_module(&module_blob(&base)).unwrap();
+        assert_eq!(m.member_offset("adapter", "x").unwrap(), 0);
+        assert_eq!(m.member_offset("adapter", "o").unwrap(), 8);
+        assert_eq!(m.member_offset("adapter", "d").unwrap(), 32);
+        // the base's own types are still there, and the base is unchanged
+        assert_eq!(m.member_offset("outer", "d").unwrap(), 16);
+        assert!(base.member_offset("adapter", "x").is_err());
+        // read as a standalone blob, its names point past its strings
+        assert!(
+            Btf::parse(&module_blob(&base))
+                .map(|b| b.member_offset("adapter", "x").is_err())
+                .unwrap_or(true)
+        );
     }
 
     #[test]

@@ -220,6 +220,17 @@ impl Igbvf {
         self.mbx.set_vlan(&self.bar, vid, add)
     }
 
+    /// SET_MAC_ADDR: ask the PF for another MAC (refused when an
+    /// administrator set one on the PF).
+    pub fn set_mac(&mut self, mac: MacAddr) -> Result<()> {
+        self.mbx.set_mac(&self.bar, mac)
+    }
+
+    /// SET_LPE: the largest frame to receive.
+    pub fn set_max_frame(&mut self, bytes: u32) -> Result<()> {
+        self.mbx.set_max_frame(&self.bar, bytes)
+    }
+
     /// Wait until every queued frame was sent (or `timeout`).
     pub fn flush_tx(&mut self, timeout: Duration) -> Result<()> {
         let t = Instant::now();

@@ -8,6 +8,7 @@
 
 mod apply;
 mod churn;
+mod conversation;
 mod datapath;
 mod datapath_cli;
 mod guest;

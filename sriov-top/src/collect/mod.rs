@@ -28,7 +28,7 @@ use anyhow::{Context as _, Result};
 use sriov_core::{
     discover::{Pf, discover, fill_counters_from_netdevs},
     ebpf::{LoadOptions, Probes, describe},
-    events::{Attributor, Clock, Event, EventEnvelope, StatsAggregator},
+    events::{Attributor, Clock, ConfigTraps, Event, EventEnvelope, StatsAggregator},
     host::{Host, System},
     policy::instance::Claim,
 };
@@ -148,6 +148,11 @@ fn now() -> u64 {
     Clock::now_ns().unwrap_or(0)
 }
 
+/// The window of the `config_access` rate limit (kernel ns): per device,
+/// register and direction, one line at the first access and one with the
+/// count of the rest.
+const TRAP_WINDOW_NS: u64 = 1_000_000_000;
+
 /// Load the probes as `opts` says: `Ok(None)` when they are not required
 /// and could not be had (the reason sent to the consumer).
 async fn load_probes<T: From<Collected>>(
@@ -255,6 +260,15 @@ pub async fn run_with<T: From<Collected>>(
         if !out.event(EventEnvelope::new(now(), started)).await {
             return Ok(());
         }
+        if !p.btf_missing.is_empty() {
+            let w = format!(
+                "kernel BTF lacks what some probes follow, so those fields stay empty: {}",
+                p.btf_missing.join("; ")
+            );
+            if !out.send(Collected::Warning(w)).await {
+                return Ok(());
+            }
+        }
         for m in &p.missing {
             let ev = EventEnvelope::new(
                 now(),
@@ -320,6 +334,8 @@ pub async fn run_with<T: From<Collected>>(
     tick.tick().await; // the first tick is immediate: that was it
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut bad_records = 0u64;
+    // config_access lines: the first per register and second, then counts
+    let mut traps = ConfigTraps::new(TRAP_WINDOW_NS);
     // after a failed read of the ring buffer, the next try is on the next
     // tick (a failure that lasts must not spin)
     let mut ring_paused = false;
@@ -359,7 +375,8 @@ pub async fn run_with<T: From<Collected>>(
                                 Some(p) => counting.on_event(host, &attr, p, &ev),
                                 None => Vec::new(),
                             };
-                            if !out.event(ev).await || !out.all(ws).await {
+                            let evs = traps.admit(ev).into_iter().map(Collected::Event);
+                            if !out.all(evs).await || !out.all(ws).await {
                                 return Ok(());
                             }
                         }
@@ -390,6 +407,7 @@ pub async fn run_with<T: From<Collected>>(
                     let more = rt.on_tick(host, p, &mut attr, &evs);
                     evs.extend(more);
                 }
+                evs.extend(traps.flush(now()).into_iter().map(Collected::Event));
                 for c in evs {
                     if !out.send(c).await {
                         return Ok(());
@@ -412,6 +430,8 @@ pub async fn run_with<T: From<Collected>>(
             _ = stop => break,
         }
     }
+    // the counts of the config accesses not reported yet
+    let _ = out.all(traps.close_all().into_iter().map(Collected::Event)).await;
     Ok(())
 }
 

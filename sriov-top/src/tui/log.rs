@@ -3,7 +3,7 @@ use std::collections::VecDeque;
 
 use sriov_core::events::{DmaOp, Event, EventEnvelope};
 
-use super::format;
+use super::{format, talk};
 
 /// Most entries kept (older ones are dropped), also while paused.
 pub const LOG_CAP: usize = 10_000;
@@ -213,6 +213,9 @@ pub fn summary(ev: &Event) -> String {
             }
             s
         }
+        Event::Mailbox(m) => talk::mailbox(m),
+        Event::ConfigAccess(a) => talk::config_access(a),
+        Event::AdminChange(c) => talk::admin_change(c),
     }
 }
 

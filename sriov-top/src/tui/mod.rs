@@ -12,6 +12,7 @@ pub mod log;
 pub mod model;
 pub mod rows;
 pub mod session;
+mod talk;
 pub mod terminal;
 mod view;
 

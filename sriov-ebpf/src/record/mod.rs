@@ -21,6 +21,9 @@ pub const KIND_VFIO_DMA: u32 = 7;
 pub const KIND_POLICY: u32 = 8;
 pub const KIND_IRQ_FREE: u32 = 9;
 
+mod conversation;
+pub use conversation::*;
+
 // `PolicyRecord::rule`.
 pub const V_DMA_QUOTA: u32 = 1;
 pub const V_VFIO_OPEN: u32 = 2;
@@ -457,6 +460,9 @@ pub enum Record {
     VfioDma(DmaRecord),
     Policy(PolicyRecord),
     IrqFree(IrqFreeRecord),
+    Mailbox(MailboxRecord),
+    ConfigAccess(ConfigRecord),
+    Admin(AdminRecord),
 }
 
 impl Record {
@@ -473,6 +479,9 @@ impl Record {
             KIND_VFIO_DMA => Self::VfioDma(b.try_into()?),
             KIND_POLICY => Self::Policy(b.try_into()?),
             KIND_IRQ_FREE => Self::IrqFree(b.try_into()?),
+            KIND_MAILBOX => Self::Mailbox(b.try_into()?),
+            KIND_CONFIG_ACCESS => Self::ConfigAccess(b.try_into()?),
+            KIND_ADMIN => Self::Admin(b.try_into()?),
             k => return Err(DecodeError::UnknownKind(k)),
         })
     }

@@ -1,0 +1,401 @@
+//! What is said to and about a VF (issue #14): the PF side of the PF↔VF
+//! mailbox (igb), config space accesses VFIO traps for a VM or a user-space
+//! driver, and administrative changes with who made them.
+//!
+//! All are kprobe/kretprobe pairs: the functions live in modules (igb,
+//! vfio-pci-core), which aya's fentry cannot target. Struct members the
+//! programs follow come from BTF through `PROBE_CONF` (`programs::conf`);
+//! a member the loader did not find leaves its field empty.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_current_uid_gid,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+    },
+    macros::{kprobe, kretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use sriov_ebpf::{
+    CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_MM_EXE_FILE,
+    CONF_NETDEV_NAME, CONF_TASK_MM, CONF_VFIO_PCI_PDEV,
+    record::{
+        ADMIN_BIND, ADMIN_DRIVER_OVERRIDE, ADMIN_MAC, ADMIN_NUMVFS, ADMIN_RATE, ADMIN_SPOOFCHK,
+        ADMIN_TRUST, ADMIN_UNBIND, ADMIN_VLAN, AdminRecord, ConfigRecord, KIND_ADMIN,
+        KIND_CONFIG_ACCESS, KIND_MAILBOX, MBX_FROM_VF, MBX_TO_VF, MBX_WORDS, MailboxRecord,
+        NAME_LEN,
+    },
+};
+
+use crate::programs::{
+    EMPTY, HOOK_ADMIN, HOOK_CONFIG, HOOK_MBX, Start, conf, emit, header, name_at, now, null,
+    pf_name, start, take,
+};
+
+/// Read a kernel pointer at `base + off`.
+fn ptr_at(base: *const u8, off: usize) -> Option<*const u8> {
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an Err.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(off) as *const *const u8) }.ok()
+}
+
+// ---------------------------------------------------------------- mailbox
+
+/// The PF of an igb `struct e1000_hw`: `hw->back` is the `igb_adapter`,
+/// whose `pdev` is the PF.
+fn igb_pf(hw: *const u8) -> [u8; NAME_LEN] {
+    let (Some(back), Some(pdev)) = (conf(CONF_IGB_HW_BACK), conf(CONF_IGB_ADAPTER_PDEV)) else {
+        return [0; NAME_LEN];
+    };
+    match ptr_at(hw, back).and_then(|a| ptr_at(a, pdev)) {
+        Some(p) => pf_name(p),
+        None => [0; NAME_LEN],
+    }
+}
+
+/// `igb_read_mbx(hw, msg, size, mbx_id, unlock)` / `igb_write_mbx(hw, msg,
+/// size, mbx_id)`: saved at entry, the words read at return (a read fills
+/// `msg`; a write's `msg` is still the caller's buffer).
+fn on_mbx(ctx: &ProbeContext, dir: u32) {
+    let mut s = EMPTY;
+    s.ts = now();
+    s.a = ctx.arg::<u64>(0).unwrap_or(0);
+    s.b = ctx.arg::<u64>(1).unwrap_or(0);
+    let size = ctx.arg::<u64>(2).unwrap_or(0) & 0xffff;
+    let vf = ctx.arg::<u64>(3).unwrap_or(0) & 0xffff;
+    s.c = size | (vf << 16);
+    s.d = u64::from(dir);
+    start(HOOK_MBX, &s);
+}
+
+#[kprobe]
+pub fn mbx_read_entry(ctx: ProbeContext) -> u32 {
+    on_mbx(&ctx, MBX_FROM_VF);
+    0
+}
+
+#[kprobe]
+pub fn mbx_write_entry(ctx: ProbeContext) -> u32 {
+    on_mbx(&ctx, MBX_TO_VF);
+    0
+}
+
+/// The return of either (one program attached to both).
+#[kretprobe]
+pub fn mbx_exit(ctx: RetProbeContext) -> u32 {
+    let Some(s) = take(HOOK_MBX) else { return 0 };
+    let ret: i32 = ctx.ret();
+    let size = (s.c & 0xffff) as usize;
+    let n = if size > MBX_WORDS { MBX_WORDS } else { size };
+    let mut words = [0u32; MBX_WORDS];
+    let msg = s.b as *const [u32; MBX_WORDS];
+    if !msg.is_null() {
+        // SAFETY: a checked read of the caller's message buffer; words past
+        // `size` are cleared below.
+        if let Ok(w) = unsafe { bpf_probe_read_kernel(msg) } {
+            words = w;
+        }
+    }
+    for (i, w) in words.iter_mut().enumerate() {
+        if i >= n {
+            *w = 0;
+        }
+    }
+    emit(MailboxRecord {
+        hdr: header(KIND_MAILBOX),
+        pf: igb_pf(s.a as *const u8),
+        vf: ((s.c >> 16) & 0xffff) as u32,
+        dir: s.d as u32,
+        ret,
+        size: n as u32,
+        words,
+        hw: s.a,
+    });
+    0
+}
+
+// ---------------------------------------------------------------- config space
+
+/// `VFIO_PCI_OFFSET_MASK`: the offset within a VFIO region.
+const VFIO_OFFSET_MASK: u64 = (1 << 40) - 1;
+
+/// Up to 8 bytes at user address `buf`, little-endian (the widest read
+/// that does not fault, so a 4-byte buffer at a page end still reads).
+fn user_value(buf: u64, count: u64) -> u64 {
+    if buf == 0 || count == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_user checks the address; a bad one is an Err.
+    let v = unsafe { bpf_probe_read_user(buf as *const u64) }
+        .or_else(|_| unsafe { bpf_probe_read_user(buf as *const u32) }.map(u64::from))
+        .or_else(|_| unsafe { bpf_probe_read_user(buf as *const u16) }.map(u64::from))
+        .or_else(|_| unsafe { bpf_probe_read_user(buf as *const u8) }.map(u64::from))
+        .unwrap_or(0);
+    if count >= 8 {
+        v
+    } else {
+        v & ((1u64 << (count * 8)) - 1)
+    }
+}
+
+/// `vfio_pci_config_rw(vdev, buf, count, ppos, iswrite)`.
+#[kprobe]
+pub fn config_entry(ctx: ProbeContext) -> u32 {
+    let vdev: *const u8 = ctx.arg(0).unwrap_or(null());
+    let buf = ctx.arg::<u64>(1).unwrap_or(0);
+    let count = ctx.arg::<u64>(2).unwrap_or(0);
+    let ppos: *const i64 = ctx.arg(3).unwrap_or(core::ptr::null());
+    let write = ctx.arg::<u64>(4).unwrap_or(0) & 0xff != 0;
+    let mut s = EMPTY;
+    s.ts = now();
+    if let Some(off) = conf(CONF_VFIO_PCI_PDEV)
+        && let Some(pdev) = ptr_at(vdev, off)
+    {
+        s.name = pf_name(pdev);
+    }
+    if !ppos.is_null() {
+        // SAFETY: a checked read of the file position.
+        if let Ok(p) = unsafe { bpf_probe_read_kernel(ppos) } {
+            s.a = (p as u64) & VFIO_OFFSET_MASK;
+        }
+    }
+    s.b = buf;
+    s.c = count;
+    if write {
+        // the value is what user space hands in
+        s.d = 1;
+        s.name2[..8].copy_from_slice(&user_value(buf, count).to_le_bytes());
+    }
+    start(HOOK_CONFIG, &s);
+    0
+}
+
+#[kretprobe]
+pub fn config_exit(ctx: RetProbeContext) -> u32 {
+    let Some(s) = take(HOOK_CONFIG) else { return 0 };
+    let ret: i64 = ctx.ret();
+    let value = if s.d == 1 {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&s.name2[..8]);
+        u64::from_le_bytes(v)
+    } else if ret > 0 {
+        // what the kernel copied out to the reader
+        user_value(s.b, s.c)
+    } else {
+        0
+    };
+    emit(ConfigRecord {
+        hdr: header(KIND_CONFIG_ACCESS),
+        dev: s.name,
+        offset: s.a as u32,
+        count: s.c as u32,
+        value,
+        ret,
+        write: s.d as u32,
+        _pad: 0,
+        latency_ns: now().saturating_sub(s.ts),
+    });
+    0
+}
+
+// ---------------------------------------------------------------- admin changes
+
+/// The name of the current task's executable (`mm->exe_file`'s dentry).
+fn exe_name() -> [u8; NAME_LEN] {
+    let mut out = [0u8; NAME_LEN];
+    let (Some(mm), Some(exe), Some(dentry), Some(name)) = (
+        conf(CONF_TASK_MM),
+        conf(CONF_MM_EXE_FILE),
+        conf(CONF_FILE_DENTRY),
+        conf(CONF_DENTRY_NAME),
+    ) else {
+        return out;
+    };
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let p = ptr_at(task, mm)
+        .and_then(|m| ptr_at(m, exe))
+        .and_then(|f| ptr_at(f, dentry))
+        .and_then(|d| ptr_at(d, name));
+    if let Some(p) = p {
+        // SAFETY: a checked read of the name string.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(p, &mut out) };
+    }
+    out
+}
+
+/// A `struct net_device`'s name.
+fn netdev_name(dev: *const u8) -> [u8; NAME_LEN] {
+    let mut out = [0u8; NAME_LEN];
+    if let Some(off) = conf(CONF_NETDEV_NAME)
+        && !dev.is_null()
+    {
+        // SAFETY: a checked read of the inline `char name[IFNAMSIZ]`.
+        if let Ok(n) = unsafe { bpf_probe_read_kernel(dev.wrapping_add(off) as *const [u8; 16]) } {
+            out[..16].copy_from_slice(&n);
+        }
+    }
+    out
+}
+
+/// Up to `NAME_LEN - 1` bytes of kernel text at `p` (not NUL-terminated in
+/// the kernel: a sysfs buffer), cut at `len`.
+fn text_at(p: *const u8, len: u64) -> [u8; NAME_LEN] {
+    let mut out = [0u8; NAME_LEN];
+    if !p.is_null() {
+        // SAFETY: a checked read; bytes past `len` are cleared below.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(p, &mut out) };
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        if i as u64 >= len || i == NAME_LEN - 1 {
+            *b = 0;
+        }
+    }
+    out
+}
+
+/// Save an admin change at entry: `what` and the VF index in `d`.
+fn admin(what: u32, vf: i64, s: &mut Start) {
+    s.ts = now();
+    s.d = u64::from(what) | ((vf as u64) << 32);
+    start(HOOK_ADMIN, s);
+}
+
+/// An `ndo_set_vf_*(netdev, vf, ...)` entry: the PF netdev and VF index,
+/// then `args` more integer arguments into `a`, `b`, `c`.
+fn ndo(ctx: &ProbeContext, what: u32, args: usize) {
+    let mut s = EMPTY;
+    s.name = netdev_name(ctx.arg(0).unwrap_or(null()));
+    let vf = ctx.arg::<u64>(1).unwrap_or(u64::MAX) as i32;
+    if args > 0 {
+        s.a = ctx.arg::<u64>(2).unwrap_or(0);
+    }
+    if args > 1 {
+        s.b = ctx.arg::<u64>(3).unwrap_or(0);
+    }
+    if args > 2 {
+        s.c = ctx.arg::<u64>(4).unwrap_or(0);
+    }
+    admin(what, i64::from(vf), &mut s);
+}
+
+/// `ndo_set_vf_mac(netdev, vf, u8 *mac)`.
+#[kprobe]
+pub fn admin_mac(ctx: ProbeContext) -> u32 {
+    let mut s = EMPTY;
+    s.name = netdev_name(ctx.arg(0).unwrap_or(null()));
+    let vf = ctx.arg::<u64>(1).unwrap_or(u64::MAX) as i32;
+    let mac: *const [u8; 6] = ctx.arg(2).unwrap_or(core::ptr::null());
+    if !mac.is_null() {
+        // SAFETY: a checked read of the 6 MAC bytes.
+        if let Ok(m) = unsafe { bpf_probe_read_kernel(mac) } {
+            s.name2[..6].copy_from_slice(&m);
+        }
+    }
+    admin(ADMIN_MAC, i64::from(vf), &mut s);
+    0
+}
+
+/// `ndo_set_vf_vlan(netdev, vf, u16 vlan, u8 qos, __be16 proto)`.
+#[kprobe]
+pub fn admin_vlan(ctx: ProbeContext) -> u32 {
+    ndo(&ctx, ADMIN_VLAN, 3);
+    0
+}
+
+/// `ndo_set_vf_spoofchk(netdev, vf, bool)`.
+#[kprobe]
+pub fn admin_spoofchk(ctx: ProbeContext) -> u32 {
+    ndo(&ctx, ADMIN_SPOOFCHK, 1);
+    0
+}
+
+/// `ndo_set_vf_trust(netdev, vf, bool)`.
+#[kprobe]
+pub fn admin_trust(ctx: ProbeContext) -> u32 {
+    ndo(&ctx, ADMIN_TRUST, 1);
+    0
+}
+
+/// `ndo_set_vf_rate(netdev, vf, min_tx_rate, max_tx_rate)`.
+#[kprobe]
+pub fn admin_rate(ctx: ProbeContext) -> u32 {
+    ndo(&ctx, ADMIN_RATE, 2);
+    0
+}
+
+/// `driver_set_override(dev, const char **override, const char *s, len)`:
+/// what every bus's `driver_override` store calls.
+#[kprobe]
+pub fn admin_override(ctx: ProbeContext) -> u32 {
+    let mut s = EMPTY;
+    s.name = name_at(ctx.arg(0).unwrap_or(null()));
+    s.name2 = text_at(ctx.arg(2).unwrap_or(null()), ctx.arg::<u64>(3).unwrap_or(0));
+    admin(ADMIN_DRIVER_OVERRIDE, -1, &mut s);
+    0
+}
+
+/// `bind_store(drv, buf, count)` / `unbind_store`: `drivers/<drv>/bind`.
+fn bind(ctx: &ProbeContext, what: u32) {
+    let mut s = EMPTY;
+    s.name = name_at(ctx.arg(0).unwrap_or(null()));
+    s.name2 = text_at(ctx.arg(1).unwrap_or(null()), ctx.arg::<u64>(2).unwrap_or(0));
+    admin(what, -1, &mut s);
+}
+
+#[kprobe]
+pub fn admin_bind(ctx: ProbeContext) -> u32 {
+    bind(&ctx, ADMIN_BIND);
+    0
+}
+
+#[kprobe]
+pub fn admin_unbind(ctx: ProbeContext) -> u32 {
+    bind(&ctx, ADMIN_UNBIND);
+    0
+}
+
+/// The record of a change that returned `ret`, made by the current task.
+fn admin_record(s: &Start, what: u32, vf: i32, ret: i64) -> AdminRecord {
+    AdminRecord {
+        hdr: header(KIND_ADMIN),
+        what,
+        vf,
+        ret,
+        uid: bpf_get_current_uid_gid() as u32,
+        _pad: 0,
+        // SAFETY: a helper without arguments.
+        cgroup: unsafe { bpf_get_current_cgroup_id() },
+        dev: s.name,
+        a: s.a,
+        b: s.b,
+        c: s.c,
+        text: s.name2,
+        exe: exe_name(),
+    }
+}
+
+/// The return of every admin hook (one program, attached to each).
+#[kretprobe]
+pub fn admin_exit(ctx: RetProbeContext) -> u32 {
+    let Some(s) = take(HOOK_ADMIN) else { return 0 };
+    // ndo_* return int, the stores ssize_t: sign-extend the low half
+    let raw: i64 = ctx.ret();
+    let what = (s.d & 0xffff_ffff) as u32;
+    let ret = match what {
+        ADMIN_BIND | ADMIN_UNBIND => raw,
+        _ => i64::from(raw as i32),
+    };
+    emit(admin_record(&s, what, (s.d >> 32) as i32, ret));
+    0
+}
+
+/// A `sriov_numvfs` write, from the hot-plug hook's saved entry (`name` the
+/// PF, `a` the first bytes written).
+pub(crate) fn admin_numvfs(s: &Start, ret: i64) {
+    let mut e = *s;
+    e.name2 = [0; NAME_LEN];
+    e.name2[..8].copy_from_slice(&s.a.to_le_bytes());
+    e.a = 0;
+    emit(admin_record(&e, ADMIN_NUMVFS, -1, ret));
+}
