@@ -56,7 +56,13 @@ pub const CONF_FILE_DENTRY: u32 = 6;
 pub const CONF_DENTRY_NAME: u32 = 7;
 /// `offsetof(struct net_device, name)`.
 pub const CONF_NETDEV_NAME: u32 = 8;
-pub const PROBE_CONF_LEN: u32 = 9;
+/// `offsetof(struct kernfs_open_file, kn)`.
+pub const CONF_KOF_KN: u32 = 9;
+/// `offsetof(struct kernfs_node, name)`.
+pub const CONF_KN_NAME: u32 = 10;
+/// `offsetof(struct kernfs_node, parent)`.
+pub const CONF_KN_PARENT: u32 = 11;
+pub const PROBE_CONF_LEN: u32 = 12;
 
 /// Key of `VF_BIRTHS`: the PF's device name (its BDF, NUL-padded) and the
 /// VF index.
@@ -342,16 +348,18 @@ pub mod programs {
                 function: "igb_ndo_set_vf_bw",
             },
         ),
+        // every sysfs attribute write (PCI's driver_override_store has a
+        // twin of the same name and does not call driver_set_override)
         (
-            "admin_override",
+            "admin_sysfs",
             Attach::Kprobe {
-                function: "driver_set_override",
+                function: "sysfs_kf_write",
             },
         ),
         (
             "admin_exit",
             Attach::Kretprobe {
-                function: "driver_set_override",
+                function: "sysfs_kf_write",
             },
         ),
         (

@@ -15,8 +15,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use sriov_ebpf::{
-    CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_MM_EXE_FILE,
-    CONF_NETDEV_NAME, CONF_TASK_MM, CONF_VFIO_PCI_PDEV,
+    CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_KN_NAME,
+    CONF_KN_PARENT, CONF_KOF_KN, CONF_MM_EXE_FILE, CONF_NETDEV_NAME, CONF_TASK_MM,
+    CONF_VFIO_PCI_PDEV,
     record::{
         ADMIN_BIND, ADMIN_DRIVER_OVERRIDE, ADMIN_MAC, ADMIN_NUMVFS, ADMIN_RATE, ADMIN_SPOOFCHK,
         ADMIN_TRUST, ADMIN_UNBIND, ADMIN_VLAN, AdminRecord, ConfigRecord, KIND_ADMIN,
@@ -26,8 +27,8 @@ use sriov_ebpf::{
 };
 
 use crate::programs::{
-    EMPTY, HOOK_ADMIN, HOOK_CONFIG, HOOK_MBX, Start, conf, emit, header, name_at, now, null,
-    pf_name, start, take,
+    EMPTY, EVENTS, HOOK_ADMIN, HOOK_CONFIG, HOOK_MBX, Start, conf, emit, header, lost, name_at,
+    now, null, pf_name, start, take,
 };
 
 /// Read a kernel pointer at `base + off`.
@@ -44,7 +45,10 @@ fn ptr_at(base: *const u8, off: usize) -> Option<*const u8> {
 /// The PF of an igb `struct e1000_hw`: `hw->back` is the `igb_adapter`,
 /// whose `pdev` is the PF.
 fn igb_pf(hw: *const u8) -> [u8; NAME_LEN] {
-    let (Some(back), Some(pdev)) = (conf(CONF_IGB_HW_BACK), conf(CONF_IGB_ADAPTER_PDEV)) else {
+    let Some(back) = conf(CONF_IGB_HW_BACK) else {
+        return [0; NAME_LEN];
+    };
+    let Some(pdev) = conf(CONF_IGB_ADAPTER_PDEV) else {
         return [0; NAME_LEN];
     };
     match ptr_at(hw, back).and_then(|a| ptr_at(a, pdev)) {
@@ -200,16 +204,22 @@ pub fn config_exit(ctx: RetProbeContext) -> u32 {
 
 // ---------------------------------------------------------------- admin changes
 
-/// The name of the current task's executable (`mm->exe_file`'s dentry).
-fn exe_name() -> [u8; NAME_LEN] {
-    let mut out = [0u8; NAME_LEN];
-    let (Some(mm), Some(exe), Some(dentry), Some(name)) = (
-        conf(CONF_TASK_MM),
-        conf(CONF_MM_EXE_FILE),
-        conf(CONF_FILE_DENTRY),
-        conf(CONF_DENTRY_NAME),
-    ) else {
-        return out;
+/// The name of the current task's executable (`mm->exe_file`'s dentry),
+/// into `out` (left as it is when unknown).
+fn exe_name(out: &mut [u8; NAME_LEN]) {
+    // one offset at a time: a tuple of Options compiles to a spill of an
+    // unset register, which the verifier refuses
+    let Some(mm) = conf(CONF_TASK_MM) else {
+        return;
+    };
+    let Some(exe) = conf(CONF_MM_EXE_FILE) else {
+        return;
+    };
+    let Some(dentry) = conf(CONF_FILE_DENTRY) else {
+        return;
+    };
+    let Some(name) = conf(CONF_DENTRY_NAME) else {
+        return;
     };
     // SAFETY: a helper without arguments.
     let task = unsafe { bpf_get_current_task() } as *const u8;
@@ -219,9 +229,8 @@ fn exe_name() -> [u8; NAME_LEN] {
         .and_then(|d| ptr_at(d, name));
     if let Some(p) = p {
         // SAFETY: a checked read of the name string.
-        let _ = unsafe { bpf_probe_read_kernel_str_bytes(p, &mut out) };
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(p, out) };
     }
-    out
 }
 
 /// A `struct net_device`'s name.
@@ -324,14 +333,53 @@ pub fn admin_rate(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// `driver_set_override(dev, const char **override, const char *s, len)`:
-/// what every bus's `driver_override` store calls.
+/// The sysfs attribute names whose writes are administrative changes
+/// reported from `sysfs_kf_write` (NUL-padded to 16 bytes).
+const SYSFS_WATCHED: [(&[u8; 16], u32); 1] = [(b"driver_override\0", ADMIN_DRIVER_OVERRIDE)];
+
+/// `sysfs_kf_write(of, buf, count, pos)`: a write to a sysfs attribute. The
+/// attribute is `of->kn`, its device the parent directory.
 #[kprobe]
-pub fn admin_override(ctx: ProbeContext) -> u32 {
+pub fn admin_sysfs(ctx: ProbeContext) -> u32 {
+    // one at a time (see exe_name)
+    let Some(kn_off) = conf(CONF_KOF_KN) else {
+        return 0;
+    };
+    let Some(name_off) = conf(CONF_KN_NAME) else {
+        return 0;
+    };
+    let Some(parent_off) = conf(CONF_KN_PARENT) else {
+        return 0;
+    };
+    let Some(kn) = ptr_at(ctx.arg(0).unwrap_or(null()), kn_off) else {
+        return 0;
+    };
+    let Some(name) = ptr_at(kn, name_off) else {
+        return 0;
+    };
+    let mut attr = [0u8; 16];
+    // SAFETY: a checked read of the attribute's name.
+    if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut attr) }.is_err() {
+        return 0;
+    }
+    let mut what = 0;
+    for (n, w) in SYSFS_WATCHED {
+        if attr == *n {
+            what = w;
+        }
+    }
+    if what == 0 {
+        return 0;
+    }
     let mut s = EMPTY;
-    s.name = name_at(ctx.arg(0).unwrap_or(null()));
-    s.name2 = text_at(ctx.arg(2).unwrap_or(null()), ctx.arg::<u64>(3).unwrap_or(0));
-    admin(ADMIN_DRIVER_OVERRIDE, -1, &mut s);
+    if let Some(parent) = ptr_at(kn, parent_off)
+        && let Some(pname) = ptr_at(parent, name_off)
+    {
+        // SAFETY: a checked read of the directory's (the device's) name.
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(pname, &mut s.name) };
+    }
+    s.name2 = text_at(ctx.arg(1).unwrap_or(null()), ctx.arg::<u64>(2).unwrap_or(0));
+    admin(what, -1, &mut s);
     0
 }
 
@@ -355,24 +403,34 @@ pub fn admin_unbind(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// The record of a change that returned `ret`, made by the current task.
-fn admin_record(s: &Start, what: u32, vf: i32, ret: i64) -> AdminRecord {
-    AdminRecord {
-        hdr: header(KIND_ADMIN),
-        what,
-        vf,
-        ret,
-        uid: bpf_get_current_uid_gid() as u32,
-        _pad: 0,
-        // SAFETY: a helper without arguments.
-        cgroup: unsafe { bpf_get_current_cgroup_id() },
-        dev: s.name,
-        a: s.a,
-        b: s.b,
-        c: s.c,
-        text: s.name2,
-        exe: exe_name(),
+/// Send the record of a change that returned `ret`, made by the current
+/// task. Written in place in the ring (the record on the stack, beside
+/// the hot-plug hook's, would pass the 512-byte limit).
+fn admin_emit(s: &Start, what: u32, vf: i32, ret: i64) {
+    let Some(mut e) = EVENTS.reserve::<AdminRecord>(0) else {
+        lost();
+        return;
+    };
+    let p = e.as_mut_ptr();
+    // SAFETY: `p` is the reserved record, written field by field before it
+    // is submitted; nothing reads it meanwhile.
+    unsafe {
+        (*p).hdr = header(KIND_ADMIN);
+        (*p).what = what;
+        (*p).vf = vf;
+        (*p).ret = ret;
+        (*p).uid = bpf_get_current_uid_gid() as u32;
+        (*p)._pad = 0;
+        (*p).cgroup = bpf_get_current_cgroup_id();
+        (*p).dev = s.name;
+        (*p).a = s.a;
+        (*p).b = s.b;
+        (*p).c = s.c;
+        (*p).text = s.name2;
+        (*p).exe = [0; NAME_LEN];
+        exe_name(&mut (*p).exe);
     }
+    e.submit(0);
 }
 
 /// The return of every admin hook (one program, attached to each).
@@ -382,11 +440,12 @@ pub fn admin_exit(ctx: RetProbeContext) -> u32 {
     // ndo_* return int, the stores ssize_t: sign-extend the low half
     let raw: i64 = ctx.ret();
     let what = (s.d & 0xffff_ffff) as u32;
+    // the stores (ssize_t) as they are; the ndo_* return int
     let ret = match what {
-        ADMIN_BIND | ADMIN_UNBIND => raw,
+        ADMIN_BIND | ADMIN_UNBIND | ADMIN_DRIVER_OVERRIDE => raw,
         _ => i64::from(raw as i32),
     };
-    emit(admin_record(&s, what, (s.d >> 32) as i32, ret));
+    admin_emit(&s, what, (s.d >> 32) as i32, ret);
     0
 }
 
@@ -397,5 +456,5 @@ pub(crate) fn admin_numvfs(s: &Start, ret: i64) {
     e.name2 = [0; NAME_LEN];
     e.name2[..8].copy_from_slice(&s.a.to_le_bytes());
     e.a = 0;
-    emit(admin_record(&e, ADMIN_NUMVFS, -1, ret));
+    admin_emit(&e, ADMIN_NUMVFS, -1, ret);
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use sriov_ebpf::{
     CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_MM_EXE_FILE,
-    CONF_NETDEV_NAME, CONF_PCI_DEV_DEV, CONF_TASK_MM, CONF_VFIO_PCI_PDEV, MAX_WATCHED_IRQS,
+    CONF_KN_NAME, CONF_KN_PARENT, CONF_KOF_KN, CONF_NETDEV_NAME, CONF_PCI_DEV_DEV, CONF_TASK_MM, CONF_VFIO_PCI_PDEV, MAX_WATCHED_IRQS,
     PROBE_CONF_LEN, VfKey, maps, record::IrqStats,
 };
 
@@ -46,6 +46,9 @@ const PROBE_MEMBERS: [Member; PROBE_CONF_LEN as usize] = [
         &[("dentry", "d_name"), ("qstr", "name")],
     ),
     (CONF_NETDEV_NAME, None, &[("net_device", "name")]),
+    (CONF_KOF_KN, None, &[("kernfs_open_file", "kn")]),
+    (CONF_KN_NAME, None, &[("kernfs_node", "name")]),
+    (CONF_KN_PARENT, None, &[("kernfs_node", "parent")]),
 ];
 
 /// The `PROBE_CONF` values (offset + 1; 0 where unknown) from the kernel's

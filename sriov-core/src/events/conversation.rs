@@ -174,7 +174,7 @@ impl Life {
                     && p.msg_type == m.msg_type
                 {
                     m.latency_ns = Some(r.hdr.ts_ns.saturating_sub(p.ts_ns));
-                    if m.args == Args::None {
+                    if !proto.is_some_and(|p| p.reply_has_args(m.msg_type)) {
                         m.args = p.args;
                     }
                 }

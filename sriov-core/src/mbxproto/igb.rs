@@ -16,6 +16,10 @@ use crate::{
 const MSG_SET_PROMISC: u32 = 0x06;
 const PROMISC_UNICAST: u32 = 0x01 << MSG_INFO_SHIFT;
 const PROMISC_MULTICAST: u32 = 0x02 << MSG_INFO_SHIFT;
+/// SET_MAC_ADDR's argument: 0 sets the VF's MAC; these edit its list of
+/// extra unicast filters (`E1000_VF_MAC_FILTER_CLR`, `_ADD`).
+const MAC_FILTER_CLEAR: u32 = 0x01;
+const MAC_FILTER_ADD: u32 = 0x02;
 /// Word 0 bits that name the type (PF control is 0x0100).
 const TYPE_MASK: u32 = 0xFFFF;
 
@@ -35,6 +39,12 @@ impl MailboxProtocol for Igb {
         "igb"
     }
 
+    fn reply_has_args(&self, msg_type: u32) -> bool {
+        // only the reset's reply says something new (the MAC); the others
+        // echo the request's words, or only word 0
+        msg_type == MSG_RESET
+    }
+
     fn decode(&self, direction: Direction, words: &[u32]) -> Decoded {
         let w0 = words.first().copied().unwrap_or(0);
         let msg_type = w0 & TYPE_MASK;
@@ -49,16 +59,23 @@ impl MailboxProtocol for Igb {
         let (msg, args) = match msg_type {
             MSG_RESET => (
                 "VF_RESET",
-                // the PF's reply carries the VF's MAC
+                // the PF's reply carries the VF's MAC (zero: it has none)
                 match (direction, mac(words)) {
-                    (Direction::PfToVf, Some(m)) => Args::Mac { mac: m },
+                    (Direction::PfToVf, Some(m)) if !m.is_zero() => Args::Mac { mac: m },
                     _ => Args::None,
                 },
             ),
-            MSG_SET_MAC_ADDR => (
-                "SET_MAC_ADDR",
-                mac(words).map_or(Args::None, |m| Args::Mac { mac: m }),
-            ),
+            MSG_SET_MAC_ADDR => match info {
+                MAC_FILTER_CLEAR => ("MAC_FILTER_CLEAR", Args::None),
+                MAC_FILTER_ADD => (
+                    "MAC_FILTER_ADD",
+                    mac(words).map_or(Args::None, |m| Args::Mac { mac: m }),
+                ),
+                _ => (
+                    "SET_MAC_ADDR",
+                    mac(words).map_or(Args::None, |m| Args::Mac { mac: m }),
+                ),
+            },
             MSG_SET_MULTICAST => ("SET_MULTICAST", Args::Multicast { count: info }),
             MSG_SET_VLAN => (
                 "SET_VLAN",
@@ -179,6 +196,24 @@ mod tests {
         );
         let r = reply(&[MSG_PF_CONTROL]);
         assert_eq!((r.msg, r.verdict), ("PF_CONTROL", None));
+        // a reset NACKed: the PF has no MAC for the VF, the words are zero
+        let r = reply(&[MSG_RESET | MSG_NACK | MSG_CTS, 0, 0]);
+        assert_eq!((r.verdict, r.args), (Some(Verdict::Nack), Args::None));
+        assert!(Igb.reply_has_args(MSG_RESET));
+        assert!(!Igb.reply_has_args(MSG_SET_LPE));
+    }
+
+    /// igbvf's unicast filter list rides on SET_MAC_ADDR (seen in the lab).
+    #[test]
+    fn mac_filter_messages_are_named_by_their_argument() {
+        let r = req(&[MSG_SET_MAC_ADDR | (MAC_FILTER_CLEAR << MSG_INFO_SHIFT)]);
+        assert_eq!((r.msg, r.msg_type, r.args), ("MAC_FILTER_CLEAR", MSG_SET_MAC_ADDR, Args::None));
+        let r = req(&[
+            MSG_SET_MAC_ADDR | (MAC_FILTER_ADD << MSG_INFO_SHIFT),
+            0x3322_1102,
+            0x5544,
+        ]);
+        assert_eq!((r.msg, r.args), ("MAC_FILTER_ADD", Args::Mac { mac: MAC }));
     }
 
     #[test]

@@ -83,6 +83,12 @@ pub trait MailboxProtocol: Sync {
     /// Decode `words` (word 0 first) written in `direction`. Never fails:
     /// what it does not know is [`Args::Raw`] with the name `UNKNOWN`.
     fn decode(&self, direction: Direction, words: &[u32]) -> Decoded;
+    /// Whether the PF's reply to `msg_type` carries arguments of its own;
+    /// else a reply is reported with its request's (what was granted or
+    /// refused).
+    fn reply_has_args(&self, _msg_type: u32) -> bool {
+        false
+    }
 }
 
 /// The protocol of PF driver `driver`, when this build knows it.

@@ -55,7 +55,9 @@ fn conversation(lines: &[Value], index: u32, t0: u64) -> (Vec<&Value>, usize) {
     }
     let control = all.iter().filter(|m| m["msg"] == "PF_CONTROL").count();
     (
-        all.into_iter().filter(|m| m["msg"] != "PF_CONTROL").collect(),
+        all.into_iter()
+            .filter(|m| m["msg"] != "PF_CONTROL")
+            .collect(),
         control,
     )
 }
@@ -71,9 +73,10 @@ fn our_drivers_mailbox_conversation_is_seen_in_order_with_the_nack() {
     let own: MacAddr = "02:00:00:00:14:01".parse().unwrap();
     let refused: MacAddr = "02:00:00:00:14:99".parse().unwrap();
     let admin = "02:00:00:00:14:0a";
-    let mc: Vec<MacAddr> = vec![
-        "01:00:5e:00:00:01".parse().unwrap(),
-        "33:33:00:00:00:01".parse().unwrap(),
+    // multicast groups (MacAddr's parser takes unicast only)
+    let mc = vec![
+        MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]),
+        MacAddr([0x33, 0x33, 0, 0, 0, 1]),
     ];
     let opts = VfOptions {
         mac: Some(own),
@@ -85,8 +88,13 @@ fn our_drivers_mailbox_conversation_is_seen_in_order_with_the_nack() {
     vf.set_max_frame(1522).expect("SET_LPE 1522");
     vf.set_multicast(&mc).expect("SET_MULTICAST");
     let ifname = netdev_of(&pf());
-    sh("ip", &["link", "set", "dev", &ifname, "vf", "1", "mac", admin]);
-    let e = vf.set_mac(refused).expect_err("the PF must refuse a MAC over the admin's");
+    sh(
+        "ip",
+        &["link", "set", "dev", &ifname, "vf", "1", "mac", admin],
+    );
+    let e = vf
+        .set_mac(refused)
+        .expect_err("the PF must refuse a MAC over the admin's");
     assert!(e.to_string().contains("set administratively"), "{e}");
     drop(vf);
     wait_for("the NACK in the stream", Duration::from_secs(20), || {
@@ -143,24 +151,35 @@ fn igbvf_bring_up_on_a_new_vf_is_seen() {
     let vf0 = vf_bdf(0);
     let ifname = netdev_of(&vf0);
     sh("ip", &["link", "set", "dev", &ifname, "up"]);
-    wait_for("SET_LPE acked after link up", Duration::from_secs(30), || {
-        let lines = stream.lines();
-        conversation(&lines, 0, t0)
-            .0
-            .iter()
-            .any(|m| m["msg"] == "SET_LPE" && m["verdict"] == "ack")
-    });
+    wait_for(
+        "SET_LPE acked after link up",
+        Duration::from_secs(30),
+        || {
+            let lines = stream.lines();
+            conversation(&lines, 0, t0)
+                .0
+                .iter()
+                .any(|m| m["msg"] == "SET_LPE" && m["verdict"] == "ack")
+        },
+    );
     stream.stop();
     let lines = stream.lines();
     let (said, control) = conversation(&lines, 0, t0);
     let got: Vec<String> = said.iter().map(|m| brief(m)).collect();
     eprintln!("igbvf on VF 0 ({control} PF control messages left out): {got:#?}");
-    // probe: a reset, which the PF NACKs (no MAC yet for a new VF)
-    assert_eq!(
-        got.get(..2),
-        Some(&["vf_to_pf VF_RESET -".to_string(), "pf_to_vf VF_RESET nack".to_string()][..]),
-        "{got:#?}"
-    );
+    // probe: a reset, which the PF NACKs (no MAC yet for a new VF), and
+    // another in igbvf_reset; then the random MAC igbvf made up, which is
+    // the netdev's address
+    let mac = guest::read(format!("/sys/class/net/{ifname}/address"));
+    let want = [
+        "vf_to_pf VF_RESET -".to_string(),
+        "pf_to_vf VF_RESET nack".to_string(),
+        "vf_to_pf VF_RESET -".to_string(),
+        "pf_to_vf VF_RESET nack".to_string(),
+        format!("vf_to_pf SET_MAC_ADDR - mac={mac}"),
+        format!("pf_to_vf SET_MAC_ADDR ack mac={mac}"),
+    ];
+    assert_eq!(got.get(..want.len()), Some(&want[..]), "{got:#?}");
     // each request has its reply, in order, and every message is VF 0's
     for pair in said.chunks(2) {
         assert_eq!(pair.len(), 2, "a request without its reply: {got:#?}");
@@ -172,14 +191,17 @@ fn igbvf_bring_up_on_a_new_vf_is_seen() {
     for m in &said {
         assert_eq!(m["vf"]["bdf"], vf0.as_str(), "{m}");
     }
-    // on link up: the frame size and the multicast list, both acked
-    for msg in ["SET_LPE", "SET_MULTICAST"] {
-        assert!(
-            said.iter()
-                .any(|m| m["msg"] == msg && m["verdict"] == "ack"),
-            "{msg} acked: {got:#?}"
-        );
-    }
+    // on link up: the frame size (1500 + header, FCS and a VLAN tag) and
+    // the multicast list, both acked
+    assert!(
+        got.contains(&"pf_to_vf SET_LPE ack bytes=1522".to_string()),
+        "{got:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|m| m["msg"] == "SET_MULTICAST" && m["verdict"] == "ack"),
+        "{got:#?}"
+    );
     guest::set_numvfs(0);
 }
 
@@ -236,13 +258,17 @@ fn config_space_accesses_through_vfio_are_seen_register_by_register() {
     };
     // the summary of the polls comes when its window (1 s) ends
     let want_total = 4 + polls;
-    wait_for("every access in the stream", Duration::from_secs(20), || {
-        mine(&stream.lines())
-            .iter()
-            .map(|a| a["count"].as_u64().unwrap())
-            .sum::<u64>()
-            >= want_total
-    });
+    wait_for(
+        "every access in the stream",
+        Duration::from_secs(20),
+        || {
+            mine(&stream.lines())
+                .iter()
+                .map(|a| a["count"].as_u64().unwrap())
+                .sum::<u64>()
+                >= want_total
+        },
+    );
     stream.stop();
     let got = mine(&stream.lines());
     guest::keep_stream(stream.path(), "config_access");
@@ -267,16 +293,25 @@ fn config_space_accesses_through_vfio_are_seen_register_by_register() {
     let want = vec![
         ("read".into(), 4, 2, "COMMAND".into(), u64::from(cmd)),
         ("write".into(), 4, 2, "COMMAND".into(), u64::from(cmd | 2)),
-        ("read".into(), msix + 2, 2, "MSI-X.MESSAGE_CONTROL".into(), u64::from(mc)),
-        ("read".into(), pcie + 8, 2, "PCIe.DEVICE_CONTROL".into(), u64::from(devctl)),
+        (
+            "read".into(),
+            msix + 2,
+            2,
+            "MSI-X.MESSAGE_CONTROL".into(),
+            u64::from(mc),
+        ),
+        (
+            "read".into(),
+            pcie + 8,
+            2,
+            "PCIe.DEVICE_CONTROL".into(),
+            u64::from(devctl),
+        ),
     ];
     assert_eq!(first, want);
     // the polls: one line per window after the first access, with counts
     // that add up to what the test did
-    let polled: Vec<&Value> = got
-        .iter()
-        .filter(|a| a["offset"] == pcie + 8)
-        .collect();
+    let polled: Vec<&Value> = got.iter().filter(|a| a["offset"] == pcie + 8).collect();
     let total: u64 = polled.iter().map(|a| a["count"].as_u64().unwrap()).sum();
     assert_eq!(total, polls + 1, "device control reads: {polled:?}");
     assert!(
@@ -309,7 +344,8 @@ fn admin_changes_name_old_and_new_values_and_who_made_them() {
     // 1. `ip link` as uid 4321 with only CAP_NET_ADMIN, from a copy of ip
     //    with its own name
     let tool = "/tmp/vlan-setter";
-    fs::copy(sh("sh", &["-c", "command -v ip"]).trim(), tool).expect("copy ip");
+    // the lab image has ip at /usr/bin/ip, and setpriv (util-linux)
+    fs::copy("/usr/bin/ip", tool).expect("copy ip");
     let t0 = mono_ns();
     let child = Command::new("setpriv")
         .args([
@@ -374,7 +410,10 @@ fn admin_changes_name_old_and_new_values_and_who_made_them() {
     assert_eq!(c["actor"]["pid"], ip_pid, "{c}");
     assert_eq!(c["actor"]["comm"], "vlan-setter", "{c}");
     assert!(
-        c["actor"]["exe"].as_str().unwrap_or("").ends_with("vlan-setter"),
+        c["actor"]["exe"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("vlan-setter"),
         "{c}"
     );
     assert!(c["ts_ns"].as_u64().unwrap() < t1, "{c}");
@@ -390,7 +429,11 @@ fn admin_changes_name_old_and_new_values_and_who_made_them() {
     let ovr = changes(&lines, "driver_override", &vf1, t2);
     assert_eq!(ovr.len(), 1, "one driver_override change: {ovr:?}");
     let c = ovr[0];
-    assert_eq!((&c["old"], &c["new"]), (&Value::Null, &json!("vfio-pci")), "{c}");
+    assert_eq!(
+        (&c["old"], &c["new"]),
+        (&Value::Null, &json!("vfio-pci")),
+        "{c}"
+    );
     assert_eq!(c["actor"]["comm"], "sh", "{c}");
     assert!(c["ts_ns"].as_u64().unwrap() < t3, "{c}");
     let _ = fs::remove_file(tool);

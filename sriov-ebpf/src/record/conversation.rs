@@ -127,7 +127,8 @@ pub const ADMIN_RATE: u32 = 5;
 pub const ADMIN_LINK_STATE: u32 = 6;
 /// A write to a PF's `sriov_numvfs`: `dev` is the PF, `text` what was written.
 pub const ADMIN_NUMVFS: u32 = 7;
-/// `driver_set_override(dev, .., text, len)`: a `driver_override` write.
+/// A write to a device's `driver_override` (`sysfs_kf_write`): `dev` is
+/// the device, `text` what was written.
 pub const ADMIN_DRIVER_OVERRIDE: u32 = 8;
 /// `bind_store(drv, text)`: `dev` is the driver, `text` the device.
 pub const ADMIN_BIND: u32 = 9;

@@ -31,6 +31,8 @@ const HOST_TOOLS: &[(&str, bool)] = &[
     ("ethtool", false),
     ("tmux", false),
     ("lspci", false),
+    // util-linux: a lab test acts as another user with one capability
+    ("setpriv", false),
 ];
 
 /// Marker lines the guest prints on the serial console.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attribution;
+mod conversation;
 mod intervals;
 mod irqs;
 mod output;
