@@ -18,7 +18,7 @@ pub struct Options {
     #[arg(long, conflicts_with = "lab_only")]
     host_only: bool,
     /// Only the lab benchmarks whose name contains this (`policy`,
-    /// `datapath`, `apply`, `probes`); implies --lab-only.
+    /// `datapath`, `apply`, `probes`, `config`); implies --lab-only.
     #[arg(long, value_name = "NAME", conflicts_with = "host_only")]
     only: Option<String>,
 }
@@ -29,6 +29,7 @@ const LAB_EXAMPLES: &[&str] = &[
     "lab_bench_probes",
     "lab_bench_datapath",
     "lab_bench_policy",
+    "lab_bench_config",
 ];
 
 /// Release builds: benchmarks measure what operators run.

@@ -1,0 +1,138 @@
+//! Lab benchmark (run by `cargo xtask bench`, inside the lab VM): a VM's VMM
+//! polling a VF's config space through VFIO. The time of one 2-byte read of
+//! PCIe Device Control (`pread` on the VFIO device: `vfio_pci_config_rw`),
+//! with sriov-top's probes loaded (the `config_access` kprobe + kretprobe,
+//! ring buffer drained) against without them, in alternating rounds of one
+//! run. Goal: at most 1.10x.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark program: any failure ends it"
+)]
+
+use std::{
+    fs,
+    time::{Duration, Instant},
+};
+
+use sriov_core::{
+    ebpf::{LoadOptions, Probes},
+    host::System,
+    ops,
+    vf::{
+        mmio::PciConfig,
+        open::{VfioHandle, preflight},
+    },
+};
+
+/// Reads per round, and rounds of each kind.
+const READS: u32 = 3000;
+const ROUNDS: usize = 6;
+
+/// Offset of the PCIe capability in `bdf`'s config space.
+fn pcie_cap(bdf: &str) -> u64 {
+    let c = fs::read(format!("/sys/bus/pci/devices/{bdf}/config")).unwrap();
+    let mut p = c[0x34] as usize;
+    while p >= 0x40 && p + 1 < c.len() {
+        if c[p] == 0x10 {
+            return p as u64;
+        }
+        p = c[p + 1] as usize;
+    }
+    panic!("no PCIe capability in {bdf}");
+}
+
+/// ns per read over one round.
+fn round(cfg: &PciConfig, reg: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..READS {
+        std::hint::black_box(cfg.read16(reg).unwrap());
+    }
+    t.elapsed().as_nanos() as f64 / f64::from(READS)
+}
+
+/// [`round`] on a thread of its own while `rt` runs here (it drains the
+/// ring when the probes are loaded): the same for both kinds of round.
+fn timed(rt: &tokio::runtime::Runtime, cfg: &PciConfig, reg: u64) -> f64 {
+    std::thread::scope(|s| {
+        let r = s.spawn(|| round(cfg, reg));
+        rt.block_on(async {
+            while !r.is_finished() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        r.join().unwrap()
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let pf = std::env::var("SRIOV_LAB_PF").expect("run inside the lab");
+    let p = format!("/sys/bus/pci/devices/{pf}/sriov_numvfs");
+    fs::write(&p, "0").unwrap();
+    fs::write(&p, "2").unwrap();
+    let vf1 = fs::read_link(format!("/sys/bus/pci/devices/{pf}/virtfn1"))
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let live = System::live();
+    ops::bind(&live, &vf1, "vfio-pci").expect("bind vfio-pci");
+    let reg = pcie_cap(&vf1) + 8;
+    let t = preflight(&live, &vf1).unwrap();
+    let h = VfioHandle::open(&live, &t).unwrap();
+    let cfg = PciConfig::new(&h.device, &vf1).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    // warm up
+    round(&cfg, reg);
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        without.push(timed(&rt, &cfg, reg));
+        let mut probes = Probes::load(LoadOptions::default()).expect("load the probes");
+        assert!(
+            probes
+                .attached
+                .iter()
+                .any(|a| sriov_core::ebpf::describe(&a.attach) == "kprobe:vfio_pci_config_rw"),
+            "the config_access hook is attached"
+        );
+        let mut ring = probes.take_ring().unwrap();
+        let drain = rt.spawn(async move {
+            let mut n = 0usize;
+            while let Ok(Ok(b)) =
+                tokio::time::timeout(Duration::from_millis(500), ring.next_batch()).await
+            {
+                n += b.len();
+            }
+            n
+        });
+        with.push(timed(&rt, &cfg, reg));
+        let records = rt.block_on(drain).unwrap_or(0);
+        assert!(
+            records as u32 >= READS,
+            "the probes saw {records} records for {READS} reads"
+        );
+        drop(probes);
+    }
+    let (a, b) = (median(with.clone()), median(without.clone()));
+    println!("bench config: pread of 2 bytes of config space through VFIO, {READS} reads x {ROUNDS} rounds each, alternating");
+    println!("bench config: without probes ns/read {without:.0?}");
+    println!("bench config: with probes    ns/read {with:.0?}");
+    println!(
+        "bench config: median {a:.0} ns vs {b:.0} ns: ratio {:.3}x (goal <= 1.10x)",
+        a / b
+    );
+    drop(cfg);
+    drop(h);
+    ops::bind(&live, &vf1, "igbvf").ok();
+    fs::write(&p, "0").unwrap();
+}
