@@ -10,13 +10,14 @@
     reason = "a benchmark program: any failure ends it"
 )]
 
+use sriov_ebpf::programs::Attach;
 use std::{
     fs,
     time::{Duration, Instant},
 };
 
 use sriov_core::{
-    ebpf::{LoadOptions, Probes},
+    ebpf::{EmptyProbe, LoadOptions, Probes, ProgramStats, enable_stats},
     host::System,
     ops,
     vf::{
@@ -92,11 +93,23 @@ fn main() {
         .build()
         .unwrap();
     let _guard = rt.enter();
+    let _bpf_stats = enable_stats().expect("kernel.bpf_stats_enabled");
+    let mut stats: Vec<Option<ProgramStats>> = Vec::new();
     // warm up
     round(&cfg, reg);
     let (mut without, mut with) = (Vec::new(), Vec::new());
+    // the floor: programs that do nothing on the same function, kprobe
+    // alone and with a kretprobe
+    let (mut kp, mut kp_krp) = (Vec::new(), Vec::new());
+    let function = "vfio_pci_config_rw";
     for _ in 0..ROUNDS {
         without.push(timed(&rt, &cfg, reg));
+        {
+            let _e = EmptyProbe::attach(&Attach::Kprobe { function }).expect("empty kprobe");
+            kp.push(timed(&rt, &cfg, reg));
+            let _r = EmptyProbe::attach(&Attach::Kretprobe { function }).expect("empty kretprobe");
+            kp_krp.push(timed(&rt, &cfg, reg));
+        }
         let mut probes = Probes::load(LoadOptions::default()).expect("load the probes");
         assert!(
             probes
@@ -116,6 +129,12 @@ fn main() {
             n
         });
         with.push(timed(&rt, &cfg, reg));
+        stats = probes
+            .program_stats()
+            .into_iter()
+            .filter(|s| s.attach.contains(function))
+            .map(Some)
+            .collect();
         let records = rt.block_on(drain).unwrap_or(0);
         assert!(
             records as u32 >= READS,
@@ -124,9 +143,27 @@ fn main() {
         drop(probes);
     }
     let (a, b) = (median(with.clone()), median(without.clone()));
-    println!("bench config: pread of 2 bytes of config space through VFIO, {READS} reads x {ROUNDS} rounds each, alternating");
+    // what the programs themselves take, per run
+    for st in stats.iter().flatten() {
+        println!(
+            "bench config: {} {} runs, {:.0} ns/run",
+            st.attach,
+            st.run_count,
+            st.run_time_ns as f64 / st.run_count.max(1) as f64
+        );
+    }
+    println!(
+        "bench config: pread of 2 bytes of config space through VFIO, {READS} reads x {ROUNDS} rounds each, alternating"
+    );
     println!("bench config: without probes ns/read {without:.0?}");
     println!("bench config: with probes    ns/read {with:.0?}");
+    println!(
+        "bench config: floor: empty kprobe {:.0} ns/read ({:.3}x), empty kprobe + kretprobe {:.0} ns/read ({:.3}x)",
+        median(kp.clone()),
+        median(kp) / b,
+        median(kp_krp.clone()),
+        median(kp_krp) / b
+    );
     println!(
         "bench config: median {a:.0} ns vs {b:.0} ns: ratio {:.3}x (goal <= 1.10x)",
         a / b

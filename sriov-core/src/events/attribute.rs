@@ -479,10 +479,13 @@ impl Attributor {
                 (&r.hdr, vf, event)
             }
         };
+        // the PF driver reads and answers the mailbox in its interrupt
+        // handler, on top of whatever task was running: no process
+        let process = (!matches!(rec, Record::Mailbox(_))).then(|| process(hdr));
         EventEnvelope {
             ts_ns: hdr.ts_ns,
             vf,
-            process: Some(process(hdr)),
+            process,
             event,
         }
     }

@@ -68,6 +68,8 @@ fn a_reply_is_paired_with_its_request_and_a_nack_names_what_was_refused() {
     );
     assert_eq!(m.args, Args::Mac { mac });
     assert_eq!(req.vf.as_ref().unwrap().bdf, VF1);
+    // read in the PF's interrupt handler: the task it interrupted is no actor
+    assert_eq!(req.process, None);
     // the PF writes one word back: NACK | CTS | the type
     let reply = attr.from_record(&host, &mbx(MBX_TO_VF, 1, 42_000, &[0x6000_0002]));
     let m = mailbox(&reply);
