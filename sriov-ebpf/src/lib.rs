@@ -33,7 +33,51 @@ pub mod maps {
     /// `Array<u32>` of [`crate::PROBE_CONF_LEN`]: what the loader found in the
     /// kernel's BTF for the probes ([`crate::CONF_PCI_DEV_DEV`] and on).
     pub const PROBE_CONF: &str = "PROBE_CONF";
+    /// `LruHashMap<ConfigKey, ConfigWindow>`: config space accesses through
+    /// VFIO per device, register and direction: how many, and the window
+    /// in which only the first one is sent as a record.
+    pub const CONFIG_WINDOWS: &str = "CONFIG_WINDOWS";
 }
+
+/// A VFIO device's config register, as the kernel side counts accesses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConfigKey {
+    /// The `struct vfio_pci_core_device *` (user space learns its name
+    /// from the records; the pointer is never shown).
+    pub vdev: u64,
+    pub offset: u32,
+    /// Bytes asked for, with bit 31 set for a write.
+    pub width_op: u32,
+}
+
+impl ConfigKey {
+    pub const SIZE: usize = 16;
+    pub const WRITE: u32 = 1 << 31;
+}
+
+/// Accesses to one [`ConfigKey`]: since the probes were loaded, and when
+/// the current window began (an access after `window_ns` of it is sent as
+/// a record and begins the next).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigWindow {
+    pub total: u64,
+    pub window_start_ns: u64,
+    /// The latest access.
+    pub last_ns: u64,
+}
+
+impl ConfigWindow {
+    pub const SIZE: usize = 24;
+}
+
+/// Length of a `config_access` window (kernel ns): per register, one record
+/// per window, the rest only counted.
+pub const CONFIG_WINDOW_NS: u64 = 1_000_000_000;
+
+const _: () = assert!(core::mem::size_of::<ConfigKey>() == ConfigKey::SIZE);
+const _: () = assert!(core::mem::size_of::<ConfigWindow>() == ConfigWindow::SIZE);
 
 // `PROBE_CONF` slots: struct member offsets from the kernel's BTF (and
 // its modules'), each stored as offset + 1 (0: not found, and the hooks

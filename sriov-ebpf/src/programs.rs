@@ -49,7 +49,6 @@ pub(crate) const HOOK_MSI: u64 = 5;
 pub(crate) const HOOK_VFIO_IOCTL: u64 = 6;
 pub(crate) const HOOK_MSI_FREE: u64 = 7;
 pub(crate) const HOOK_MBX: u64 = 8;
-pub(crate) const HOOK_CONFIG: u64 = 9;
 pub(crate) const HOOK_ADMIN: u64 = 10;
 
 /// Calls of one hook that may be open at once on one thread: a nested

@@ -11,11 +11,12 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_current_uid_gid,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
     },
-    macros::{kprobe, kretprobe},
+    macros::{kprobe, kretprobe, map},
+    maps::{HashMap, LruHashMap},
     programs::{ProbeContext, RetProbeContext},
 };
 use sriov_ebpf::{
-    CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_KN_NAME,
+    CONFIG_WINDOW_NS, ConfigKey, ConfigWindow, CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_KN_NAME,
     CONF_KN_PARENT, CONF_KOF_KN, CONF_MM_EXE_FILE, CONF_NETDEV_NAME, CONF_TASK_MM,
     CONF_VFIO_PCI_PDEV,
     record::{
@@ -27,8 +28,8 @@ use sriov_ebpf::{
 };
 
 use crate::programs::{
-    EMPTY, EVENTS, HOOK_ADMIN, HOOK_CONFIG, HOOK_MBX, Start, conf, emit, header, lost, name_at,
-    now, null, pf_name, start, take,
+    EMPTY, EVENTS, HOOK_ADMIN, HOOK_MBX, Start, conf, emit, header, lost, name_at, now, null,
+    pf_name, start, take, tid,
 };
 
 /// Read a kernel pointer at `base + off`.
@@ -142,6 +143,48 @@ fn user_value(buf: u64, count: u64) -> u64 {
     }
 }
 
+/// Accesses per register ([`ConfigKey`]): counted here, one record per
+/// window ([`CONFIG_WINDOW_NS`]) so a polling VMM costs a map update, not a
+/// record, per access.
+#[map(name = "CONFIG_WINDOWS")]
+static CONFIG_WINDOWS: LruHashMap<ConfigKey, ConfigWindow> = LruHashMap::with_max_entries(16384, 0);
+
+/// The access being recorded, by thread (config accesses do not nest).
+#[map(name = "CONFIG_OPEN")]
+static CONFIG_OPEN: HashMap<u32, Start> = HashMap::with_max_entries(1024, 0);
+
+/// Count an access to `key` at `now`: whether it begins a window (then it
+/// is recorded), and the total so far.
+fn config_count(key: &ConfigKey, now: u64) -> (bool, u64) {
+    match CONFIG_WINDOWS.get_ptr_mut(key) {
+        Some(w) => {
+            // SAFETY: `w` points into the map's value, valid during this
+            // program. Not atomic (the BPF target of this toolchain has no
+            // atomic add): two CPUs counting the same register at the same
+            // instant can lose one; docs/events.md says so.
+            unsafe {
+                let total = (*w).total + 1;
+                (*w).total = total;
+                (*w).last_ns = now;
+                if now.saturating_sub((*w).window_start_ns) < CONFIG_WINDOW_NS {
+                    return (false, total);
+                }
+                (*w).window_start_ns = now;
+                (true, total)
+            }
+        }
+        None => {
+            let w = ConfigWindow {
+                total: 1,
+                window_start_ns: now,
+                last_ns: now,
+            };
+            let _ = CONFIG_WINDOWS.insert(key, &w, 0);
+            (true, 1)
+        }
+    }
+}
+
 /// `vfio_pci_config_rw(vdev, buf, count, ppos, iswrite)`.
 #[kprobe]
 pub fn config_entry(ctx: ProbeContext) -> u32 {
@@ -150,19 +193,31 @@ pub fn config_entry(ctx: ProbeContext) -> u32 {
     let count = ctx.arg::<u64>(2).unwrap_or(0);
     let ppos: *const i64 = ctx.arg(3).unwrap_or(core::ptr::null());
     let write = ctx.arg::<u64>(4).unwrap_or(0) & 0xff != 0;
+    let mut offset = 0u64;
+    if !ppos.is_null() {
+        // SAFETY: a checked read of the file position.
+        if let Ok(p) = unsafe { bpf_probe_read_kernel(ppos) } {
+            offset = (p as u64) & VFIO_OFFSET_MASK;
+        }
+    }
+    let key = ConfigKey {
+        vdev: vdev as u64,
+        offset: offset as u32,
+        width_op: (count as u32 & !ConfigKey::WRITE) | if write { ConfigKey::WRITE } else { 0 },
+    };
+    let ts = now();
+    let (record, total) = config_count(&key, ts);
+    if !record {
+        return 0;
+    }
     let mut s = EMPTY;
-    s.ts = now();
+    s.ts = ts;
     if let Some(off) = conf(CONF_VFIO_PCI_PDEV)
         && let Some(pdev) = ptr_at(vdev, off)
     {
         s.name = pf_name(pdev);
     }
-    if !ppos.is_null() {
-        // SAFETY: a checked read of the file position.
-        if let Ok(p) = unsafe { bpf_probe_read_kernel(ppos) } {
-            s.a = (p as u64) & VFIO_OFFSET_MASK;
-        }
-    }
+    s.a = offset;
     s.b = buf;
     s.c = count;
     if write {
@@ -170,18 +225,30 @@ pub fn config_entry(ctx: ProbeContext) -> u32 {
         s.d = 1;
         s.name2[..8].copy_from_slice(&user_value(buf, count).to_le_bytes());
     }
-    start(HOOK_CONFIG, &s);
+    s.name2[8..16].copy_from_slice(&(vdev as u64).to_le_bytes());
+    s.name2[16..24].copy_from_slice(&total.to_le_bytes());
+    let _ = CONFIG_OPEN.insert(&tid(), &s, 0);
     0
+}
+
+/// Bytes `at..at + 8` of `b` as a little-endian u64.
+fn u64_in(b: &[u8; NAME_LEN], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(v)
 }
 
 #[kretprobe]
 pub fn config_exit(ctx: RetProbeContext) -> u32 {
-    let Some(s) = take(HOOK_CONFIG) else { return 0 };
+    let t = tid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(s) = (unsafe { CONFIG_OPEN.get(&t) }).copied() else {
+        return 0;
+    };
+    let _ = CONFIG_OPEN.remove(&t);
     let ret: i64 = ctx.ret();
     let value = if s.d == 1 {
-        let mut v = [0u8; 8];
-        v.copy_from_slice(&s.name2[..8]);
-        u64::from_le_bytes(v)
+        u64_in(&s.name2, 0)
     } else if ret > 0 {
         // what the kernel copied out to the reader
         user_value(s.b, s.c)
@@ -198,6 +265,8 @@ pub fn config_exit(ctx: RetProbeContext) -> u32 {
         write: s.d as u32,
         _pad: 0,
         latency_ns: now().saturating_sub(s.ts),
+        vdev: u64_in(&s.name2, 8),
+        total: u64_in(&s.name2, 16),
     });
     0
 }

@@ -419,11 +419,12 @@ fn samples(full: bool) -> Vec<Event> {
             offset: if full { 0xFFF } else { 0 },
             width: 2,
             register: "PCIe.DEVICE_CONTROL".into(),
-            value: u64x,
+            value: full.then_some(u64::MAX),
             ret: if full { i64::MIN } else { 2 },
             count: if full { u64::MAX } else { 1 },
             span_ns: u64x,
             latency_ns: u64x,
+            total: u64::MAX,
         }),
         Event::AdminChange(AdminChange {
             field: if full {

@@ -351,6 +351,10 @@ impl Probes {
 
     /// The eBPF object, for the policy programs (`crate::policy::enforce`),
     /// which share its ring buffer.
+    pub(super) fn ebpf(&self) -> &Ebpf {
+        &self._ebpf
+    }
+
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self._ebpf
     }

@@ -8,9 +8,10 @@ use aya::{
 use std::collections::BTreeMap;
 
 use sriov_ebpf::{
-    CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_MM_EXE_FILE,
-    CONF_KN_NAME, CONF_KN_PARENT, CONF_KOF_KN, CONF_NETDEV_NAME, CONF_PCI_DEV_DEV, CONF_TASK_MM, CONF_VFIO_PCI_PDEV, MAX_WATCHED_IRQS,
-    PROBE_CONF_LEN, VfKey, maps, record::IrqStats,
+    CONF_DENTRY_NAME, CONF_FILE_DENTRY, CONF_IGB_ADAPTER_PDEV, CONF_IGB_HW_BACK, CONF_KN_NAME,
+    CONF_KN_PARENT, CONF_KOF_KN, CONF_MM_EXE_FILE, CONF_NETDEV_NAME, CONF_PCI_DEV_DEV,
+    CONF_TASK_MM, CONF_VFIO_PCI_PDEV, ConfigKey, ConfigWindow, MAX_WATCHED_IRQS, PROBE_CONF_LEN,
+    VfKey, maps, record::IrqStats,
 };
 
 use super::probes::{Probes, map_err, summed};
@@ -23,11 +24,19 @@ use crate::{
 /// The struct members the probes follow, by `PROBE_CONF` slot: (module
 /// whose BTF has the struct, or `None` for the kernel's; a path of (struct,
 /// member) steps whose offsets add up).
-type Member = (u32, Option<&'static str>, &'static [(&'static str, &'static str)]);
+type Member = (
+    u32,
+    Option<&'static str>,
+    &'static [(&'static str, &'static str)],
+);
 const PROBE_MEMBERS: [Member; PROBE_CONF_LEN as usize] = [
     (CONF_PCI_DEV_DEV, None, &[("pci_dev", "dev")]),
     (CONF_IGB_HW_BACK, Some("igb"), &[("e1000_hw", "back")]),
-    (CONF_IGB_ADAPTER_PDEV, Some("igb"), &[("igb_adapter", "pdev")]),
+    (
+        CONF_IGB_ADAPTER_PDEV,
+        Some("igb"),
+        &[("igb_adapter", "pdev")],
+    ),
     (
         CONF_VFIO_PCI_PDEV,
         Some("vfio_pci_core"),
@@ -192,5 +201,41 @@ impl IrqMaps for Probes {
         }
         self.watched.remove(&irq);
         Ok(())
+    }
+}
+
+impl Probes {
+    /// Config space accesses through VFIO counted in the kernel, per
+    /// register ([`sriov_ebpf::ConfigKey`]): the total since the probes were
+    /// loaded, and the latest access's time.
+    pub fn config_totals(&self) -> Result<Vec<(ConfigKey, u64, u64)>> {
+        let err = map_err(maps::CONFIG_WINDOWS);
+        let map = self
+            .ebpf()
+            .map(maps::CONFIG_WINDOWS)
+            .ok_or(Error::EbpfMissing {
+                kind: "map",
+                name: maps::CONFIG_WINDOWS,
+            })?;
+        let map: aya::maps::HashMap<&MapData, [u8; ConfigKey::SIZE], [u8; ConfigWindow::SIZE]> =
+            aya::maps::HashMap::try_from(map).map_err(&err)?;
+        let mut out = Vec::new();
+        for kv in map.iter() {
+            let (k, v) = kv.map_err(&err)?;
+            let u32_at =
+                |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+            let u64_at = |b: &[u8], o: usize| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&b[o..o + 8]);
+                u64::from_le_bytes(a)
+            };
+            let key = ConfigKey {
+                vdev: u64_at(&k, 0),
+                offset: u32_at(&k, 8),
+                width_op: u32_at(&k, 12),
+            };
+            out.push((key, u64_at(&v, 0), u64_at(&v, 16)));
+        }
+        Ok(out)
     }
 }

@@ -56,8 +56,9 @@ pub enum AccessOp {
 }
 
 /// Config space accesses to a device through VFIO (`vfio_pci_config_rw`):
-/// one line for the first access to a register in a window, and one for
-/// the rest of that window with their `count` ([`super::ConfigTraps`]).
+/// a line for the first access to a register in a window (a second), and
+/// one for the accesses counted since, with their `count`
+/// ([`super::ConfigTraps`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigAccess {
     /// BDF of the device.
@@ -69,17 +70,21 @@ pub struct ConfigAccess {
     /// The register(s) by name (`COMMAND`, `MSI-X.MESSAGE_CONTROL`,
     /// `PCIe.DEVICE_CONTROL`, ...; `0x0e0` outside known fields).
     pub register: String,
-    /// The first (up to 8) bytes read or written, little-endian; for a line
-    /// of several accesses, the last one's.
-    pub value: u64,
-    /// Bytes done, or -errno (the last access's).
+    /// The first (up to 8) bytes read or written, little-endian; `None` on
+    /// a line of accesses only counted (their values are not recorded).
+    pub value: Option<u64>,
+    /// Bytes done, or -errno (of the last recorded access).
     pub ret: i64,
     /// Accesses this line stands for.
     pub count: u64,
-    /// From the first to the last of them (0 for one).
+    /// From the register's previous line to the last of them (0 for a
+    /// recorded access).
     pub span_ns: u64,
-    /// Time in `vfio_pci_config_rw` (the last access's).
+    /// Time in `vfio_pci_config_rw` (of the last recorded access).
     pub latency_ns: u64,
+    /// Accesses to this register (device, offset, width, direction) since
+    /// the probes were loaded.
+    pub total: u64,
 }
 
 /// A request waiting for its reply.
@@ -202,11 +207,12 @@ impl Life {
             offset: r.offset,
             width: r.count,
             register,
-            value: r.value,
+            value: Some(r.value),
             ret: r.ret,
             count: 1,
             span_ns: 0,
             latency_ns: r.latency_ns,
+            total: r.total,
         })
     }
 

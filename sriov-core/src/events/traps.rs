@@ -1,120 +1,107 @@
-//! Rate limit for `config_access` lines: a VM that polls a register must
-//! not flood the stream. Per (device, register, read/write), the first
-//! access of a window goes out at once; the others of that window become
-//! one line with their `count`, sent when the window ends.
+//! `config_access` lines: a VM that polls a register must not flood the
+//! stream, nor pay for a record per access. The kernel side counts every
+//! access per register ([`ConfigKey`]: device, offset, width, direction)
+//! and sends a record for the first one of each window
+//! ([`sriov_ebpf::CONFIG_WINDOW_NS`]); the others of the window are only
+//! counted. [`ConfigTraps`] turns the counts into lines: each record is a
+//! line (`count` 1), and the accesses counted between two lines of a
+//! register become one line with their `count` (on the next record, or at
+//! the tick after them, from the kernel's totals).
 use std::collections::BTreeMap;
 
-use super::{ConfigAccess, Event, EventEnvelope, conversation::AccessOp};
+use sriov_ebpf::{ConfigKey, record::Record};
 
-/// Most (device, register, op) windows open at once; past it, all are
-/// closed (their summaries sent).
-const KEYS_MAX: usize = 65_536;
+use super::{ConfigAccess, Event, EventEnvelope};
 
-type Key = (String, u32, u32, AccessOp);
-
-/// The accesses of one window after its first.
+/// The last line sent for a register, and the kernel's total then.
 #[derive(Debug)]
-struct Window {
-    start_ns: u64,
-    /// The latest of them, and how many, from when.
-    last: Option<EventEnvelope>,
-    count: u64,
-    first_ns: u64,
+struct Known {
+    line: EventEnvelope,
+    total: u64,
 }
 
-/// The limiter ([`admit`](Self::admit) each event, [`flush`](Self::flush)
-/// on each tick).
-#[derive(Debug)]
+/// Most registers followed at once (the kernel map's size).
+const KEYS_MAX: usize = 16_384;
+
+/// See the module documentation.
+#[derive(Debug, Default)]
 pub struct ConfigTraps {
-    window_ns: u64,
-    open: BTreeMap<Key, Window>,
+    known: BTreeMap<ConfigKey, Known>,
+}
+
+/// The line for the `count` accesses to the register of `last` since it,
+/// up to kernel time `until_ns`: their values were not recorded.
+fn summary(last: &EventEnvelope, count: u64, until_ns: u64) -> Option<EventEnvelope> {
+    let Event::ConfigAccess(a) = &last.event else {
+        return None;
+    };
+    let mut ev = last.clone();
+    ev.ts_ns = until_ns.max(last.ts_ns);
+    ev.event = Event::ConfigAccess(ConfigAccess {
+        value: None,
+        count,
+        span_ns: ev.ts_ns - last.ts_ns,
+        total: a.total + count,
+        ..a.clone()
+    });
+    Some(ev)
 }
 
 impl ConfigTraps {
-    /// Windows of `window_ns` kernel nanoseconds.
-    pub fn new(window_ns: u64) -> Self {
-        Self {
-            window_ns,
-            open: BTreeMap::new(),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The lines to send for `ev`: itself (any other kind, or the first
-    /// access of a window), maybe after the summary of the window it closes;
-    /// nothing while its window is open.
-    pub fn admit(&mut self, ev: EventEnvelope) -> Vec<EventEnvelope> {
-        let Event::ConfigAccess(a) = &ev.event else {
+    /// The lines for record `rec`, whose event is `ev`: for a config access,
+    /// a line for the accesses to its register counted since the register's
+    /// last line, if any, then `ev`. Other events pass as they are.
+    pub fn admit(&mut self, rec: &Record, ev: EventEnvelope) -> Vec<EventEnvelope> {
+        let (Record::ConfigAccess(r), Event::ConfigAccess(a)) = (rec, &ev.event) else {
             return vec![ev];
         };
-        let key = (a.device.clone(), a.offset, a.width, a.op);
-        let ts = ev.ts_ns;
-        if let Some(w) = self.open.get_mut(&key)
-            && ts >= w.start_ns
-            && ts - w.start_ns < self.window_ns
-        {
-            if w.last.is_none() {
-                w.first_ns = ts;
-            }
-            w.count += 1;
-            w.last = Some(ev);
-            return Vec::new();
-        }
+        let key = r.key();
+        let total = a.total;
         let mut out = Vec::new();
-        if let Some(w) = self.open.remove(&key) {
-            out.extend(summary(w));
+        if let Some(k) = self.known.get(&key)
+            && total > k.total + 1
+        {
+            out.extend(summary(&k.line, total - k.total - 1, ev.ts_ns));
         }
-        if self.open.len() >= KEYS_MAX {
-            out.extend(self.close_all());
+        if self.known.len() >= KEYS_MAX && !self.known.contains_key(&key) {
+            self.known.clear();
         }
-        self.open.insert(
+        self.known.insert(
             key,
-            Window {
-                start_ns: ts,
-                last: None,
-                count: 0,
-                first_ns: ts,
+            Known {
+                line: ev.clone(),
+                total,
             },
         );
         out.push(ev);
         out
     }
 
-    /// The summaries of the windows that ended by kernel time `now_ns`.
-    pub fn flush(&mut self, now_ns: u64) -> Vec<EventEnvelope> {
-        let window = self.window_ns;
-        let ended: Vec<Key> = self
-            .open
-            .iter()
-            .filter(|(_, w)| now_ns.saturating_sub(w.start_ns) >= window)
-            .map(|(k, _)| k.clone())
-            .collect();
+    /// The kernel's (register, total, latest access) counts at a tick: a
+    /// line for each register with accesses counted since its last line.
+    /// Registers the kernel no longer counts are forgotten.
+    pub fn on_totals(&mut self, totals: &[(ConfigKey, u64, u64)]) -> Vec<EventEnvelope> {
+        let now: BTreeMap<&ConfigKey, (u64, u64)> =
+            totals.iter().map(|(k, t, l)| (k, (*t, *l))).collect();
+        self.known.retain(|k, _| now.contains_key(k));
         let mut out = Vec::new();
-        for k in ended {
-            if let Some(w) = self.open.remove(&k) {
-                out.extend(summary(w));
+        for (key, k) in &mut self.known {
+            let Some(&(total, last_ns)) = now.get(key) else {
+                continue;
+            };
+            if total > k.total
+                && let Some(line) = summary(&k.line, total - k.total, last_ns)
+            {
+                k.total = total;
+                k.line = line.clone();
+                out.push(line);
             }
         }
         out.sort_by_key(|e| e.ts_ns);
         out
     }
-
-    /// Every summary pending (at the end of a stream).
-    pub fn close_all(&mut self) -> Vec<EventEnvelope> {
-        let mut out: Vec<EventEnvelope> = std::mem::take(&mut self.open)
-            .into_values()
-            .filter_map(summary)
-            .collect();
-        out.sort_by_key(|e| e.ts_ns);
-        out
-    }
-}
-
-/// One line for the accesses of a window after its first (none: nothing).
-fn summary(w: Window) -> Option<EventEnvelope> {
-    let mut ev = w.last?;
-    if let Event::ConfigAccess(ConfigAccess { count, span_ns, .. }) = &mut ev.event {
-        *count = w.count;
-        *span_ns = ev.ts_ns.saturating_sub(w.first_ns);
-    }
-    Some(ev)
 }

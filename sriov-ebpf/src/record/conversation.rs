@@ -87,10 +87,24 @@ pub struct ConfigRecord {
     pub write: u32,
     pub _pad: u32,
     pub latency_ns: u64,
+    /// The device (`crate::ConfigKey::vdev`).
+    pub vdev: u64,
+    /// Accesses to this register (device, offset, width, direction) since
+    /// the probes were loaded, this one included.
+    pub total: u64,
 }
 
 impl ConfigRecord {
-    pub const SIZE: usize = Header::SIZE + NAME_LEN + 8 + 8 + 8 + 8 + 8;
+    pub const SIZE: usize = Header::SIZE + NAME_LEN + 8 + 8 + 8 + 8 + 8 + 16;
+
+    /// The kernel side's key of the register this access was to.
+    pub fn key(&self) -> crate::ConfigKey {
+        crate::ConfigKey {
+            vdev: self.vdev,
+            offset: self.offset,
+            width_op: self.count | if self.write == 1 { crate::ConfigKey::WRITE } else { 0 },
+        }
+    }
 }
 
 impl TryFrom<&[u8]> for ConfigRecord {
@@ -108,6 +122,8 @@ impl TryFrom<&[u8]> for ConfigRecord {
             write: r.u32(96)?,
             _pad: 0,
             latency_ns: r.u64(104)?,
+            vdev: r.u64(112)?,
+            total: r.u64(120)?,
         })
     }
 }
@@ -202,6 +218,7 @@ const _: () = {
     assert!(core::mem::size_of::<AdminRecord>() == AdminRecord::SIZE);
     assert!(core::mem::offset_of!(MailboxRecord, hw) == 152);
     assert!(core::mem::offset_of!(ConfigRecord, latency_ns) == 104);
+    assert!(core::mem::offset_of!(ConfigRecord, total) == 120);
     assert!(core::mem::offset_of!(AdminRecord, cgroup) == 64);
     assert!(core::mem::offset_of!(AdminRecord, exe) == 160);
 };

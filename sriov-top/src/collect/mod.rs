@@ -148,11 +148,6 @@ fn now() -> u64 {
     Clock::now_ns().unwrap_or(0)
 }
 
-/// The window of the `config_access` rate limit (kernel ns): per device,
-/// register and direction, one line at the first access and one with the
-/// count of the rest.
-const TRAP_WINDOW_NS: u64 = 1_000_000_000;
-
 /// Load the probes as `opts` says: `Ok(None)` when they are not required
 /// and could not be had (the reason sent to the consumer).
 async fn load_probes<T: From<Collected>>(
@@ -335,7 +330,7 @@ pub async fn run_with<T: From<Collected>>(
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut bad_records = 0u64;
     // config_access lines: the first per register and second, then counts
-    let mut traps = ConfigTraps::new(TRAP_WINDOW_NS);
+    let mut traps = ConfigTraps::new();
     // after a failed read of the ring buffer, the next try is on the next
     // tick (a failure that lasts must not spin)
     let mut ring_paused = false;
@@ -375,7 +370,7 @@ pub async fn run_with<T: From<Collected>>(
                                 Some(p) => counting.on_event(host, &attr, p, &ev),
                                 None => Vec::new(),
                             };
-                            let evs = traps.admit(ev).into_iter().map(Collected::Event);
+                            let evs = traps.admit(&rec, ev).into_iter().map(Collected::Event);
                             if !out.all(evs).await || !out.all(ws).await {
                                 return Ok(());
                             }
@@ -407,7 +402,14 @@ pub async fn run_with<T: From<Collected>>(
                     let more = rt.on_tick(host, p, &mut attr, &evs);
                     evs.extend(more);
                 }
-                evs.extend(traps.flush(now()).into_iter().map(Collected::Event));
+                if let Some(p) = probes.as_ref() {
+                    match p.config_totals() {
+                        Ok(t) => evs.extend(traps.on_totals(&t).into_iter().map(Collected::Event)),
+                        Err(e) => evs.extend(failing.warn("config", Instant::now(), || {
+                            format!("reading the config access counts: {e}")
+                        })),
+                    }
+                }
                 for c in evs {
                     if !out.send(c).await {
                         return Ok(());
@@ -430,8 +432,10 @@ pub async fn run_with<T: From<Collected>>(
             _ = stop => break,
         }
     }
-    // the counts of the config accesses not reported yet
-    let _ = out.all(traps.close_all().into_iter().map(Collected::Event)).await;
+    // the config accesses counted since the last tick
+    if let Some(Ok(t)) = probes.as_ref().map(Probes::config_totals) {
+        let _ = out.all(traps.on_totals(&t).into_iter().map(Collected::Event)).await;
+    }
     Ok(())
 }
 

@@ -55,9 +55,12 @@ pub fn config_access(a: &ConfigAccess) -> String {
         AccessOp::Write => "write",
     };
     let mut s = format!(
-        "{} {op} {} [{:#05x}/{}] = {:#x}",
-        a.device, a.register, a.offset, a.width, a.value
+        "{} {op} {} [{:#05x}/{}]",
+        a.device, a.register, a.offset, a.width
     );
+    if let Some(v) = a.value {
+        s.push_str(&format!(" = {v:#x}"));
+    }
     if a.count > 1 {
         s.push_str(&format!(" ×{} in {}", a.count, format::ns(a.span_ns)));
     }

@@ -100,7 +100,7 @@ fn replies_pair_only_with_their_own_vf_and_type() {
     assert_eq!(mailbox(&ping).verdict, None);
 }
 
-fn access(ts_ns: u64, offset: u32, value: u64) -> Record {
+fn access(ts_ns: u64, offset: u32, value: u64, total: u64) -> Record {
     Record::ConfigAccess(ConfigRecord {
         hdr: hdr(KIND_CONFIG_ACCESS, ts_ns),
         dev: name(VF1),
@@ -111,18 +111,22 @@ fn access(ts_ns: u64, offset: u32, value: u64) -> Record {
         write: 0,
         _pad: 0,
         latency_ns: 900,
+        vdev: 0xffff_8880_1234_0000,
+        total,
     })
 }
 
-fn count_of(ev: &EventEnvelope) -> (u64, u64, u64) {
-    match &ev.event {
-        Event::ConfigAccess(a) => (a.count, a.span_ns, a.value),
-        e => panic!("not a config access: {e:?}"),
-    }
+fn counts(evs: &[EventEnvelope]) -> Vec<(u64, u64, Option<u64>, u64, u64)> {
+    evs.iter()
+        .map(|ev| match &ev.event {
+            Event::ConfigAccess(a) => (ev.ts_ns, a.count, a.value, a.total, a.span_ns),
+            e => panic!("not a config access: {e:?}"),
+        })
+        .collect()
 }
 
 #[test]
-fn config_accesses_are_named_and_a_polled_register_is_counted_per_window() {
+fn config_accesses_are_named_and_counted_accesses_become_one_line() {
     let (d, _s, host) = lab(2);
     // the VF's config space: MSI-X at 0x70, PCIe at 0xa0
     let mut cfg = vec![0u8; 256];
@@ -133,62 +137,60 @@ fn config_accesses_are_named_and_a_polled_register_is_counted_per_window() {
     cfg[0xa0] = 0x10;
     fs::write(vf_dir(d.path(), VF1).join("config"), &cfg).unwrap();
     let mut attr = Attributor::new(&host).unwrap();
-    let mut traps = ConfigTraps::new(1_000_000_000);
-    let ev = attr.from_record(&host, &access(10, 0xa8, 0x2810));
+    let mut traps = ConfigTraps::new();
+    let rec = access(10, 0xa8, 0x2810, 1);
+    let ev = attr.from_record(&host, &rec);
     match &ev.event {
         Event::ConfigAccess(a) => {
             assert_eq!(a.register, "PCIe.DEVICE_CONTROL");
-            assert_eq!(
-                (a.op, a.offset, a.width, a.count),
-                (AccessOp::Read, 0xa8, 2, 1)
-            );
+            assert_eq!((a.op, a.offset, a.width, a.count), (AccessOp::Read, 0xa8, 2, 1));
+            assert_eq!(a.value, Some(0x2810));
         }
         e => panic!("{e:?}"),
     }
     assert_eq!(ev.vf.as_ref().unwrap().bdf, VF1);
-    assert_eq!(traps.admit(ev).len(), 1, "the first access goes out");
-    for i in 1..=5u64 {
-        let ev = attr.from_record(&host, &access(10 + i * 1000, 0xa8, 0x2810 + i));
-        assert!(traps.admit(ev).is_empty(), "access {i} is held");
-    }
-    // another register is not held by this one's window
-    let msix = attr.from_record(&host, &access(7_000, 0x72, 2));
-    match &msix.event {
+    assert_eq!(counts(&traps.admit(&rec, ev)), vec![(10, 1, Some(0x2810), 1, 0)]);
+    let msix = access(20, 0x72, 2, 1);
+    let ev = attr.from_record(&host, &msix);
+    match &ev.event {
         Event::ConfigAccess(a) => assert_eq!(a.register, "MSI-X.MESSAGE_CONTROL"),
         e => panic!("{e:?}"),
     }
-    assert_eq!(traps.admit(msix).len(), 1);
-    assert!(traps.flush(999_999_999).is_empty(), "the window is open");
-    let s = traps.flush(1_000_000_010);
-    // the MSI-X window held nothing: no line for it
-    assert_eq!(s.len(), 1, "one summary: {s:?}");
+    assert_eq!(traps.admit(&msix, ev).len(), 1);
+    let key = match &rec {
+        Record::ConfigAccess(r) => r.key(),
+        _ => unreachable!(),
+    };
+    let msix_key = match &msix {
+        Record::ConfigAccess(r) => r.key(),
+        _ => unreachable!(),
+    };
+    // the kernel counted 5 more device control reads (the last at 5010),
+    // none of MSI-X: one line for the five, values unknown
+    let t = vec![(key, 6, 5_010), (msix_key, 1, 20)];
+    assert_eq!(counts(&traps.on_totals(&t)), vec![(5_010, 5, None, 6, 5_000)]);
+    // nothing new: nothing
+    assert!(traps.on_totals(&t).is_empty());
+    // the next window's record, after 3 more counted: their line first
+    let rec = access(2_000_000_000, 0xa8, 0x2811, 10);
+    let ev = attr.from_record(&host, &rec);
     assert_eq!(
-        count_of(&s[0]),
-        (5, 4000, 0x2815),
-        "five held, the last value"
+        counts(&traps.admit(&rec, ev)),
+        vec![
+            (2_000_000_000, 3, None, 9, 2_000_000_000 - 5_010),
+            (2_000_000_000, 1, Some(0x2811), 10, 0)
+        ]
     );
-    // a new window starts with the next access
-    let ev = attr.from_record(&host, &access(2_000_000_000, 0xa8, 1));
-    let out = traps.admit(ev);
-    assert_eq!(out.len(), 1);
-    assert_eq!(count_of(&out[0]).0, 1);
     // other kinds pass
     assert_eq!(
         traps
-            .admit(EventEnvelope::new(1, Event::Lost { records: 1 }))
+            .admit(&rec, EventEnvelope::new(1, Event::Lost { records: 1 }))
             .len(),
         1
     );
-    // a window closed by the next access sends its summary first
-    let ev = attr.from_record(&host, &access(2_000_000_100, 0xa8, 2));
-    assert!(traps.admit(ev).is_empty());
-    let ev = attr.from_record(&host, &access(3_500_000_000, 0xa8, 3));
-    let out = traps.admit(ev);
-    assert_eq!(
-        out.iter().map(count_of).collect::<Vec<_>>(),
-        vec![(1, 0, 2), (1, 0, 3)]
-    );
-    assert!(traps.close_all().is_empty());
+    // a register the kernel no longer counts (LRU) is forgotten
+    assert!(traps.on_totals(&[]).is_empty());
+    assert!(traps.on_totals(&[(key, 20, 3)]).is_empty(), "forgotten");
 }
 
 fn admin(what: u32, ts_ns: u64, ret: i64, dev: &str, vf: i32, a: u64, text: &str) -> Record {
