@@ -192,7 +192,40 @@ pub mod programs {
         ("irq_free_entry", "irq_free_fentry"),
     ];
 
-    /// Every hook besides the IRQ counter: (program name, attach point).
+    /// Functions timed inside a `sriov_numvfs` write, as phases of VF
+    /// creation and removal (`SpanRecord`): (entry program, function, the
+    /// record's `what`). One return program, `span_exit`, serves all.
+    /// The PF driver's functions are igb's; another driver adds its own.
+    pub const SPANS: &[(&str, &str, u32)] = &[
+        ("span_enable_sriov", "pci_enable_sriov", 1),
+        ("span_disable_sriov", "pci_disable_sriov", 2),
+        ("span_igb_configure", "igb_pci_sriov_configure", 3),
+        ("span_igb_enable", "igb_enable_sriov", 4),
+        ("span_igb_disable", "igb_disable_sriov", 5),
+        ("span_igb_reinit", "igb_sriov_reinit", 6),
+        ("span_igb_close", "__igb_close", 7),
+        ("span_igb_open", "__igb_open", 8),
+        ("span_igb_reset", "igb_reset", 9),
+    ];
+
+    /// [`HOOKS`], then each span's entry kprobe and the shared return
+    /// program: every hook the loader attaches besides the IRQ counter.
+    pub fn all_hooks() -> impl Iterator<Item = (&'static str, Attach)> {
+        HOOKS.iter().copied().chain(SPANS.iter().flat_map(|&(program, function, _)| {
+            [
+                (program, Attach::Kprobe { function }),
+                ("span_exit", Attach::Kretprobe { function }),
+            ]
+        }))
+    }
+
+    /// The function a `SpanRecord::what` names.
+    pub fn span_function(what: u32) -> Option<&'static str> {
+        SPANS.iter().find(|s| s.2 == what).map(|s| s.1)
+    }
+
+    /// Every hook besides the IRQ counter: (program name, attach point);
+    /// the [`SPANS`] come after these.
     pub const HOOKS: &[(&str, Attach)] = &[
         (
             "irq_handler_exit",

@@ -25,6 +25,8 @@ mod programs_dma;
 #[cfg(target_arch = "bpf")]
 mod programs_irq;
 #[cfg(target_arch = "bpf")]
+mod programs_span;
+#[cfg(target_arch = "bpf")]
 mod programs_vf;
 
 #[cfg(target_arch = "bpf")]

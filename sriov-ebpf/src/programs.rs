@@ -50,6 +50,7 @@ pub(crate) const HOOK_VFIO_IOCTL: u64 = 6;
 pub(crate) const HOOK_MSI_FREE: u64 = 7;
 pub(crate) const HOOK_MBX: u64 = 8;
 pub(crate) const HOOK_ADMIN: u64 = 10;
+pub(crate) const HOOK_SPAN: u64 = 11;
 
 /// Calls of one hook that may be open at once on one thread: a nested
 /// `really_probe` (a PF driver that enables its VFs in its own probe, and
@@ -75,7 +76,7 @@ static PROBE_CONF: Array<u32> = Array::with_max_entries(PROBE_CONF_LEN, 0);
 
 /// The PF whose `sriov_numvfs` write a thread is in, by thread id.
 #[map(name = "CONFIGURING")]
-static CONFIGURING: HashMap<u32, [u8; NAME_LEN]> = HashMap::with_max_entries(1024, 0);
+pub(crate) static CONFIGURING: HashMap<u32, [u8; NAME_LEN]> = HashMap::with_max_entries(1024, 0);
 
 pub(crate) fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32

@@ -30,8 +30,8 @@ use sriov_core::{
     discover::{self, Pf, Vf},
     events::{
         AccessOp, Actor, AdminChange, AdminField, Clock, ConfigAccess, DmaLatency, DmaOp, Event,
-        EventEnvelope, IrqLatency, MailboxMessage, NdjsonWriter, PolicyAction, PolicyRule, Process,
-        VfActivity, VfIdentity,
+        EventEnvelope, IrqLatency, MailboxMessage, NdjsonWriter, Phase, PolicyAction, PolicyRule,
+        Process, VfActivity, VfIdentity, Waterfall,
     },
     mbxproto::{Args, Direction, Verdict},
     fixture::{self, PfSpec},
@@ -451,6 +451,31 @@ fn samples(full: bool) -> Vec<Event> {
                 cgroup: full.then(|| "/user.slice".into()),
             },
         }),
+        Event::SriovPhase {
+            pf: PF0.into(),
+            phase: "pci_enable_sriov".into(),
+            numvfs: full.then_some(u32::MAX),
+            ret: i32x,
+            latency_ns: u64x,
+        },
+        Event::VfCreated(Waterfall {
+            pf: PF0.into(),
+            numvfs: if full { u32::MAX } else { 1 },
+            wall_ns: u64x,
+            explained_ns: u64x,
+            unexplained_ns: 0,
+            phases: if full {
+                vec![Phase {
+                    name: "VF 0: igbvf probe".into(),
+                    vf_index: Some(0),
+                    depth: 2,
+                    start_ns: u64::MAX,
+                    duration_ns: u64::MAX,
+                }]
+            } else {
+                vec![]
+            },
+        }),
     ];
     for e in &list {
         match e {
@@ -471,7 +496,9 @@ fn samples(full: bool) -> Vec<Event> {
             | Event::PolicyViolation { .. }
             | Event::Mailbox(_)
             | Event::ConfigAccess(_)
-            | Event::AdminChange(_) => {}
+            | Event::AdminChange(_)
+            | Event::SriovPhase { .. }
+            | Event::VfCreated(_) => {}
         }
     }
     list

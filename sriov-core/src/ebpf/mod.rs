@@ -57,9 +57,9 @@ mod tests {
             "programs: {:?}",
             obj.programs.keys()
         );
-        for (name, _) in programs::HOOKS {
+        for (name, _) in programs::all_hooks() {
             assert!(
-                obj.programs.contains_key(*name),
+                obj.programs.contains_key(name),
                 "hook program {name} missing"
             );
         }

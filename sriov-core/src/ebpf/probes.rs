@@ -10,7 +10,7 @@ use aya::{
 };
 use sriov_ebpf::{
     EVENTS_BYTES, MAX_WATCHED_IRQS, WATCHED, maps,
-    programs::{self, Attach, HOOKS},
+    programs::{self, Attach},
     record::{DecodeError, IrqStats, Record},
 };
 use tokio::io::unix::AsyncFd;
@@ -275,7 +275,8 @@ impl Probes {
             attach: entry,
             fallback_reason: None,
         });
-        for (name, at) in HOOKS {
+        for (name, at) in programs::all_hooks() {
+            let (name, at) = (&name, &at);
             // fentry/fexit first, the kprobe pair when that cannot load
             let mut fallback_reason = None;
             if let Some((twin, twin_at)) = btf_twin(name, at).filter(|_| opts.fentry) {

@@ -447,6 +447,19 @@ impl Attributor {
                     .and_then(|d| self.identity(host, d));
                 (&r.hdr, vf, Event::AdminChange(change))
             }
+            Record::Span(r) => {
+                let enable = r.what == record::SPAN_ENABLE_SRIOV;
+                let event = Event::SriovPhase {
+                    pf: text(&r.dev),
+                    phase: sriov_ebpf::programs::span_function(r.what)
+                        .unwrap_or("?")
+                        .into(),
+                    numvfs: enable.then(|| u32::try_from(r.arg).unwrap_or(u32::MAX)),
+                    ret: r.ret,
+                    latency_ns: r.latency_ns,
+                };
+                (&r.hdr, None, event)
+            }
             Record::Policy(r) => {
                 let rule = super::PolicyRule::from_code(r.rule);
                 let pf_rule = matches!(

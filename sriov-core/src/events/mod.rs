@@ -30,6 +30,7 @@ mod lookup;
 mod ndjson;
 mod stats;
 mod traps;
+mod waterfall;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,7 @@ pub use ndjson::{
 };
 pub use stats::StatsAggregator;
 pub use traps::ConfigTraps;
+pub use waterfall::{Phase, Waterfall, Waterfalls};
 
 /// The VF an event is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +223,18 @@ pub enum Event {
     /// An administrative change of a VF (or a PF's VF count), and who
     /// made it.
     AdminChange(AdminChange),
+    /// A timed phase of a `sriov_numvfs` write on the PF:
+    /// `pci_enable_sriov` or `pci_disable_sriov`.
+    SriovPhase {
+        pf: String,
+        phase: String,
+        /// The VF count asked of `pci_enable_sriov`.
+        numvfs: Option<u32>,
+        ret: i32,
+        latency_ns: u64,
+    },
+    /// Where the time of a `sriov_numvfs` write that created VFs went.
+    VfCreated(Waterfall),
     /// Records the kernel dropped (ring buffer full) since the last report.
     Lost { records: u64 },
     /// A hook that could not be attached.
@@ -365,6 +379,8 @@ impl Event {
         "mailbox",
         "config_access",
         "admin_change",
+        "sriov_phase",
+        "vf_created",
     ];
 
     /// The `kind` tag this event serializes with.
@@ -388,6 +404,8 @@ impl Event {
             Self::Mailbox(_) => "mailbox",
             Self::ConfigAccess(_) => "config_access",
             Self::AdminChange(_) => "admin_change",
+            Self::SriovPhase { .. } => "sriov_phase",
+            Self::VfCreated(_) => "vf_created",
         }
     }
 }

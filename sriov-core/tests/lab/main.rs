@@ -24,4 +24,5 @@ mod redteam_routes;
 mod stream;
 mod tui;
 mod vf_enable;
+mod waterfall;
 mod witnesses;

@@ -5,6 +5,52 @@ use super::{DecodeError, Header, NAME_LEN, Reader};
 pub const KIND_MAILBOX: u32 = 10;
 pub const KIND_CONFIG_ACCESS: u32 = 11;
 pub const KIND_ADMIN: u32 = 12;
+pub const KIND_SPAN: u32 = 13;
+
+/// `SpanRecord::what` of `pci_enable_sriov(pf, n)`: `arg` is n.
+pub const SPAN_ENABLE_SRIOV: u32 = 1;
+
+/// A kernel function's run inside a `sriov_numvfs` write, timed: a phase of
+/// VF creation or removal (`crate::programs::SPANS` says which function;
+/// the write around it is `SriovConfigureRecord`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanRecord {
+    pub hdr: Header,
+    pub dev: [u8; NAME_LEN],
+    /// `SPAN_*`.
+    pub what: u32,
+    pub ret: i32,
+    pub arg: u64,
+    pub latency_ns: u64,
+}
+
+impl SpanRecord {
+    pub const SIZE: usize = Header::SIZE + NAME_LEN + 24;
+}
+
+impl TryFrom<&[u8]> for SpanRecord {
+    type Error = DecodeError;
+    fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
+        let hdr = Header::try_from(b)?;
+        let r = Reader::new(b, hdr.kind, Self::SIZE)?;
+        let what = r.u32(72)?;
+        if crate::programs::span_function(what).is_none() {
+            return Err(DecodeError::BadField {
+                kind: hdr.kind,
+                field: "what",
+            });
+        }
+        Ok(Self {
+            hdr,
+            dev: r.arr(40)?,
+            what,
+            ret: r.i32(76)?,
+            arg: r.u64(80)?,
+            latency_ns: r.u64(88)?,
+        })
+    }
+}
 
 /// Words of a mailbox message kept (the 82576 mailbox is 16 words).
 pub const MBX_WORDS: usize = 16;
@@ -216,6 +262,7 @@ const _: () = {
     assert!(core::mem::size_of::<MailboxRecord>() == MailboxRecord::SIZE);
     assert!(core::mem::size_of::<ConfigRecord>() == ConfigRecord::SIZE);
     assert!(core::mem::size_of::<AdminRecord>() == AdminRecord::SIZE);
+    assert!(core::mem::size_of::<SpanRecord>() == SpanRecord::SIZE);
     assert!(core::mem::offset_of!(MailboxRecord, hw) == 152);
     assert!(core::mem::offset_of!(ConfigRecord, latency_ns) == 104);
     assert!(core::mem::offset_of!(ConfigRecord, total) == 120);

@@ -463,6 +463,7 @@ pub enum Record {
     Mailbox(MailboxRecord),
     ConfigAccess(ConfigRecord),
     Admin(AdminRecord),
+    Span(SpanRecord),
 }
 
 impl Record {
@@ -482,6 +483,7 @@ impl Record {
             KIND_MAILBOX => Self::Mailbox(b.try_into()?),
             KIND_CONFIG_ACCESS => Self::ConfigAccess(b.try_into()?),
             KIND_ADMIN => Self::Admin(b.try_into()?),
+            KIND_SPAN => Self::Span(b.try_into()?),
             k => return Err(DecodeError::UnknownKind(k)),
         })
     }

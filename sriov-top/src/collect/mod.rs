@@ -28,7 +28,9 @@ use anyhow::{Context as _, Result};
 use sriov_core::{
     discover::{Pf, discover, fill_counters_from_netdevs},
     ebpf::{LoadOptions, Probes, describe},
-    events::{Attributor, Clock, ConfigTraps, Event, EventEnvelope, StatsAggregator},
+    events::{
+        Attributor, Clock, ConfigTraps, Event, EventEnvelope, StatsAggregator, Waterfalls,
+    },
     host::{Host, System},
     policy::instance::Claim,
 };
@@ -331,6 +333,8 @@ pub async fn run_with<T: From<Collected>>(
     let mut bad_records = 0u64;
     // config_access lines: the first per register and second, then counts
     let mut traps = ConfigTraps::new();
+    // vf_created: the waterfall of each write that creates VFs
+    let mut waterfalls = Waterfalls::new();
     // after a failed read of the ring buffer, the next try is on the next
     // tick (a failure that lasts must not spin)
     let mut ring_paused = false;
@@ -370,7 +374,12 @@ pub async fn run_with<T: From<Collected>>(
                                 Some(p) => counting.on_event(host, &attr, p, &ev),
                                 None => Vec::new(),
                             };
-                            let evs = traps.admit(&rec, ev).into_iter().map(Collected::Event);
+                            let created = waterfalls.on_event(&ev);
+                            let evs = traps
+                                .admit(&rec, ev)
+                                .into_iter()
+                                .chain(created)
+                                .map(Collected::Event);
                             if !out.all(evs).await || !out.all(ws).await {
                                 return Ok(());
                             }

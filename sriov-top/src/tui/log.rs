@@ -216,6 +216,18 @@ pub fn summary(ev: &Event) -> String {
         Event::Mailbox(m) => talk::mailbox(m),
         Event::ConfigAccess(a) => talk::config_access(a),
         Event::AdminChange(c) => talk::admin_change(c),
+        Event::SriovPhase {
+            pf,
+            phase,
+            numvfs,
+            ret,
+            latency_ns,
+        } => format!(
+            "{pf} {phase}{} {}",
+            numvfs.map_or(String::new(), |n| format!("({n})")),
+            ret_in(i64::from(*ret), *latency_ns)
+        ),
+        Event::VfCreated(w) => talk::waterfall_line(w),
     }
 }
 

@@ -1,7 +1,7 @@
 //! One-line summaries of what is said to and about a VF: mailbox messages,
 //! config space accesses and administrative changes (issue #14).
 use sriov_core::{
-    events::{AccessOp, AdminChange, ConfigAccess, MailboxMessage},
+    events::{AccessOp, AdminChange, ConfigAccess, MailboxMessage, Waterfall},
     mbxproto::{Args, Direction, Verdict},
 };
 
@@ -87,6 +87,31 @@ pub fn admin_change(c: &AdminChange) -> String {
     );
     if c.ret < 0 {
         s.push_str(&format!(" failed: ret {}", c.ret));
+    }
+    s
+}
+
+/// `0000:01:00.0 3 VFs in 1.21 s, 99.8 % explained; slowest: VF 2: igbvf
+/// probe 310.0 ms`.
+pub fn waterfall_line(w: &Waterfall) -> String {
+    let pct = if w.wall_ns == 0 {
+        100.0
+    } else {
+        w.explained_ns as f64 * 100.0 / w.wall_ns as f64
+    };
+    let mut s = format!(
+        "{} {} VFs in {}, {pct:.1} % explained",
+        w.pf,
+        w.numvfs,
+        format::ns(w.wall_ns)
+    );
+    if let Some(p) = w
+        .phases
+        .iter()
+        .filter(|p| p.vf_index.is_some())
+        .max_by_key(|p| p.duration_ns)
+    {
+        s.push_str(&format!("; slowest: {} {}", p.name, format::ns(p.duration_ns)));
     }
     s
 }

@@ -4,6 +4,7 @@
 
 mod attribution;
 mod conversation;
+mod waterfall;
 mod intervals;
 mod irqs;
 mod output;

@@ -400,6 +400,27 @@ fn samples() -> Vec<Event> {
                 cgroup: None,
             },
         }),
+        Event::SriovPhase {
+            pf: PF.into(),
+            phase: "pci_enable_sriov".into(),
+            numvfs: Some(3),
+            ret: 0,
+            latency_ns: 900_000_000,
+        },
+        Event::VfCreated(Waterfall {
+            pf: PF.into(),
+            numvfs: 3,
+            wall_ns: 1_000_000_000,
+            explained_ns: 1_000_000_000,
+            unexplained_ns: 0,
+            phases: vec![Phase {
+                name: "pci_enable_sriov".into(),
+                vf_index: None,
+                depth: 0,
+                start_ns: 50_000_000,
+                duration_ns: 900_000_000,
+            }],
+        }),
     ]
 }
 
