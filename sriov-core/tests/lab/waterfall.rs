@@ -92,3 +92,37 @@ fn the_creation_waterfall_explains_the_write_for_1_3_and_7_vfs() {
     stream.stop();
     guest::keep_stream(stream.path(), "waterfall");
 }
+
+#[test]
+#[ignore = "needs root and an SR-IOV kernel: run with `cargo xtask vm-test`"]
+fn sriov_set_numvfs_prints_the_waterfall() {
+    guest::set_numvfs(1);
+    let out = std::process::Command::new("sriov")
+        .args(["set", &pf(), "numvfs", "3", "--waterfall"])
+        .output()
+        .expect("sriov");
+    let text = guest::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    eprintln!("{text}");
+    // one waterfall: the write of 3 (the write of 0 before it creates none)
+    let headers: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("where the time of the write"))
+        .collect();
+    assert_eq!(headers.len(), 1, "{text}");
+    assert!(headers[0].contains(&format!("write of 3 to {}", pf())), "{text}");
+    let pct: f64 = headers[0]
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" % explained"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {:?}", headers[0]));
+    assert!(pct >= 95.0, "{text}");
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!("VF {i}: igbvf probe")),
+            "VF {i}'s probe: {text}"
+        );
+    }
+    assert!(text.contains("pci_enable_sriov"), "{text}");
+    guest::set_numvfs(0);
+}

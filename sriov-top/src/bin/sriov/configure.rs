@@ -50,7 +50,7 @@ fn progress_bar() -> impl FnMut(Progress) {
     }
 }
 
-pub fn set_numvfs(host: &dyn Host, device: &str, value: &str) -> Result<()> {
+pub fn set_numvfs(host: &dyn Host, device: &str, value: &str, waterfall: bool) -> Result<()> {
     let n: u32 = value.parse().map_err(|_| {
         BadInput(format!(
             "invalid numvfs {value:?}: a whole number from 0 to sriov_totalvfs"
@@ -59,6 +59,9 @@ pub fn set_numvfs(host: &dyn Host, device: &str, value: &str) -> Result<()> {
     let inv = discover::discover(host)?;
     let pf = inv.pf(device)?;
     ops::check_numvfs(pf, n)?;
+    let watch = waterfall
+        .then(|| crate::waterfall::Watch::start(host))
+        .transpose()?;
     let r = ops::set_numvfs(host, pf, n, &mut progress_bar())?;
     if r.from == r.to {
         println!("{}: numvfs is already {n}; no change", pf.bdf);
@@ -71,6 +74,15 @@ pub fn set_numvfs(host: &dyn Host, device: &str, value: &str) -> Result<()> {
             r.total.as_secs_f64(),
             r.write.as_secs_f64()
         );
+    }
+    if let Some(w) = watch {
+        let ws = w.finish(host)?;
+        if ws.is_empty() && r.to > 0 && r.from != r.to {
+            eprintln!("no waterfall: the probes saw no VF-creating write (a hook missing?)");
+        }
+        for w in &ws {
+            print!("{}", crate::waterfall::render(w));
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ mod datapath;
 mod policy;
 mod render;
 mod vfargs;
+mod waterfall;
 
 use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode};
 
@@ -55,7 +56,7 @@ enum Cmd {
     },
     /// Change a PF setting: `sriov set DEV numvfs N`.
     #[command(
-        after_help = "Example:\n  sriov set eth0 numvfs 4\n  sriov set 0000:01:00.0 numvfs 0"
+        after_help = "Example:\n  sriov set eth0 numvfs 4\n  sriov set 0000:01:00.0 numvfs 0\n  sriov set eth0 numvfs 7 --waterfall   # and where the time went (root, eBPF)"
     )]
     Set {
         device: String,
@@ -64,6 +65,10 @@ enum Cmd {
         key: String,
         #[arg(allow_hyphen_values = true)]
         value: String,
+        /// Load sriov-top's probes around the change and print where the
+        /// time of the write went, phase by phase (needs root, BTF, kprobes).
+        #[arg(long)]
+        waterfall: bool,
     },
     /// VF commands.
     Vf {
@@ -189,9 +194,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::List { json } => render::list(&*host(&cli.sysfs_root)?, None, json),
         Cmd::Show { device, json } => render::list(&*host(&cli.sysfs_root)?, Some(&device), json),
-        Cmd::Set { device, value, .. } => {
-            configure::set_numvfs(&*host(&cli.sysfs_root)?, &device, &value)
-        }
+        Cmd::Set {
+            device,
+            value,
+            waterfall,
+            ..
+        } => configure::set_numvfs(&*host(&cli.sysfs_root)?, &device, &value, waterfall),
         Cmd::Vf {
             cmd:
                 VfCmd::Set {
