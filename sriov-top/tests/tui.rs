@@ -98,6 +98,59 @@ fn detail_view() {
     assert_snapshot!("detail_120x30", draw(&app, 120, 30).backend());
 }
 
+/// The examples of docs/events.md (lab lines) of `kind`, as events.
+fn doc_examples(kind: &str) -> Vec<EventEnvelope> {
+    let doc = include_str!("../../docs/events.md");
+    let lines: String = doc
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains(&format!("\"kind\":\"{kind}\"")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    NdjsonReader::new(BufReader::new(lines.as_bytes()))
+        .filter_map(|(_, r)| match r.unwrap() {
+            ReadLine::Event(l) => Some(l.envelope),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A VF's life on one screen: its part of the creation waterfall, its IRQ
+/// handler time as bars, and its mailbox and admin events in the log.
+#[test]
+fn detail_view_with_the_creation_waterfall_and_the_irq_histogram() {
+    let mut app = lab_app(120, 50);
+    for kind in ["vf_created", "mailbox", "admin_change"] {
+        let evs = doc_examples(kind);
+        assert!(!evs.is_empty(), "docs/events.md has a {kind} example");
+        for ev in evs {
+            app.apply(&ev);
+        }
+    }
+    // VF 0's handler times: 3 runs in [4, 8) µs, 10 in [8, 16) µs, 1 in [64, 128) µs
+    let mut stats = fixture_events()
+        .into_iter()
+        .rev()
+        .find(|e| matches!(e.event, Ev::Stats(_)) && e.vf.as_ref().is_some_and(|v| v.bdf == VF0))
+        .expect("a stats line of VF 0");
+    if let Ev::Stats(a) = &mut stats.event {
+        let mut b = vec![0u64; 17];
+        b[12] = 3;
+        b[13] = 10;
+        b[16] = 1;
+        a.irq_latency_log2_ns = b;
+    }
+    app.apply(&stats);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.mode, Mode::Detail(VF0.into()));
+    let t = draw(&app, 120, 50);
+    let text = format!("{:?}", t.backend());
+    assert!(text.contains("creation (vf_created)"), "{text}");
+    assert!(text.contains("VF 0: igbvf probe"), "{text}");
+    assert!(text.contains("IRQ handler time since start"), "{text}");
+    assert_snapshot!("detail_life_120x50", t.backend());
+}
+
 #[test]
 fn detail_view_of_the_vfio_vf() {
     let mut app = lab_app(120, 30);

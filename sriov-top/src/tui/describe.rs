@@ -2,6 +2,8 @@
 //! the log's columns, the help.
 use std::collections::VecDeque;
 
+use sriov_core::events::Waterfall;
+
 use super::{
     format::{self, flag, si, si_opt},
     log::LogEntry,
@@ -60,6 +62,59 @@ pub struct Detail {
     pub right: Vec<String>,
     /// Sparkline titles with their samples.
     pub sparks: Vec<(String, VecDeque<u64>)>,
+    /// This VF's phases in its PF's last creation waterfall (`vf_created`),
+    /// and that write's summary first; empty when there is none.
+    pub creation: Vec<String>,
+    /// IRQ handler time since start, by log2 bucket: (upper bound, runs),
+    /// from the first bucket with runs to the last.
+    pub irq_hist: Vec<(String, u64)>,
+}
+
+/// The VF's part of a creation waterfall: the write's summary line, then
+/// its phases (indented by depth).
+fn creation_lines(v: &VfState, w: &Waterfall) -> Vec<String> {
+    let mine: Vec<&sriov_core::events::Phase> = w
+        .phases
+        .iter()
+        .filter(|p| p.vf_index == Some(v.index))
+        .collect();
+    if mine.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "write of {}: {}, {:.1} % explained",
+        format::plural(w.numvfs as usize, "VF"),
+        format::ns(w.wall_ns),
+        if w.wall_ns == 0 {
+            100.0
+        } else {
+            w.explained_ns as f64 * 100.0 / w.wall_ns as f64
+        }
+    )];
+    let base = mine.iter().map(|p| p.depth).min().unwrap_or(0);
+    for p in mine {
+        out.push(format!(
+            "+{:>9} {:>9}  {}{}",
+            format::ns(p.start_ns),
+            format::ns(p.duration_ns),
+            "  ".repeat((p.depth - base) as usize),
+            p.name
+        ));
+    }
+    out
+}
+
+/// The non-empty stretch of a log2 histogram as (bucket bound, count).
+fn hist_bars(buckets: &[u64]) -> Vec<(String, u64)> {
+    let (Some(first), Some(last)) = (
+        buckets.iter().position(|&c| c > 0),
+        buckets.iter().rposition(|&c| c > 0),
+    ) else {
+        return Vec::new();
+    };
+    (first..=last)
+        .map(|i| (format!("≤{}", format::ns(1u64 << (i + 1).min(63))), buckets[i]))
+        .collect()
 }
 
 fn spark_title(name: &str, now: Option<f64>, h: &VecDeque<u64>) -> String {
@@ -72,7 +127,7 @@ fn spark_title(name: &str, now: Option<f64>, h: &VecDeque<u64>) -> String {
     )
 }
 
-pub fn detail(v: &VfState, pf_netdev: Option<&str>) -> Detail {
+pub fn detail(v: &VfState, pf_netdev: Option<&str>, created: Option<&Waterfall>) -> Detail {
     let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     let mut left = vec![
         format!(
@@ -191,6 +246,8 @@ pub fn detail(v: &VfState, pf_netdev: Option<&str>) -> Detail {
                 v.hist_irq.clone(),
             ),
         ],
+        creation: created.map_or_else(Vec::new, |w| creation_lines(v, w)),
+        irq_hist: hist_bars(&v.irq_latency_log2_ns),
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use sriov_core::{
     discover::Pf,
-    events::{DmaLatency, DmaOp, Event, EventEnvelope, IrqLatency, VfActivity, VfIdentity},
+    events::{
+        DmaLatency, DmaOp, Event, EventEnvelope, IrqLatency, VfActivity, VfIdentity, Waterfall,
+    },
     host::{VfNetInfo, VfStats},
 };
 
@@ -63,6 +65,8 @@ pub struct VfState {
     /// Handler time since start and over the last interval.
     pub irq_latency: Option<IrqLatency>,
     pub irq_latency_now: Option<IrqLatency>,
+    /// The IRQ handler time histogram since start (log2 buckets).
+    pub irq_latency_log2_ns: Vec<u64>,
     /// Which incarnation of the VF this is (`VfIdentity::created_ns`).
     pub created_ns: Option<u64>,
     pub dma_bytes_mapped: u64,
@@ -104,6 +108,7 @@ impl VfState {
         self.vfio_irqs_total = a.vfio_irqs_total;
         self.irq_latency = a.irq_latency_ns;
         self.irq_latency_now = a.irq_latency_interval_ns;
+        self.irq_latency_log2_ns = a.irq_latency_log2_ns.clone();
         self.dma_bytes_mapped = a.dma_bytes_mapped;
         self.dma_bytes_unmapped = a.dma_bytes_unmapped;
         self.dma_latency = a.dma_map_latency_ns;
@@ -195,6 +200,8 @@ pub struct Model {
     pub lost_total: u64,
     /// From `started`: hooks attached and missing.
     pub hooks: Option<(usize, usize)>,
+    /// The last creation waterfall (`vf_created`) of each PF.
+    pub waterfalls: BTreeMap<String, Waterfall>,
 }
 
 impl Model {
@@ -210,6 +217,9 @@ impl Model {
                 hooks_missing,
             } => self.hooks = Some((hooks_attached.len(), *hooks_missing)),
             Event::Lost { records } => self.lost_total = self.lost_total.saturating_add(*records),
+            Event::VfCreated(w) => {
+                self.waterfalls.insert(w.pf.clone(), w.clone());
+            }
             _ => {}
         }
         let entry = LogEntry::of(ev);

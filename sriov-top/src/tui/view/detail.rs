@@ -4,7 +4,7 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Style, Stylize},
     text::Line,
-    widgets::{Block, Borders, Paragraph, Sparkline, Widget},
+    widgets::{Bar, BarChart, BarGroup, Block, Borders, Paragraph, Sparkline, Widget},
 };
 
 use super::events::log_lines;
@@ -18,14 +18,49 @@ pub(super) fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     };
     let pf_netdev = app.model.pfs.get(&vf.pf).and_then(|p| p.netdev.as_deref());
-    let d = describe::detail(vf, pf_netdev);
+    let d = describe::detail(vf, pf_netdev, app.model.waterfalls.get(&vf.pf));
     let info_h = d.left.len().max(d.right.len()) as u16 + 1;
-    let [info, sparks, recent] = Layout::vertical([
+    // the creation waterfall and the IRQ histogram only when there are such
+    let creation_h = if d.creation.is_empty() {
+        0
+    } else {
+        (d.creation.len() as u16 + 1).min(10)
+    };
+    let hist_h = if d.irq_hist.is_empty() { 0 } else { 7 };
+    let [info, sparks, created, hist, recent] = Layout::vertical([
         Constraint::Length(info_h),
         Constraint::Length(3 * d.sparks.len() as u16),
+        Constraint::Length(creation_h),
+        Constraint::Length(hist_h),
         Constraint::Min(0),
     ])
     .areas(area);
+    if creation_h > 0 {
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .title("creation (vf_created)");
+        let inner = block.inner(created);
+        block.render(created, buf);
+        let lines: Vec<Line<'_>> = d.creation.iter().map(|l| Line::from(l.clone())).collect();
+        Paragraph::new(lines).render(inner, buf);
+    }
+    if hist_h > 0 {
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .title("IRQ handler time since start (runs per log2 bucket)");
+        let bars: Vec<Bar<'_>> = d
+            .irq_hist
+            .iter()
+            .map(|(label, n)| Bar::default().label(Line::from(label.clone())).value(*n))
+            .collect();
+        BarChart::default()
+            .block(block)
+            .data(BarGroup::default().bars(&bars))
+            .bar_width(9)
+            .bar_gap(1)
+            .bar_style(Style::new().fg(Color::Cyan))
+            .render(hist, buf);
+    }
 
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(info);
