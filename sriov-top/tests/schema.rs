@@ -31,7 +31,7 @@ use sriov_core::{
     events::{
         AccessOp, Actor, AdminChange, AdminField, Clock, ConfigAccess, DmaLatency, DmaOp, Event,
         EventEnvelope, IrqLatency, MailboxMessage, NdjsonWriter, Phase, PolicyAction, PolicyRule,
-        Process, VfActivity, VfIdentity, Waterfall,
+        Process, VfActivity, VfDrift, VfIdentity, Waterfall, Drift,
     },
     mbxproto::{Args, Direction, Verdict},
     fixture::{self, PfSpec},
@@ -476,6 +476,23 @@ fn samples(full: bool) -> Vec<Event> {
                 vec![]
             },
         }),
+        Event::VfDrift(VfDrift {
+            device: VF0.into(),
+            pf: PF0.into(),
+            vf_index: if full { u32::MAX } else { 0 },
+            driver: "vfio-pci".into(),
+            handed_out_ns: u64x,
+            released_by: "unbind".into(),
+            left: if full {
+                vec![Drift {
+                    field: "vlan".into(),
+                    handed_out: json!({"vlan": 0, "qos": 0}),
+                    now: json!({"vlan": 42, "qos": 0}),
+                }]
+            } else {
+                vec![]
+            },
+        }),
     ];
     for e in &list {
         match e {
@@ -498,7 +515,8 @@ fn samples(full: bool) -> Vec<Event> {
             | Event::ConfigAccess(_)
             | Event::AdminChange(_)
             | Event::SriovPhase { .. }
-            | Event::VfCreated(_) => {}
+            | Event::VfCreated(_)
+            | Event::VfDrift(_) => {}
         }
     }
     list

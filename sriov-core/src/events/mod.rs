@@ -25,6 +25,7 @@ mod admin;
 mod attribute;
 mod clock;
 mod conversation;
+mod drift;
 pub mod irqs;
 mod lookup;
 mod ndjson;
@@ -37,6 +38,7 @@ mod tests;
 pub use admin::{Actor, AdminChange, AdminField};
 pub use attribute::{Attributor, Births};
 pub use conversation::{AccessOp, ConfigAccess, MailboxMessage};
+pub use drift::{DRIFT_FILE, Drift, Drifts, VfDrift, read_drifts, record_drift, still_left};
 pub use clock::Clock;
 pub use ndjson::{
     NdjsonLine, NdjsonReader, NdjsonWriter, ReadLine, SCHEMA, check_schema, hostname,
@@ -235,6 +237,9 @@ pub enum Event {
     },
     /// Where the time of a `sriov_numvfs` write that created VFs went.
     VfCreated(Waterfall),
+    /// A VF released by the driver it was handed out to, with what its
+    /// user left changed.
+    VfDrift(VfDrift),
     /// Records the kernel dropped (ring buffer full) since the last report.
     Lost { records: u64 },
     /// A hook that could not be attached.
@@ -381,6 +386,7 @@ impl Event {
         "admin_change",
         "sriov_phase",
         "vf_created",
+        "vf_drift",
     ];
 
     /// The `kind` tag this event serializes with.
@@ -406,6 +412,7 @@ impl Event {
             Self::AdminChange(_) => "admin_change",
             Self::SriovPhase { .. } => "sriov_phase",
             Self::VfCreated(_) => "vf_created",
+            Self::VfDrift(_) => "vf_drift",
         }
     }
 }

@@ -28,6 +28,11 @@ pub trait Host: Sync {
     fn netlink(&self) -> Option<&dyn VfNetlink>;
     /// Writes (sysfs and netlink) done through this host so far.
     fn writes(&self) -> usize;
+    /// Create directory `path` and its parents (for state files under
+    /// `/run`); by default unsupported.
+    fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// A binary file's bytes (a device's `config`); by default [`read`](Self::read)'s.
     fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.read(path).map(String::into_bytes)
@@ -124,6 +129,10 @@ impl Host for System {
 
     fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
         read_small_bytes(&self.map(path))
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(self.map(path))
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {

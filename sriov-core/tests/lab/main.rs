@@ -11,6 +11,7 @@ mod churn;
 mod conversation;
 mod datapath;
 mod datapath_cli;
+mod drift;
 mod guest;
 mod irq_count;
 mod json_stream;

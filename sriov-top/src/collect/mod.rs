@@ -29,7 +29,8 @@ use sriov_core::{
     discover::{Pf, discover, fill_counters_from_netdevs},
     ebpf::{LoadOptions, Probes, describe},
     events::{
-        Attributor, Clock, ConfigTraps, Event, EventEnvelope, StatsAggregator, Waterfalls,
+        Attributor, Clock, ConfigTraps, Drifts, Event, EventEnvelope, StatsAggregator, Waterfalls,
+        record_drift,
     },
     host::{Host, System},
     policy::instance::Claim,
@@ -301,8 +302,11 @@ pub async fn run_with<T: From<Collected>>(
     changes.changed(&inv.pfs);
     let mut stats = StatsAggregator::new();
     stats.on_inventory(&inv.pfs);
-    let first = Event::Inventory { pfs: inv.pfs };
-    if !out.event(EventEnvelope::new(now(), first)).await {
+    // vf_drift: what a VF's user left behind when it is released
+    let mut drifts = Drifts::new();
+    let first = EventEnvelope::new(now(), Event::Inventory { pfs: inv.pfs });
+    drifts.on_event(&first);
+    if !out.event(first).await {
         return Ok(());
     }
     // maps, the ring buffer, rescans: said again while they last
@@ -375,10 +379,13 @@ pub async fn run_with<T: From<Collected>>(
                                 None => Vec::new(),
                             };
                             let created = waterfalls.on_event(&ev);
+                            let drift = drifts.on_event(&ev);
+                            let ws = ws.into_iter().chain(keep_drift(host, drift.as_ref())).collect::<Vec<_>>();
                             let evs = traps
                                 .admit(&rec, ev)
                                 .into_iter()
                                 .chain(created)
+                                .chain(drift)
                                 .map(Collected::Event);
                             if !out.all(evs).await || !out.all(ws).await {
                                 return Ok(());
@@ -410,6 +417,17 @@ pub async fn run_with<T: From<Collected>>(
                 if let (Some(rt), Some(p)) = (policy.as_mut(), probes.as_mut()) {
                     let more = rt.on_tick(host, p, &mut attr, &evs);
                     evs.extend(more);
+                }
+                let drifted: Vec<EventEnvelope> = evs
+                    .iter()
+                    .filter_map(|c| match c {
+                        Collected::Event(e) => drifts.on_event(e),
+                        _ => None,
+                    })
+                    .collect();
+                for d in drifted {
+                    evs.extend(keep_drift(host, Some(&d)));
+                    evs.push(Collected::Event(d));
                 }
                 if let Some(p) = probes.as_ref() {
                     match p.config_totals() {
@@ -446,6 +464,20 @@ pub async fn run_with<T: From<Collected>>(
         let _ = out.all(traps.on_totals(&t).into_iter().map(Collected::Event)).await;
     }
     Ok(())
+}
+
+/// Keep a `vf_drift` for `sriov list` (`DRIFT_FILE`); a warning when that
+/// fails.
+fn keep_drift(host: &dyn Host, ev: Option<&EventEnvelope>) -> Option<Collected> {
+    let Event::VfDrift(d) = &ev?.event else {
+        return None;
+    };
+    record_drift(host, d).err().map(|e| {
+        Collected::Warning(format!(
+            "{}: drift not kept for `sriov list`: {e}",
+            d.device
+        ))
+    })
 }
 
 /// A tick: rescan (VFs come and go; count their vectors), an inventory if

@@ -228,6 +228,7 @@ pub fn summary(ev: &Event) -> String {
             ret_in(i64::from(*ret), *latency_ns)
         ),
         Event::VfCreated(w) => talk::waterfall_line(w),
+        Event::VfDrift(d) => talk::drift(d),
     }
 }
 

@@ -1,7 +1,7 @@
 //! One-line summaries of what is said to and about a VF: mailbox messages,
 //! config space accesses and administrative changes (issue #14).
 use sriov_core::{
-    events::{AccessOp, AdminChange, ConfigAccess, MailboxMessage, Waterfall},
+    events::{AccessOp, AdminChange, ConfigAccess, MailboxMessage, VfDrift, Waterfall},
     mbxproto::{Args, Direction, Verdict},
 };
 
@@ -114,4 +114,20 @@ pub fn waterfall_line(w: &Waterfall) -> String {
         s.push_str(&format!("; slowest: {} {}", p.name, format::ns(p.duration_ns)));
     }
     s
+}
+
+/// `VF 1 released from vfio-pci (unbind) with vlan {..} → {..} left`.
+pub fn drift(d: &VfDrift) -> String {
+    let left: Vec<String> = d
+        .left
+        .iter()
+        .map(|x| format!("{} {} → {}", x.field, x.handed_out, x.now))
+        .collect();
+    format!(
+        "VF {} released from {} ({}) with {} left",
+        d.vf_index,
+        d.driver,
+        d.released_by,
+        left.join(", ")
+    )
 }

@@ -88,8 +88,12 @@ fn a_recreated_vf_is_a_new_incarnation() {
     assert_eq!(attr.vf(VF0).unwrap().created_ns, Some(now + 2));
 
     // through sysfs alone: removed and created again between two scans
+    // (the old directory held open, so that a disk file system cannot give
+    // its inode to the new one, which kernfs never does)
+    let held = fs::File::open(vf_dir(dir.path(), VF0)).unwrap();
     fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
     fixture::set_num_vfs(dir.path(), &spec, 3).unwrap();
+    drop(held);
     attr.refresh(&host).unwrap();
     let c = attr.vf(VF0).unwrap().created_ns.unwrap();
     assert!(c > now + 2, "a new incarnation, dated by the scan: {c}");

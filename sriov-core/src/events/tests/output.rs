@@ -421,6 +421,19 @@ fn samples() -> Vec<Event> {
                 duration_ns: 900_000_000,
             }],
         }),
+        Event::VfDrift(VfDrift {
+            device: "0000:01:10.2".into(),
+            pf: PF.into(),
+            vf_index: 1,
+            driver: "vfio-pci".into(),
+            handed_out_ns: 5,
+            released_by: "unbind".into(),
+            left: vec![Drift {
+                field: "vlan".into(),
+                handed_out: serde_json::json!({"vlan": 0, "qos": 0}),
+                now: serde_json::json!({"vlan": 42, "qos": 0}),
+            }],
+        }),
     ]
 }
 

@@ -145,8 +145,38 @@ pub fn list(host: &dyn Host, device: Option<&str>, json: bool) -> Result<()> {
             "no SR-IOV capable devices (no sriov_totalvfs under /sys/bus/pci/devices)"
         )?;
     }
+    // what VFs' users left behind, as sriov-top saw it (best effort: a
+    // file that cannot be read is said, the list is shown anyway)
+    let drifts = match sriov_core::events::read_drifts(host) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("sriov: {e}");
+            Default::default()
+        }
+    };
     for pf in &inv.pfs {
         write!(out, "{}", pf_text(pf))?;
+        for vf in &pf.vfs {
+            let Some(d) = drifts.get(&vf.bdf) else {
+                continue;
+            };
+            let left = sriov_core::events::still_left(d, vf);
+            if left.is_empty() {
+                continue;
+            }
+            let what: Vec<String> = left
+                .iter()
+                .map(|x| format!("{} {} -> {}", x.field, x.handed_out, x.now))
+                .collect();
+            writeln!(
+                out,
+                "  ! VF {} ({}) drifted: its {} user left {}",
+                vf.index,
+                vf.bdf,
+                d.driver,
+                what.join(", ")
+            )?;
+        }
     }
     if inv.netlink != "ok" {
         eprintln!("note: rtnetlink {}", inv.netlink);
