@@ -211,12 +211,15 @@ pub mod programs {
     /// [`HOOKS`], then each span's entry kprobe and the shared return
     /// program: every hook the loader attaches besides the IRQ counter.
     pub fn all_hooks() -> impl Iterator<Item = (&'static str, Attach)> {
-        HOOKS.iter().copied().chain(SPANS.iter().flat_map(|&(program, function, _)| {
-            [
-                (program, Attach::Kprobe { function }),
-                ("span_exit", Attach::Kretprobe { function }),
-            ]
-        }))
+        HOOKS
+            .iter()
+            .copied()
+            .chain(SPANS.iter().flat_map(|&(program, function, _)| {
+                [
+                    (program, Attach::Kprobe { function }),
+                    ("span_exit", Attach::Kretprobe { function }),
+                ]
+            }))
     }
 
     /// The function a `SpanRecord::what` names.

@@ -10,6 +10,8 @@
     reason = "a benchmark program: any failure ends it"
 )]
 
+mod common;
+
 use sriov_ebpf::programs::Attach;
 use std::{
     fs,
@@ -72,18 +74,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let pf = std::env::var("SRIOV_LAB_PF").expect("run inside the lab");
+    let (pf, vf1) = common::vf1_on_vfio();
     let p = format!("/sys/bus/pci/devices/{pf}/sriov_numvfs");
-    fs::write(&p, "0").unwrap();
-    fs::write(&p, "2").unwrap();
-    let vf1 = fs::read_link(format!("/sys/bus/pci/devices/{pf}/virtfn1"))
-        .unwrap()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
     let live = System::live();
-    ops::bind(&live, &vf1, "vfio-pci").expect("bind vfio-pci");
     let reg = pcie_cap(&vf1) + 8;
     let t = preflight(&live, &vf1).unwrap();
     let h = VfioHandle::open(&live, &t).unwrap();

@@ -29,7 +29,6 @@ use sriov_core::{
     discover::discover,
     ebpf::{enable_stats, load_object, stats_of},
     host::System,
-    ops,
     policy::{Policy, enforce::Enforcer, file::PolicyFile},
     vf::{VfOptions, frame},
 };
@@ -150,17 +149,7 @@ fn ratio_line(what: &str, unit: &str, off1: f64, on: f64, off2: f64, goal: &str)
 }
 
 fn main() {
-    let pf = std::env::var("SRIOV_LAB_PF").expect("run inside the lab (SRIOV_LAB_PF)");
-    let numvfs = format!("/sys/bus/pci/devices/{pf}/sriov_numvfs");
-    fs::write(&numvfs, "0").unwrap();
-    fs::write(&numvfs, "2").unwrap();
-    let vf1 = fs::read_link(format!("/sys/bus/pci/devices/{pf}/virtfn1"))
-        .unwrap()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    ops::bind(&System::live(), &vf1, "vfio-pci").expect("VF 1 to vfio-pci");
+    let (pf, vf1) = common::vf1_on_vfio();
 
     // DMA map latency, LSM file_ioctl with a DMA quota on VF 1
     let quota = policy(&format!(

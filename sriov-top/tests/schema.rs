@@ -29,13 +29,13 @@ use serde_json::{Value, json};
 use sriov_core::{
     discover::{self, Pf, Vf},
     events::{
-        AccessOp, Actor, AdminChange, AdminField, Clock, ConfigAccess, DmaLatency, DmaOp, Event,
-        EventEnvelope, IrqLatency, MailboxMessage, NdjsonWriter, Phase, PolicyAction, PolicyRule,
-        Process, VfActivity, VfDrift, VfIdentity, Waterfall, Drift,
+        AccessOp, Actor, AdminChange, AdminField, Clock, ConfigAccess, DmaLatency, DmaOp, Drift,
+        Event, EventEnvelope, IrqLatency, MailboxMessage, NdjsonWriter, Phase, PolicyAction,
+        PolicyRule, Process, VfActivity, VfDrift, VfIdentity, Waterfall,
     },
-    mbxproto::{Args, Direction, Verdict},
     fixture::{self, PfSpec},
     host::{VfAttr, VfNetInfo, VfNetlink as _, VfStats, fake::FakeKernel},
+    mbxproto::{Args, Direction, Verdict},
     policy::Mode,
     types::{MacAddr, VfLinkState},
 };
@@ -409,13 +409,21 @@ fn samples(full: bool) -> Vec<Event> {
             } else {
                 Args::None
             },
-            words: if full { vec![0x6000_0002, u32::MAX] } else { vec![] },
+            words: if full {
+                vec![0x6000_0002, u32::MAX]
+            } else {
+                vec![]
+            },
             ret: i32x,
             latency_ns: full.then_some(u64::MAX),
         }),
         Event::ConfigAccess(ConfigAccess {
             device: VF0.into(),
-            op: if full { AccessOp::Write } else { AccessOp::Read },
+            op: if full {
+                AccessOp::Write
+            } else {
+                AccessOp::Read
+            },
             offset: if full { 0xFFF } else { 0 },
             width: 2,
             register: "PCIe.DEVICE_CONTROL".into(),

@@ -126,9 +126,7 @@ impl AdminState {
                     vlan: c.map(|c| vlan_value(u64::from(c.vlan), u64::from(c.qos))),
                     spoofchk: c.and_then(|c| c.spoofchk).map(Value::Bool),
                     trust: c.and_then(|c| c.trust).map(Value::Bool),
-                    rate: c.map(|c| {
-                        rate_value(u64::from(c.min_tx_rate), u64::from(c.max_tx_rate))
-                    }),
+                    rate: c.map(|c| rate_value(u64::from(c.min_tx_rate), u64::from(c.max_tx_rate))),
                     driver: vf.driver.clone(),
                     driver_override: host
                         .read(&device_dir(&vf.bdf).join("driver_override"))

@@ -133,7 +133,12 @@ impl Drifts {
                     s.insert(field, new);
                 }
             }
-            Event::DriverProbe { device, driver, ret, .. } if *ret == 0 => {
+            Event::DriverProbe {
+                device,
+                driver,
+                ret,
+                ..
+            } if *ret == 0 => {
                 if HANDING_OUT.contains(&driver.as_str()) {
                     let (_, _, s) = self.known.get(device)?;
                     self.out.insert(

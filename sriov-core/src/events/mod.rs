@@ -30,16 +30,16 @@ pub mod irqs;
 mod lookup;
 mod ndjson;
 mod stats;
-mod traps;
-mod waterfall;
 #[cfg(test)]
 mod tests;
+mod traps;
+mod waterfall;
 
 pub use admin::{Actor, AdminChange, AdminField};
 pub use attribute::{Attributor, Births};
+pub use clock::Clock;
 pub use conversation::{AccessOp, ConfigAccess, MailboxMessage};
 pub use drift::{DRIFT_FILE, Drift, Drifts, VfDrift, read_drifts, record_drift, still_left};
-pub use clock::Clock;
 pub use ndjson::{
     NdjsonLine, NdjsonReader, NdjsonWriter, ReadLine, SCHEMA, check_schema, hostname,
 };

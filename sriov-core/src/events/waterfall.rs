@@ -37,6 +37,17 @@ pub struct Waterfall {
     pub phases: Vec<Phase>,
 }
 
+impl Waterfall {
+    /// `explained_ns` as a percentage of `wall_ns` (100 for an empty write).
+    pub fn explained_percent(&self) -> f64 {
+        if self.wall_ns == 0 {
+            100.0
+        } else {
+            self.explained_ns as f64 * 100.0 / self.wall_ns as f64
+        }
+    }
+}
+
 /// A timed interval on a PF (kernel ns), named.
 #[derive(Debug, Clone)]
 struct Interval {
@@ -66,8 +77,7 @@ impl Waterfalls {
     fn push(&mut self, pf: &str, iv: Interval) {
         let q = self.recent.entry(pf.to_string()).or_default();
         while q.len() >= KEEP
-            || q
-                .front()
+            || q.front()
                 .is_some_and(|f| iv.end.saturating_sub(f.end) > KEEP_NS)
         {
             q.pop_front();
@@ -170,7 +180,10 @@ fn build(pf: &str, n: u32, start: u64, end: u64, mut ivs: Vec<Interval>) -> Wate
         }
     };
     for iv in ivs {
-        while open.last().is_some_and(|&(_, e, _)| iv.start >= e || iv.end > e) {
+        while open
+            .last()
+            .is_some_and(|&(_, e, _)| iv.start >= e || iv.end > e)
+        {
             close(&mut open, &mut phases);
         }
         let depth = open.len() as u32;

@@ -207,7 +207,10 @@ mod tests {
     #[test]
     fn mac_filter_messages_are_named_by_their_argument() {
         let r = req(&[MSG_SET_MAC_ADDR | (MAC_FILTER_CLEAR << MSG_INFO_SHIFT)]);
-        assert_eq!((r.msg, r.msg_type, r.args), ("MAC_FILTER_CLEAR", MSG_SET_MAC_ADDR, Args::None));
+        assert_eq!(
+            (r.msg, r.msg_type, r.args),
+            ("MAC_FILTER_CLEAR", MSG_SET_MAC_ADDR, Args::None)
+        );
         let r = req(&[
             MSG_SET_MAC_ADDR | (MAC_FILTER_ADD << MSG_INFO_SHIFT),
             0x3322_1102,

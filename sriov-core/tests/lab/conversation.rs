@@ -285,7 +285,9 @@ fn config_space_accesses_through_vfio_are_seen_register_by_register() {
                 a["offset"].as_u64().unwrap(),
                 a["width"].as_u64().unwrap(),
                 a["register"].as_str().unwrap().to_string(),
-                a["value"].as_u64().expect("a recorded access has its value"),
+                a["value"]
+                    .as_u64()
+                    .expect("a recorded access has its value"),
             )
         })
         .collect();
@@ -320,7 +322,10 @@ fn config_space_accesses_through_vfio_are_seen_register_by_register() {
         "the kernel's count since load: {polled:?}"
     );
     // counted, not recorded: no values
-    assert!(polled[1..].iter().all(|a| a["value"].is_null()), "{polled:?}");
+    assert!(
+        polled[1..].iter().all(|a| a["value"].is_null()),
+        "{polled:?}"
+    );
     assert!(
         polled.len() < 20,
         "{} lines for {} reads: not rate limited",

@@ -16,7 +16,10 @@ fn unbind(bdf: &str) {
 }
 
 fn sriov_list() -> String {
-    let out = Command::new("sriov").arg("list").output().expect("sriov list");
+    let out = Command::new("sriov")
+        .arg("list")
+        .output()
+        .expect("sriov list");
     assert!(out.status.success(), "{}", guest::output_text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -36,7 +39,10 @@ fn a_vlan_left_on_a_released_vf_is_a_drift_and_sriov_list_marks_it() {
     unbind(&vf0);
     // VF 1: handed out, given a VLAN while out, released
     ops::bind(&live, &vf1, "vfio-pci").expect("VF 1 to vfio-pci");
-    sh("ip", &["link", "set", "dev", &ifname, "vf", "1", "vlan", "42"]);
+    sh(
+        "ip",
+        &["link", "set", "dev", &ifname, "vf", "1", "vlan", "42"],
+    );
     unbind(&vf1);
     let drifts = |lines: &[Value]| -> Vec<Value> {
         of_kind(lines, "vf_drift")
@@ -57,7 +63,11 @@ fn a_vlan_left_on_a_released_vf_is_a_drift_and_sriov_list_marks_it() {
     let d = &got[0];
     assert_eq!(d["device"], vf1.as_str(), "{d}");
     assert_eq!(d["vf"]["bdf"], vf1.as_str(), "{d}");
-    assert_eq!((&d["driver"], &d["released_by"]), (&json!("vfio-pci"), &json!("unbind")), "{d}");
+    assert_eq!(
+        (&d["driver"], &d["released_by"]),
+        (&json!("vfio-pci"), &json!("unbind")),
+        "{d}"
+    );
     assert_eq!(
         d["left"],
         json!([{"field": "vlan", "handed_out": {"vlan": 0, "qos": 0}, "now": {"vlan": 42, "qos": 0}}]),
@@ -67,9 +77,15 @@ fn a_vlan_left_on_a_released_vf_is_a_drift_and_sriov_list_marks_it() {
     let list = sriov_list();
     let marks: Vec<&str> = list.lines().filter(|l| l.contains("drifted")).collect();
     assert_eq!(marks.len(), 1, "{list}");
-    assert!(marks[0].contains(&format!("VF 1 ({vf1})")) && marks[0].contains("vlan"), "{list}");
+    assert!(
+        marks[0].contains(&format!("VF 1 ({vf1})")) && marks[0].contains("vlan"),
+        "{list}"
+    );
     // put back as handed out: no mark any more
-    sh("ip", &["link", "set", "dev", &ifname, "vf", "1", "vlan", "0"]);
+    sh(
+        "ip",
+        &["link", "set", "dev", &ifname, "vf", "1", "vlan", "0"],
+    );
     let list = sriov_list();
     assert!(!list.contains("drifted"), "{list}");
     ops::bind(&live, &vf0, "igbvf").ok();

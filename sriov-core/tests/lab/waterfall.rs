@@ -30,9 +30,11 @@ fn the_creation_waterfall_explains_the_write_for_1_3_and_7_vfs() {
                 .find(|w| w["ts_ns"].as_u64().unwrap() > t0 && w["numvfs"] == n)
                 .cloned()
         };
-        wait_for(&format!("vf_created for {n}"), Duration::from_secs(30), || {
-            created(&stream.lines()).is_some()
-        });
+        wait_for(
+            &format!("vf_created for {n}"),
+            Duration::from_secs(30),
+            || created(&stream.lines()).is_some(),
+        );
         let lines = stream.lines();
         let w = created(&lines).unwrap();
         let wall = w["wall_ns"].as_u64().unwrap();
@@ -61,7 +63,10 @@ fn the_creation_waterfall_explains_the_write_for_1_3_and_7_vfs() {
             .iter()
             .filter(|p| p["name"].as_str().unwrap().ends_with("pci_iov_add_virtfn"))
             .collect();
-        let mut idx: Vec<u64> = adds.iter().map(|p| p["vf_index"].as_u64().unwrap()).collect();
+        let mut idx: Vec<u64> = adds
+            .iter()
+            .map(|p| p["vf_index"].as_u64().unwrap())
+            .collect();
         idx.sort_unstable();
         assert_eq!(idx, (0..u64::from(n)).collect::<Vec<_>>(), "{w:#}");
         for a in &adds {
@@ -71,11 +76,16 @@ fn the_creation_waterfall_explains_the_write_for_1_3_and_7_vfs() {
                 .rev()
                 .find(|e| e["ts_ns"].as_u64().unwrap() > t0 && e["vf_index"] == i)
                 .unwrap_or_else(|| panic!("vf_added {i}"));
-            assert_eq!(a["duration_ns"], added["latency_ns"], "VF {i}: {a} vs {added}");
+            assert_eq!(
+                a["duration_ns"], added["latency_ns"],
+                "VF {i}: {a} vs {added}"
+            );
             // and its probe by igbvf (autoprobe), inside it
             assert!(
-                phases.iter().any(|p| p["vf_index"] == i
-                    && p["name"].as_str().unwrap().ends_with("igbvf probe")),
+                phases
+                    .iter()
+                    .any(|p| p["vf_index"] == i
+                        && p["name"].as_str().unwrap().ends_with("igbvf probe")),
                 "VF {i}'s probe: {w:#}"
             );
         }
@@ -110,7 +120,10 @@ fn sriov_set_numvfs_prints_the_waterfall() {
         .filter(|l| l.starts_with("where the time of the write"))
         .collect();
     assert_eq!(headers.len(), 1, "{text}");
-    assert!(headers[0].contains(&format!("write of 3 to {}", pf())), "{text}");
+    assert!(
+        headers[0].contains(&format!("write of 3 to {}", pf())),
+        "{text}"
+    );
     let pct: f64 = headers[0]
         .split(", ")
         .find_map(|p| p.strip_suffix(" % explained"))

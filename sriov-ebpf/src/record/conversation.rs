@@ -148,7 +148,12 @@ impl ConfigRecord {
         crate::ConfigKey {
             vdev: self.vdev,
             offset: self.offset,
-            width_op: self.count | if self.write == 1 { crate::ConfigKey::WRITE } else { 0 },
+            width_op: self.count
+                | if self.write == 1 {
+                    crate::ConfigKey::WRITE
+                } else {
+                    0
+                },
         }
     }
 }

@@ -28,6 +28,22 @@ use sriov_core::{
 /// Nobody has this MAC: the frames leave through the port.
 pub const DST: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0xbe, 0xef]);
 
+/// The lab PF with 2 VFs, VF 1 bound to vfio-pci: (PF, VF 1) BDFs.
+pub fn vf1_on_vfio() -> (String, String) {
+    let pf = std::env::var("SRIOV_LAB_PF").expect("run inside the lab (SRIOV_LAB_PF)");
+    let numvfs = format!("/sys/bus/pci/devices/{pf}/sriov_numvfs");
+    fs::write(&numvfs, "0").unwrap();
+    fs::write(&numvfs, "2").unwrap();
+    let vf1 = fs::read_link(format!("/sys/bus/pci/devices/{pf}/virtfn1"))
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    ops::bind(&System::live(), &vf1, "vfio-pci").expect("VF 1 to vfio-pci");
+    (pf, vf1)
+}
+
 pub fn cpu_seconds() -> f64 {
     let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
     let t = |tv: TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;

@@ -461,7 +461,9 @@ pub async fn run_with<T: From<Collected>>(
     }
     // the config accesses counted since the last tick
     if let Some(Ok(t)) = probes.as_ref().map(Probes::config_totals) {
-        let _ = out.all(traps.on_totals(&t).into_iter().map(Collected::Event)).await;
+        let _ = out
+            .all(traps.on_totals(&t).into_iter().map(Collected::Event))
+            .await;
     }
     Ok(())
 }

@@ -85,11 +85,7 @@ fn creation_lines(v: &VfState, w: &Waterfall) -> Vec<String> {
         "write of {}: {}, {:.1} % explained",
         format::plural(w.numvfs as usize, "VF"),
         format::ns(w.wall_ns),
-        if w.wall_ns == 0 {
-            100.0
-        } else {
-            w.explained_ns as f64 * 100.0 / w.wall_ns as f64
-        }
+        w.explained_percent()
     )];
     let base = mine.iter().map(|p| p.depth).min().unwrap_or(0);
     for p in mine {
@@ -113,7 +109,12 @@ fn hist_bars(buckets: &[u64]) -> Vec<(String, u64)> {
         return Vec::new();
     };
     (first..=last)
-        .map(|i| (format!("≤{}", format::ns(1u64 << (i + 1).min(63))), buckets[i]))
+        .map(|i| {
+            (
+                format!("≤{}", format::ns(1u64 << (i + 1).min(63))),
+                buckets[i],
+            )
+        })
         .collect()
 }
 

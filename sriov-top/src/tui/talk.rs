@@ -94,11 +94,7 @@ pub fn admin_change(c: &AdminChange) -> String {
 /// `0000:01:00.0 3 VFs in 1.21 s, 99.8 % explained; slowest: VF 2: igbvf
 /// probe 310.0 ms`.
 pub fn waterfall_line(w: &Waterfall) -> String {
-    let pct = if w.wall_ns == 0 {
-        100.0
-    } else {
-        w.explained_ns as f64 * 100.0 / w.wall_ns as f64
-    };
+    let pct = w.explained_percent();
     let mut s = format!(
         "{} {} VFs in {}, {pct:.1} % explained",
         w.pf,
@@ -111,7 +107,11 @@ pub fn waterfall_line(w: &Waterfall) -> String {
         .filter(|p| p.vf_index.is_some())
         .max_by_key(|p| p.duration_ns)
     {
-        s.push_str(&format!("; slowest: {} {}", p.name, format::ns(p.duration_ns)));
+        s.push_str(&format!(
+            "; slowest: {} {}",
+            p.name,
+            format::ns(p.duration_ns)
+        ));
     }
     s
 }

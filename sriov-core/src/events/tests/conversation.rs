@@ -143,13 +143,19 @@ fn config_accesses_are_named_and_counted_accesses_become_one_line() {
     match &ev.event {
         Event::ConfigAccess(a) => {
             assert_eq!(a.register, "PCIe.DEVICE_CONTROL");
-            assert_eq!((a.op, a.offset, a.width, a.count), (AccessOp::Read, 0xa8, 2, 1));
+            assert_eq!(
+                (a.op, a.offset, a.width, a.count),
+                (AccessOp::Read, 0xa8, 2, 1)
+            );
             assert_eq!(a.value, Some(0x2810));
         }
         e => panic!("{e:?}"),
     }
     assert_eq!(ev.vf.as_ref().unwrap().bdf, VF1);
-    assert_eq!(counts(&traps.admit(&rec, ev)), vec![(10, 1, Some(0x2810), 1, 0)]);
+    assert_eq!(
+        counts(&traps.admit(&rec, ev)),
+        vec![(10, 1, Some(0x2810), 1, 0)]
+    );
     let msix = access(20, 0x72, 2, 1);
     let ev = attr.from_record(&host, &msix);
     match &ev.event {
@@ -168,7 +174,10 @@ fn config_accesses_are_named_and_counted_accesses_become_one_line() {
     // the kernel counted 5 more device control reads (the last at 5010),
     // none of MSI-X: one line for the five, values unknown
     let t = vec![(key, 6, 5_010), (msix_key, 1, 20)];
-    assert_eq!(counts(&traps.on_totals(&t)), vec![(5_010, 5, None, 6, 5_000)]);
+    assert_eq!(
+        counts(&traps.on_totals(&t)),
+        vec![(5_010, 5, None, 6, 5_000)]
+    );
     // nothing new: nothing
     assert!(traps.on_totals(&t).is_empty());
     // the next window's record, after 3 more counted: their line first

@@ -4,10 +4,10 @@
 
 mod attribution;
 mod conversation;
-mod waterfall;
 mod intervals;
 mod irqs;
 mod output;
+mod waterfall;
 
 use std::{
     collections::BTreeMap,

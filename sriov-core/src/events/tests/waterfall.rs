@@ -71,7 +71,10 @@ fn a_write_becomes_nested_phases_and_its_uncovered_time_is_unexplained() {
     else {
         panic!("no vf_created");
     };
-    assert_eq!((wf.wall_ns, wf.explained_ns, wf.unexplained_ns), (10_000, 9_400, 600));
+    assert_eq!(
+        (wf.wall_ns, wf.explained_ns, wf.unexplained_ns),
+        (10_000, 9_400, 600)
+    );
     let got: Vec<(&str, u32, u64, u64)> = wf
         .phases
         .iter()

@@ -39,7 +39,10 @@ impl Watch {
     /// The waterfalls of the VF-creating writes made since [`start`](Self::start).
     pub fn finish(mut self, host: &dyn Host) -> Result<Vec<Waterfall>> {
         let _g = self.rt.enter();
-        let mut ring = self.probes.take_ring().context("reading the probes' records")?;
+        let mut ring = self
+            .probes
+            .take_ring()
+            .context("reading the probes' records")?;
         let mut records = Vec::new();
         self.rt.block_on(async {
             // what the writes left in the ring, until it stays empty
@@ -69,11 +72,7 @@ fn secs(ns: u64) -> String {
 
 /// The waterfall as text: a header line, then one line per phase.
 pub fn render(w: &Waterfall) -> String {
-    let pct = if w.wall_ns == 0 {
-        100.0
-    } else {
-        w.explained_ns as f64 * 100.0 / w.wall_ns as f64
-    };
+    let pct = w.explained_percent();
     let mut s = format!(
         "where the time of the write of {} to {}'s sriov_numvfs went ({}, {pct:.2} % explained, {} unexplained):\n",
         w.numvfs,
