@@ -366,6 +366,19 @@ pub mod programs {
                 function: "vfio_pci_config_rw",
             },
         ),
+        // a VF reaching its VFIO user and coming back (vfio-pci-core)
+        (
+            "vfio_dev_open",
+            Attach::Kprobe {
+                function: "vfio_pci_core_enable",
+            },
+        ),
+        (
+            "vfio_dev_close",
+            Attach::Kprobe {
+                function: "vfio_pci_core_close_device",
+            },
+        ),
         // administrative changes: the PF driver's ndo_set_vf_* (igb), and
         // the generic sysfs routes
         (

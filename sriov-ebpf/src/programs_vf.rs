@@ -22,8 +22,8 @@ use sriov_ebpf::{
     record::{
         ADMIN_BIND, ADMIN_DRIVER_OVERRIDE, ADMIN_MAC, ADMIN_NUMVFS, ADMIN_RATE, ADMIN_SPOOFCHK,
         ADMIN_TRUST, ADMIN_UNBIND, ADMIN_VLAN, AdminRecord, ConfigRecord, KIND_ADMIN,
-        KIND_CONFIG_ACCESS, KIND_MAILBOX, MBX_FROM_VF, MBX_TO_VF, MBX_WORDS, MailboxRecord,
-        NAME_LEN,
+        KIND_CONFIG_ACCESS, KIND_MAILBOX, KIND_VFIO_DEV, MBX_FROM_VF, MBX_TO_VF, MBX_WORDS,
+        MailboxRecord, NAME_LEN, VFIO_DEV_CLOSE, VFIO_DEV_OPEN, VfioDevRecord,
     },
 };
 
@@ -268,6 +268,39 @@ pub fn config_exit(ctx: RetProbeContext) -> u32 {
         vdev: u64_in(&s.name2, 8),
         total: u64_in(&s.name2, 16),
     });
+    0
+}
+
+// ---------------------------------------------------------------- VFIO users
+
+/// The device of a `struct vfio_pci_core_device *` (its `vfio_device` is
+/// its first member, so the same pointer serves both).
+fn vfio_dev_record(vdev: *const u8, op: u32) {
+    let mut dev = [0u8; NAME_LEN];
+    if let Some(off) = conf(CONF_VFIO_PCI_PDEV)
+        && let Some(pdev) = ptr_at(vdev, off)
+    {
+        dev = pf_name(pdev);
+    }
+    emit(VfioDevRecord {
+        hdr: header(KIND_VFIO_DEV),
+        dev,
+        op,
+        _pad: 0,
+    });
+}
+
+/// `vfio_pci_core_enable(vdev)`: the device's first open by a VFIO user.
+#[kprobe]
+pub fn vfio_dev_open(ctx: ProbeContext) -> u32 {
+    vfio_dev_record(ctx.arg(0).unwrap_or(null()), VFIO_DEV_OPEN);
+    0
+}
+
+/// `vfio_pci_core_close_device(core_vdev)`: its last holder closed it.
+#[kprobe]
+pub fn vfio_dev_close(ctx: ProbeContext) -> u32 {
+    vfio_dev_record(ctx.arg(0).unwrap_or(null()), VFIO_DEV_CLOSE);
     0
 }
 

@@ -31,7 +31,7 @@ use sriov_core::{
     events::{
         AccessOp, Actor, AdminChange, AdminField, Clock, ConfigAccess, DmaLatency, DmaOp, Drift,
         Event, EventEnvelope, IrqLatency, MailboxMessage, NdjsonWriter, Phase, PolicyAction,
-        PolicyRule, Process, VfActivity, VfDrift, VfIdentity, Waterfall,
+        PolicyRule, Process, VfActivity, VfDrift, VfIdentity, VfioOp, Waterfall,
     },
     fixture::{self, PfSpec},
     host::{VfAttr, VfNetInfo, VfNetlink as _, VfStats, fake::FakeKernel},
@@ -501,6 +501,10 @@ fn samples(full: bool) -> Vec<Event> {
                 vec![]
             },
         }),
+        Event::VfioDevice {
+            device: VF0.into(),
+            op: if full { VfioOp::Close } else { VfioOp::Open },
+        },
     ];
     for e in &list {
         match e {
@@ -524,7 +528,8 @@ fn samples(full: bool) -> Vec<Event> {
             | Event::AdminChange(_)
             | Event::SriovPhase { .. }
             | Event::VfCreated(_)
-            | Event::VfDrift(_) => {}
+            | Event::VfDrift(_)
+            | Event::VfioDevice { .. } => {}
         }
     }
     list

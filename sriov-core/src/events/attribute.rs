@@ -460,6 +460,16 @@ impl Attributor {
                 };
                 (&r.hdr, None, event)
             }
+            Record::VfioDev(r) => {
+                let device = text(&r.dev);
+                let vf = self.identity(host, &device);
+                let op = if r.op == record::VFIO_DEV_OPEN {
+                    super::VfioOp::Open
+                } else {
+                    super::VfioOp::Close
+                };
+                (&r.hdr, vf, Event::VfioDevice { device, op })
+            }
             Record::Policy(r) => {
                 let rule = super::PolicyRule::from_code(r.rule);
                 let pf_rule = matches!(

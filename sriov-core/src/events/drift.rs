@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use std::path::Path;
 
-use super::{AdminField, Event, EventEnvelope};
+use super::{AdminField, Event, EventEnvelope, VfioOp};
 use crate::{discover::Pf, host::Host};
 
 /// Drivers that hand a VF out of the host's hands.
@@ -58,6 +58,8 @@ pub struct Drifts {
     /// VF BDF to its (PF, index) and settings as last known.
     known: BTreeMap<String, (String, u32, Settings)>,
     out: BTreeMap<String, HandedOut>,
+    /// VFs on a netdev driver whose netdev was seen here, and the driver.
+    netdevs: BTreeMap<String, String>,
 }
 
 fn settings_of(vf: &crate::discover::Vf) -> Settings {
@@ -84,7 +86,10 @@ impl Drifts {
         Self::default()
     }
 
-    fn on_inventory(&mut self, pfs: &[Pf]) {
+    /// A scan: the settings as they are, and VFs whose netdev left this
+    /// network namespace (handed out, e.g. to a container) or came back
+    /// (released).
+    fn on_inventory(&mut self, ev: &EventEnvelope, pfs: &[Pf]) -> Vec<EventEnvelope> {
         let mut known = BTreeMap::new();
         for pf in pfs {
             for vf in &pf.vfs {
@@ -100,13 +105,79 @@ impl Drifts {
         }
         self.known = known;
         self.out.retain(|bdf, _| self.known.contains_key(bdf));
+        let mut drifts = Vec::new();
+        for pf in pfs {
+            for vf in &pf.vfs {
+                let Some(driver) = vf.driver.as_deref().filter(|d| !HANDING_OUT.contains(d)) else {
+                    self.netdevs.remove(&vf.bdf);
+                    continue;
+                };
+                match (&vf.netdev, self.netdevs.get(&vf.bdf)) {
+                    // its netdev went to another namespace: handed out
+                    (None, Some(d)) if d == driver => {
+                        if let Some((_, _, s)) = self.known.get(&vf.bdf) {
+                            let h = HandedOut {
+                                driver: format!("{driver} (netdev in another namespace)"),
+                                ts_ns: ev.ts_ns,
+                                settings: s.clone(),
+                            };
+                            self.out.insert(vf.bdf.clone(), h);
+                        }
+                        self.netdevs.remove(&vf.bdf);
+                    }
+                    (Some(_), None) => {
+                        self.netdevs.insert(vf.bdf.clone(), driver.to_string());
+                        let back = self
+                            .out
+                            .get(&vf.bdf)
+                            .is_some_and(|h| h.driver.starts_with(driver));
+                        if back {
+                            drifts.extend(self.release(&vf.bdf, ev, "netns"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        drifts
     }
 
-    /// Take in `ev`; a `vf_drift` when it releases a handed-out VF that
-    /// was left changed.
-    pub fn on_event(&mut self, ev: &EventEnvelope) -> Option<EventEnvelope> {
+    /// A hand-out of `device` to `driver` at `ts_ns`, as its settings are.
+    fn hand_out(&mut self, device: &str, driver: &str, ts_ns: u64) {
+        if let Some((_, _, s)) = self.known.get(device) {
+            let h = HandedOut {
+                driver: driver.to_string(),
+                ts_ns,
+                settings: s.clone(),
+            };
+            self.out.insert(device.to_string(), h);
+        }
+    }
+
+    /// Take in `ev`; the `vf_drift`s of the VFs it releases that were left
+    /// changed.
+    pub fn on_event(&mut self, ev: &EventEnvelope) -> Vec<EventEnvelope> {
+        self.on_event_one(ev).into_iter().flatten().collect()
+    }
+
+    fn on_event_one(&mut self, ev: &EventEnvelope) -> Option<Vec<EventEnvelope>> {
         match &ev.event {
-            Event::Inventory { pfs } => self.on_inventory(pfs),
+            Event::Inventory { pfs } => return Some(self.on_inventory(ev, pfs)),
+            Event::VfioDevice { device, op } => {
+                return match op {
+                    // its user has it now: what it gets is the hand-out
+                    VfioOp::Open => {
+                        self.hand_out(device, "vfio-pci", ev.ts_ns);
+                        None
+                    }
+                    VfioOp::Close => {
+                        let d = self.release(device, ev, "vfio_close");
+                        // still bound: handed out again as it is now
+                        self.hand_out(device, "vfio-pci", ev.ts_ns);
+                        d.map(|d| vec![d])
+                    }
+                };
+            }
             Event::AdminChange(c) => {
                 let device = c.device.as_deref()?;
                 if c.ret < 0 {
@@ -120,7 +191,7 @@ impl Drifts {
                     AdminField::Rate => "rate",
                     AdminField::DriverOverride => "driver_override",
                     AdminField::Unbind => {
-                        return self.release(device, ev, "unbind");
+                        return self.release(device, ev, "unbind").map(|d| vec![d]);
                     }
                     _ => return None,
                 };
@@ -140,17 +211,9 @@ impl Drifts {
                 ..
             } if *ret == 0 => {
                 if HANDING_OUT.contains(&driver.as_str()) {
-                    let (_, _, s) = self.known.get(device)?;
-                    self.out.insert(
-                        device.clone(),
-                        HandedOut {
-                            driver: driver.clone(),
-                            ts_ns: ev.ts_ns,
-                            settings: s.clone(),
-                        },
-                    );
+                    self.hand_out(device, driver, ev.ts_ns);
                 } else {
-                    return self.release(device, ev, driver);
+                    return self.release(device, ev, driver).map(|d| vec![d]);
                 }
             }
             Event::VfRemoved {

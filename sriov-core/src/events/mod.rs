@@ -89,6 +89,14 @@ pub enum DmaOp {
     Unmap,
 }
 
+/// What happened to a device driven through VFIO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VfioOp {
+    Open,
+    Close,
+}
+
 /// IRQ handler time of a VF, from the kernel's log2 histograms: `p50` and
 /// `p99` are the upper bound of the power-of-two bucket the percentile falls
 /// in, clamped to `max` (so at most 2x the true value, never below it).
@@ -240,6 +248,9 @@ pub enum Event {
     /// A VF released by the driver it was handed out to, with what its
     /// user left changed.
     VfDrift(VfDrift),
+    /// A device driven through VFIO: opened by its user (`open`, the
+    /// first open), or closed by its last holder (`close`).
+    VfioDevice { device: String, op: VfioOp },
     /// Records the kernel dropped (ring buffer full) since the last report.
     Lost { records: u64 },
     /// A hook that could not be attached.
@@ -387,6 +398,7 @@ impl Event {
         "sriov_phase",
         "vf_created",
         "vf_drift",
+        "vfio_device",
     ];
 
     /// The `kind` tag this event serializes with.
@@ -413,6 +425,7 @@ impl Event {
             Self::SriovPhase { .. } => "sriov_phase",
             Self::VfCreated(_) => "vf_created",
             Self::VfDrift(_) => "vf_drift",
+            Self::VfioDevice { .. } => "vfio_device",
         }
     }
 }

@@ -6,6 +6,49 @@ pub const KIND_MAILBOX: u32 = 10;
 pub const KIND_CONFIG_ACCESS: u32 = 11;
 pub const KIND_ADMIN: u32 = 12;
 pub const KIND_SPAN: u32 = 13;
+pub const KIND_VFIO_DEV: u32 = 14;
+
+/// `VfioDevRecord::op`: a VFIO user opened the device
+/// (`vfio_pci_core_enable`, at its first open).
+pub const VFIO_DEV_OPEN: u32 = 1;
+/// Its last holder closed it (`vfio_pci_core_close_device`).
+pub const VFIO_DEV_CLOSE: u32 = 2;
+
+/// A device driven through VFIO opened by its user, or closed by its last.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VfioDevRecord {
+    pub hdr: Header,
+    pub dev: [u8; NAME_LEN],
+    /// `VFIO_DEV_*`.
+    pub op: u32,
+    pub _pad: u32,
+}
+
+impl VfioDevRecord {
+    pub const SIZE: usize = Header::SIZE + NAME_LEN + 8;
+}
+
+impl TryFrom<&[u8]> for VfioDevRecord {
+    type Error = DecodeError;
+    fn try_from(b: &[u8]) -> Result<Self, DecodeError> {
+        let hdr = Header::try_from(b)?;
+        let r = Reader::new(b, hdr.kind, Self::SIZE)?;
+        let op = r.u32(72)?;
+        if op != VFIO_DEV_OPEN && op != VFIO_DEV_CLOSE {
+            return Err(DecodeError::BadField {
+                kind: hdr.kind,
+                field: "op",
+            });
+        }
+        Ok(Self {
+            hdr,
+            dev: r.arr(40)?,
+            op,
+            _pad: 0,
+        })
+    }
+}
 
 /// `SpanRecord::what` of `pci_enable_sriov(pf, n)`: `arg` is n.
 pub const SPAN_ENABLE_SRIOV: u32 = 1;
@@ -268,6 +311,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConfigRecord>() == ConfigRecord::SIZE);
     assert!(core::mem::size_of::<AdminRecord>() == AdminRecord::SIZE);
     assert!(core::mem::size_of::<SpanRecord>() == SpanRecord::SIZE);
+    assert!(core::mem::size_of::<VfioDevRecord>() == VfioDevRecord::SIZE);
     assert!(core::mem::offset_of!(MailboxRecord, hw) == 152);
     assert!(core::mem::offset_of!(ConfigRecord, latency_ns) == 104);
     assert!(core::mem::offset_of!(ConfigRecord, total) == 120);

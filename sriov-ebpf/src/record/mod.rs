@@ -464,6 +464,7 @@ pub enum Record {
     ConfigAccess(ConfigRecord),
     Admin(AdminRecord),
     Span(SpanRecord),
+    VfioDev(VfioDevRecord),
 }
 
 impl Record {
@@ -484,6 +485,7 @@ impl Record {
             KIND_CONFIG_ACCESS => Self::ConfigAccess(b.try_into()?),
             KIND_ADMIN => Self::Admin(b.try_into()?),
             KIND_SPAN => Self::Span(b.try_into()?),
+            KIND_VFIO_DEV => Self::VfioDev(b.try_into()?),
             k => return Err(DecodeError::UnknownKind(k)),
         })
     }

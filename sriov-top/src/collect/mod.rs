@@ -305,7 +305,7 @@ pub async fn run_with<T: From<Collected>>(
     // vf_drift: what a VF's user left behind when it is released
     let mut drifts = Drifts::new();
     let first = EventEnvelope::new(now(), Event::Inventory { pfs: inv.pfs });
-    drifts.on_event(&first);
+    let _ = drifts.on_event(&first);
     if !out.event(first).await {
         return Ok(());
     }
@@ -380,7 +380,10 @@ pub async fn run_with<T: From<Collected>>(
                             };
                             let created = waterfalls.on_event(&ev);
                             let drift = drifts.on_event(&ev);
-                            let ws = ws.into_iter().chain(keep_drift(host, drift.as_ref())).collect::<Vec<_>>();
+                            let ws: Vec<Collected> = ws
+                                .into_iter()
+                                .chain(drift.iter().filter_map(|d| keep_drift(host, Some(d))))
+                                .collect();
                             let evs = traps
                                 .admit(&rec, ev)
                                 .into_iter()
@@ -420,9 +423,9 @@ pub async fn run_with<T: From<Collected>>(
                 }
                 let drifted: Vec<EventEnvelope> = evs
                     .iter()
-                    .filter_map(|c| match c {
+                    .flat_map(|c| match c {
                         Collected::Event(e) => drifts.on_event(e),
-                        _ => None,
+                        _ => Vec::new(),
                     })
                     .collect();
                 for d in drifted {

@@ -229,6 +229,13 @@ pub fn summary(ev: &Event) -> String {
         ),
         Event::VfCreated(w) => talk::waterfall_line(w),
         Event::VfDrift(d) => talk::drift(d),
+        Event::VfioDevice { device, op } => format!(
+            "{device} {} through VFIO",
+            match op {
+                sriov_core::events::VfioOp::Open => "opened by its user",
+                sriov_core::events::VfioOp::Close => "closed by its last holder",
+            }
+        ),
     }
 }
 

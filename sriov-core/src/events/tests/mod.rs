@@ -4,6 +4,7 @@
 
 mod attribution;
 mod conversation;
+mod drift;
 mod intervals;
 mod irqs;
 mod output;

@@ -434,6 +434,10 @@ fn samples() -> Vec<Event> {
                 now: serde_json::json!({"vlan": 42, "qos": 0}),
             }],
         }),
+        Event::VfioDevice {
+            device: "0000:01:10.2".into(),
+            op: VfioOp::Close,
+        },
     ]
 }
 
