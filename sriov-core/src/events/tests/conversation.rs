@@ -8,7 +8,6 @@ use sriov_ebpf::record::{
 
 use super::*;
 use crate::{
-    host::VfNetInfo,
     mbxproto::{Args, Direction, Verdict},
     types::MacAddr,
 };
@@ -232,18 +231,7 @@ fn admin_changes_carry_the_old_value_the_new_one_and_the_actor() {
     let (_d, _s, host) = lab(2);
     let mut inv = crate::discover::discover(&host).unwrap();
     for vf in &mut inv.pfs[0].vfs {
-        vf.config = Some(VfNetInfo {
-            vf: vf.index,
-            mac: None,
-            vlan: 0,
-            qos: 0,
-            spoofchk: Some(true),
-            trust: Some(false),
-            link_state: None,
-            min_tx_rate: 0,
-            max_tx_rate: 0,
-            stats: None,
-        });
+        vf.config = Some(net_info(vf.index, 0));
     }
     let mut attr = Attributor::default();
     attr.refresh_with(&host, &inv);

@@ -2,24 +2,12 @@
 use serde_json::json;
 
 use super::*;
-use crate::host::VfNetInfo;
 
 fn inventory(vlan1: u16, vf0_netdev: bool) -> EventEnvelope {
     let (_d, _s, host) = lab(2);
     let mut inv = crate::discover::discover(&host).unwrap();
     for vf in &mut inv.pfs[0].vfs {
-        vf.config = Some(VfNetInfo {
-            vf: vf.index,
-            mac: None,
-            vlan: if vf.index == 1 { vlan1 } else { 0 },
-            qos: 0,
-            spoofchk: Some(true),
-            trust: Some(false),
-            link_state: None,
-            min_tx_rate: 0,
-            max_tx_rate: 0,
-            stats: None,
-        });
+        vf.config = Some(net_info(vf.index, if vf.index == 1 { vlan1 } else { 0 }));
         if vf.index == 0 && !vf0_netdev {
             vf.netdev = None;
         }

@@ -93,6 +93,23 @@ fn identity(index: u32, bdf: &str, group: u32) -> VfIdentity {
 
 // ---- hand-built records, at the offsets documented in record.rs ----
 
+/// The PF driver's view of VF `index` as the lab starts it: no MAC, VLAN
+/// `vlan`, spoofchk on, trust off, no rate limit.
+fn net_info(index: u32, vlan: u16) -> crate::host::VfNetInfo {
+    crate::host::VfNetInfo {
+        vf: index,
+        mac: None,
+        vlan,
+        qos: 0,
+        spoofchk: Some(true),
+        trust: Some(false),
+        link_state: None,
+        min_tx_rate: 0,
+        max_tx_rate: 0,
+        stats: None,
+    }
+}
+
 fn padded(s: &str, len: usize) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.resize(len, 0);
