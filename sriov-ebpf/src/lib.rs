@@ -54,6 +54,33 @@ pub struct ConfigKey {
 impl ConfigKey {
     pub const SIZE: usize = 16;
     pub const WRITE: u32 = 1 << 31;
+
+    /// A key as the map holds it.
+    pub fn from_le_bytes(b: [u8; Self::SIZE]) -> Self {
+        let [
+            v0,
+            v1,
+            v2,
+            v3,
+            v4,
+            v5,
+            v6,
+            v7,
+            o0,
+            o1,
+            o2,
+            o3,
+            w0,
+            w1,
+            w2,
+            w3,
+        ] = b;
+        Self {
+            vdev: u64::from_le_bytes([v0, v1, v2, v3, v4, v5, v6, v7]),
+            offset: u32::from_le_bytes([o0, o1, o2, o3]),
+            width_op: u32::from_le_bytes([w0, w1, w2, w3]),
+        }
+    }
 }
 
 /// Accesses to one [`ConfigKey`]: since the probes were loaded, and when
@@ -70,6 +97,20 @@ pub struct ConfigWindow {
 
 impl ConfigWindow {
     pub const SIZE: usize = 24;
+
+    /// A value as the map holds it.
+    pub fn from_le_bytes(b: [u8; Self::SIZE]) -> Self {
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[8 * i..8 * i + 8]);
+            u64::from_le_bytes(a)
+        };
+        Self {
+            total: u64_at(0),
+            window_start_ns: u64_at(1),
+            last_ns: u64_at(2),
+        }
+    }
 }
 
 /// Length of a `config_access` window (kernel ns): per register, one record

@@ -132,15 +132,21 @@ pub(crate) fn emit<T: 'static>(rec: T) {
 /// at offset 0 of both (`kobj.name`, `name`).
 pub(crate) fn name_at(obj: *const u8) -> [u8; NAME_LEN] {
     let mut out = [0u8; NAME_LEN];
-    if obj.is_null() {
-        return out;
-    }
-    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an Err.
-    if let Ok(p) = unsafe { bpf_probe_read_kernel(obj as *const *const u8) } {
-        // SAFETY: as above, for the string.
+    if let Some(p) = ptr_at(obj, 0) {
+        // SAFETY: bpf_probe_read_kernel_str_bytes checks the address.
         let _ = unsafe { bpf_probe_read_kernel_str_bytes(p, &mut out) };
     }
     out
+}
+
+/// Read a kernel pointer at `base + off` (`None` for a null `base` or an
+/// address that does not read).
+pub(crate) fn ptr_at(base: *const u8, off: usize) -> Option<*const u8> {
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an Err.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(off) as *const *const u8) }.ok()
 }
 
 /// Depth of the open calls of `hook` on this thread (0: none).

@@ -29,17 +29,8 @@ use sriov_ebpf::{
 
 use crate::programs::{
     EMPTY, EVENTS, HOOK_ADMIN, HOOK_MBX, Start, conf, emit, header, lost, name_at, now, null,
-    pf_name, start, take, tid,
+    pf_name, ptr_at, start, take, tid,
 };
-
-/// Read a kernel pointer at `base + off`.
-fn ptr_at(base: *const u8, off: usize) -> Option<*const u8> {
-    if base.is_null() {
-        return None;
-    }
-    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an Err.
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(off) as *const *const u8) }.ok()
-}
 
 // ---------------------------------------------------------------- mailbox
 
@@ -149,9 +140,22 @@ fn user_value(buf: u64, count: u64) -> u64 {
 #[map(name = "CONFIG_WINDOWS")]
 static CONFIG_WINDOWS: LruHashMap<ConfigKey, ConfigWindow> = LruHashMap::with_max_entries(16384, 0);
 
+/// An access being recorded: what its return needs.
+#[derive(Clone, Copy)]
+struct ConfigOpen {
+    ts: u64,
+    dev: [u8; NAME_LEN],
+    key: ConfigKey,
+    buf: u64,
+    count: u64,
+    /// A write's value (read from user space at entry).
+    value: u64,
+    total: u64,
+}
+
 /// The access being recorded, by thread (config accesses do not nest).
 #[map(name = "CONFIG_OPEN")]
-static CONFIG_OPEN: HashMap<u32, Start> = HashMap::with_max_entries(1024, 0);
+static CONFIG_OPEN: HashMap<u32, ConfigOpen> = HashMap::with_max_entries(1024, 0);
 
 /// Count an access to `key` at `now`: whether it begins a window (then it
 /// is recorded), and the total so far.
@@ -210,81 +214,71 @@ pub fn config_entry(ctx: ProbeContext) -> u32 {
     if !record {
         return 0;
     }
-    let mut s = EMPTY;
-    s.ts = ts;
-    if let Some(off) = conf(CONF_VFIO_PCI_PDEV)
-        && let Some(pdev) = ptr_at(vdev, off)
-    {
-        s.name = pf_name(pdev);
-    }
-    s.a = offset;
-    s.b = buf;
-    s.c = count;
-    if write {
-        // the value is what user space hands in
-        s.d = 1;
-        s.name2[..8].copy_from_slice(&user_value(buf, count).to_le_bytes());
-    }
-    s.name2[8..16].copy_from_slice(&(vdev as u64).to_le_bytes());
-    s.name2[16..24].copy_from_slice(&total.to_le_bytes());
-    let _ = CONFIG_OPEN.insert(&tid(), &s, 0);
+    let open = ConfigOpen {
+        ts,
+        dev: vfio_dev_name(vdev),
+        key,
+        buf,
+        count,
+        // a write's value is what user space hands in
+        value: if write { user_value(buf, count) } else { 0 },
+        total,
+    };
+    let _ = CONFIG_OPEN.insert(&tid(), &open, 0);
     0
-}
-
-/// Bytes `at..at + 8` of `b` as a little-endian u64.
-fn u64_in(b: &[u8; NAME_LEN], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(v)
 }
 
 #[kretprobe]
 pub fn config_exit(ctx: RetProbeContext) -> u32 {
     let t = tid();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(s) = (unsafe { CONFIG_OPEN.get(&t) }).copied() else {
+    let Some(o) = (unsafe { CONFIG_OPEN.get(&t) }).copied() else {
         return 0;
     };
     let _ = CONFIG_OPEN.remove(&t);
     let ret: i64 = ctx.ret();
-    let value = if s.d == 1 {
-        u64_in(&s.name2, 0)
+    let write = o.key.width_op & ConfigKey::WRITE != 0;
+    let value = if write {
+        o.value
     } else if ret > 0 {
         // what the kernel copied out to the reader
-        user_value(s.b, s.c)
+        user_value(o.buf, o.count)
     } else {
         0
     };
     emit(ConfigRecord {
         hdr: header(KIND_CONFIG_ACCESS),
-        dev: s.name,
-        offset: s.a as u32,
-        count: s.c as u32,
+        dev: o.dev,
+        offset: o.key.offset,
+        count: o.count as u32,
         value,
         ret,
-        write: s.d as u32,
+        write: u32::from(write),
         _pad: 0,
-        latency_ns: now().saturating_sub(s.ts),
-        vdev: u64_in(&s.name2, 8),
-        total: u64_in(&s.name2, 16),
+        latency_ns: now().saturating_sub(o.ts),
+        vdev: o.key.vdev,
+        total: o.total,
     });
     0
 }
 
 // ---------------------------------------------------------------- VFIO users
 
-/// The device of a `struct vfio_pci_core_device *` (its `vfio_device` is
-/// its first member, so the same pointer serves both).
-fn vfio_dev_record(vdev: *const u8, op: u32) {
-    let mut dev = [0u8; NAME_LEN];
-    if let Some(off) = conf(CONF_VFIO_PCI_PDEV)
-        && let Some(pdev) = ptr_at(vdev, off)
-    {
-        dev = pf_name(pdev);
+/// The device (BDF) of a `struct vfio_pci_core_device *`, through its
+/// `pdev`; empty when the loader found no offset for it.
+fn vfio_dev_name(vdev: *const u8) -> [u8; NAME_LEN] {
+    match conf(CONF_VFIO_PCI_PDEV).and_then(|off| ptr_at(vdev, off)) {
+        Some(pdev) => pf_name(pdev),
+        None => [0; NAME_LEN],
     }
+}
+
+/// A VFIO open or close of `vdev` (its `vfio_device` is its first member,
+/// so the same pointer serves both functions).
+fn vfio_dev_record(vdev: *const u8, op: u32) {
     emit(VfioDevRecord {
         hdr: header(KIND_VFIO_DEV),
-        dev,
+        dev: vfio_dev_name(vdev),
         op,
         _pad: 0,
     });
@@ -372,12 +366,19 @@ fn admin(what: u32, vf: i64, s: &mut Start) {
     start(HOOK_ADMIN, s);
 }
 
-/// An `ndo_set_vf_*(netdev, vf, ...)` entry: the PF netdev and VF index,
-/// then `args` more integer arguments into `a`, `b`, `c`.
-fn ndo(ctx: &ProbeContext, what: u32, args: usize) {
+/// What every `ndo_set_vf_*(netdev, vf, ...)` entry saves: the PF netdev,
+/// and the VF index.
+fn ndo_entry(ctx: &ProbeContext) -> (Start, i64) {
     let mut s = EMPTY;
     s.name = netdev_name(ctx.arg(0).unwrap_or(null()));
     let vf = ctx.arg::<u64>(1).unwrap_or(u64::MAX) as i32;
+    (s, i64::from(vf))
+}
+
+/// An `ndo_set_vf_*(netdev, vf, ...)` entry with `args` more integer
+/// arguments, into `a`, `b`, `c`.
+fn ndo(ctx: &ProbeContext, what: u32, args: usize) {
+    let (mut s, vf) = ndo_entry(ctx);
     if args > 0 {
         s.a = ctx.arg::<u64>(2).unwrap_or(0);
     }
@@ -387,15 +388,13 @@ fn ndo(ctx: &ProbeContext, what: u32, args: usize) {
     if args > 2 {
         s.c = ctx.arg::<u64>(4).unwrap_or(0);
     }
-    admin(what, i64::from(vf), &mut s);
+    admin(what, vf, &mut s);
 }
 
 /// `ndo_set_vf_mac(netdev, vf, u8 *mac)`.
 #[kprobe]
 pub fn admin_mac(ctx: ProbeContext) -> u32 {
-    let mut s = EMPTY;
-    s.name = netdev_name(ctx.arg(0).unwrap_or(null()));
-    let vf = ctx.arg::<u64>(1).unwrap_or(u64::MAX) as i32;
+    let (mut s, vf) = ndo_entry(&ctx);
     let mac: *const [u8; 6] = ctx.arg(2).unwrap_or(core::ptr::null());
     if !mac.is_null() {
         // SAFETY: a checked read of the 6 MAC bytes.
@@ -403,7 +402,7 @@ pub fn admin_mac(ctx: ProbeContext) -> u32 {
             s.name2[..6].copy_from_slice(&m);
         }
     }
-    admin(ADMIN_MAC, i64::from(vf), &mut s);
+    admin(ADMIN_MAC, vf, &mut s);
     0
 }
 
@@ -539,10 +538,10 @@ fn admin_emit(s: &Start, what: u32, vf: i32, ret: i64) {
 #[kretprobe]
 pub fn admin_exit(ctx: RetProbeContext) -> u32 {
     let Some(s) = take(HOOK_ADMIN) else { return 0 };
-    // ndo_* return int, the stores ssize_t: sign-extend the low half
     let raw: i64 = ctx.ret();
     let what = (s.d & 0xffff_ffff) as u32;
-    // the stores (ssize_t) as they are; the ndo_* return int
+    // the stores return ssize_t, as they are; the ndo_* return int: the
+    // low half, sign-extended
     let ret = match what {
         ADMIN_BIND | ADMIN_UNBIND | ADMIN_DRIVER_OVERRIDE => raw,
         _ => i64::from(raw as i32),

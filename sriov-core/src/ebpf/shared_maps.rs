@@ -222,19 +222,8 @@ impl Probes {
         let mut out = Vec::new();
         for kv in map.iter() {
             let (k, v) = kv.map_err(&err)?;
-            let u32_at =
-                |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-            let u64_at = |b: &[u8], o: usize| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(&b[o..o + 8]);
-                u64::from_le_bytes(a)
-            };
-            let key = ConfigKey {
-                vdev: u64_at(&k, 0),
-                offset: u32_at(&k, 8),
-                width_op: u32_at(&k, 12),
-            };
-            out.push((key, u64_at(&v, 0), u64_at(&v, 16)));
+            let w = ConfigWindow::from_le_bytes(v);
+            out.push((ConfigKey::from_le_bytes(k), w.total, w.last_ns));
         }
         Ok(out)
     }

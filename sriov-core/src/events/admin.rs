@@ -17,7 +17,11 @@ use sriov_ebpf::record::{
 };
 
 use super::lookup::{device_dir, text};
-use crate::{discover::Inventory, host::Host, types::MacAddr};
+use crate::{
+    discover::{Inventory, Vf},
+    host::Host,
+    types::MacAddr,
+};
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,17 +74,53 @@ pub struct AdminChange {
     pub actor: Actor,
 }
 
+/// A VF's administrative settings by name (`mac`, `vlan`, `spoofchk`,
+/// `trust`, `rate`, `driver_override`) as the values `admin_change` and
+/// `vf_drift` report.
+pub(super) type Settings = BTreeMap<&'static str, Value>;
+
+/// The settings of `vf` in the PF driver's view (none without it).
+pub(super) fn settings_of(vf: &Vf) -> Settings {
+    let mut s = Settings::new();
+    if let Some(c) = &vf.config {
+        s.insert("mac", c.mac.map_or(Value::Null, |m| json!(m.to_string())));
+        s.insert("vlan", vlan_value(u64::from(c.vlan), u64::from(c.qos)));
+        if let Some(v) = c.spoofchk {
+            s.insert("spoofchk", Value::Bool(v));
+        }
+        if let Some(v) = c.trust {
+            s.insert("trust", Value::Bool(v));
+        }
+        s.insert(
+            "rate",
+            rate_value(u64::from(c.min_tx_rate), u64::from(c.max_tx_rate)),
+        );
+    }
+    s
+}
+
+impl AdminField {
+    /// The name of the setting this field changes (`None` for the VF
+    /// count and driver binding).
+    pub(super) fn setting(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Mac => "mac",
+            Self::Vlan => "vlan",
+            Self::Spoofchk => "spoofchk",
+            Self::Trust => "trust",
+            Self::Rate => "rate",
+            Self::DriverOverride => "driver_override",
+            Self::LinkState | Self::Numvfs | Self::Bind | Self::Unbind => return None,
+        })
+    }
+}
+
 /// One VF's administrative state.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct VfAdmin {
     bdf: String,
-    mac: Option<Value>,
-    vlan: Option<Value>,
-    spoofchk: Option<Value>,
-    trust: Option<Value>,
-    rate: Option<Value>,
+    settings: Settings,
     driver: Option<String>,
-    driver_override: Option<String>,
 }
 
 /// The state the last scan saw: PFs by netdev, VFs by (PF, index).
@@ -119,20 +159,20 @@ impl AdminState {
             }
             self.numvfs.insert(pf.bdf.clone(), pf.num_vfs);
             for vf in &pf.vfs {
-                let c = vf.config.as_ref();
+                let mut settings = settings_of(vf);
+                let driver_override = host
+                    .read(&device_dir(&vf.bdf).join("driver_override"))
+                    .ok()
+                    .and_then(|t| written(t.as_bytes()))
+                    .filter(|t| t != "(null)");
+                settings.insert(
+                    "driver_override",
+                    driver_override.map_or(Value::Null, Value::String),
+                );
                 let state = VfAdmin {
                     bdf: vf.bdf.clone(),
-                    mac: c.map(|c| c.mac.map_or(Value::Null, |m| json!(m.to_string()))),
-                    vlan: c.map(|c| vlan_value(u64::from(c.vlan), u64::from(c.qos))),
-                    spoofchk: c.and_then(|c| c.spoofchk).map(Value::Bool),
-                    trust: c.and_then(|c| c.trust).map(Value::Bool),
-                    rate: c.map(|c| rate_value(u64::from(c.min_tx_rate), u64::from(c.max_tx_rate))),
+                    settings,
                     driver: vf.driver.clone(),
-                    driver_override: host
-                        .read(&device_dir(&vf.bdf).join("driver_override"))
-                        .ok()
-                        .and_then(|t| written(t.as_bytes()))
-                        .filter(|t| t != "(null)"),
                 };
                 self.vfs.insert((pf.bdf.clone(), vf.index), state);
             }
@@ -181,15 +221,19 @@ impl AdminState {
                 };
                 let (pf, vf_index, old) = match self.by_bdf(&bdf) {
                     Some(((pf, i), v)) => {
-                        let slot = if field == AdminField::DriverOverride {
-                            &mut v.driver_override
+                        let old = if field == AdminField::DriverOverride {
+                            let old = v.settings.get("driver_override").cloned();
+                            if ok {
+                                v.settings.insert("driver_override", new.clone());
+                            }
+                            old.unwrap_or(Value::Null)
                         } else {
-                            &mut v.driver
+                            let old = v.driver.clone().map_or(Value::Null, Value::String);
+                            if ok {
+                                v.driver = new.as_str().map(str::to_string);
+                            }
+                            old
                         };
-                        let old = slot.clone().map_or(Value::Null, Value::String);
-                        if ok {
-                            *slot = new.as_str().map(str::to_string);
-                        }
                         (Some(pf.clone()), Some(*i), Some(old))
                     }
                     None => (None, None, None),
@@ -245,24 +289,13 @@ impl AdminState {
         };
         let (device, old) = match vf {
             Some(v) => {
-                let slot = match field {
-                    AdminField::Mac => Some(&mut v.mac),
-                    AdminField::Vlan => Some(&mut v.vlan),
-                    AdminField::Spoofchk => Some(&mut v.spoofchk),
-                    AdminField::Trust => Some(&mut v.trust),
-                    AdminField::Rate => Some(&mut v.rate),
-                    _ => None,
-                };
-                let old = match slot {
-                    Some(s) => {
-                        let old = s.clone();
-                        if r.ret == 0 {
-                            *s = Some(new.clone());
-                        }
-                        old
+                let old = field.setting().and_then(|k| {
+                    let old = v.settings.get(k).cloned();
+                    if r.ret == 0 {
+                        v.settings.insert(k, new.clone());
                     }
-                    None => None,
-                };
+                    old
+                });
                 (Some(v.bdf.clone()), old)
             }
             None => (None, None),

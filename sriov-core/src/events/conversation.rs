@@ -13,7 +13,7 @@ use sriov_ebpf::record::{ConfigRecord, MBX_FROM_VF, MailboxRecord};
 use super::{Event, lookup::device_dir};
 use crate::{
     host::Host,
-    mbxproto::{self, Args, Direction, Verdict},
+    mbxproto::{self, Args, Direction, MailboxProtocol, Verdict},
     pcicfg::ConfigLayout,
 };
 
@@ -116,7 +116,7 @@ impl Life {
     pub(super) fn mailbox(&mut self, r: &MailboxRecord, pf: Option<String>) -> Event {
         // the hooks are igb's: its protocol decodes them (a second driver
         // comes with its own hooks and names its protocol)
-        let proto = mbxproto::protocol_for("igb");
+        let proto: &dyn MailboxProtocol = &mbxproto::igb::Igb;
         let direction = if r.dir == MBX_FROM_VF {
             Direction::VfToPf
         } else {
@@ -124,38 +124,19 @@ impl Life {
         };
         let n = (r.size as usize).min(r.words.len());
         let words = r.words[..n].to_vec();
-        let mut m = match proto {
-            Some(p) => {
-                let d = p.decode(direction, &words);
-                MailboxMessage {
-                    pf: pf.clone(),
-                    vf_index: r.vf,
-                    direction,
-                    msg: d.msg.to_string(),
-                    msg_type: d.msg_type,
-                    verdict: d.verdict,
-                    cts: d.cts,
-                    args: d.args,
-                    words: words.clone(),
-                    ret: r.ret,
-                    latency_ns: None,
-                }
-            }
-            None => MailboxMessage {
-                pf: pf.clone(),
-                vf_index: r.vf,
-                direction,
-                msg: "UNKNOWN".into(),
-                msg_type: words.first().map_or(0, |w| w & 0xffff),
-                verdict: None,
-                cts: false,
-                args: Args::Raw {
-                    words: words.clone(),
-                },
-                words: words.clone(),
-                ret: r.ret,
-                latency_ns: None,
-            },
+        let d = proto.decode(direction, &words);
+        let mut m = MailboxMessage {
+            pf: pf.clone(),
+            vf_index: r.vf,
+            direction,
+            msg: d.msg.to_string(),
+            msg_type: d.msg_type,
+            verdict: d.verdict,
+            cts: d.cts,
+            args: d.args,
+            words,
+            ret: r.ret,
+            latency_ns: None,
         };
         let key = (pf.unwrap_or_default(), r.vf);
         match (direction, m.verdict) {
@@ -179,7 +160,7 @@ impl Life {
                     && p.msg_type == m.msg_type
                 {
                     m.latency_ns = Some(r.hdr.ts_ns.saturating_sub(p.ts_ns));
-                    if !proto.is_some_and(|p| p.reply_has_args(m.msg_type)) {
+                    if !proto.reply_has_args(m.msg_type) {
                         m.args = p.args;
                     }
                 }
@@ -219,20 +200,13 @@ impl Life {
     /// The capability layout of `device`, read from its `config` once (an
     /// unreadable one names only the header's fields).
     fn layout(&mut self, host: &dyn Host, device: &str) -> &ConfigLayout {
-        if !self.layouts.contains_key(device) {
-            if self.layouts.len() >= LAYOUTS_MAX {
-                self.layouts.clear();
-            }
-            let bytes = host
-                .read_bytes(&device_dir(device).join("config"))
-                .unwrap_or_default();
-            self.layouts
-                .insert(device.to_string(), ConfigLayout::parse(&bytes));
+        if self.layouts.len() >= LAYOUTS_MAX && !self.layouts.contains_key(device) {
+            self.layouts.clear();
         }
-        // just inserted when missing
-        self.layouts
-            .entry(device.to_string())
-            .or_insert_with(|| ConfigLayout::parse(&[]))
+        self.layouts.entry(device.to_string()).or_insert_with(|| {
+            let config = host.read_bytes(&device_dir(device).join("config"));
+            ConfigLayout::parse(&config.unwrap_or_default())
+        })
     }
 
     /// A device came or went: its layout is read again next time.

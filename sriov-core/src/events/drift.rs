@@ -8,11 +8,14 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use std::path::Path;
 
-use super::{AdminField, Event, EventEnvelope, VfioOp};
+use super::{
+    AdminField, Event, EventEnvelope, VfioOp,
+    admin::{Settings, settings_of},
+};
 use crate::{discover::Pf, host::Host};
 
 /// Drivers that hand a VF out of the host's hands.
@@ -42,9 +45,6 @@ pub struct VfDrift {
     pub left: Vec<Drift>,
 }
 
-/// The settings compared, by field name.
-type Settings = BTreeMap<&'static str, Value>;
-
 #[derive(Debug, Clone)]
 struct HandedOut {
     driver: String,
@@ -60,25 +60,6 @@ pub struct Drifts {
     out: BTreeMap<String, HandedOut>,
     /// VFs on a netdev driver whose netdev was seen here, and the driver.
     netdevs: BTreeMap<String, String>,
-}
-
-fn settings_of(vf: &crate::discover::Vf) -> Settings {
-    let mut s = Settings::new();
-    if let Some(c) = &vf.config {
-        s.insert("mac", c.mac.map_or(Value::Null, |m| json!(m.to_string())));
-        s.insert("vlan", json!({"vlan": c.vlan, "qos": c.qos}));
-        if let Some(v) = c.spoofchk {
-            s.insert("spoofchk", json!(v));
-        }
-        if let Some(v) = c.trust {
-            s.insert("trust", json!(v));
-        }
-        s.insert(
-            "rate",
-            json!({"min_tx_rate": c.min_tx_rate, "max_tx_rate": c.max_tx_rate}),
-        );
-    }
-    s
 }
 
 impl Drifts {
@@ -115,14 +96,8 @@ impl Drifts {
                 match (&vf.netdev, self.netdevs.get(&vf.bdf)) {
                     // its netdev went to another namespace: handed out
                     (None, Some(d)) if d == driver => {
-                        if let Some((_, _, s)) = self.known.get(&vf.bdf) {
-                            let h = HandedOut {
-                                driver: format!("{driver} (netdev in another namespace)"),
-                                ts_ns: ev.ts_ns,
-                                settings: s.clone(),
-                            };
-                            self.out.insert(vf.bdf.clone(), h);
-                        }
+                        let to = format!("{driver} (netdev in another namespace)");
+                        self.hand_out(&vf.bdf, &to, ev.ts_ns);
                         self.netdevs.remove(&vf.bdf);
                     }
                     (Some(_), None) => {
@@ -183,18 +158,10 @@ impl Drifts {
                 if c.ret < 0 {
                     return None;
                 }
-                let field = match c.field {
-                    AdminField::Mac => "mac",
-                    AdminField::Vlan => "vlan",
-                    AdminField::Spoofchk => "spoofchk",
-                    AdminField::Trust => "trust",
-                    AdminField::Rate => "rate",
-                    AdminField::DriverOverride => "driver_override",
-                    AdminField::Unbind => {
-                        return self.release(device, ev, "unbind").map(|d| vec![d]);
-                    }
-                    _ => return None,
-                };
+                if c.field == AdminField::Unbind {
+                    return self.release(device, ev, "unbind").map(|d| vec![d]);
+                }
+                let field = c.field.setting()?;
                 if let Some((_, _, s)) = self.known.get_mut(device) {
                     let mut new = c.new.clone();
                     // the PF driver's view has no proto: compare like with like
