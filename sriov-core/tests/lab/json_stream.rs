@@ -36,11 +36,12 @@ impl JsonStream {
         s
     }
 
-    /// Every line written so far.
+    /// Every line written so far (a last line still being written, not yet
+    /// ended by its newline, is not one yet).
     pub fn lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.path)
-            .unwrap_or_default()
-            .lines()
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let done = text.rfind('\n').map_or("", |i| &text[..=i]);
+        done.lines()
             .map(|l| {
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}"))
             })
