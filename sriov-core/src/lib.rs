@@ -12,6 +12,7 @@ pub mod fixture;
 pub mod host;
 pub mod mbxproto;
 pub mod ops;
+pub mod owner;
 pub mod pcicfg;
 pub mod plan;
 pub mod policy;
