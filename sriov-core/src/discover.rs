@@ -141,6 +141,10 @@ pub struct Vf {
     pub iommu_group: Option<u32>,
     /// The PF driver's view (MAC, VLAN, spoofchk, trust, rates, stats).
     pub config: Option<VfNetInfo>,
+    /// Who holds it (processes, VM, container, pod, netns); `None` when
+    /// not looked up or nobody does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::owner::VfOwner>,
 }
 
 /// Which device a user named.
@@ -416,6 +420,7 @@ fn read_vf(
         netdev: netdevs.netdev(host, bdf),
         iommu_group: iommu_group.and_then(|g| g.parse().ok()),
         config: None,
+        owner: None,
     })
 }
 
@@ -481,6 +486,7 @@ mod tests {
                 stats,
                 ..VfNetInfo::default()
             }),
+            owner: None,
         }
     }
 

@@ -56,6 +56,7 @@ fn inventory() -> Vec<Pf> {
                         stats: Some(VfStats::default()),
                         ..VfNetInfo::default()
                     }),
+                    owner: None,
                 })
                 .collect(),
         })
@@ -78,6 +79,7 @@ fn stats(p: u32, v: u32, tick: u64) -> EventEnvelope {
             }),
             irq_latency_interval_ns: None,
             irq_latency_log2_ns: vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 5],
+            irq_handler_ns_total: 20_000,
             vfio_irqs_total: 0,
             dma_bytes_mapped: k << 20,
             dma_bytes_unmapped: 0,

@@ -5,5 +5,6 @@ pub mod cli;
 pub mod collect;
 pub mod policy;
 pub mod replay;
+pub mod serve;
 pub mod stream;
 pub mod tui;

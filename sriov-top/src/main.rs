@@ -5,14 +5,39 @@ use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser;
 use sriov_top::{
-    cli::Cli,
+    cli::{Cli, Command},
     replay::Replay,
+    serve::{self, ServeError},
     stream,
     tui::session::{self, Source},
 };
 
+/// Warnings of the library (tracing) go to stderr, except in the terminal
+/// UI, which owns the terminal. `RUST_LOG` overrides the level.
+fn install_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.json || cli.command.is_some() {
+        install_tracing();
+    }
+    if cli.replay.is_some() && (cli.kprobes || cli.policy.is_some() || cli.command.is_some()) {
+        eprintln!("sriov-top: error: --replay shows a recorded stream: it takes no --kprobes, --policy or `serve`");
+        return ExitCode::from(2);
+    }
+    if cli.json && cli.command.is_some() {
+        eprintln!("sriov-top: error: --json and `serve` exclude each other: `serve --output FILE` writes the stream beside the metrics");
+        return ExitCode::from(2);
+    }
     // a policy file is checked before anything is loaded: bad input, exit 2;
     // then the policy is claimed: refused (exit 1) while another instance
     // owns one or a --persist policy is in force
@@ -32,6 +57,19 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if let Some(Command::Serve(args)) = &cli.command {
+        return match serve::run(&cli, args, claim) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(ServeError::BadInput(e)) => {
+                eprintln!("sriov-top: error: {e:#}");
+                ExitCode::from(2)
+            }
+            Err(ServeError::Failed(e)) => {
+                eprintln!("sriov-top: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if cli.json {
         return match stream::run(&cli, claim) {

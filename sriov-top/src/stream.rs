@@ -57,6 +57,8 @@ async fn stream(cli: &Cli, claim: Option<Claim>) -> Result<()> {
         require_ebpf: true,
         policy: cli.policy_source(),
         claim,
+        ticks: false,
+        after_load: None,
     };
     let (tx, rx) = mpsc::channel::<Collected>(CHANNEL);
     // the collector ends by itself (duration, SIGINT, SIGTERM) and closes the
@@ -84,6 +86,7 @@ async fn write_all<W: Write>(
                 w.write(&ev)?
             }
             Collected::Warning(msg) => eprintln!("sriov-top: warning: {msg}"),
+            Collected::Tick(_) => {}
             // --json requires the probes: the collector fails instead
             Collected::EbpfUnavailable(why) => {
                 eprintln!("sriov-top: warning: eBPF unavailable: {why:?}")

@@ -245,6 +245,8 @@ fn options() -> CollectOptions {
         require_ebpf: false,
         policy: None,
         claim: None,
+        ticks: false,
+        after_load: None,
     }
 }
 

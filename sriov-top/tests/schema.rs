@@ -36,6 +36,7 @@ use sriov_core::{
     fixture::{self, PfSpec},
     host::{VfAttr, VfNetInfo, VfNetlink as _, VfStats, fake::FakeKernel},
     mbxproto::{Args, Direction, Verdict},
+    owner::{Holder, Netns, Pod, PodSource, VfOwner},
     policy::Mode,
     types::{MacAddr, VfLinkState},
 };
@@ -169,6 +170,30 @@ fn vf(full: bool, config: Option<VfNetInfo>) -> Vf {
         netdev: full.then(|| "eth1".into()),
         iommu_group: full.then_some(u32::MAX),
         config,
+        owner: full.then(|| VfOwner {
+            processes: vec![Holder {
+                pid: u32::MAX,
+                comm: "qemu-system-x86".into(),
+                exe: Some("/usr/bin/qemu-system-x86_64".into()),
+                cgroup: Some("/machine.slice/machine-qemu\\x2d1\\x2dweb1.scope".into()),
+                path: "/dev/vfio/12".into(),
+                vm: Some("web1".into()),
+                container: Some("ab".repeat(32)),
+            }],
+            netns: Some(Netns {
+                inode: u64::MAX,
+                name: Some("blue".into()),
+                netdev: Some("eth9".into()),
+                pid: Some(1),
+            }),
+            pod: Some(Pod {
+                namespace: "default".into(),
+                name: "dpdk-0".into(),
+                container: "app".into(),
+                resource: "intel.com/sriov".into(),
+                source: PodSource::PodResources,
+            }),
+        }),
     }
 }
 
@@ -351,6 +376,7 @@ fn samples(full: bool) -> Vec<Event> {
                 max: u64::MAX,
             }),
             irq_latency_log2_ns: if full { vec![0, u64::MAX] } else { vec![] },
+            irq_handler_ns_total: if full { u64::MAX } else { 0 },
             vfio_irqs_total: u64x,
             dma_bytes_mapped: u64x,
             dma_bytes_unmapped: u64x,

@@ -141,6 +141,10 @@ pub struct VfActivity {
     /// runs under 1 ns); empty buckets at the end are left out.
     #[serde(default)]
     pub irq_latency_log2_ns: Vec<u64>,
+    /// Handler time summed over every timed run since start (the `_sum` of
+    /// a histogram made from `irq_latency_log2_ns`).
+    #[serde(default)]
+    pub irq_handler_ns_total: u64,
     /// Interrupts VFIO forwarded to user space (eventfd).
     pub vfio_irqs_total: u64,
     pub dma_bytes_mapped: u64,

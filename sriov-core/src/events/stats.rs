@@ -216,6 +216,7 @@ impl StatsAggregator {
                     None
                 },
                 irq_latency_log2_ns: trimmed(&now.log2_ns),
+                irq_handler_ns_total: now.total_ns,
                 vfio_irqs_total: now.vfio,
                 dma_bytes_mapped: mapped,
                 dma_bytes_unmapped: unmapped,

@@ -27,7 +27,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use sriov_core::{
     discover::{Pf, discover, fill_counters_from_netdevs},
-    ebpf::{LoadOptions, Probes, describe},
+    ebpf::{LoadOptions, ProgramStats, Probes, describe},
     events::{
         Attributor, Clock, ConfigTraps, Drifts, Event, EventEnvelope, StatsAggregator, Waterfalls,
         record_drift,
@@ -59,6 +59,9 @@ pub enum Collected {
     /// The probes are not loaded; only discovery data (inventory, `stats`
     /// with netlink counters) follows.
     EbpfUnavailable(EbpfUnavailable),
+    /// A tick is over (with [`CollectOptions::ticks`]): the collector is
+    /// alive, and the probes' run-time statistics.
+    Tick(Vec<ProgramStats>),
 }
 
 /// Why there are no eBPF events.
@@ -71,7 +74,6 @@ pub enum EbpfUnavailable {
 }
 
 /// How to collect.
-#[derive(Debug)]
 pub struct CollectOptions {
     /// Between `stats` records and discovery scans.
     pub interval: Duration,
@@ -89,7 +91,32 @@ pub struct CollectOptions {
     /// Its claim, taken before anything was loaded (`None`: taken when the
     /// policy is loaded).
     pub claim: Option<Claim>,
+    /// Send a [`Collected::Tick`] after each tick (the agent's health and
+    /// the probes' run time).
+    pub ticks: bool,
+    /// Called once the probes and the policy are loaded and attached,
+    /// before the first inventory: the agent drops its privileges here. An
+    /// error stops the collector (with everything detached).
+    pub after_load: Option<AfterLoad>,
 }
+
+impl std::fmt::Debug for CollectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectOptions")
+            .field("interval", &self.interval)
+            .field("duration", &self.duration)
+            .field("ring_bytes", &self.ring_bytes)
+            .field("fentry", &self.fentry)
+            .field("require_ebpf", &self.require_ebpf)
+            .field("policy", &self.policy)
+            .field("ticks", &self.ticks)
+            .field("after_load", &self.after_load.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// See [`CollectOptions::after_load`].
+pub type AfterLoad = Box<dyn FnOnce() -> Result<()> + Send>;
 
 /// Decides whether an inventory is worth sending: only when something
 /// other than the VF counters changed since the last one sent.
@@ -298,6 +325,9 @@ pub async fn run_with<T: From<Collected>>(
             }
         }
     }
+    if let Some(f) = opts.after_load.take() {
+        f()?;
+    }
     let mut changes = InventoryChanges::default();
     changes.changed(&inv.pfs);
     let mut stats = StatsAggregator::new();
@@ -439,6 +469,10 @@ pub async fn run_with<T: From<Collected>>(
                             format!("reading the config access counts: {e}")
                         })),
                     }
+                }
+                if opts.ticks {
+                    let programs = probes.as_ref().map(Probes::program_stats).unwrap_or_default();
+                    evs.push(Collected::Tick(programs));
                 }
                 for c in evs {
                     if !out.send(c).await {

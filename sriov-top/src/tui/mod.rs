@@ -56,6 +56,8 @@ impl From<Collected> for AppEvent {
             Collected::Event(e) => Self::Data(e),
             Collected::Warning(w) => Self::Warning(w),
             Collected::EbpfUnavailable(u) => Self::EbpfUnavailable(u),
+            // not asked for by the UI (CollectOptions::ticks)
+            Collected::Tick(_) => Self::Tick,
         }
     }
 }

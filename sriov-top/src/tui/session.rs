@@ -204,6 +204,8 @@ fn start(
                 require_ebpf: false,
                 policy: cli.policy_source(),
                 claim,
+                ticks: false,
+                after_load: None,
             };
             let last = move |r| {
                 let _ = over.send(());

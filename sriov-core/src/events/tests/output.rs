@@ -312,6 +312,7 @@ fn samples() -> Vec<Event> {
                 max: 7,
             }),
             irq_latency_log2_ns: vec![0, 1, 1],
+            irq_handler_ns_total: 7,
             vfio_irqs_total: 0,
             dma_bytes_mapped: 0,
             dma_bytes_unmapped: 0,

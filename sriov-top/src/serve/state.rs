@@ -1,0 +1,307 @@
+//! What the agent exports, folded from the collector's items: the last
+//! inventory (PFs, VFs, owners), each VF's counters and histograms, the
+//! host-wide latencies, policy violations, lost records and the probes'
+//! own run time. [`super::encode`] turns it into `/metrics`.
+//!
+//! A VF is exported while it is in the last inventory: a removed VF's
+//! series go with the next inventory, a new one's come with it. Counters a
+//! VF incarnation made (`created_ns`) start again from zero when it is
+//! created again (a counter reset, as Prometheus expects one).
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sriov_core::{
+    discover::Pf,
+    ebpf::ProgramStats,
+    events::{DmaOp, Event, EventEnvelope, VfActivity},
+    host::VfStats,
+    owner::VfOwner,
+};
+
+/// A latency histogram with power-of-two buckets: bucket i counts values
+/// of [2^i, 2^(i+1)) ns (bucket 0 also 0 ns), like the kernel's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log2Hist {
+    pub buckets: [u64; BUCKETS],
+    pub sum_ns: u64,
+}
+
+/// Buckets of a [`Log2Hist`], as many as the kernel's IRQ histograms
+/// (`IRQ_BUCKETS`): the last also counts everything longer.
+pub const BUCKETS: usize = 32;
+
+impl Default for Log2Hist {
+    fn default() -> Self {
+        Self {
+            buckets: [0; BUCKETS],
+            sum_ns: 0,
+        }
+    }
+}
+
+impl Log2Hist {
+    pub fn record(&mut self, ns: u64) {
+        let i = (63 - ns.max(1).leading_zeros() as usize).min(BUCKETS - 1);
+        self.buckets[i] += 1;
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// One PF as the last inventory saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PfInfo {
+    pub bdf: String,
+    pub netdev: Option<String>,
+    pub driver: Option<String>,
+    pub device: Option<String>,
+    pub num_vfs: u32,
+    pub total_vfs: u32,
+}
+
+/// One VF: what the inventory says and what was counted for it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VfMetrics {
+    pub pf: String,
+    pub index: u32,
+    pub bdf: String,
+    pub netdev: Option<String>,
+    pub driver: Option<String>,
+    pub mac: Option<String>,
+    pub vlan: Option<u16>,
+    pub iommu_group: Option<u32>,
+    pub owner: Option<VfOwner>,
+    /// The incarnation the counters below belong to.
+    pub created_ns: Option<u64>,
+    /// The PF driver's IFLA_VF_STATS counters.
+    pub net: Option<VfStats>,
+    pub irqs: u64,
+    pub vfio_irqs: u64,
+    /// Handler time: the kernel's log2 buckets and the total.
+    pub irq_handler: Log2Hist,
+    pub dma_bytes_mapped: u64,
+    pub dma_bytes_unmapped: u64,
+    pub dma_maps: u64,
+    pub dma_unmaps: u64,
+    pub dma_map: Log2Hist,
+    /// Mailbox messages by (direction, message).
+    pub mailbox: BTreeMap<(String, String), u64>,
+    /// NACKed requests by message.
+    pub mailbox_nacks: BTreeMap<String, u64>,
+    /// Config space accesses through VFIO by op (`read`, `write`).
+    pub config_accesses: BTreeMap<String, u64>,
+    /// Administrative changes by field (`mac`, `vlan`, ...).
+    pub admin_changes: BTreeMap<String, u64>,
+}
+
+/// Everything `/metrics` shows.
+#[derive(Debug, Clone, Default)]
+pub struct AgentState {
+    /// The `node` label.
+    pub node: String,
+    pub pfs: BTreeMap<String, PfInfo>,
+    pub vfs: BTreeMap<String, VfMetrics>,
+    /// VF hot-plug time by (PF, `add`/`remove`).
+    pub hotplug: BTreeMap<(String, &'static str), Log2Hist>,
+    /// Driver probe time by driver.
+    pub probe: BTreeMap<String, Log2Hist>,
+    /// `sriov_numvfs` writes by PF.
+    pub configure: BTreeMap<String, Log2Hist>,
+    /// Policy violations by (rule, action).
+    pub violations: BTreeMap<(String, String), u64>,
+    pub lost: u64,
+    /// `started`: the probes are loaded and attached.
+    pub started: bool,
+    pub hooks_attached: usize,
+    pub hooks_missing: usize,
+    /// Collector ticks, and the wall time of the last (seconds since the
+    /// epoch).
+    pub ticks: u64,
+    pub last_tick_unix: Option<f64>,
+    /// The probes' run time and count (kernel `bpf_stats`).
+    pub programs: Vec<ProgramStats>,
+}
+
+/// A serde enum's tag (`vf_to_pf`, `dma_quota`, ...).
+fn tag<T: Serialize>(t: &T) -> String {
+    match serde_json::to_value(t) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "unknown".into(),
+    }
+}
+
+impl AgentState {
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Fold one event in.
+    pub fn on_event(&mut self, ev: &EventEnvelope) {
+        match &ev.event {
+            Event::Started {
+                hooks_attached,
+                hooks_missing,
+            } => {
+                self.started = true;
+                self.hooks_attached = hooks_attached.len();
+                self.hooks_missing = *hooks_missing;
+            }
+            Event::Inventory { pfs } => self.on_inventory(pfs),
+            Event::Lost { records } => self.lost = self.lost.saturating_add(*records),
+            Event::PolicyViolation { rule, action, .. } => {
+                *self.violations.entry((tag(rule), tag(action))).or_default() += 1
+            }
+            Event::VfAdded {
+                pf: Some(pf),
+                latency_ns,
+                ..
+            } => self.hotplug_time(pf, "add", *latency_ns),
+            Event::VfRemoved {
+                pf: Some(pf),
+                latency_ns,
+                ..
+            } => self.hotplug_time(pf, "remove", *latency_ns),
+            Event::DriverProbe {
+                driver, latency_ns, ..
+            } => self.probe.entry(driver.clone()).or_default().record(*latency_ns),
+            Event::SriovConfigure { pf, latency_ns, .. } => {
+                self.configure.entry(pf.clone()).or_default().record(*latency_ns)
+            }
+            _ => self.on_vf_event(ev),
+        }
+    }
+
+    fn hotplug_time(&mut self, pf: &str, op: &'static str, ns: u64) {
+        self.hotplug.entry((pf.to_string(), op)).or_default().record(ns);
+    }
+
+    /// Events about one VF, counted for the incarnation they name.
+    fn on_vf_event(&mut self, ev: &EventEnvelope) {
+        let Some(id) = &ev.vf else { return };
+        let Some(vf) = self.vfs.get_mut(&id.bdf) else {
+            return;
+        };
+        if id.created_ns.is_some() && id.created_ns != vf.created_ns {
+            vf.reset(id.created_ns);
+        }
+        match &ev.event {
+            Event::Stats(a) => vf.on_stats(a),
+            Event::VfioDma {
+                op,
+                size,
+                ret: 0,
+                latency_ns,
+                ..
+            } => match op {
+                DmaOp::Map => {
+                    vf.dma_maps += 1;
+                    vf.dma_map.record(*latency_ns);
+                    let _ = size;
+                }
+                DmaOp::Unmap => vf.dma_unmaps += 1,
+            },
+            Event::Mailbox(m) => {
+                *vf.mailbox
+                    .entry((tag(&m.direction), m.msg.clone()))
+                    .or_default() += 1;
+                if m.verdict.is_some_and(|v| tag(&v) == "nack") {
+                    *vf.mailbox_nacks.entry(m.msg.clone()).or_default() += 1;
+                }
+            }
+            Event::ConfigAccess(c) => {
+                *vf.config_accesses.entry(tag(&c.op)).or_default() += c.count
+            }
+            Event::AdminChange(a) => *vf.admin_changes.entry(tag(&a.field)).or_default() += 1,
+            _ => {}
+        }
+    }
+
+    /// The PFs and VFs now: VFs no longer there are dropped, new ones
+    /// start empty, the rest keep their counters.
+    fn on_inventory(&mut self, pfs: &[Pf]) {
+        self.pfs = pfs
+            .iter()
+            .map(|p| {
+                let info = PfInfo {
+                    bdf: p.bdf.clone(),
+                    netdev: p.netdev.clone(),
+                    driver: p.driver.clone(),
+                    device: p.device_name.clone(),
+                    num_vfs: p.num_vfs,
+                    total_vfs: p.total_vfs,
+                };
+                (p.bdf.clone(), info)
+            })
+            .collect();
+        let mut old = std::mem::take(&mut self.vfs);
+        for pf in pfs {
+            for v in &pf.vfs {
+                let mut m = old.remove(&v.bdf).unwrap_or_default();
+                m.pf = pf.bdf.clone();
+                m.index = v.index;
+                m.bdf = v.bdf.clone();
+                m.netdev = v.netdev.clone();
+                m.driver = v.driver.clone();
+                m.iommu_group = v.iommu_group;
+                m.mac = v.config.as_ref().and_then(|c| c.mac).map(|m| m.to_string());
+                m.vlan = v.config.as_ref().map(|c| c.vlan);
+                m.owner = v.owner.clone().filter(|o| !o.is_empty());
+                if let Some(s) = v.config.as_ref().and_then(|c| c.stats) {
+                    m.net = Some(s);
+                }
+                self.vfs.insert(v.bdf.clone(), m);
+            }
+        }
+    }
+
+    /// A collector tick: the probes' run time, and the time.
+    pub fn on_tick(&mut self, programs: Vec<ProgramStats>, unix_s: f64) {
+        self.ticks += 1;
+        self.last_tick_unix = Some(unix_s);
+        if !programs.is_empty() {
+            self.programs = programs;
+        }
+    }
+}
+
+impl VfMetrics {
+    /// A new incarnation: what was counted for the old one goes.
+    fn reset(&mut self, created_ns: Option<u64>) {
+        *self = Self {
+            pf: std::mem::take(&mut self.pf),
+            index: self.index,
+            bdf: std::mem::take(&mut self.bdf),
+            netdev: self.netdev.take(),
+            driver: self.driver.take(),
+            mac: self.mac.take(),
+            vlan: self.vlan,
+            iommu_group: self.iommu_group,
+            owner: self.owner.take(),
+            net: self.net.take(),
+            created_ns,
+            ..Self::default()
+        };
+    }
+
+    fn on_stats(&mut self, a: &VfActivity) {
+        self.irqs = a.irqs_total;
+        self.vfio_irqs = a.vfio_irqs_total;
+        let mut h = Log2Hist::default();
+        for (i, n) in a.irq_latency_log2_ns.iter().enumerate().take(BUCKETS) {
+            h.buckets[i] = *n;
+        }
+        h.sum_ns = a.irq_handler_ns_total;
+        self.irq_handler = h;
+        self.dma_bytes_mapped = a.dma_bytes_mapped;
+        self.dma_bytes_unmapped = a.dma_bytes_unmapped;
+        if let Some(n) = a.net {
+            self.net = Some(n);
+        }
+    }
+}
