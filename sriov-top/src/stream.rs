@@ -57,6 +57,7 @@ async fn stream(cli: &Cli, claim: Option<Claim>) -> Result<()> {
         require_ebpf: true,
         policy: cli.policy_source(),
         claim,
+        owners: Default::default(),
         ticks: false,
         after_load: None,
     };

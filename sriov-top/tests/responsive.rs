@@ -245,6 +245,7 @@ fn options() -> CollectOptions {
         require_ebpf: false,
         policy: None,
         claim: None,
+        owners: Default::default(),
         ticks: false,
         after_load: None,
     }

@@ -689,6 +689,8 @@ fn shared_definitions_are_the_same_in_both_schemas() {
     for def in [
         "pf",
         "vf",
+        "vf_owner",
+        "vf_holder",
         "vf_net_info",
         "vf_stats",
         "bdf",

@@ -127,3 +127,42 @@ impl VfOwner {
         })
     }
 }
+
+/// Set each VF's `owner` in `pfs` from what the sources found, by VF BDF
+/// (`pods` by device id, which for SR-IOV device plugins is the BDF);
+/// `None` for a VF nobody holds.
+pub fn fill(
+    pfs: &mut [crate::discover::Pf],
+    holders: &std::collections::BTreeMap<String, Vec<Holder>>,
+    netns: &std::collections::BTreeMap<String, Netns>,
+    pods: &std::collections::BTreeMap<String, Pod>,
+) {
+    for vf in pfs.iter_mut().flat_map(|p| p.vfs.iter_mut()) {
+        let o = VfOwner {
+            processes: holders.get(&vf.bdf).cloned().unwrap_or_default(),
+            netns: netns.get(&vf.bdf).cloned(),
+            pod: pods.get(&vf.bdf).cloned(),
+        };
+        vf.owner = (!o.is_empty()).then_some(o);
+    }
+}
+
+/// Look everything up now, on the live system (for `sriov list`): VFIO
+/// holders, netns, and pods from the kubelet when there is one (waiting at
+/// most `timeout` for it). Returns the kubelet's warning, if any, unless
+/// there is simply no kubelet.
+pub fn look_up(host: &dyn crate::host::Host, pfs: &mut [crate::discover::Pf], timeout: std::time::Duration) -> Option<String> {
+    let holders = procs::vfio_holders(host, pfs);
+    let ns = netns::netns_of(host, pfs);
+    let (pods, warning) = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(kubelet::pod_devices(
+            kubelet::DEFAULT_SOCKET.as_ref(),
+            kubelet::DEFAULT_CHECKPOINT.as_ref(),
+            kubelet::DEFAULT_POD_LOGS.as_ref(),
+            timeout,
+        )),
+        Err(e) => (Default::default(), Some(format!("kubelet lookup: {e}"))),
+    };
+    fill(pfs, &holders, &ns, &pods);
+    warning.filter(|w| !w.contains("no kubelet"))
+}

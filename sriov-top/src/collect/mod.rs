@@ -40,9 +40,12 @@ use tokio::sync::mpsc;
 use crate::policy::{PolicyRuntime, PolicySource};
 
 mod counting;
+mod owners;
 mod warnings;
 
 use counting::Counting;
+pub use owners::OwnerOptions;
+use owners::Owners;
 pub use warnings::REPEAT;
 use warnings::Warnings;
 
@@ -91,6 +94,8 @@ pub struct CollectOptions {
     /// Its claim, taken before anything was loaded (`None`: taken when the
     /// policy is loaded).
     pub claim: Option<Claim>,
+    /// Where to find who holds the VFs ([`Pf`]'s `owner`).
+    pub owners: OwnerOptions,
     /// Send a [`Collected::Tick`] after each tick (the agent's health and
     /// the probes' run time).
     pub ticks: bool,
@@ -109,6 +114,7 @@ impl std::fmt::Debug for CollectOptions {
             .field("fentry", &self.fentry)
             .field("require_ebpf", &self.require_ebpf)
             .field("policy", &self.policy)
+            .field("owners", &self.owners)
             .field("ticks", &self.ticks)
             .field("after_load", &self.after_load.is_some())
             .finish_non_exhaustive()
@@ -264,6 +270,7 @@ pub async fn run_with<T: From<Collected>>(
     let out = Out { tx };
     let mut inv = discover(host).context("discovering PFs and VFs")?;
     fill_counters_from_netdevs(host, &mut inv.pfs);
+    let mut owners = Owners::start(&opts.owners);
     let mut attr = Attributor::default();
     attr.refresh_with(host, &inv);
     let mut probes = load_probes(&opts, &out).await?;
@@ -327,6 +334,12 @@ pub async fn run_with<T: From<Collected>>(
     }
     if let Some(f) = opts.after_load.take() {
         f()?;
+    }
+    // after the privilege drop: the scan works with what is kept
+    if let Some(w) = owners.attach(host, &mut inv.pfs, Instant::now()) {
+        if !out.send(Collected::Warning(w)).await {
+            return Ok(());
+        }
     }
     let mut changes = InventoryChanges::default();
     changes.changed(&inv.pfs);
@@ -404,6 +417,7 @@ pub async fn run_with<T: From<Collected>>(
                         Ok(rec) => {
                             let ev = attr.from_record(host, &rec);
                             stats.on_event(&ev);
+                            owners.on_event(&ev);
                             let ws = match probes.as_mut() {
                                 Some(p) => counting.on_event(host, &attr, p, &ev),
                                 None => Vec::new(),
@@ -440,9 +454,8 @@ pub async fn run_with<T: From<Collected>>(
                 ring_paused = false;
                 let mut evs = on_tick(
                     host,
-                    &mut attr,
+                    Scan { attr: &mut attr, changes: &mut changes, owners: &mut owners },
                     &mut stats,
-                    &mut changes,
                     probes.as_mut(),
                     &mut counting,
                     &mut failing,
@@ -521,20 +534,32 @@ fn keep_drift(host: &dyn Host, ev: Option<&EventEnvelope>) -> Option<Collected> 
 
 /// A tick: rescan (VFs come and go; count their vectors), an inventory if
 /// it changed, then the statistics. What fails is a warning in the result.
+/// What a tick's rescan updates.
+struct Scan<'a> {
+    attr: &'a mut Attributor,
+    changes: &'a mut InventoryChanges,
+    owners: &'a mut Owners,
+}
+
 fn on_tick(
     host: &dyn Host,
-    attr: &mut Attributor,
+    scan: Scan<'_>,
     stats: &mut StatsAggregator,
-    changes: &mut InventoryChanges,
     mut probes: Option<&mut Probes>,
     counting: &mut Counting,
     failing: &mut Warnings<&'static str>,
 ) -> Vec<Collected> {
+    let Scan {
+        attr,
+        changes,
+        owners,
+    } = scan;
     let mut out = Vec::new();
     match discover(host) {
         Ok(mut inv) => {
             failing.clear(&"rediscovery");
             fill_counters_from_netdevs(host, &mut inv.pfs);
+            out.extend(owners.attach(host, &mut inv.pfs, Instant::now()).map(Collected::Warning));
             attr.refresh_with(host, &inv);
             stats.on_inventory(&inv.pfs);
             if changes.changed(&inv.pfs) {

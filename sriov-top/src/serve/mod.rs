@@ -192,6 +192,10 @@ async fn agent(cli: &Cli, args: &ServeArgs, prep: Prepared, claim: Option<Claim>
         require_ebpf: true,
         policy: cli.policy_source(),
         claim,
+        owners: collect::OwnerOptions {
+            kubelet_socket: args.kubelet_socket.clone(),
+            warn_no_kubelet: true,
+        },
         ticks: true,
         after_load: if cli.policy.is_some() {
             None
@@ -284,3 +288,6 @@ impl Consumer<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -204,6 +204,7 @@ fn start(
                 require_ebpf: false,
                 policy: cli.policy_source(),
                 claim,
+                owners: Default::default(),
                 ticks: false,
                 after_load: None,
             };

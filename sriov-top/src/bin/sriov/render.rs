@@ -82,6 +82,7 @@ pub fn pf_text(pf: &Pf) -> String {
             "RX PKTS",
             "TX PKTS",
             "DROPS",
+            "OWNER",
         ]
         .map(String::from)
         .to_vec(),
@@ -108,6 +109,10 @@ pub fn pf_text(pf: &Pf) -> String {
             stats.map_or("-".into(), |s| s.rx_packets.to_string()),
             stats.map_or("-".into(), |s| s.tx_packets.to_string()),
             stats.map_or("-".into(), |s| (s.rx_dropped + s.tx_dropped).to_string()),
+            vf.owner
+                .as_ref()
+                .and_then(|o| o.summary())
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     for line in table(&rows).lines() {
@@ -132,6 +137,10 @@ pub fn list(host: &dyn Host, device: Option<&str>, json: bool) -> Result<()> {
             }
         };
         inv.pfs = vec![inv.pfs.swap_remove(p)];
+    }
+    // who holds each VF (processes, VM, container, pod, netns)
+    if let Some(w) = sriov_core::owner::look_up(host, &mut inv.pfs, std::time::Duration::from_secs(2)) {
+        eprintln!("sriov: warning: {w}");
     }
     let mut out = std::io::stdout().lock();
     if json {
