@@ -92,6 +92,7 @@ pub fn run_bench(o: Options) -> Result<u8> {
         accel: None,
         timeout: Duration::from_secs(900),
         verbose: false,
+        agent_port: None,
     };
     let out = lab::boot(&run, |l| println!("{l}"))?;
     if let Some(f) = out.failure {

@@ -26,7 +26,16 @@ const APT_PACKAGES: &[&str] = &[
     // the independent JSON Schema validator of the schema tests
     // (docs/schema/validate.py under /usr/bin/python3; draft 2020-12)
     "python3-jsonschema",
+    // `systemd-analyze verify` of deploy/systemd/sriov-top.service
+    // (sriov-top/tests/deploy.rs); a Debian container image lacks it
+    "systemd",
+    // the venv of kubernetes-validate (step "kubernetes-validate" below)
+    "python3-venv",
+    // promtool, to check what `sriov-top serve` exports; the package's own
+    // Prometheus server must never run here (step "prometheus service off")
+    PROMETHEUS_PACKAGE,
 ];
+const PROMETHEUS_PACKAGE: &str = "prometheus";
 /// QEMU's `igb` (emulated 82576 with SR-IOV) needs QEMU >= 8.0; bookworm has
 /// 7.2, bookworm-backports has 10.
 const QEMU_PACKAGE: &str = "qemu-system-x86";
@@ -36,6 +45,22 @@ const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/sriov-top-bookworm-backpor
 /// the newest 6.12 for bookworm is taken when the archive no longer has it.
 const KERNEL_PREFERRED: &str = "linux-image-6.12.117+deb12-amd64-unsigned";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The Kubernetes manifest validator of sriov-top/tests/deploy.rs, in a
+/// venv of the lab cache ([`kubernetes_validate_path`]). 1.37.0 ships the
+/// schemas of Kubernetes 1.25 to 1.37; the test pins 1.37.
+const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+/// Everything it pulls in, pinned: the same venv on every machine.
+const KUBERNETES_VALIDATE_DEPS: &[&str] = &[
+    "attrs==26.1.0",
+    "importlib_resources==7.1.0",
+    "jsonschema==4.26.0",
+    "jsonschema-specifications==2025.9.1",
+    "packaging==26.4",
+    "PyYAML==6.0.4",
+    "referencing==0.37.0",
+    "rpds-py==2026.9.1",
+    "typing_extensions==4.16.0",
+];
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 #[derive(clap::Args, Debug)]
@@ -55,10 +80,22 @@ struct Step {
 
 const STEPS: &[Step] = &[
     Step {
-        name: "apt packages (QEMU 10 from bookworm-backports, busybox, kmod, iproute2, bpftool, python3-jsonschema, ...)",
+        name: "apt packages (QEMU 10 from bookworm-backports, busybox, kmod, iproute2, bpftool, python3-jsonschema, systemd, prometheus, ...)",
         check: check_apt,
         install: install_apt,
         fix_hint: "check that the Debian archive is reachable (apt-get update) and that you are root",
+    },
+    Step {
+        name: "Debian's prometheus service kept off (masked, disabled, not running; promtool is what we use)",
+        check: check_prometheus_off,
+        install: prometheus_off,
+        fix_hint: "stop it by hand (`systemctl stop prometheus` or `/etc/init.d/prometheus stop`), then run setup again",
+    },
+    Step {
+        name: "kubernetes-validate in a venv of the lab cache (for the deploy/kubernetes tests)",
+        check: check_kubernetes_validate,
+        install: install_kubernetes_validate,
+        fix_hint: "needs python3-venv and PyPI; the venv is $SRIOV_LAB_CACHE/venv or ~/.cache/sriov-top/venv (remove it to start over)",
     },
     Step {
         name: "rust-src for the nightly toolchain",
@@ -224,6 +261,9 @@ fn install_apt() -> Result<()> {
     }
     let log = cache_dir().join("setup-apt.log");
     println!("    apt-get update + install (log: {})", log.display());
+    // no package's service starts while we install (prometheus would
+    // listen on 0.0.0.0:9090 at once); removed again when this returns
+    let _no_starts = NoServiceStarts::install()?;
     run_logged(
         Command::new("apt-get").args(["update", "-qq"]).envs(env),
         &log,
@@ -253,6 +293,203 @@ fn install_apt() -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Debian's service start policy: while `/usr/sbin/policy-rc.d` exits 101,
+/// `invoke-rc.d` and `deb-systemd-invoke` (what maintainer scripts start
+/// services with) start nothing. Debian's container images ship one that
+/// does just that; anywhere else one is written for the install (a policy
+/// that allows starts is set aside) and the machine's is back on drop.
+struct NoServiceStarts {
+    written: bool,
+    set_aside: bool,
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+const POLICY_RC_D_ASIDE: &str = "/usr/sbin/policy-rc.d.sriov-top-aside";
+
+impl NoServiceStarts {
+    fn install() -> Result<Self> {
+        let forbids = |p: &str| {
+            Command::new(p)
+                .args(["prometheus", "start"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.code() == Some(101))
+        };
+        let mut guard = Self {
+            written: false,
+            set_aside: false,
+        };
+        if Path::new(POLICY_RC_D).exists() {
+            if forbids(POLICY_RC_D) {
+                return Ok(guard);
+            }
+            fs::rename(POLICY_RC_D, POLICY_RC_D_ASIDE)
+                .with_context(|| format!("setting {POLICY_RC_D} aside"))?;
+            guard.set_aside = true;
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# cargo xtask setup (sriov-top): no service starts while it installs packages\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        guard.written = true;
+        fs::set_permissions(POLICY_RC_D, fs::Permissions::from_mode(0o755))?;
+        Ok(guard)
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if self.written {
+            let _ = fs::remove_file(POLICY_RC_D);
+        }
+        if self.set_aside {
+            let _ = fs::rename(POLICY_RC_D_ASIDE, POLICY_RC_D);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ prometheus
+
+/// systemd's mask: a unit file that is a link to /dev/null never starts,
+/// whatever enables it (the package's postinst does, on every upgrade).
+const PROMETHEUS_MASK: &str = "/etc/systemd/system/prometheus.service";
+const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+
+/// sysvinit start links of the package's init script (`update-rc.d
+/// prometheus defaults` in its postinst).
+fn prometheus_sysv_starts() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for level in ["2", "3", "4", "5"] {
+        let Ok(rd) = fs::read_dir(format!("/etc/rc{level}.d")) else {
+            continue;
+        };
+        found.extend(rd.flatten().map(|e| e.path()).filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('S') && n.ends_with("prometheus"))
+        }));
+    }
+    found
+}
+
+/// Pids of running Prometheus servers (`/proc/<pid>/exe`).
+fn prometheus_pids() -> Vec<u32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let exe = fs::read_link(e.path().join("exe")).ok()?;
+            (exe == Path::new(PROMETHEUS_BIN)).then_some(pid)
+        })
+        .collect()
+}
+
+fn systemd_is_init() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+fn check_prometheus_off() -> Result<Option<String>> {
+    if dpkg_version(PROMETHEUS_PACKAGE).is_none() {
+        // the apt step installs it; nothing to keep off
+        return Ok(None);
+    }
+    let mut what = Vec::new();
+    if fs::read_link(PROMETHEUS_MASK).ok().as_deref() != Some(Path::new("/dev/null")) {
+        what.push(format!("{PROMETHEUS_MASK} is no link to /dev/null"));
+    }
+    let starts = prometheus_sysv_starts();
+    if !starts.is_empty() {
+        what.push(format!("sysvinit start links {starts:?}"));
+    }
+    let pids = prometheus_pids();
+    if !pids.is_empty() {
+        what.push(format!("{PROMETHEUS_BIN} running (pid {pids:?})"));
+    }
+    Ok((!what.is_empty()).then(|| what.join(", ")))
+}
+
+fn prometheus_off() -> Result<()> {
+    if fs::symlink_metadata(PROMETHEUS_MASK).is_err() {
+        std::os::unix::fs::symlink("/dev/null", PROMETHEUS_MASK)
+            .with_context(|| format!("masking prometheus.service ({PROMETHEUS_MASK})"))?;
+    }
+    if !prometheus_sysv_starts().is_empty() {
+        run(Command::new("update-rc.d").args(["prometheus", "disable"]))?;
+    }
+    if !prometheus_pids().is_empty() {
+        if systemd_is_init() {
+            run(Command::new("systemctl").arg("daemon-reload"))?;
+            run(Command::new("systemctl").args(["stop", "prometheus.service"]))?;
+        } else {
+            // the init script, not invoke-rc.d: a policy-rc.d may forbid it
+            run(Command::new("/etc/init.d/prometheus").arg("stop"))?;
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ kubernetes-validate
+
+/// The venv's `kubernetes-validate`. sriov-top/tests/deploy.rs computes the
+/// same path (`$SRIOV_LAB_CACHE`, else `$XDG_CACHE_HOME/sriov-top`, else
+/// `~/.cache/sriov-top`, then `venv/bin/kubernetes-validate`): change both.
+pub fn kubernetes_validate_path() -> PathBuf {
+    cache_dir()
+        .join("venv")
+        .join("bin")
+        .join("kubernetes-validate")
+}
+
+fn check_kubernetes_validate() -> Result<Option<String>> {
+    let bin = kubernetes_validate_path();
+    let version = output(Command::new(&bin).arg("--version")).ok();
+    Ok(match version.as_deref().map(str::trim) {
+        Some(KUBERNETES_VALIDATE_VERSION) => None,
+        Some(other) => Some(format!(
+            "{} is {other}, not {KUBERNETES_VALIDATE_VERSION}",
+            bin.display()
+        )),
+        None => Some(format!("{} not installed", bin.display())),
+    })
+}
+
+fn install_kubernetes_validate() -> Result<()> {
+    let venv = cache_dir().join("venv");
+    let log = cache_dir().join("setup-venv.log");
+    println!(
+        "    venv {} with kubernetes-validate {KUBERNETES_VALIDATE_VERSION} (log: {})",
+        venv.display(),
+        log.display()
+    );
+    // a venv of another version or a broken one: start over
+    if venv.exists() {
+        fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+    }
+    // Debian's interpreter (python3-venv is for it), not the first on PATH
+    run_logged(
+        Command::new("/usr/bin/python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv),
+        &log,
+    )?;
+    run_logged(
+        Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--no-input", "--disable-pip-version-check", "-q"])
+            .arg(format!(
+                "kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"
+            ))
+            .args(KUBERNETES_VALIDATE_DEPS),
+        &log,
+    )
 }
 
 // ------------------------------------------------------------------ rust

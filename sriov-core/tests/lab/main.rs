@@ -6,6 +6,7 @@
 //! sysfs, procfs and iproute2 directly, not through the library under test.
 #![allow(clippy::unwrap_used)]
 
+mod agent;
 mod apply;
 mod churn;
 mod conversation;

@@ -48,10 +48,14 @@ pub fn drop_to(user: Option<&User>, keep: &HashSet<Capability>) -> Result<()> {
     // what we do not have cannot be kept (a container's reduced set)
     let had = caps::read(None, CapSet::Permitted).context("reading the permitted capabilities")?;
     let keep: HashSet<Capability> = keep.intersection(&had).copied().collect();
-    for cap in caps::all() {
-        if !keep.contains(&cap) {
-            // CAP_SETPCAP is needed for this, so the bounding set goes first
-            caps::drop(None, CapSet::Bounding, cap)
+    // the bounding set: only what is in it (a kernel may not know every
+    // capability this build names), and only with CAP_SETPCAP (without it,
+    // as under a unit that leaves it out, the set stays as the unit made it)
+    let effective = caps::read(None, CapSet::Effective).context("reading the effective capabilities")?;
+    if effective.contains(&Capability::CAP_SETPCAP) {
+        let bounding = caps::read(None, CapSet::Bounding).context("reading the bounding set")?;
+        for cap in bounding.difference(&keep) {
+            caps::drop(None, CapSet::Bounding, *cap)
                 .with_context(|| format!("dropping {cap} from the bounding set"))?;
         }
     }

@@ -64,6 +64,8 @@ pub struct Run<'a> {
     pub accel: Option<Accel>,
     pub timeout: Duration,
     pub verbose: bool,
+    /// See `qemu::Vm::agent_port`.
+    pub agent_port: Option<u16>,
 }
 
 pub use image::Job;
@@ -150,6 +152,7 @@ fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<
         raw_console: false,
         timeout: Duration::from_secs(60),
         log: lab_dir().join("kvm-probe.log"),
+        agent_port: None,
     };
     let ok = matches!(vm.run(|_| {}), Ok(o) if o.exit_code == Some(0) && o.failure.is_none());
     fs::create_dir_all(util::cache_dir())?;
@@ -242,6 +245,7 @@ pub fn boot_watched(
         raw_console: matches!(run.job, Job::Main { tty: Some(_), .. }),
         timeout: run.timeout,
         log: console_log(),
+        agent_port: run.agent_port,
     };
     let verbose = run.verbose;
     let out = vm.run_watched(|l| on_line(l), watch)?;
@@ -329,6 +333,7 @@ pub fn run_lab(o: Options) -> Result<u8> {
         accel: o.accel,
         timeout: Duration::from_secs(timeout),
         verbose: o.verbose,
+        agent_port: None,
     };
     let out = boot(&run, |l| println!("{l}"))?;
     if let Some(f) = &out.failure {

@@ -36,6 +36,9 @@ pub struct Vm<'a> {
     pub raw_console: bool,
     pub timeout: Duration,
     pub log: PathBuf,
+    /// The host's loopback port forwarded to the guest's 10.0.2.15:10025
+    /// (`sriov-top serve`), for a Prometheus on the host.
+    pub agent_port: Option<u16>,
 }
 
 pub struct Outcome {
@@ -114,7 +117,15 @@ impl Vm<'_> {
         ])
         // the 82576 behind a root port: directly on pcie.0 each VF probe
         // waits ~2 s for a PF reset
-        .args(["-netdev", "user,id=n0,restrict=on"])
+        // restrict=on: the guest reaches nothing; an explicit hostfwd still
+        // lets the host's loopback in
+        .args([
+            "-netdev",
+            &match self.agent_port {
+                Some(p) => format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{p}-:10025"),
+                None => "user,id=n0,restrict=on".to_string(),
+            },
+        ])
         .args(["-device", "pcie-root-port,id=rp0,chassis=1,slot=0"])
         .args(["-device", "igb,bus=rp0,netdev=n0,mac=52:54:00:12:34:56"])
         .arg("-virtfs")

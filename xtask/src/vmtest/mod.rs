@@ -227,6 +227,7 @@ mod watch;
 
 use script::*;
 use streams::*;
+mod prom;
 use watch::*;
 
 /// Build, boot, run; prints the `vm-test: N passed, M failed` line.
@@ -250,6 +251,15 @@ pub fn run(o: Options) -> Result<Summary> {
     }
     bins.extend(lab::build_project_bins()?);
     let built = t0.elapsed();
+    // a real Prometheus on the host for the agent's test
+    let (prometheus, prometheus_error) = if tests.iter().any(|(_, n)| n.contains(prom::NEEDS_PROMETHEUS)) {
+        match prom::Prometheus::start(&lab::lab_dir()) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        }
+    } else {
+        (None, None)
+    };
     // the run's tests in order; each VM runs a tail of it
     let all: Vec<(String, String)> = (0..o.repeat).flat_map(|_| tests.iter().cloned()).collect();
     let mut injections: Vec<(Inject, String)> = Vec::new();
@@ -290,6 +300,7 @@ pub fn run(o: Options) -> Result<Summary> {
             accel: o.accel,
             timeout: Duration::from_secs(o.timeout),
             verbose: o.verbose,
+            agent_port: prometheus.as_ref().map(|p| p.agent_port),
         };
         let mut tally = Tally::default();
         let mut watch = Watch::new(Duration::from_secs(o.test_timeout) + NO_PROGRESS_GRACE);
@@ -384,6 +395,7 @@ pub fn run(o: Options) -> Result<Summary> {
         // the streams this VM kept (the next one empties /out); a test run
         // again replaces its own
         move_streams(&out_streams, &aside, false)?;
+        prom::set_aside(&lab::out_dir(), &aside)?;
         totals.restarts.push(match &r.during {
             Some((i, _)) => format!("wedge during {}", all[*i].1),
             None if r.begun == 0 => "wedge at boot".into(),
@@ -409,7 +421,17 @@ pub fn run(o: Options) -> Result<Summary> {
         &util::workspace_root().join("docs").join("schema"),
         &streams,
     );
-    let (passed, mut failed) = (totals.passed + sp, totals.failed + sf);
+    let (mut passed, mut failed) = (totals.passed + sp, totals.failed + sf);
+    prom::take_back(&aside, &lab::out_dir())?;
+    if let Some(p) = &prometheus {
+        let (pp, pf) = p.check(&lab::out_dir());
+        passed += pp;
+        failed += pf;
+    }
+    if let Some(e) = &prometheus_error {
+        println!("test prometheus::agent::start ... FAILED\n    {e}");
+        failed += 1;
+    }
     let note = restart_note(&totals.restarts);
     if let Some(f) = out.failure.as_deref()
         && out.stopped.is_none()
