@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// capabilities the agent still needs (not with --policy).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Also export each VF's IRQ handler histogram (14 series a VF: at
+    /// 4096 VFs, 57344 series a node). By default the histogram is per PF,
+    /// over its VFs, and each VF has its total handler time.
+    #[arg(long)]
+    pub vf_histograms: bool,
     /// The kubelet's pod-resources socket (pod owners). Missing: a warning,
     /// and owners are found without pods.
     #[arg(

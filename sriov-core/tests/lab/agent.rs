@@ -158,20 +158,21 @@ fn the_agent_serves_each_vf_to_a_real_prometheus() {
     }
     keep_scrape("agent-start", &agent.metrics());
     std::thread::sleep(Duration::from_secs(8));
-    // traffic: what the test itself sends is the witness
+    // traffic: what the test itself sends is the witness. The VFs share
+    // 192.0.2.0/24, so the kernel may send a VF's broadcasts through
+    // another VF's netdev: the total over the VFs is what is known
     let t1 = unix_now();
-    let before: Vec<f64> = vfs
-        .iter()
-        .map(|v| vf_value(&samples(&agent.metrics()), "sriovtop_vf_tx_packets_total", v).unwrap_or(0.0))
-        .collect();
+    let tx_sum = |m: &BTreeMap<String, f64>| -> f64 {
+        vfs.iter()
+            .map(|v| vf_value(m, "sriovtop_vf_tx_packets_total", v).unwrap_or(0.0))
+            .sum()
+    };
+    let before = tx_sum(&samples(&agent.metrics()));
     for (i, v) in vfs.iter().enumerate() {
         vf_traffic_from(v, &format!("192.0.2.{}", i + 1), 300);
     }
     wait_for("the agent to count the packets", Duration::from_secs(60), || {
-        let m = samples(&agent.metrics());
-        vfs.iter().zip(&before).all(|(v, b)| {
-            vf_value(&m, "sriovtop_vf_tx_packets_total", v).is_some_and(|n| n >= b + 300.0)
-        })
+        tx_sum(&samples(&agent.metrics())) >= before + 900.0
     });
     let t2 = unix_now();
     let body = agent.metrics();
@@ -205,7 +206,7 @@ fn the_agent_serves_each_vf_to_a_real_prometheus() {
         "node": "lab",
         "vfs": vfs,
         "removed": vfs[2],
-        "sent_per_vf": 300,
+        "sent": 900,
         "t0": t0, "t1": t1, "t2": t2, "t3": t3, "t4": t4, "t5": t5,
     });
     std::fs::write(format!("{OUT_DIR}/prom/agent.json"), phases.to_string()).unwrap();
@@ -375,11 +376,15 @@ fn fifty_scrapes_a_second_for_a_minute_while_seven_vfs_carry_traffic() {
     // no growth after the first 10 s (allocator noise: 1 MiB)
     assert!(rss_max_after <= rss_10s + 1024, "RSS grew from {rss_10s} KiB to {rss_max_after} KiB");
     assert_eq!(lost, Some(0.0), "the collector lost events");
-    let tx: f64 = vfs
-        .iter()
-        .map(|v| vf_value(&m, "sriovtop_vf_tx_packets_total", v).unwrap_or(0.0))
-        .sum();
-    assert!(tx >= f64::from(rounds * 20 * 7), "tx {tx} < {} sent", rounds * 20 * 7);
+    // the packets of the last round reach the counters with the next tick
+    let sent = f64::from(rounds * 20 * 7);
+    let tx = || -> f64 {
+        let m = samples(&agent.metrics());
+        vfs.iter()
+            .map(|v| vf_value(&m, "sriovtop_vf_tx_packets_total", v).unwrap_or(0.0))
+            .sum()
+    };
+    wait_for("the agent to count every packet sent", Duration::from_secs(20), || tx() >= sent);
     keep_scrape("agent-load", &agent.metrics());
     agent.stop();
     set_numvfs(0);

@@ -79,7 +79,8 @@ impl Owners {
                 if let Ok(mut p) = pods.lock() {
                     p.by_device = by_device;
                     if !no_kubelet || opts.warn_no_kubelet {
-                        p.warning = warning.map(|w| format!("{w}: VF owners are shown without pods"));
+                        p.warning =
+                            warning.map(|w| format!("{w}: VF owners are shown without pods"));
                     }
                 }
                 tokio::time::sleep(KUBELET_EVERY).await;
@@ -106,7 +107,10 @@ impl Owners {
     /// Set each VF's `owner` in `pfs`, scanning first when due. Returns a
     /// warning to give (each different one once).
     pub fn attach(&mut self, host: &dyn Host, pfs: &mut [Pf], now: Instant) -> Option<String> {
-        let due = self.dirty || self.last_scan.is_none_or(|t| now.duration_since(t) >= SCAN_EVERY);
+        let due = self.dirty
+            || self
+                .last_scan
+                .is_none_or(|t| now.duration_since(t) >= SCAN_EVERY);
         if due {
             self.holders = procs::vfio_holders(host, pfs);
             self.netns = netns::netns_of(host, pfs);

@@ -12,12 +12,19 @@
 //! bucket `le` = (2^k − 1) ns for even k from 10 (1.023 µs) to 30
 //! (1.07 s), which is exact (every bucket of [2^i, 2^(i+1)) ns with i < k
 //! is at most 2^k − 1 ns), and `+Inf`.
-use std::sync::{Arc, Mutex};
+//!
+//! Nothing is allocated per sample: labels are arrays of borrowed strings,
+//! the info labels and index strings are made when an inventory arrives.
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
 
+use hyper::body::Bytes;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet},
-    metrics::MetricType,
+    metrics::MetricType::{self, Counter, Gauge, Histogram, Info},
     registry::{Registry, Unit},
 };
 
@@ -30,22 +37,67 @@ pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE as PROMETHEUS
 
 type Fmt = Result<(), std::fmt::Error>;
 
-/// The registry `/metrics` encodes: one collector over the shared state.
-pub fn registry(state: Arc<Mutex<AgentState>>) -> Registry {
-    let mut r = Registry::with_prefix("sriovtop");
-    r.register_collector(Box::new(StateCollector(state)));
-    r
+/// What `/metrics` encodes: a registry with one collector over the shared
+/// state; the size of the last exposition (the next one's buffer is made
+/// that big at once: 4096 VFs are megabytes); and the last exposition of
+/// each format with the state's generation it showed, so that scrapes
+/// between two changes of the state (ticks, events) are not encoded again.
+#[derive(Debug)]
+pub struct Exposition {
+    state: Arc<Mutex<AgentState>>,
+    registry: Registry,
+    last_len: AtomicUsize,
+    /// (generation, body) of the Prometheus text and OpenMetrics.
+    cache: Mutex<[Option<(u64, Bytes)>; 2]>,
 }
 
-/// Encode `registry` as OpenMetrics (`openmetrics`) or Prometheus text.
-pub fn render(registry: &Registry, openmetrics: bool) -> Result<String, std::fmt::Error> {
-    let mut out = String::with_capacity(64 * 1024);
-    if openmetrics {
-        prometheus_client::encoding::text::encode(&mut out, registry)?;
-    } else {
-        prometheus_client::encoding::prometheus_text::encode(&mut out, registry)?;
+impl Exposition {
+    pub fn new(state: Arc<Mutex<AgentState>>) -> Self {
+        let mut registry = Registry::with_prefix("sriovtop");
+        registry.register_collector(Box::new(StateCollector(state.clone())));
+        Self {
+            state,
+            registry,
+            last_len: AtomicUsize::new(64 * 1024),
+            cache: Mutex::new([None, None]),
+        }
     }
-    Ok(out)
+
+    /// Encode as OpenMetrics (`openmetrics`) or the Prometheus text format.
+    pub fn render(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
+        let hint = self.last_len.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 8);
+        if openmetrics {
+            prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        }
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// [`render`](Self::render), or the last one when the state has not
+    /// changed since.
+    pub fn scrape(&self, openmetrics: bool) -> Result<Bytes, std::fmt::Error> {
+        let generation = lock(&self.state).generation;
+        let slot = usize::from(openmetrics);
+        if let Some((g, body)) = &lock(&self.cache)[slot]
+            && *g == generation
+        {
+            return Ok(body.clone());
+        }
+        let body = Bytes::from(self.render(openmetrics)?);
+        lock(&self.cache)[slot] = Some((generation, body.clone()));
+        Ok(body)
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        // a poisoned lock still holds the last value: use it
+        Err(p) => p.into_inner(),
+    }
 }
 
 #[derive(Debug)]
@@ -53,36 +105,13 @@ struct StateCollector(Arc<Mutex<AgentState>>);
 
 impl Collector for StateCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> Fmt {
-        // a poisoned lock still holds the last state: show it
-        let s = match self.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let s = lock(&self.0);
         encode_host(&s, &mut e)?;
         encode_pfs(&s, &mut e)?;
         encode_vfs(&s, &mut e)?;
-        encode_vf_activity(&s, &mut e)
+        encode_vf_activity(&s, &mut e)?;
+        encode_vf_conversation(&s, &mut e)
     }
-}
-
-/// One metric family: `name`, its samples as (labels, value).
-fn family<L: EncodeLabelSet>(
-    e: &mut DescriptorEncoder<'_>,
-    name: &'static str,
-    help: &str,
-    unit: Option<Unit>,
-    kind: MetricType,
-    samples: &[(L, Sample<'_>)],
-) -> Fmt {
-    if samples.is_empty() {
-        return Ok(());
-    }
-    let mut m = e.encode_descriptor(name, help, unit.as_ref(), kind)?;
-    for (labels, v) in samples {
-        let mut f = m.encode_family(labels)?;
-        v.encode(&mut f)?;
-    }
-    Ok(())
 }
 
 /// A sample's value.
@@ -92,7 +121,7 @@ enum Sample<'a> {
     Gauge(i64),
     GaugeF(f64),
     Hist(&'a Log2Hist),
-    Info(Vec<(&'static str, &'a str)>),
+    Info(&'a [(&'static str, String)]),
 }
 
 impl Sample<'_> {
@@ -113,215 +142,462 @@ impl Sample<'_> {
 
 /// The `le` buckets of a log2 histogram (per-bucket counts; the encoder
 /// adds them up).
-fn buckets(h: &Log2Hist) -> Vec<(f64, u64)> {
-    let mut out = Vec::with_capacity(12);
+fn buckets(h: &Log2Hist) -> [(f64, u64); 12] {
+    let mut out = [(f64::INFINITY, 0); 12];
     let mut i = 0;
-    for k in (10..=30).step_by(2) {
-        let n: u64 = h.buckets[i..k].iter().sum();
-        out.push((((1u64 << k) - 1) as f64 / 1e9, n));
+    for (slot, k) in out.iter_mut().zip((10..=30).step_by(2)) {
+        *slot = (((1u64 << k) - 1) as f64 / 1e9, h.buckets[i..k].iter().sum());
         i = k;
     }
-    out.push((f64::INFINITY, h.buckets[i..BUCKETS].iter().sum()));
+    out[11] = (f64::INFINITY, h.buckets[i..BUCKETS].iter().sum());
     out
 }
 
-type Labels<'a> = Vec<(&'static str, &'a str)>;
+/// A metric family's descriptor.
+struct Desc {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    kind: MetricType,
+}
+
+const fn desc(name: &'static str, kind: MetricType, help: &'static str) -> Desc {
+    Desc {
+        name,
+        help,
+        unit: None,
+        kind,
+    }
+}
+
+const fn seconds(name: &'static str, kind: MetricType, help: &'static str) -> Desc {
+    Desc {
+        name,
+        help,
+        unit: Some(Unit::Seconds),
+        kind,
+    }
+}
+
+const fn bytes(name: &'static str, kind: MetricType, help: &'static str) -> Desc {
+    Desc {
+        name,
+        help,
+        unit: Some(Unit::Bytes),
+        kind,
+    }
+}
+
+/// One family with its samples; nothing when there are none.
+fn family<'s, L: EncodeLabelSet>(
+    e: &mut DescriptorEncoder<'_>,
+    d: &Desc,
+    samples: impl IntoIterator<Item = (L, Sample<'s>)>,
+) -> Fmt {
+    let mut samples = samples.into_iter().peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = e.encode_descriptor(d.name, d.help, d.unit.as_ref(), d.kind.clone())?;
+    for (labels, v) in samples {
+        v.encode(&mut m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
 
 fn encode_host(s: &AgentState, e: &mut DescriptorEncoder<'_>) -> Fmt {
-    let node = s.node.as_str();
-    let n = || vec![("node", node)];
-    use MetricType::{Counter, Gauge, Histogram, Info};
-    let version = env!("CARGO_PKG_VERSION");
-    family(e, "build", "sriov-top's version.", None, Info,
-        &[(n(), Sample::Info(vec![("version", version)]))])?;
-    family(e, "up", "1 when the probes are loaded and attached (`started`), else 0.", None, Gauge,
-        &[(n(), Sample::Gauge(i64::from(s.started)))])?;
-    family(e, "hooks_attached", "Kernel hooks attached.", None, Gauge,
-        &[(n(), Sample::Gauge(s.hooks_attached as i64))])?;
-    family(e, "hooks_missing", "Kernel hooks that could not be attached (see the stream's hook_missing).", None, Gauge,
-        &[(n(), Sample::Gauge(s.hooks_missing as i64))])?;
-    family(e, "collector_ticks", "Collector ticks (scans and statistics) so far.", None, Counter,
-        &[(n(), Sample::Counter(s.ticks))])?;
-    if let Some(t) = s.last_tick_unix {
-        family(e, "collector_last_tick_timestamp", "Wall time of the collector's last tick.", Some(Unit::Seconds), Gauge,
-            &[(n(), Sample::GaugeF(t))])?;
+    let n = [("node", s.node.as_str())];
+    let one = |v: Sample<'static>| [(n, v)];
+    let version = [("version", env!("CARGO_PKG_VERSION").to_string())];
+    family(
+        e,
+        &desc("build", Info, "sriov-top's version."),
+        [(n, Sample::Info(&version))],
+    )?;
+    let up = desc(
+        "up",
+        Gauge,
+        "1 when the probes are loaded and attached, else 0.",
+    );
+    family(e, &up, one(Sample::Gauge(i64::from(s.started))))?;
+    let d = desc("hooks_attached", Gauge, "Kernel hooks attached.");
+    family(e, &d, one(Sample::Gauge(s.hooks_attached as i64)))?;
+    let d = desc(
+        "hooks_missing",
+        Gauge,
+        "Kernel hooks not attached (the stream's hook_missing).",
+    );
+    family(e, &d, one(Sample::Gauge(s.hooks_missing as i64)))?;
+    let d = desc(
+        "collector_ticks",
+        Counter,
+        "Collector ticks (scans and statistics).",
+    );
+    family(e, &d, one(Sample::Counter(s.ticks)))?;
+    let d = seconds(
+        "collector_last_tick_timestamp",
+        Gauge,
+        "Wall time of the last tick.",
+    );
+    family(e, &d, s.last_tick_unix.map(|t| (n, Sample::GaugeF(t))))?;
+    let d = desc(
+        "lost_events",
+        Counter,
+        "Kernel records lost (ring buffer full).",
+    );
+    family(e, &d, one(Sample::Counter(s.lost)))?;
+    let d = desc(
+        "policy_violations",
+        Counter,
+        "Policy rules met, by rule and action.",
+    );
+    family(
+        e,
+        &d,
+        s.violations.iter().map(|((rule, action), c)| {
+            let l = [n[0], ("rule", rule.as_str()), ("action", action.as_str())];
+            (l, Sample::Counter(*c))
+        }),
+    )?;
+    fn prog<'a>(
+        node: &'a str,
+        p: &'a sriov_core::ebpf::ProgramStats,
+    ) -> [(&'static str, &'a str); 3] {
+        [
+            ("node", node),
+            ("program", p.program.as_str()),
+            ("attach", p.attach.as_str()),
+        ]
     }
-    family(e, "lost_events", "Kernel records lost (ring buffer full).", None, Counter,
-        &[(n(), Sample::Counter(s.lost))])?;
-    let v: Vec<(Labels<'_>, Sample<'_>)> = s.violations.iter()
-        .map(|((rule, action), c)| (vec![("node", node), ("rule", rule.as_str()), ("action", action.as_str())], Sample::Counter(*c)))
-        .collect();
-    family(e, "policy_violations", "Policy rules met, by rule and what was done.", None, Counter, &v)?;
-    let runs: Vec<_> = s.programs.iter()
-        .map(|p| (vec![("node", node), ("program", p.program.as_str()), ("attach", p.attach.as_str())], Sample::Counter(p.run_count)))
-        .collect();
-    family(e, "ebpf_program_runs", "Runs of each attached eBPF program (kernel bpf_stats).", None, Counter, &runs)?;
-    let time: Vec<_> = s.programs.iter()
-        .map(|p| (vec![("node", node), ("program", p.program.as_str()), ("attach", p.attach.as_str())], Sample::CounterF(p.run_time_ns as f64 / 1e9)))
-        .collect();
-    family(e, "ebpf_program_run", "Time spent in each attached eBPF program (kernel bpf_stats).", Some(Unit::Seconds), Counter, &time)?;
-    let hp: Vec<_> = s.hotplug.iter()
-        .map(|((pf, op), h)| (vec![("node", node), ("pf", pf.as_str()), ("op", *op)], Sample::Hist(h)))
-        .collect();
-    family(e, "vf_hotplug", "Time of pci_iov_add_virtfn (op=add) and pci_iov_remove_virtfn (op=remove).", Some(Unit::Seconds), Histogram, &hp)?;
-    let pr: Vec<_> = s.probe.iter()
-        .map(|(d, h)| (vec![("node", node), ("driver", d.as_str())], Sample::Hist(h)))
-        .collect();
-    family(e, "driver_probe", "Time of driver probes of VFs and PFs, by driver.", Some(Unit::Seconds), Histogram, &pr)?;
-    let cf: Vec<_> = s.configure.iter()
-        .map(|(pf, h)| (vec![("node", node), ("pf", pf.as_str())], Sample::Hist(h)))
-        .collect();
-    family(e, "sriov_configure", "Time of writes to a PF's sriov_numvfs.", Some(Unit::Seconds), Histogram, &cf)
+    let node = s.node.as_str();
+    let d = desc(
+        "ebpf_program_runs",
+        Counter,
+        "Runs of each eBPF program (kernel bpf_stats).",
+    );
+    family(
+        e,
+        &d,
+        s.programs
+            .iter()
+            .map(|p| (prog(node, p), Sample::Counter(p.run_count))),
+    )?;
+    let d = seconds(
+        "ebpf_program_run",
+        Counter,
+        "Time in each eBPF program (kernel bpf_stats).",
+    );
+    family(
+        e,
+        &d,
+        s.programs
+            .iter()
+            .map(|p| (prog(node, p), Sample::CounterF(p.run_time_ns as f64 / 1e9))),
+    )?;
+    let d = seconds(
+        "vf_hotplug",
+        Histogram,
+        "pci_iov_add_virtfn (op=add), _remove_ (op=remove).",
+    );
+    family(
+        e,
+        &d,
+        s.hotplug
+            .iter()
+            .map(|((pf, op), h)| ([n[0], ("pf", pf.as_str()), ("op", *op)], Sample::Hist(h))),
+    )?;
+    let d = seconds("driver_probe", Histogram, "Driver probes, by driver.");
+    family(
+        e,
+        &d,
+        s.probe
+            .iter()
+            .map(|(drv, h)| ([n[0], ("driver", drv.as_str())], Sample::Hist(h))),
+    )?;
+    let d = seconds(
+        "sriov_configure",
+        Histogram,
+        "Writes to a PF's sriov_numvfs.",
+    );
+    family(
+        e,
+        &d,
+        s.configure
+            .iter()
+            .map(|(pf, h)| ([n[0], ("pf", pf.as_str())], Sample::Hist(h))),
+    )
 }
 
 fn encode_pfs(s: &AgentState, e: &mut DescriptorEncoder<'_>) -> Fmt {
-    let node = s.node.as_str();
-    use MetricType::{Gauge, Info};
-    fn base<'a>(node: &'a str, bdf: &'a str) -> Labels<'a> {
-        vec![("node", node), ("pf", bdf)]
+    fn l<'a>(node: &'a str, bdf: &'a str) -> [(&'static str, &'a str); 2] {
+        [("node", node), ("pf", bdf)]
     }
-    let info: Vec<_> = s.pfs.values()
-        .map(|p| (base(node, &p.bdf), Sample::Info(vec![
-            ("netdev", p.netdev.as_deref().unwrap_or("")),
-            ("driver", p.driver.as_deref().unwrap_or("")),
-            ("device", p.device.as_deref().unwrap_or("")),
-        ])))
-        .collect();
-    family(e, "pf", "A PF with SR-IOV: its netdev, driver and device name.", None, Info, &info)?;
-    let num: Vec<_> = s.pfs.values().map(|p| (base(node, &p.bdf), Sample::Gauge(p.num_vfs.into()))).collect();
-    family(e, "pf_vfs", "VFs enabled on the PF (sriov_numvfs).", None, Gauge, &num)?;
-    let max: Vec<_> = s.pfs.values().map(|p| (base(node, &p.bdf), Sample::Gauge(p.total_vfs.into()))).collect();
-    family(e, "pf_max_vfs", "VFs the PF supports (sriov_totalvfs).", None, Gauge, &max)
+    let node = s.node.as_str();
+    let d = desc(
+        "pf",
+        Info,
+        "A PF with SR-IOV: its netdev, driver and device name.",
+    );
+    family(
+        e,
+        &d,
+        s.pfs
+            .values()
+            .map(|p| (l(node, &p.bdf), Sample::Info(&p.info_labels))),
+    )?;
+    let d = desc("pf_vfs", Gauge, "VFs enabled on the PF (sriov_numvfs).");
+    family(
+        e,
+        &d,
+        s.pfs
+            .values()
+            .map(|p| (l(node, &p.bdf), Sample::Gauge(p.num_vfs.into()))),
+    )?;
+    let d = desc("pf_max_vfs", Gauge, "VFs the PF supports (sriov_totalvfs).");
+    family(
+        e,
+        &d,
+        s.pfs
+            .values()
+            .map(|p| (l(node, &p.bdf), Sample::Gauge(p.total_vfs.into()))),
+    )?;
+    let d = seconds(
+        "pf_vf_irq_handler",
+        Histogram,
+        "IRQ handler time of all the PF's VFs' vectors (kernel log2 buckets).",
+    );
+    let per_pf = s.irq_handler_by_pf();
+    family(
+        e,
+        &d,
+        per_pf.iter().map(|(pf, h)| (l(node, pf), Sample::Hist(h))),
+    )
 }
 
 /// The labels of every per-VF series.
-fn vf_labels<'a>(node: &'a str, v: &'a VfMetrics, index: &'a str) -> Labels<'a> {
-    vec![("node", node), ("pf", v.pf.as_str()), ("vf", index), ("bdf", v.bdf.as_str())]
+type VfLabels<'a> = [(&'static str, &'a str); 4];
+
+fn vf_labels<'a>(node: &'a str, v: &'a VfMetrics) -> VfLabels<'a> {
+    [
+        ("node", node),
+        ("pf", v.pf.as_str()),
+        ("vf", v.index_label.as_str()),
+        ("bdf", v.bdf.as_str()),
+    ]
 }
 
-fn encode_vfs(s: &AgentState, e: &mut DescriptorEncoder<'_>) -> Fmt {
+/// One per-VF family: `value` of each VF that has one.
+fn vf_family<'s>(
+    e: &mut DescriptorEncoder<'_>,
+    s: &'s AgentState,
+    d: &Desc,
+    value: impl Fn(&'s VfMetrics) -> Option<Sample<'s>>,
+) -> Fmt {
     let node = s.node.as_str();
-    let idx: Vec<String> = s.vfs.values().map(|v| v.index.to_string()).collect();
-    let owners: Vec<Owned> = s.vfs.values().map(Owned::of).collect();
-    let info: Vec<_> = s.vfs.values().zip(&idx).zip(&owners)
-        .map(|((v, i), o)| (vf_labels(node, v, i), Sample::Info(o.labels(v))))
-        .collect();
-    family(e, "vf", "A VF: netdev, driver, MAC, VLAN, IOMMU group and who holds it (owner, pod, vm, ...).", None, MetricType::Info, &info)?;
-    type Get = fn(&crate::serve::state::VfMetrics) -> Option<u64>;
-    let counters: [(&'static str, &str, Option<Unit>, Get); 8] = [
-        ("vf_rx_packets", "Packets the VF received (PF driver, IFLA_VF_STATS).", None, |v| v.net.map(|n| n.rx_packets)),
-        ("vf_tx_packets", "Packets the VF sent (PF driver, IFLA_VF_STATS).", None, |v| v.net.map(|n| n.tx_packets)),
-        ("vf_rx", "Bytes the VF received (PF driver, IFLA_VF_STATS).", Some(Unit::Bytes), |v| v.net.map(|n| n.rx_bytes)),
-        ("vf_tx", "Bytes the VF sent (PF driver, IFLA_VF_STATS).", Some(Unit::Bytes), |v| v.net.map(|n| n.tx_bytes)),
-        ("vf_rx_dropped_packets", "Received packets dropped (PF driver, IFLA_VF_STATS).", None, |v| v.net.map(|n| n.rx_dropped)),
-        ("vf_tx_dropped_packets", "Sent packets dropped (PF driver, IFLA_VF_STATS).", None, |v| v.net.map(|n| n.tx_dropped)),
-        ("vf_rx_broadcast_packets", "Broadcast packets received (PF driver, IFLA_VF_STATS).", None, |v| v.net.map(|n| n.broadcast)),
-        ("vf_rx_multicast_packets", "Multicast packets received (PF driver, IFLA_VF_STATS).", None, |v| v.net.map(|n| n.multicast)),
-    ];
-    for (name, help, unit, get) in counters {
-        let samples: Vec<_> = s.vfs.values().zip(&idx)
-            .filter_map(|(v, i)| Some((vf_labels(node, v, i), Sample::Counter(get(v)?))))
-            .collect();
-        family(e, name, help, unit, MetricType::Counter, &samples)?;
+    family(
+        e,
+        d,
+        s.vfs
+            .values()
+            .filter_map(|v| Some((vf_labels(node, v), value(v)?))),
+    )
+}
+
+/// The PF driver's IFLA_VF_STATS counters.
+const NET: [(Desc, fn(&sriov_core::host::VfStats) -> u64); 8] = [
+    (
+        desc(
+            "vf_rx_packets",
+            Counter,
+            "Packets the VF received (IFLA_VF_STATS).",
+        ),
+        |n| n.rx_packets,
+    ),
+    (
+        desc(
+            "vf_tx_packets",
+            Counter,
+            "Packets the VF sent (IFLA_VF_STATS).",
+        ),
+        |n| n.tx_packets,
+    ),
+    (
+        bytes("vf_rx", Counter, "Bytes the VF received (IFLA_VF_STATS)."),
+        |n| n.rx_bytes,
+    ),
+    (
+        bytes("vf_tx", Counter, "Bytes the VF sent (IFLA_VF_STATS)."),
+        |n| n.tx_bytes,
+    ),
+    (
+        desc(
+            "vf_rx_dropped_packets",
+            Counter,
+            "Received packets dropped.",
+        ),
+        |n| n.rx_dropped,
+    ),
+    (
+        desc("vf_tx_dropped_packets", Counter, "Sent packets dropped."),
+        |n| n.tx_dropped,
+    ),
+    (
+        desc(
+            "vf_rx_broadcast_packets",
+            Counter,
+            "Broadcast packets received.",
+        ),
+        |n| n.broadcast,
+    ),
+    (
+        desc(
+            "vf_rx_multicast_packets",
+            Counter,
+            "Multicast packets received.",
+        ),
+        |n| n.multicast,
+    ),
+];
+
+fn encode_vfs(s: &AgentState, e: &mut DescriptorEncoder<'_>) -> Fmt {
+    let d = desc(
+        "vf",
+        Info,
+        "A VF: netdev, driver, MAC, VLAN, IOMMU group and who holds it (owner, pod, vm, ...).",
+    );
+    vf_family(e, s, &d, |v| Some(Sample::Info(&v.info_labels)))?;
+    for (d, get) in &NET {
+        vf_family(e, s, d, |v| Some(Sample::Counter(get(v.net.as_ref()?))))?;
     }
     Ok(())
 }
 
 fn encode_vf_activity(s: &AgentState, e: &mut DescriptorEncoder<'_>) -> Fmt {
-    let node = s.node.as_str();
-    use MetricType::{Counter, Gauge, Histogram};
-    let idx: Vec<String> = s.vfs.values().map(|v| v.index.to_string()).collect();
-    let each = |f: &dyn Fn(&VfMetrics) -> Option<Sample<'_>>| -> Vec<(Labels<'_>, Sample<'_>)> {
-        s.vfs.values().zip(&idx).filter_map(|(v, i)| Some((vf_labels(node, v, i), f(v)?))).collect()
+    let d = desc(
+        "vf_irqs",
+        Counter,
+        "Interrupts of the VF's MSI/MSI-X vectors.",
+    );
+    vf_family(e, s, &d, |v| Some(Sample::Counter(v.irqs)))?;
+    let d = seconds(
+        "vf_irq_handler",
+        Counter,
+        "IRQ handler time of the VF's vectors (divide by sriovtop_vf_irqs_total for the mean).",
+    );
+    vf_family(e, s, &d, |v| {
+        Some(Sample::CounterF(v.irq_handler.sum_ns as f64 / 1e9))
+    })?;
+    if s.vf_histograms {
+        let d = seconds(
+            "vf_irq_handler_duration",
+            Histogram,
+            "IRQ handler time of the VF's vectors (kernel log2 buckets; --vf-histograms).",
+        );
+        vf_family(e, s, &d, |v| {
+            (v.irq_handler.count() > 0).then_some(Sample::Hist(&v.irq_handler))
+        })?;
+    }
+    // VFIO's numbers only for a VF driven through VFIO (bound to vfio-pci,
+    // or with VFIO activity): a netdev VF has none to report
+    let vfio = |v: &VfMetrics| {
+        v.driver.as_deref() == Some("vfio-pci")
+            || v.vfio_irqs > 0
+            || v.dma_maps > 0
+            || v.dma_bytes_mapped > 0
     };
-    family(e, "vf_irqs", "Interrupts of the VF's MSI/MSI-X vectors (this incarnation, since the agent started).", None, Counter,
-        &each(&|v| Some(Sample::Counter(v.irqs))))?;
-    family(e, "vf_vfio_irqs", "Interrupts VFIO forwarded to user space for the VF.", None, Counter,
-        &each(&|v| Some(Sample::Counter(v.vfio_irqs))))?;
-    family(e, "vf_irq_handler", "IRQ handler time of the VF's vectors (kernel log2 buckets).", Some(Unit::Seconds), Histogram,
-        &each(&|v| (v.irq_handler.count() > 0).then_some(Sample::Hist(&v.irq_handler))))?;
-    family(e, "vf_dma_mapped", "Bytes mapped for DMA through VFIO now (mapped minus unmapped).", Some(Unit::Bytes), Gauge,
-        &each(&|v| Some(Sample::Gauge(v.dma_bytes_mapped.saturating_sub(v.dma_bytes_unmapped).min(i64::MAX as u64) as i64))))?;
-    family(e, "vf_dma_maps", "Successful VFIO DMA maps.", None, Counter,
-        &each(&|v| Some(Sample::Counter(v.dma_maps))))?;
-    family(e, "vf_dma_unmaps", "Successful VFIO DMA unmaps.", None, Counter,
-        &each(&|v| Some(Sample::Counter(v.dma_unmaps))))?;
-    family(e, "vf_dma_map", "Time of successful VFIO DMA maps.", Some(Unit::Seconds), Histogram,
-        &each(&|v| (v.dma_maps > 0).then_some(Sample::Hist(&v.dma_map))))?;
-    let mut mbx = Vec::new();
-    let mut nacks = Vec::new();
-    let mut cfg = Vec::new();
-    let mut admin = Vec::new();
-    for (v, i) in s.vfs.values().zip(&idx) {
-        for ((dir, msg), c) in &v.mailbox {
-            let mut l = vf_labels(node, v, i);
-            l.extend([("direction", dir.as_str()), ("message", msg.as_str())]);
-            mbx.push((l, Sample::Counter(*c)));
-        }
-        for (msg, c) in &v.mailbox_nacks {
-            let mut l = vf_labels(node, v, i);
-            l.push(("message", msg.as_str()));
-            nacks.push((l, Sample::Counter(*c)));
-        }
-        for (op, c) in &v.config_accesses {
-            let mut l = vf_labels(node, v, i);
-            l.push(("op", op.as_str()));
-            cfg.push((l, Sample::Counter(*c)));
-        }
-        for (field, c) in &v.admin_changes {
-            let mut l = vf_labels(node, v, i);
-            l.push(("field", field.as_str()));
-            admin.push((l, Sample::Counter(*c)));
-        }
-    }
-    family(e, "vf_mailbox_messages", "PF<->VF mailbox messages at the PF driver, by direction and message.", None, Counter, &mbx)?;
-    family(e, "vf_mailbox_nacks", "Mailbox requests the PF refused (NACK), by message.", None, Counter, &nacks)?;
-    family(e, "vf_config_accesses", "Config space accesses to the VF through VFIO, by op.", None, Counter, &cfg)?;
-    family(e, "vf_admin_changes", "Administrative changes of the VF (MAC, VLAN, trust, driver, ...), by field.", None, Counter, &admin)
+    let d = desc(
+        "vf_vfio_irqs",
+        Counter,
+        "Interrupts VFIO forwarded to user space.",
+    );
+    vf_family(e, s, &d, |v| {
+        vfio(v).then_some(Sample::Counter(v.vfio_irqs))
+    })?;
+    let d = bytes(
+        "vf_dma_mapped",
+        Gauge,
+        "Bytes mapped for DMA through VFIO now.",
+    );
+    vf_family(e, s, &d, |v| {
+        let now = v.dma_bytes_mapped.saturating_sub(v.dma_bytes_unmapped);
+        vfio(v).then_some(Sample::Gauge(now.min(i64::MAX as u64) as i64))
+    })?;
+    let d = desc("vf_dma_maps", Counter, "Successful VFIO DMA maps.");
+    vf_family(e, s, &d, |v| vfio(v).then_some(Sample::Counter(v.dma_maps)))?;
+    let d = desc("vf_dma_unmaps", Counter, "Successful VFIO DMA unmaps.");
+    vf_family(e, s, &d, |v| {
+        vfio(v).then_some(Sample::Counter(v.dma_unmaps))
+    })?;
+    let d = seconds("vf_dma_map", Histogram, "Time of successful VFIO DMA maps.");
+    vf_family(e, s, &d, |v| {
+        (v.dma_maps > 0).then_some(Sample::Hist(&v.dma_map))
+    })
 }
 
-/// A VF's `sriovtop_vf_info` label values that have to be made.
-struct Owned {
-    vlan: String,
-    group: String,
-    owner: String,
-    pid: String,
-}
-
-impl Owned {
-    fn of(v: &VfMetrics) -> Self {
-        let o = v.owner.as_ref();
-        Self {
-            vlan: v.vlan.map(|x| x.to_string()).unwrap_or_default(),
-            group: v.iommu_group.map(|x| x.to_string()).unwrap_or_default(),
-            owner: o.and_then(|o| o.summary()).unwrap_or_default(),
-            pid: o
-                .and_then(|o| o.processes.first())
-                .map(|h| h.pid.to_string())
-                .unwrap_or_default(),
-        }
+/// Mailbox, config space and administrative changes: counted by a label
+/// of their own.
+fn encode_vf_conversation(s: &AgentState, e: &mut DescriptorEncoder<'_>) -> Fmt {
+    let node = s.node.as_str();
+    let d = desc(
+        "vf_mailbox_messages",
+        Counter,
+        "PF<->VF mailbox messages, by direction, message.",
+    );
+    family(
+        e,
+        &d,
+        s.vfs.values().flat_map(|v| {
+            v.mailbox.iter().map(move |((dir, msg), c)| {
+                let extra = [("direction", dir.as_str()), ("message", msg.as_str())];
+                ((vf_labels(node, v), extra), Sample::Counter(*c))
+            })
+        }),
+    )?;
+    let keyed =
+        |d: Desc,
+         key: &'static str,
+         map: fn(&VfMetrics) -> &std::collections::BTreeMap<String, u64>| { (d, key, map) };
+    for (d, key, map) in [
+        keyed(
+            desc(
+                "vf_mailbox_nacks",
+                Counter,
+                "Mailbox requests the PF refused, by message.",
+            ),
+            "message",
+            |v| &v.mailbox_nacks,
+        ),
+        keyed(
+            desc(
+                "vf_config_accesses",
+                Counter,
+                "Config space accesses through VFIO, by op.",
+            ),
+            "op",
+            |v| &v.config_accesses,
+        ),
+        keyed(
+            desc(
+                "vf_admin_changes",
+                Counter,
+                "Administrative changes of the VF, by field.",
+            ),
+            "field",
+            |v| &v.admin_changes,
+        ),
+    ] {
+        family(
+            e,
+            &d,
+            s.vfs.values().flat_map(|v| {
+                map(v).iter().map(move |(k, c)| {
+                    (
+                        (vf_labels(node, v), [(key, k.as_str())]),
+                        Sample::Counter(*c),
+                    )
+                })
+            }),
+        )?;
     }
-
-    fn labels<'a>(&'a self, v: &'a VfMetrics) -> Labels<'a> {
-        let o = v.owner.as_ref();
-        let first = o.and_then(|o| o.processes.first());
-        let pod = o.and_then(|o| o.pod.as_ref());
-        let netns = o.and_then(|o| o.netns.as_ref());
-        vec![
-            ("netdev", v.netdev.as_deref().unwrap_or("")),
-            ("driver", v.driver.as_deref().unwrap_or("")),
-            ("mac", v.mac.as_deref().unwrap_or("")),
-            ("vlan", &self.vlan),
-            ("iommu_group", &self.group),
-            ("owner", &self.owner),
-            ("pid", &self.pid),
-            ("comm", first.map_or("", |h| h.comm.as_str())),
-            ("vm", o.and_then(|o| o.processes.iter().find_map(|h| h.vm.as_deref())).unwrap_or("")),
-            ("container", o.and_then(|o| o.processes.iter().find_map(|h| h.container.as_deref())).unwrap_or("")),
-            ("namespace", pod.map_or("", |p| p.namespace.as_str())),
-            ("pod", pod.map_or("", |p| p.name.as_str())),
-            ("pod_container", pod.map_or("", |p| p.container.as_str())),
-            ("netns", netns.and_then(|n| n.name.as_deref()).unwrap_or("")),
-        ]
-    }
+    Ok(())
 }

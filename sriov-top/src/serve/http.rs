@@ -18,7 +18,6 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use super::{
@@ -28,7 +27,7 @@ use super::{
 
 /// What the handlers share.
 pub struct Shared {
-    pub registry: Registry,
+    pub metrics: encode::Exposition,
     pub health: Arc<Mutex<Health>>,
 }
 
@@ -111,7 +110,7 @@ pub fn respond(
     match path {
         "/metrics" => {
             let om = wants_openmetrics(accept);
-            match encode::render(&shared.registry, om) {
+            match shared.metrics.scrape(om) {
                 Ok(body) => {
                     let mut r = text(StatusCode::OK, body);
                     let ct = if om { OPENMETRICS } else { PROMETHEUS_TEXT };
@@ -122,20 +121,20 @@ pub fn respond(
                 Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
             }
         }
-        "/healthz" => {
-            let h = match shared.health.lock() {
-                Ok(g) => g.check(),
-                Err(p) => p.into_inner().check(),
-            };
-            match h {
-                Ok(msg) => text(StatusCode::OK, format!("ok: {msg}\n")),
-                Err(msg) => text(StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {msg}\n")),
-            }
-        }
+        "/healthz" => match encode::lock(&shared.health).check() {
+            Ok(msg) => text(StatusCode::OK, format!("ok: {msg}\n")),
+            Err(msg) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("unhealthy: {msg}\n"),
+            ),
+        },
         "/" => text(
             StatusCode::OK,
             "sriov-top agent: /metrics (Prometheus, OpenMetrics), /healthz\n",
         ),
-        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics or /healthz\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics or /healthz\n",
+        ),
     }
 }

@@ -45,6 +45,8 @@ pub mod textfile;
 
 pub use state::AgentState;
 
+use encode::lock;
+
 use health::Health;
 
 /// Items in flight between the collector and the consumer.
@@ -104,7 +106,8 @@ fn prepare(cli: &Cli, args: &ServeArgs) -> Result<Prepared> {
                 }
             )
         })?;
-        l.set_nonblocking(true).context("making the listener non-blocking")?;
+        l.set_nonblocking(true)
+            .context("making the listener non-blocking")?;
         Some(l)
     };
     let node = match &args.node {
@@ -148,10 +151,12 @@ pub fn run(cli: &Cli, args: &ServeArgs, claim: Option<Claim>) -> Result<(), Serv
 
 async fn agent(cli: &Cli, args: &ServeArgs, prep: Prepared, claim: Option<Claim>) -> Result<()> {
     let interval = Duration::from_secs_f64(cli.interval);
-    let state = Arc::new(Mutex::new(AgentState::new(prep.node.clone())));
+    let mut first = AgentState::new(prep.node.clone());
+    first.vf_histograms = args.vf_histograms;
+    let state = Arc::new(Mutex::new(first));
     let health = Arc::new(Mutex::new(Health::new(interval)));
     let shared = Arc::new(http::Shared {
-        registry: encode::registry(state.clone()),
+        metrics: encode::Exposition::new(state.clone()),
         health: health.clone(),
     });
     let server = match prep.listener {
@@ -201,8 +206,7 @@ async fn agent(cli: &Cli, args: &ServeArgs, prep: Prepared, claim: Option<Claim>
             None
         } else {
             Some(Box::new(move || {
-                privs::drop_to(user.as_ref(), &privs::keep(kubelet))
-                    .context("dropping privileges")
+                privs::drop_to(user.as_ref(), &privs::keep(kubelet)).context("dropping privileges")
             }))
         },
     };
@@ -212,7 +216,7 @@ async fn agent(cli: &Cli, args: &ServeArgs, prep: Prepared, claim: Option<Claim>
         health: health.clone(),
         stream,
         textfile: args.textfile.clone(),
-        registry: &shared.registry,
+        metrics: &shared.metrics,
     };
     let r = tokio::try_join!(collect::run(opts, tx), consumer.run(rx));
     if let Ok(mut h) = health.lock() {
@@ -234,14 +238,7 @@ struct Consumer<'a> {
     health: Arc<Mutex<Health>>,
     stream: Option<NdjsonWriter<Box<dyn Write>>>,
     textfile: Option<std::path::PathBuf>,
-    registry: &'a prometheus_client::registry::Registry,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
+    metrics: &'a encode::Exposition,
 }
 
 impl Consumer<'_> {
@@ -250,7 +247,12 @@ impl Consumer<'_> {
         while let Some(c) = rx.recv().await {
             match c {
                 Collected::Event(ev) => {
-                    if let Event::HookMissing { hook, attach, reason } = &ev.event {
+                    if let Event::HookMissing {
+                        hook,
+                        attach,
+                        reason,
+                    } = &ev.event
+                    {
                         tracing::warn!("hook {hook} ({attach}) not attached: {reason}");
                     }
                     if matches!(ev.event, Event::Started { .. }) {
@@ -270,7 +272,9 @@ impl Consumer<'_> {
                     lock(&self.state).on_tick(programs, unix);
                     lock(&self.health).on_tick(Instant::now());
                     if let Some(dir) = &self.textfile {
-                        let r = encode::render(self.registry, false)
+                        let r = self
+                            .metrics
+                            .render(false)
                             .map_err(|_| io::Error::other("encoding the metrics"))
                             .and_then(|body| textfile::write(dir, &body));
                         match r {

@@ -51,7 +51,8 @@ pub fn drop_to(user: Option<&User>, keep: &HashSet<Capability>) -> Result<()> {
     // the bounding set: only what is in it (a kernel may not know every
     // capability this build names), and only with CAP_SETPCAP (without it,
     // as under a unit that leaves it out, the set stays as the unit made it)
-    let effective = caps::read(None, CapSet::Effective).context("reading the effective capabilities")?;
+    let effective =
+        caps::read(None, CapSet::Effective).context("reading the effective capabilities")?;
     if effective.contains(&Capability::CAP_SETPCAP) {
         let bounding = caps::read(None, CapSet::Bounding).context("reading the bounding set")?;
         for cap in bounding.difference(&keep) {
@@ -80,7 +81,11 @@ fn switch_user(u: &User) -> Result<()> {
     nix::unistd::setresuid(u.uid, u.uid, u.uid).with_context(|| format!("setresuid({})", u.uid))?;
     caps::securebits::set_keepcaps(false).context("PR_SET_KEEPCAPS off")?;
     if Uid::current() != u.uid || Gid::current() != u.gid {
-        anyhow::bail!("still running as uid {} after switching to {}", Uid::current(), u.name);
+        anyhow::bail!(
+            "still running as uid {} after switching to {}",
+            Uid::current(),
+            u.name
+        );
     }
     Ok(())
 }

@@ -55,6 +55,8 @@ impl Log2Hist {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PfInfo {
     pub bdf: String,
+    /// `sriovtop_pf_info`'s own labels (netdev, driver, device).
+    pub info_labels: Vec<(&'static str, String)>,
     pub netdev: Option<String>,
     pub driver: Option<String>,
     pub device: Option<String>,
@@ -67,6 +69,11 @@ pub struct PfInfo {
 pub struct VfMetrics {
     pub pf: String,
     pub index: u32,
+    /// `index` as the `vf` label.
+    pub index_label: String,
+    /// `sriovtop_vf_info`'s own labels: those with a value (an empty label
+    /// is no label to Prometheus), made when the inventory arrives.
+    pub info_labels: Vec<(&'static str, String)>,
     pub bdf: String,
     pub netdev: Option<String>,
     pub driver: Option<String>,
@@ -123,6 +130,12 @@ pub struct AgentState {
     pub last_tick_unix: Option<f64>,
     /// The probes' run time and count (kernel `bpf_stats`).
     pub programs: Vec<ProgramStats>,
+    /// Export each VF's IRQ handler histogram (`--vf-histograms`): 14
+    /// series a VF; by default the PF's VFs together, and each VF's total.
+    pub vf_histograms: bool,
+    /// Changes with every event and tick folded in (`/metrics` encodes
+    /// again only when it did).
+    pub generation: u64,
 }
 
 /// A serde enum's tag (`vf_to_pf`, `dma_quota`, ...).
@@ -143,6 +156,7 @@ impl AgentState {
 
     /// Fold one event in.
     pub fn on_event(&mut self, ev: &EventEnvelope) {
+        self.generation += 1;
         match &ev.event {
             Event::Started {
                 hooks_attached,
@@ -169,16 +183,25 @@ impl AgentState {
             } => self.hotplug_time(pf, "remove", *latency_ns),
             Event::DriverProbe {
                 driver, latency_ns, ..
-            } => self.probe.entry(driver.clone()).or_default().record(*latency_ns),
-            Event::SriovConfigure { pf, latency_ns, .. } => {
-                self.configure.entry(pf.clone()).or_default().record(*latency_ns)
-            }
+            } => self
+                .probe
+                .entry(driver.clone())
+                .or_default()
+                .record(*latency_ns),
+            Event::SriovConfigure { pf, latency_ns, .. } => self
+                .configure
+                .entry(pf.clone())
+                .or_default()
+                .record(*latency_ns),
             _ => self.on_vf_event(ev),
         }
     }
 
     fn hotplug_time(&mut self, pf: &str, op: &'static str, ns: u64) {
-        self.hotplug.entry((pf.to_string(), op)).or_default().record(ns);
+        self.hotplug
+            .entry((pf.to_string(), op))
+            .or_default()
+            .record(ns);
     }
 
     /// Events about one VF, counted for the incarnation they name.
@@ -214,9 +237,7 @@ impl AgentState {
                     *vf.mailbox_nacks.entry(m.msg.clone()).or_default() += 1;
                 }
             }
-            Event::ConfigAccess(c) => {
-                *vf.config_accesses.entry(tag(&c.op)).or_default() += c.count
-            }
+            Event::ConfigAccess(c) => *vf.config_accesses.entry(tag(&c.op)).or_default() += c.count,
             Event::AdminChange(a) => *vf.admin_changes.entry(tag(&a.field)).or_default() += 1,
             _ => {}
         }
@@ -228,8 +249,17 @@ impl AgentState {
         self.pfs = pfs
             .iter()
             .map(|p| {
+                let labels = [
+                    ("netdev", p.netdev.clone()),
+                    ("driver", p.driver.clone()),
+                    ("device", p.device_name.clone()),
+                ];
                 let info = PfInfo {
                     bdf: p.bdf.clone(),
+                    info_labels: labels
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k, v?)))
+                        .collect(),
                     netdev: p.netdev.clone(),
                     driver: p.driver.clone(),
                     device: p.device_name.clone(),
@@ -252,6 +282,8 @@ impl AgentState {
                 m.mac = v.config.as_ref().and_then(|c| c.mac).map(|m| m.to_string());
                 m.vlan = v.config.as_ref().map(|c| c.vlan);
                 m.owner = v.owner.clone().filter(|o| !o.is_empty());
+                m.index_label = v.index.to_string();
+                m.info_labels = info_labels(&m);
                 if let Some(s) = v.config.as_ref().and_then(|c| c.stats) {
                     m.net = Some(s);
                 }
@@ -260,8 +292,22 @@ impl AgentState {
         }
     }
 
+    /// The IRQ handler histograms of each PF's VFs, added up.
+    pub fn irq_handler_by_pf(&self) -> BTreeMap<&str, Log2Hist> {
+        let mut out: BTreeMap<&str, Log2Hist> = BTreeMap::new();
+        for v in self.vfs.values().filter(|v| v.irq_handler.count() > 0) {
+            let h = out.entry(v.pf.as_str()).or_default();
+            for (a, b) in h.buckets.iter_mut().zip(&v.irq_handler.buckets) {
+                *a += b;
+            }
+            h.sum_ns = h.sum_ns.saturating_add(v.irq_handler.sum_ns);
+        }
+        out
+    }
+
     /// A collector tick: the probes' run time, and the time.
     pub fn on_tick(&mut self, programs: Vec<ProgramStats>, unix_s: f64) {
+        self.generation += 1;
         self.ticks += 1;
         self.last_tick_unix = Some(unix_s);
         if !programs.is_empty() {
@@ -270,12 +316,51 @@ impl AgentState {
     }
 }
 
+/// The labels of a VF's `sriovtop_vf_info` that have a value.
+fn info_labels(v: &VfMetrics) -> Vec<(&'static str, String)> {
+    let o = v.owner.as_ref();
+    let first = o.and_then(|o| o.processes.first());
+    let pod = o.and_then(|o| o.pod.as_ref());
+    let some = |s: Option<&str>| s.map(str::to_string);
+    let all = [
+        ("netdev", v.netdev.clone()),
+        ("driver", v.driver.clone()),
+        ("mac", v.mac.clone()),
+        ("vlan", v.vlan.map(|x| x.to_string())),
+        ("iommu_group", v.iommu_group.map(|x| x.to_string())),
+        ("owner", o.and_then(|o| o.summary())),
+        ("pid", first.map(|h| h.pid.to_string())),
+        ("comm", first.map(|h| h.comm.clone())),
+        (
+            "vm",
+            some(o.and_then(|o| o.processes.iter().find_map(|h| h.vm.as_deref()))),
+        ),
+        (
+            "container",
+            some(o.and_then(|o| o.processes.iter().find_map(|h| h.container.as_deref()))),
+        ),
+        ("namespace", pod.map(|p| p.namespace.clone())),
+        ("pod", pod.map(|p| p.name.clone())),
+        ("pod_container", pod.map(|p| p.container.clone())),
+        (
+            "netns",
+            o.and_then(|o| o.netns.as_ref())
+                .and_then(|n| n.name.clone()),
+        ),
+    ];
+    all.into_iter()
+        .filter_map(|(k, v)| Some((k, v.filter(|v| !v.is_empty())?)))
+        .collect()
+}
+
 impl VfMetrics {
     /// A new incarnation: what was counted for the old one goes.
     fn reset(&mut self, created_ns: Option<u64>) {
         *self = Self {
             pf: std::mem::take(&mut self.pf),
             index: self.index,
+            index_label: std::mem::take(&mut self.index_label),
+            info_labels: std::mem::take(&mut self.info_labels),
             bdf: std::mem::take(&mut self.bdf),
             netdev: self.netdev.take(),
             driver: self.driver.take(),

@@ -50,16 +50,27 @@ mod tests {
         write(d.path(), "a 1\n").unwrap();
         write(d.path(), "a 2\n").unwrap();
         assert_eq!(fs::read_to_string(d.path().join(FILE)).unwrap(), "a 2\n");
-        let names: Vec<_> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(FILE)]);
     }
 
     #[test]
     fn a_missing_or_plain_file_is_refused() {
         let d = tempfile::tempdir().unwrap();
-        assert!(check_dir(&d.path().join("nope")).unwrap_err().contains("nope"));
+        assert!(
+            check_dir(&d.path().join("nope"))
+                .unwrap_err()
+                .contains("nope")
+        );
         fs::write(d.path().join("f"), "").unwrap();
-        assert!(check_dir(&d.path().join("f")).unwrap_err().contains("not a directory"));
+        assert!(
+            check_dir(&d.path().join("f"))
+                .unwrap_err()
+                .contains("not a directory")
+        );
         assert!(check_dir(d.path()).is_ok());
     }
 }
