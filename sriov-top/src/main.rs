@@ -31,11 +31,24 @@ fn main() -> ExitCode {
         install_tracing();
     }
     if cli.replay.is_some() && (cli.kprobes || cli.policy.is_some() || cli.command.is_some()) {
-        eprintln!("sriov-top: error: --replay shows a recorded stream: it takes no --kprobes, --policy or `serve`");
+        eprintln!(
+            "sriov-top: error: --replay shows a recorded stream: it takes no --kprobes, --policy or `serve`"
+        );
         return ExitCode::from(2);
     }
     if cli.json && cli.command.is_some() {
-        eprintln!("sriov-top: error: --json and `serve` exclude each other: `serve --output FILE` writes the stream beside the metrics");
+        eprintln!(
+            "sriov-top: error: --json and `serve` exclude each other: `serve --output FILE` writes the stream beside the metrics"
+        );
+        return ExitCode::from(2);
+    }
+    if let Some(Command::Serve(a)) = &cli.command
+        && a.user.is_some()
+        && cli.policy.is_some()
+    {
+        eprintln!(
+            "sriov-top: error: --user cannot be combined with --policy: reloading and removing a policy need root"
+        );
         return ExitCode::from(2);
     }
     // a policy file is checked before anything is loaded: bad input, exit 2;

@@ -151,10 +151,17 @@ pub fn fill(
 /// holders, netns, and pods from the kubelet when there is one (waiting at
 /// most `timeout` for it). Returns the kubelet's warning, if any, unless
 /// there is simply no kubelet.
-pub fn look_up(host: &dyn crate::host::Host, pfs: &mut [crate::discover::Pf], timeout: std::time::Duration) -> Option<String> {
+pub fn look_up(
+    host: &dyn crate::host::Host,
+    pfs: &mut [crate::discover::Pf],
+    timeout: std::time::Duration,
+) -> Option<String> {
     let holders = procs::vfio_holders(host, pfs);
     let ns = netns::netns_of(host, pfs);
-    let (pods, warning) = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let (pods, warning) = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(kubelet::pod_devices(
             kubelet::DEFAULT_SOCKET.as_ref(),
             kubelet::DEFAULT_CHECKPOINT.as_ref(),

@@ -34,7 +34,10 @@ pub fn http_get(path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     Ok((status, body))
 }
 
@@ -57,7 +60,10 @@ pub fn vf_value(m: &BTreeMap<String, f64>, name: &str, bdf: &str) -> Option<f64>
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// `sriov-top serve` running beside a test.
@@ -72,7 +78,13 @@ impl Agent {
         let stream = format!("/tmp/{name}.ndjson");
         let _ = std::fs::remove_file(&stream);
         let child = Command::new("sriov-top")
-            .args(["serve", "--listen", &format!("0.0.0.0:{PORT}"), "--node", "lab"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("0.0.0.0:{PORT}"),
+                "--node",
+                "lab",
+            ])
             .args(["--interval", "1", "--output", &stream])
             .args(extra)
             .spawn()
@@ -109,7 +121,9 @@ impl Agent {
     pub fn lines(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.stream).unwrap_or_default();
         let done = text.rfind('\n').map_or("", |i| &text[..=i]);
-        done.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        done.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }
 
@@ -154,7 +168,10 @@ fn the_agent_serves_each_vf_to_a_real_prometheus() {
     let t0 = unix_now();
     let m = samples(&agent.metrics());
     for v in &vfs {
-        assert!(vf_value(&m, "sriovtop_vf_info", v).is_some(), "no sriovtop_vf_info for {v}");
+        assert!(
+            vf_value(&m, "sriovtop_vf_info", v).is_some(),
+            "no sriovtop_vf_info for {v}"
+        );
     }
     keep_scrape("agent-start", &agent.metrics());
     std::thread::sleep(Duration::from_secs(8));
@@ -171,9 +188,11 @@ fn the_agent_serves_each_vf_to_a_real_prometheus() {
     for (i, v) in vfs.iter().enumerate() {
         vf_traffic_from(v, &format!("192.0.2.{}", i + 1), 300);
     }
-    wait_for("the agent to count the packets", Duration::from_secs(60), || {
-        tx_sum(&samples(&agent.metrics())) >= before + 900.0
-    });
+    wait_for(
+        "the agent to count the packets",
+        Duration::from_secs(60),
+        || tx_sum(&samples(&agent.metrics())) >= before + 900.0,
+    );
     let t2 = unix_now();
     let body = agent.metrics();
     keep_scrape("agent-traffic", &body);
@@ -184,8 +203,10 @@ fn the_agent_serves_each_vf_to_a_real_prometheus() {
         let scraped = vf_value(&m, "sriovtop_vf_tx_packets_total", v).unwrap();
         let streamed = stream_tx(&lines, v).unwrap();
         assert!(
-            scraped as u64 == streamed || lines.iter().any(|l| l["kind"] == "stats"
-                && l["vf"]["bdf"] == v.as_str() && l["net"]["tx_packets"] == scraped as u64),
+            scraped as u64 == streamed
+                || lines.iter().any(|l| l["kind"] == "stats"
+                    && l["vf"]["bdf"] == v.as_str()
+                    && l["net"]["tx_packets"] == scraped as u64),
             "{v}: /metrics says {scraped}, the stream {streamed}"
         );
     }
@@ -193,9 +214,11 @@ fn the_agent_serves_each_vf_to_a_real_prometheus() {
     // a VF removed (3 -> 0 -> 2): its series go
     let t3 = unix_now();
     set_numvfs(2);
-    wait_for("the agent to drop the removed VF", Duration::from_secs(60), || {
-        vf_value(&samples(&agent.metrics()), "sriovtop_vf_info", &vfs[2]).is_none()
-    });
+    wait_for(
+        "the agent to drop the removed VF",
+        Duration::from_secs(60),
+        || vf_value(&samples(&agent.metrics()), "sriovtop_vf_info", &vfs[2]).is_none(),
+    );
     let t4 = unix_now();
     std::thread::sleep(Duration::from_secs(8));
     let t5 = unix_now();
@@ -229,7 +252,10 @@ fn after_dropping_privileges_the_agent_still_sees_a_vfio_holder_and_a_netns() {
     let mut agent = Agent::start("agent_owner", &["--user", "nobody"]);
     // the process: nobody, with only the kept capabilities, in every thread
     let pid = agent.pid();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
         let status = std::fs::read_to_string(task.path().join("status")).unwrap();
         let field = |k: &str| {
             status
@@ -239,7 +265,10 @@ fn after_dropping_privileges_the_agent_still_sees_a_vfio_holder_and_a_netns() {
                 .trim()
                 .to_string()
         };
-        assert!(field("Uid:").split_whitespace().all(|u| u == "65534"), "{status}");
+        assert!(
+            field("Uid:").split_whitespace().all(|u| u == "65534"),
+            "{status}"
+        );
         // CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19), CAP_SYS_ADMIN (21)
         assert_eq!(field("CapEff:"), "0000000000280004", "{status}");
         assert_eq!(field("CapBnd:"), "0000000000280004", "{status}");
@@ -261,14 +290,21 @@ fn after_dropping_privileges_the_agent_still_sees_a_vfio_holder_and_a_netns() {
     let if1 = netdev_of(&vf1);
     sh("ip", &["link", "set", "dev", &if1, "netns", "blue"]);
     let hp = holder.id();
-    wait_for("the owners in sriovtop_vf_info", Duration::from_secs(60), || {
-        let m = agent.metrics();
-        info_labels(&m, &vf0).contains(&format!("pid=\"{hp}\""))
-            && info_labels(&m, &vf1).contains("netns=\"blue\"")
-    });
+    wait_for(
+        "the owners in sriovtop_vf_info",
+        Duration::from_secs(60),
+        || {
+            let m = agent.metrics();
+            info_labels(&m, &vf0).contains(&format!("pid=\"{hp}\""))
+                && info_labels(&m, &vf1).contains("netns=\"blue\"")
+        },
+    );
     let m = agent.metrics();
     assert!(info_labels(&m, &vf0).contains("comm=\"sleep\""), "{m}");
-    assert!(info_labels(&m, &vf1).contains("owner=\"netns blue\""), "{m}");
+    assert!(
+        info_labels(&m, &vf1).contains("owner=\"netns blue\""),
+        "{m}"
+    );
     // the stream carries the same owners on the VFs of its inventory
     let inv = agent
         .lines()
@@ -279,12 +315,18 @@ fn after_dropping_privileges_the_agent_still_sees_a_vfio_holder_and_a_netns() {
     let vfs = inv["pfs"][0]["vfs"].as_array().unwrap();
     let by = |b: &str| vfs.iter().find(|v| v["bdf"] == b).unwrap()["owner"].clone();
     assert_eq!(by(&vf0)["processes"][0]["pid"], hp);
-    assert_eq!(by(&vf0)["processes"][0]["path"], format!("/dev/vfio/{group}"));
+    assert_eq!(
+        by(&vf0)["processes"][0]["path"],
+        format!("/dev/vfio/{group}")
+    );
     assert_eq!(by(&vf1)["netns"]["name"], "blue");
     assert_eq!(by(&vf1)["netns"]["netdev"], if1.as_str());
     // and `sriov list` shows them
     let list = sh("sriov", &["list"]);
-    assert!(list.contains(&format!("sleep {hp}")) && list.contains("netns blue"), "{list}");
+    assert!(
+        list.contains(&format!("sleep {hp}")) && list.contains("netns blue"),
+        "{list}"
+    );
     let mut holder = holder;
     let _ = holder.kill();
     let _ = holder.wait();
@@ -360,7 +402,7 @@ fn fifty_scrapes_a_second_for_a_minute_while_seven_vfs_carry_traffic() {
     let m = samples(&agent.metrics());
     let lost = m.get("sriovtop_lost_events_total{node=\"lab\"}").copied();
     let rss_10s = rss_10s.unwrap();
-    eprintln!(
+    let report = format!(
         "load: {ok} scrapes in {:.1} s ({:.1}/s), {} failed; agent CPU {:.2} ms per scrape \
          (USER_HZ 100); RSS {rss_10s} KiB at 10 s, at most {rss_max_after} KiB after; \
          {rounds} traffic rounds; lost events {lost:?}",
@@ -369,12 +411,19 @@ fn fifty_scrapes_a_second_for_a_minute_while_seven_vfs_carry_traffic() {
         failed.len(),
         cpu as f64 * 10.0 / f64::from(ok.max(1)),
     );
+    eprintln!("{report}");
+    // for the host, which prints it after the run
+    std::fs::create_dir_all(format!("{OUT_DIR}/prom")).unwrap();
+    std::fs::write(format!("{OUT_DIR}/prom/load.txt"), &report).unwrap();
     assert!(failed.is_empty(), "failed scrapes: {failed:#?}");
     // the loop asks for 50/s; under TCG a scrape may take longer than
     // 20 ms, so the rate reached is reported, and must be at least 10/s
     assert!(ok >= 600, "only {ok} scrapes in {wall:?}");
     // no growth after the first 10 s (allocator noise: 1 MiB)
-    assert!(rss_max_after <= rss_10s + 1024, "RSS grew from {rss_10s} KiB to {rss_max_after} KiB");
+    assert!(
+        rss_max_after <= rss_10s + 1024,
+        "RSS grew from {rss_10s} KiB to {rss_max_after} KiB"
+    );
     assert_eq!(lost, Some(0.0), "the collector lost events");
     // the packets of the last round reach the counters with the next tick
     let sent = f64::from(rounds * 20 * 7);
@@ -384,7 +433,11 @@ fn fifty_scrapes_a_second_for_a_minute_while_seven_vfs_carry_traffic() {
             .map(|v| vf_value(&m, "sriovtop_vf_tx_packets_total", v).unwrap_or(0.0))
             .sum()
     };
-    wait_for("the agent to count every packet sent", Duration::from_secs(20), || tx() >= sent);
+    wait_for(
+        "the agent to count every packet sent",
+        Duration::from_secs(20),
+        || tx() >= sent,
+    );
     keep_scrape("agent-load", &agent.metrics());
     agent.stop();
     set_numvfs(0);

@@ -336,10 +336,10 @@ pub async fn run_with<T: From<Collected>>(
         f()?;
     }
     // after the privilege drop: the scan works with what is kept
-    if let Some(w) = owners.attach(host, &mut inv.pfs, Instant::now()) {
-        if !out.send(Collected::Warning(w)).await {
-            return Ok(());
-        }
+    if let Some(w) = owners.attach(host, &mut inv.pfs, Instant::now())
+        && !out.send(Collected::Warning(w)).await
+    {
+        return Ok(());
     }
     let mut changes = InventoryChanges::default();
     changes.changed(&inv.pfs);

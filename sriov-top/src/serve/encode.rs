@@ -198,7 +198,7 @@ fn family<'s, L: EncodeLabelSet>(
     if samples.peek().is_none() {
         return Ok(());
     }
-    let mut m = e.encode_descriptor(d.name, d.help, d.unit.as_ref(), d.kind.clone())?;
+    let mut m = e.encode_descriptor(d.name, d.help, d.unit.as_ref(), d.kind)?;
     for (labels, v) in samples {
         v.encode(&mut m.encode_family(&labels)?)?;
     }
@@ -404,7 +404,10 @@ fn vf_family<'s>(
 }
 
 /// The PF driver's IFLA_VF_STATS counters.
-const NET: [(Desc, fn(&sriov_core::host::VfStats) -> u64); 8] = [
+/// A counter of IFLA_VF_STATS.
+type NetCounter = fn(&sriov_core::host::VfStats) -> u64;
+
+const NET: [(Desc, NetCounter); 8] = [
     (
         desc(
             "vf_rx_packets",

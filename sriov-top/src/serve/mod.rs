@@ -72,11 +72,6 @@ struct Prepared {
 fn prepare(cli: &Cli, args: &ServeArgs) -> Result<Prepared> {
     let user = match &args.user {
         None => None,
-        Some(_) if cli.policy.is_some() => {
-            return Err(anyhow!(
-                "--user cannot be combined with --policy: reloading and removing a policy need root"
-            ));
-        }
         Some(name) => Some(
             nix::unistd::User::from_name(name)
                 .with_context(|| format!("looking up user {name:?}"))?

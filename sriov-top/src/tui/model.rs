@@ -50,6 +50,8 @@ pub struct VfState {
     pub iommu_group: Option<u32>,
     /// The PF driver's view (MAC, VLAN, spoofchk, trust, link state).
     pub config: Option<VfNetInfo>,
+    /// Who holds it, in a few words (`VfOwner::summary`).
+    pub owner: Option<String>,
     /// Removed, or not in the last inventory.
     pub gone: bool,
 
@@ -320,6 +322,7 @@ impl Model {
                 v.driver = vf.driver.clone();
                 v.iommu_group = vf.iommu_group;
                 v.config = vf.config.clone();
+                v.owner = vf.owner.as_ref().and_then(|o| o.summary());
                 v.gone = false;
             }
         }

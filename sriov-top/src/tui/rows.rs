@@ -98,10 +98,12 @@ pub enum Column {
     DmaMaps,
     DmaMib,
     Policy,
+    /// Who holds the VF (process, VM, container, pod, netns).
+    Owner,
 }
 
 impl Column {
-    pub const ALL: [Column; 15] = [
+    pub const ALL: [Column; 16] = [
         Self::Bdf,
         Self::Netdev,
         Self::Driver,
@@ -117,10 +119,11 @@ impl Column {
         Self::DmaMaps,
         Self::DmaMib,
         Self::Policy,
+        Self::Owner,
     ];
 
     /// Which columns stay when the terminal is narrow, most important first.
-    const PRIORITY: [Column; 15] = [
+    const PRIORITY: [Column; 16] = [
         Self::Bdf,
         Self::Netdev,
         Self::RxPps,
@@ -136,6 +139,7 @@ impl Column {
         Self::Mac,
         Self::Vlan,
         Self::SpoofTrust,
+        Self::Owner,
     ];
 
     pub fn header(self) -> &'static str {
@@ -155,6 +159,7 @@ impl Column {
             Self::DmaMaps => "map/s",
             Self::DmaMib => "MiB",
             Self::Policy => "policy",
+            Self::Owner => "owner",
         }
     }
 
@@ -167,6 +172,7 @@ impl Column {
             Self::Vlan | Self::Link => 4,
             Self::SpoofTrust => 3,
             Self::DmaMib => 5,
+            Self::Owner => 18,
             Self::RxPps
             | Self::TxPps
             | Self::RxBps
@@ -346,6 +352,7 @@ pub fn format_row(model: &Model, row: &RowRef, selected: bool, policy_loaded: bo
             set(Column::Bdf, format!("{mark}{branch} {bdf}"));
             set(Column::Netdev, opt(&v.netdev));
             set(Column::Driver, opt(&v.driver));
+            set(Column::Owner, opt(&v.owner));
             set(
                 Column::Mac,
                 cfg.and_then(|c| c.mac)

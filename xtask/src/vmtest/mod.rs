@@ -252,7 +252,10 @@ pub fn run(o: Options) -> Result<Summary> {
     bins.extend(lab::build_project_bins()?);
     let built = t0.elapsed();
     // a real Prometheus on the host for the agent's test
-    let (prometheus, prometheus_error) = if tests.iter().any(|(_, n)| n.contains(prom::NEEDS_PROMETHEUS)) {
+    let (prometheus, prometheus_error) = if tests
+        .iter()
+        .any(|(_, n)| n.contains(prom::NEEDS_PROMETHEUS))
+    {
         match prom::Prometheus::start(&lab::lab_dir()) {
             Ok(p) => (Some(p), None),
             Err(e) => (None, Some(format!("{e:#}"))),

@@ -69,8 +69,15 @@ fn get(port: u16, path: &str) -> Result<(u16, String)> {
     write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut out = String::new();
     c.read_to_string(&mut out)?;
-    let status = out.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     Ok((status, body))
 }
 
@@ -92,13 +99,18 @@ impl Prometheus {
         let log = std::fs::File::create(dir.join("prometheus.log"))?;
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("starting prometheus (Debian's prometheus package).\nFix: cargo xtask setup")?;
+            .context(
+                "starting prometheus (Debian's prometheus package).\nFix: cargo xtask setup",
+            )?;
         let p = Self {
             child,
             port,
@@ -115,7 +127,9 @@ impl Prometheus {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        println!("vm-test: prometheus on 127.0.0.1:{port}, scraping 127.0.0.1:{agent_port} (QEMU hostfwd to the guest's :10025)");
+        println!(
+            "vm-test: prometheus on 127.0.0.1:{port}, scraping 127.0.0.1:{agent_port} (QEMU hostfwd to the guest's :10025)"
+        );
         Ok(p)
     }
 
@@ -140,7 +154,11 @@ impl Prometheus {
                             .collect()
                     })
                     .unwrap_or_default();
-                let value = if r["values"].is_array() { r["values"].clone() } else { r["value"].clone() };
+                let value = if r["values"].is_array() {
+                    r["values"].clone()
+                } else {
+                    r["value"].clone()
+                };
                 (labels, value)
             })
             .collect())
@@ -148,7 +166,9 @@ impl Prometheus {
 
     /// A scalar sample's value (`[ts, "v"]`).
     fn num(v: &Value) -> f64 {
-        v[1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
+        v[1].as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN)
     }
 
     /// Run the checks; print one result line each. (passed, failed)
@@ -162,10 +182,16 @@ impl Prometheus {
             },
             Err(e) => results.push((
                 "phases".into(),
-                Err(anyhow::anyhow!("the lab test wrote no /out/prom/agent.json ({e}): it failed before the end")),
+                Err(anyhow::anyhow!(
+                    "the lab test wrote no /out/prom/agent.json ({e}): it failed before the end"
+                )),
             )),
         }
         results.extend(promtool(&out.join("prom")));
+        // the scrape load test's numbers (agent::fifty_scrapes_…)
+        if let Ok(load) = std::fs::read_to_string(out.join("prom").join("load.txt")) {
+            println!("agent {}", load.trim());
+        }
         let (mut passed, mut failed) = (0, 0);
         for (name, r) in results {
             match r {
@@ -179,21 +205,29 @@ impl Prometheus {
                 }
             }
         }
-        println!("prometheus checks: {passed} passed; {failed} failed (data: {})", self.dir.display());
+        println!(
+            "prometheus checks: {passed} passed; {failed} failed (data: {})",
+            self.dir.display()
+        );
         (passed, failed)
     }
 
     /// The guest clock's offset from the host's: median of (Prometheus's
     /// sample time − the agent's own tick time).
     fn offset(&self, around: f64) -> Result<f64> {
-        let rows = self.query("sriovtop_collector_last_tick_timestamp_seconds[10m]", around + 120.0)?;
+        let rows = self.query(
+            "sriovtop_collector_last_tick_timestamp_seconds[10m]",
+            around + 120.0,
+        )?;
         let mut d: Vec<f64> = rows
             .iter()
             .flat_map(|(_, v)| v.as_array().cloned().unwrap_or_default())
             .filter_map(|s| Some(s[0].as_f64()? - s[1].as_str()?.parse::<f64>().ok()?))
             .collect();
         if d.is_empty() {
-            bail!("Prometheus has no sriovtop_collector_last_tick_timestamp_seconds: it never scraped the agent");
+            bail!(
+                "Prometheus has no sriovtop_collector_last_tick_timestamp_seconds: it never scraped the agent"
+            );
         }
         d.sort_by(f64::total_cmp);
         Ok(d[d.len() / 2])
@@ -201,62 +235,96 @@ impl Prometheus {
 
     fn queries(&self, p: &Value, out: &Path) -> Vec<(String, Result<String>)> {
         let t = |k: &str| p[k].as_f64().unwrap_or(f64::NAN);
-        let vfs: Vec<String> = p["vfs"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+        let vfs: Vec<String> = p["vfs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
         let removed = p["removed"].as_str().unwrap_or_default().to_string();
         let off = match self.offset(t("t5")) {
             Ok(o) => o,
             Err(e) => return vec![("clock_offset".into(), Err(e))],
         };
         let h = |k: &str| t(k) + off;
-        let mut r = vec![("clock_offset".to_string(), Ok(format!("guest clock {:+.2} s from the host's", -off)))];
-        r.push(("scraped_up".into(), (|| {
-            let rows = self.query("up{job=\"sriov-top\"}", h("t0") + 3.0)?;
-            match rows.first().map(|(_, v)| Self::num(v)) {
-                Some(1.0) => Ok("up == 1".into()),
-                other => bail!("up{{job=\"sriov-top\"}} is {other:?} 3 s after /healthz said ok"),
-            }
-        })()));
-        r.push(("vf_series_with_labels".into(), (|| {
-            let rows = self.query("sriovtop_vf_info{node=\"lab\"}", h("t1") - 1.0)?;
-            let bdfs: BTreeSet<String> = rows.iter().map(|(l, _)| l.get("bdf").cloned().unwrap_or_default()).collect();
-            let want: BTreeSet<String> = vfs.iter().cloned().collect();
-            if bdfs != want {
-                bail!("sriovtop_vf_info has {bdfs:?}, the guest had {want:?}");
-            }
-            for (l, _) in &rows {
-                for k in ["pf", "vf", "netdev", "driver", "mac", "instance", "job"] {
-                    if l.get(k).is_none_or(String::is_empty) {
-                        bail!("sriovtop_vf_info {l:?} lacks {k}");
+        let mut r = vec![(
+            "clock_offset".to_string(),
+            Ok(format!("guest clock {:+.2} s from the host's", -off)),
+        )];
+        r.push((
+            "scraped_up".into(),
+            (|| {
+                let rows = self.query("up{job=\"sriov-top\"}", h("t0") + 3.0)?;
+                match rows.first().map(|(_, v)| Self::num(v)) {
+                    Some(1.0) => Ok("up == 1".into()),
+                    other => {
+                        bail!("up{{job=\"sriov-top\"}} is {other:?} 3 s after /healthz said ok")
                     }
                 }
-            }
-            Ok(format!("{} VFs, labels pf, vf, bdf, netdev, driver, mac", rows.len()))
-        })()));
-        r.push(("counters_rise_with_traffic".into(), (|| {
-            // the VFs share a subnet: the packets the test sent are known
-            // as a total
-            let sent = p["sent"].as_f64().unwrap_or(f64::NAN);
-            let q = "sum(sriovtop_vf_tx_packets_total{node=\"lab\"})";
-            let at = |time: f64| -> Result<f64> {
-                Ok(self.query(q, time)?.first().map_or(0.0, |(_, x)| Self::num(x)))
-            };
-            let (a, b) = (at(h("t1") - 1.0)?, at(h("t2") + 3.0)?);
-            if b - a < sent {
-                bail!("{q} rose by {} while the test sent {sent} packets", b - a);
-            }
-            Ok(format!("{q} rose by {} (sent {sent})", b - a))
-        })()));
-        r.push(("values_agree_with_the_stream".into(), self.agree(&vfs, out, h("t1"), h("t3"))));
+            })(),
+        ));
+        r.push((
+            "vf_series_with_labels".into(),
+            (|| {
+                let rows = self.query("sriovtop_vf_info{node=\"lab\"}", h("t1") - 1.0)?;
+                let bdfs: BTreeSet<String> = rows
+                    .iter()
+                    .map(|(l, _)| l.get("bdf").cloned().unwrap_or_default())
+                    .collect();
+                let want: BTreeSet<String> = vfs.iter().cloned().collect();
+                if bdfs != want {
+                    bail!("sriovtop_vf_info has {bdfs:?}, the guest had {want:?}");
+                }
+                for (l, _) in &rows {
+                    for k in ["pf", "vf", "netdev", "driver", "mac", "instance", "job"] {
+                        if l.get(k).is_none_or(String::is_empty) {
+                            bail!("sriovtop_vf_info {l:?} lacks {k}");
+                        }
+                    }
+                }
+                Ok(format!(
+                    "{} VFs, labels pf, vf, bdf, netdev, driver, mac",
+                    rows.len()
+                ))
+            })(),
+        ));
+        r.push((
+            "counters_rise_with_traffic".into(),
+            (|| {
+                // the VFs share a subnet: the packets the test sent are known
+                // as a total
+                let sent = p["sent"].as_f64().unwrap_or(f64::NAN);
+                let q = "sum(sriovtop_vf_tx_packets_total{node=\"lab\"})";
+                let at = |time: f64| -> Result<f64> {
+                    Ok(self
+                        .query(q, time)?
+                        .first()
+                        .map_or(0.0, |(_, x)| Self::num(x)))
+                };
+                let (a, b) = (at(h("t1") - 1.0)?, at(h("t2") + 3.0)?);
+                if b - a < sent {
+                    bail!("{q} rose by {} while the test sent {sent} packets", b - a);
+                }
+                Ok(format!("{q} rose by {} (sent {sent})", b - a))
+            })(),
+        ));
+        r.push((
+            "values_agree_with_the_stream".into(),
+            self.agree(&vfs, out, h("t1"), h("t3")),
+        ));
         r.push(("removed_vf_drops_out".into(), (|| {
-            let gone = self.query(&format!("sriovtop_vf_info{{bdf=\"{removed}\"}}"), h("t5"))?;
+            // between the agent dropping the VF (t4) and its stop (t5 = t4
+            // + 8 s): Prometheus has scraped it without the VF since
+            let mid = h("t4") + 4.0;
+            let gone = self.query(&format!("sriovtop_vf_info{{bdf=\"{removed}\"}}"), mid)?;
             if !gone.is_empty() {
-                bail!("the removed VF {removed} still has sriovtop_vf_info at t5");
+                bail!("the removed VF {removed} still has sriovtop_vf_info 4 s after the agent dropped it");
             }
-            let irqs = self.query(&format!("sriovtop_vf_irqs_total{{bdf=\"{removed}\"}}"), h("t5"))?;
+            let irqs = self.query(&format!("sriovtop_vf_irqs_total{{bdf=\"{removed}\"}}"), mid)?;
             if !irqs.is_empty() {
-                bail!("the removed VF {removed} still has sriovtop_vf_irqs_total at t5");
+                bail!("the removed VF {removed} still has sriovtop_vf_irqs_total 4 s after the agent dropped it");
             }
-            let left = self.query("count(sriovtop_vf_info{node=\"lab\"})", h("t5"))?;
+            let left = self.query("count(sriovtop_vf_info{node=\"lab\"})", mid)?;
             match left.first().map(|(_, v)| Self::num(v)) {
                 Some(n) if n == (vfs.len() - 1) as f64 => Ok(format!("{removed} gone, {n} VFs left")),
                 other => bail!("after the removal sriovtop_vf_info counts {other:?}"),
@@ -276,7 +344,10 @@ impl Prometheus {
             .iter()
             .map(|v| ((v.clone(), "irqs"), BTreeSet::from([0])))
             .collect();
-        for l in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        for l in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        {
             if l["kind"] != "stats" {
                 continue;
             }
@@ -291,14 +362,23 @@ impl Prometheus {
         let window = (to - from).max(1.0).ceil() as u64;
         let mut n = 0;
         for v in vfs {
-            for (metric, key) in [("sriovtop_vf_tx_packets_total", "tx"), ("sriovtop_vf_irqs_total", "irqs")] {
+            for (metric, key) in [
+                ("sriovtop_vf_tx_packets_total", "tx"),
+                ("sriovtop_vf_irqs_total", "irqs"),
+            ] {
                 let q = format!("{metric}{{bdf=\"{v}\"}}[{window}s]");
                 for (_, values) in self.query(&q, to)? {
                     for s in values.as_array().into_iter().flatten() {
                         let x = Self::num(s) as u64;
                         // a value the stream never carried would be made up
-                        if !seen.get(&(v.clone(), key)).is_some_and(|set| set.contains(&x)) {
-                            bail!("{metric}{{bdf=\"{v}\"}} = {x} at {}: no stats line of the stream has it", s[0]);
+                        if !seen
+                            .get(&(v.clone(), key))
+                            .is_some_and(|set| set.contains(&x))
+                        {
+                            bail!(
+                                "{metric}{{bdf=\"{v}\"}} = {x} at {}: no stats line of the stream has it",
+                                s[0]
+                            );
                         }
                         n += 1;
                     }
@@ -323,12 +403,23 @@ fn promtool(dir: &Path) -> Vec<(String, Result<String>)> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return vec![("promtool".into(), Err(anyhow::anyhow!("the lab test kept no scrape in {}", dir.display())))];
+        return vec![(
+            "promtool".into(),
+            Err(anyhow::anyhow!(
+                "the lab test kept no scrape in {}",
+                dir.display()
+            )),
+        )];
     }
     files
         .into_iter()
         .map(|f| {
-            let name = format!("promtool_{}", f.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
+            let name = format!(
+                "promtool_{}",
+                f.file_stem()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default()
+            );
             let r = (|| {
                 let body = std::fs::read(&f)?;
                 if body.is_empty() {
@@ -343,7 +434,11 @@ fn promtool(dir: &Path) -> Vec<(String, Result<String>)> {
                     .context("promtool (Debian's prometheus package).\nFix: cargo xtask setup")?;
                 c.stdin.take().context("stdin")?.write_all(&body)?;
                 let o = c.wait_with_output()?;
-                let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+                let said = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
                 if !o.status.success() || !said.trim().is_empty() {
                     bail!("promtool check metrics {}: {said}", f.display());
                 }
