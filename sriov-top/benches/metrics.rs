@@ -11,12 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 use sriov_core::{
-    discover::{Pf, Vf},
+    discover::Pf,
     events::{Event, EventEnvelope, VfActivity, VfIdentity},
-    host::{VfNetInfo, VfStats},
+    host::VfStats,
     owner::{Holder, VfOwner},
-    types::MacAddr,
 };
 use sriov_top::serve::{AgentState, encode};
 
@@ -24,63 +25,41 @@ const PFS: u32 = 16;
 const VFS_PER_PF: u32 = 256;
 const ROUNDS: usize = 21;
 
-fn vf_bdf(p: u32, v: u32) -> String {
-    format!("0000:{:02x}:{:02x}.{}", p + 1, 0x10 + v / 8, v % 8)
-}
-
+/// The shared fixture, with counters and, on every vfio-pci VF, a QEMU
+/// holding it.
 fn inventory() -> Vec<Pf> {
-    (0..PFS)
-        .map(|p| Pf {
-            bdf: format!("0000:{:02x}:00.0", p + 1),
-            vendor_id: "0x8086".into(),
-            device_id: "0x1592".into(),
-            vendor_name: Some("Intel Corporation".into()),
-            device_name: Some("Ethernet Controller E810-C".into()),
-            driver: Some("ice".into()),
-            netdev: Some(format!("ens{p}f0")),
-            link: Some("up".into()),
-            total_vfs: 256,
-            num_vfs: VFS_PER_PF,
-            numa_node: Some(0),
-            vfs: (0..VFS_PER_PF)
-                .map(|v| Vf {
-                    index: v,
-                    bdf: vf_bdf(p, v),
-                    device_id: Some("0x1889".into()),
-                    driver: Some(if v % 4 == 0 { "vfio-pci" } else { "iavf" }.into()),
-                    netdev: (v % 4 != 0).then(|| format!("ens{p}f0v{v}")),
-                    iommu_group: Some(100 + p * VFS_PER_PF + v),
-                    config: Some(VfNetInfo {
-                        vf: v,
-                        mac: Some(MacAddr([2, 0, 0, p as u8, (v >> 8) as u8, v as u8])),
-                        vlan: (100 + v) as u16,
-                        stats: Some(VfStats {
-                            rx_packets: u64::from(v) * 1_000_003,
-                            tx_packets: u64::from(v) * 999_983,
-                            rx_bytes: u64::from(v) * 1_500_000_000,
-                            tx_bytes: u64::from(v) * 1_400_000_000,
-                            ..VfStats::default()
-                        }),
-                        ..VfNetInfo::default()
-                    }),
-                    owner: (v % 4 == 0).then(|| VfOwner {
-                        processes: vec![Holder {
-                            pid: 10_000 + v,
-                            comm: "qemu-system-x86".into(),
-                            exe: Some("/usr/bin/qemu-system-x86_64".into()),
-                            cgroup: Some(format!(
-                                "/machine.slice/machine-qemu\\x2d{v}\\x2dvm{v}.scope"
-                            )),
-                            path: format!("/dev/vfio/{}", 100 + p * VFS_PER_PF + v),
-                            vm: Some(format!("vm{v}")),
-                            container: None,
-                        }],
-                        ..VfOwner::default()
-                    }),
-                })
-                .collect(),
-        })
-        .collect()
+    let mut pfs = common::inventory(PFS, VFS_PER_PF);
+    for (p, pf) in pfs.iter_mut().enumerate() {
+        for vf in &mut pf.vfs {
+            let v = u64::from(vf.index);
+            if let Some(c) = &mut vf.config {
+                c.stats = Some(VfStats {
+                    rx_packets: v * 1_000_003,
+                    tx_packets: v * 999_983,
+                    rx_bytes: v * 1_500_000_000,
+                    tx_bytes: v * 1_400_000_000,
+                    ..VfStats::default()
+                });
+            }
+            if vf.driver.as_deref() == Some("vfio-pci") {
+                vf.owner = Some(VfOwner {
+                    processes: vec![Holder {
+                        pid: 10_000 + vf.index,
+                        comm: "qemu-system-x86".into(),
+                        exe: Some("/usr/bin/qemu-system-x86_64".into()),
+                        cgroup: Some(format!(
+                            "/machine.slice/machine-qemu\\x2d{p}\\x2dvm{v}.scope"
+                        )),
+                        path: format!("/dev/vfio/{}", vf.iommu_group.unwrap_or(0)),
+                        vm: Some(format!("vm{p}-{v}")),
+                        container: None,
+                    }],
+                    ..VfOwner::default()
+                });
+            }
+        }
+    }
+    pfs
 }
 
 fn state() -> AgentState {
@@ -207,8 +186,8 @@ fn main() {
     let c = median(&mut cached);
     let (a, b) = (median(&mut agent), median(&mut base));
     println!(
-        "metrics_16pf_x_256vf: a scrape between two ticks (the last body again) {:.1} µs",
-        c.as_secs_f64() * 1e6
+        "metrics_16pf_x_256vf: a scrape between two ticks (the last body again) {:.0} ns",
+        c.as_secs_f64() * 1e9
     );
     println!(
         "metrics_16pf_x_256vf: /metrics (prometheus-client) {:.2} ms per scrape, {:.1} MiB ({payload} bytes); \

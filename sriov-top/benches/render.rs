@@ -5,11 +5,13 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ratatui::{Terminal, backend::TestBackend};
+mod common;
+
+use common::vf_bdf;
 use sriov_core::{
-    discover::{Pf, Vf},
+    discover::Pf,
     events::{Event, EventEnvelope, IrqLatency, VfActivity, VfIdentity},
-    host::{VfNetInfo, VfStats},
-    types::{MacAddr, VfLinkState},
+    host::VfStats,
 };
 use sriov_top::tui::{App, SourceInfo};
 
@@ -20,47 +22,8 @@ fn pf_bdf(p: u32) -> String {
     format!("0000:{:02x}:00.0", p + 1)
 }
 
-fn vf_bdf(p: u32, v: u32) -> String {
-    format!("0000:{:02x}:{:02x}.{}", p + 1, 0x10 + v / 8, v % 8)
-}
-
 fn inventory() -> Vec<Pf> {
-    (0..PFS)
-        .map(|p| Pf {
-            bdf: pf_bdf(p),
-            vendor_id: "0x8086".into(),
-            device_id: "0x1592".into(),
-            vendor_name: Some("Intel Corporation".into()),
-            device_name: Some("Ethernet Controller E810-C".into()),
-            driver: Some("ice".into()),
-            netdev: Some(format!("ens{p}f0")),
-            link: Some("up".into()),
-            total_vfs: 256,
-            num_vfs: VFS_PER_PF,
-            numa_node: Some(0),
-            vfs: (0..VFS_PER_PF)
-                .map(|v| Vf {
-                    index: v,
-                    bdf: vf_bdf(p, v),
-                    device_id: Some("0x1889".into()),
-                    driver: Some(if v % 4 == 0 { "vfio-pci" } else { "iavf" }.into()),
-                    netdev: (v % 4 != 0).then(|| format!("ens{p}f0v{v}")),
-                    iommu_group: Some(100 + p * VFS_PER_PF + v),
-                    config: Some(VfNetInfo {
-                        vf: v,
-                        mac: Some(MacAddr([2, 0, 0, 0, p as u8, v as u8])),
-                        vlan: (100 + v) as u16,
-                        spoofchk: Some(true),
-                        trust: Some(v % 2 == 0),
-                        link_state: Some(VfLinkState::Auto),
-                        stats: Some(VfStats::default()),
-                        ..VfNetInfo::default()
-                    }),
-                    owner: None,
-                })
-                .collect(),
-        })
-        .collect()
+    common::inventory(PFS, VFS_PER_PF)
 }
 
 fn stats(p: u32, v: u32, tick: u64) -> EventEnvelope {
