@@ -576,3 +576,40 @@ fn a_real_lab_capture_replays_into_three_vfs_with_latencies_and_rates() {
     assert!(screen.contains("driver probe: igbvf "), "{screen}");
     assert!(screen.contains("IRQ all: p50 ≤"), "{screen}");
 }
+
+#[test]
+fn who_holds_a_vf_is_a_column_and_a_detail_line() {
+    let mut app = lab_app(220, 30);
+    let mut inv = fixture_events()
+        .into_iter()
+        .rev()
+        .find(|e| matches!(e.event, Ev::Inventory { .. }))
+        .expect("an inventory");
+    if let Ev::Inventory { pfs } = &mut inv.event {
+        let vf = pfs[0].vfs.iter_mut().find(|v| v.bdf == VF2).unwrap();
+        vf.owner = Some(sriov_core::owner::VfOwner {
+            processes: vec![sriov_core::owner::Holder {
+                pid: 4242,
+                comm: "qemu-system-x86".into(),
+                exe: None,
+                cgroup: None,
+                path: "/dev/vfio/8".into(),
+                vm: Some("web1".into()),
+                container: None,
+            }],
+            ..Default::default()
+        });
+    }
+    app.apply(&inv);
+    let text = format!("{:?}", draw(&app, 220, 30).backend());
+    assert!(text.contains("owner"), "{text}");
+    let row = text.lines().find(|l| l.contains(VF2)).unwrap();
+    assert!(row.contains("vm web1"), "{row}");
+    let vf0 = text.lines().find(|l| l.contains(VF0)).unwrap();
+    assert!(!vf0.contains("vm web1"), "{vf0}");
+    key(&mut app, KeyCode::End);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.mode, Mode::Detail(VF2.into()));
+    let text = format!("{:?}", draw(&app, 220, 30).backend());
+    assert!(text.contains("held by vm web1"), "{text}");
+}

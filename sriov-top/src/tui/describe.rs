@@ -159,6 +159,11 @@ pub fn detail(v: &VfState, pf_netdev: Option<&str>, created: Option<&Waterfall>)
             ),
             None => String::new(),
         },
+    ];
+    if let Some(o) = &v.owner {
+        left.push(format!("held by {o}"));
+    }
+    left.extend([
         format!(
             "rx {} pps {} B/s · tx {} pps {} B/s",
             si_opt(v.rx_pps),
@@ -178,7 +183,7 @@ pub fn detail(v: &VfState, pf_netdev: Option<&str>, created: Option<&Waterfall>)
             format::mib(v.dma_bytes_unmapped),
             si_opt(v.dma_maps_per_s)
         ),
-    ];
+    ]);
     if v.violations > 0 {
         left.push(format!("policy violations: {}", v.violations));
     }
