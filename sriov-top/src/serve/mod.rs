@@ -201,7 +201,7 @@ async fn agent(cli: &Cli, args: &ServeArgs, prep: Prepared, claim: Option<Claim>
             None
         } else {
             Some(Box::new(move || {
-                privs::drop_to(user.as_ref(), &privs::keep(kubelet)).context("dropping privileges")
+                privs::drop_to(user.as_ref(), &privs::keep(kubelet && user.is_some())).context("dropping privileges")
             }))
         },
     };

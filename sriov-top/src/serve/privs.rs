@@ -9,7 +9,8 @@
 //! - `CAP_DAC_READ_SEARCH`: read `/proc/<pid>/…` and the kubelet's files
 //!   (device plugin checkpoint, `/var/log/pods`) whatever their modes;
 //! - `CAP_DAC_OVERRIDE`: connect to the kubelet's pod-resources socket
-//!   (root's, mode 0660) — kept only when that socket exists at start;
+//!   (root's, mode 0660) as another user — kept only with `--user` and
+//!   when that socket exists at start;
 //! - `CAP_SYS_ADMIN`: `setns` into another network namespace to find a
 //!   VF netdev moved there.
 //!
@@ -26,15 +27,16 @@ use anyhow::{Context as _, Result};
 use caps::{CapSet, Capability};
 use nix::unistd::{Gid, Uid, User};
 
-/// The capabilities the running agent keeps (see the module docs).
-pub fn keep(kubelet_socket: bool) -> HashSet<Capability> {
+/// The capabilities the running agent keeps (see the module docs);
+/// `kubelet_as_user`: a kubelet socket to connect to as another user.
+pub fn keep(kubelet_as_user: bool) -> HashSet<Capability> {
     let mut k: HashSet<Capability> = [
         Capability::CAP_SYS_PTRACE,
         Capability::CAP_DAC_READ_SEARCH,
         Capability::CAP_SYS_ADMIN,
     ]
     .into();
-    if kubelet_socket {
+    if kubelet_as_user {
         k.insert(Capability::CAP_DAC_OVERRIDE);
     }
     k
