@@ -71,6 +71,13 @@ fn hotplug_records(fentry: bool) {
             "hooks that did not attach in the lab: {:#?}",
             probes.missing
         );
+        // every struct member the probes follow was found in the kernel's
+        // and the modules' BTF (a missing one leaves fields empty)
+        assert!(
+            probes.btf_missing.is_empty(),
+            "members the lab kernel's BTF did not show: {:#?}",
+            probes.btf_missing
+        );
         let names = probes.attached_names();
         let (entry, exit) = if fentry {
             ("fentry", "fexit")

@@ -1,4 +1,5 @@
-//! VFs created through the PF's `sriov_numvfs` are real PCI functions.
+//! VFs created by `sriov set PF numvfs N` are real PCI functions, as the
+//! kernel shows them (sysfs, not the library).
 use std::time::Duration;
 
 use crate::guest::{self, dev, link_name, pf, read, wait_for};
@@ -16,7 +17,11 @@ fn enabling_three_vfs_creates_three_82576_vfs_bound_to_igbvf() {
         "7",
         "the emulated 82576 offers 7 VFs"
     );
-    guest::set_numvfs(3);
+    guest::set_numvfs(0);
+    guest::sh(
+        "sriov",
+        &["set", &pf_bdf, "numvfs", &EXPECTED_VFS.to_string()],
+    );
     assert_eq!(read(pf_dir.join("sriov_numvfs")), EXPECTED_VFS.to_string());
 
     // every PCI function whose physfn is our PF, found by scanning the bus
@@ -52,9 +57,10 @@ fn enabling_three_vfs_creates_three_82576_vfs_bound_to_igbvf() {
             || link_name(d.join("driver")).as_deref() == Some("igbvf"),
         );
     }
-    guest::set_numvfs(0);
+    guest::sh("sriov", &["set", &pf_bdf, "numvfs", "0"]);
+    assert_eq!(read(pf_dir.join("sriov_numvfs")), "0");
     assert!(
         !pf_dir.join("virtfn0").exists(),
-        "virtfn0 left after numvfs=0"
+        "virtfn0 left after `sriov set numvfs 0`"
     );
 }
