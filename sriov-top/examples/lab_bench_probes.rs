@@ -102,6 +102,11 @@ fn avg(s: &ProgramStats) -> Option<f64> {
 
 fn main() {
     let pf = std::env::var("SRIOV_LAB_PF").expect("run inside the lab");
+    // one do-nothing object per hook: their maps need more than the default
+    // 1024 fds
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit NOFILE");
     let _stats = enable_stats().expect("kernel.bpf_stats_enabled");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
