@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
@@ -173,28 +173,70 @@ impl RtNetlink {
             .lock()
             .map_err(|_| NetlinkError::new(ifname, op, libc::EIO))?;
         if sock_slot.is_none() {
-            let mut s = Socket::new(NETLINK_ROUTE).map_err(|e| NetlinkError::io(ifname, op, &e))?;
-            s.bind_auto()
-                .map_err(|e| NetlinkError::io(ifname, op, &e))?;
-            s.connect(&SocketAddr::new(0, 0))
-                .map_err(|e| NetlinkError::io(ifname, op, &e))?;
-            *sock_slot = Some(s);
+            *sock_slot = Some(open_socket(ifname, op)?);
         }
         let Some(sock) = sock_slot.as_ref() else {
             return Err(NetlinkError::new(ifname, op, libc::EIO));
         };
         let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
-        packet.header.flags = flags;
-        packet.header.sequence_number = seq;
-        packet.finalize();
-        let mut buf = vec![0; packet.buffer_len()];
-        packet.serialize(&mut buf[..]);
-        sock.send(&buf, 0)
-            .map_err(|e| NetlinkError::io(ifname, op, &e))?;
-
-        recv::read_replies(sock, ifname, op, seq, flags)
+        exchange(sock, ifname, op, msg, flags, seq)
     }
+}
+
+/// A NETLINK_ROUTE socket, in the calling thread's network namespace.
+fn open_socket(ifname: &str, op: &str) -> Result<Socket, NetlinkError> {
+    let mut s = Socket::new(NETLINK_ROUTE).map_err(|e| NetlinkError::io(ifname, op, &e))?;
+    s.bind_auto()
+        .map_err(|e| NetlinkError::io(ifname, op, &e))?;
+    s.connect(&SocketAddr::new(0, 0))
+        .map_err(|e| NetlinkError::io(ifname, op, &e))?;
+    Ok(s)
+}
+
+/// Send `msg` as request `seq` and collect its replies.
+fn exchange(
+    sock: &Socket,
+    ifname: &str,
+    op: &str,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+    seq: u32,
+) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
+    packet.header.flags = flags;
+    packet.header.sequence_number = seq;
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf[..]);
+    sock.send(&buf, 0)
+        .map_err(|e| NetlinkError::io(ifname, op, &e))?;
+    recv::read_replies(sock, ifname, op, seq, flags)
+}
+
+/// Every link of the calling thread's network namespace (`RTM_GETLINK`
+/// dump without statistics), on a socket of its own opened there: for a
+/// thread that entered another namespace (`crate::owner::netns`).
+pub(crate) fn dump_links_here() -> Result<Vec<LinkMessage>, NetlinkError> {
+    const OP: &str = "dump links";
+    let sock = open_socket("*", OP)?;
+    let mut msg = LinkMessage::default();
+    msg.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let replies = exchange(
+        &sock,
+        "*",
+        OP,
+        RouteNetlinkMessage::GetLink(msg),
+        NLM_F_REQUEST | NLM_F_DUMP,
+        1,
+    )?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
+        .collect())
 }
 
 fn link_state_from(s: NlLinkState) -> Option<VfLinkState> {

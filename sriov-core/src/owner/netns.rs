@@ -17,14 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
-use netlink_packet_route::{
-    RouteNetlinkMessage,
-    link::{LinkAttribute, LinkExtentMask, LinkInfo, LinkMessage},
-};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
 
 use super::Netns;
 use crate::{
@@ -275,80 +268,11 @@ fn enter_netns(ns: &File) -> io::Result<()> {
     nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }
 
-/// `RTM_GETLINK` dump (without statistics) in the calling thread's network
-/// namespace.
+/// The links of the calling thread's network namespace.
 fn dump_links() -> io::Result<Vec<NsLink>> {
-    const SEQ: u32 = 1;
-    let mut sock = Socket::new(NETLINK_ROUTE)?;
-    sock.bind_auto()?;
-    sock.connect(&SocketAddr::new(0, 0))?;
-    let mut msg = LinkMessage::default();
-    msg.attributes
-        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-    let mut packet = NetlinkMessage::new(
-        NetlinkHeader::default(),
-        NetlinkPayload::from(RouteNetlinkMessage::GetLink(msg)),
-    );
-    packet.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    packet.header.sequence_number = SEQ;
-    packet.finalize();
-    let mut buf = vec![0; packet.buffer_len()];
-    packet.serialize(&mut buf[..]);
-    sock.send(&buf, 0)?;
-    let mut links = Vec::new();
-    let mut rx = vec![0u8; 32 * 1024];
-    loop {
-        // the datagram's length first (MSG_PEEK | MSG_TRUNC), then the
-        // datagram whole, as iproute2 does
-        let mut peek: &mut [u8] = &mut [];
-        let len = sock.recv(&mut peek, libc::MSG_PEEK | libc::MSG_TRUNC)?;
-        if rx.len() < len {
-            rx.resize(len, 0);
-        }
-        let n = sock.recv(&mut &mut rx[..], libc::MSG_TRUNC)?;
-        if n == 0 || n > rx.len() {
-            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-        }
-        if parse_dump(&rx[..n], SEQ, &mut links)? {
-            return Ok(links);
-        }
-    }
-}
-
-/// Walk one datagram of the dump reply to request `seq`, adding its links
-/// to `links`; `true` at the end of the dump (NLMSG_DONE).
-fn parse_dump(data: &[u8], seq: u32, links: &mut Vec<NsLink>) -> io::Result<bool> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("link dump: {what}"));
-    let mut off = 0;
-    while off < data.len() {
-        let msg: NetlinkMessage<RouteNetlinkMessage> =
-            NetlinkMessage::deserialize(&data[off..]).map_err(|e| bad(&e.to_string()))?;
-        let len = msg.header.length as usize;
-        if len == 0 {
-            return Err(bad("a message of length 0"));
-        }
-        if msg.header.sequence_number == seq {
-            match msg.payload {
-                NetlinkPayload::Done(d) if d.code < 0 => {
-                    return Err(io::Error::from_raw_os_error(-d.code));
-                }
-                NetlinkPayload::Done(_) => return Ok(true),
-                NetlinkPayload::Error(e) => {
-                    return match e.code {
-                        None => Ok(true),
-                        Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                    };
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
-                    links.push(ns_link(&l));
-                }
-                _ => {}
-            }
-        }
-        // NLMSG_ALIGN: the next message starts on a 4-byte boundary
-        off += (len + 3) & !3;
-    }
-    Ok(false)
+    let links = crate::host::netlink::dump_links_here()
+        .map_err(|e| io::Error::from_raw_os_error(e.errno))?;
+    Ok(links.iter().map(ns_link).collect())
 }
 
 fn ns_link(msg: &LinkMessage) -> NsLink {

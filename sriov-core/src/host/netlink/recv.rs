@@ -101,7 +101,9 @@ mod tests {
         os::fd::{AsRawFd, OwnedFd},
     };
 
-    use netlink_packet_core::{DoneMessage, Emitable, ErrorMessage, NLM_F_REQUEST, NetlinkHeader};
+    use netlink_packet_core::{
+        DoneMessage, Emitable, ErrorMessage, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader,
+    };
     use netlink_packet_route::link::{
         AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, Inet6IfaceFlags, LinkAttribute,
         LinkMessage, LinkVfInfo, Prop, State, VfInfo, VfInfoBroadcast, VfInfoLinkState, VfInfoMac,
@@ -345,6 +347,30 @@ mod tests {
         let replies = read_replies(&ours, PF, OP, seq, NLM_F_REQUEST).unwrap();
         assert_eq!(replies.len(), 2);
         assert_eq!(vf_table(&replies), [first, second].concat());
+    }
+
+    /// A dump that failed half-way says so in NLMSG_DONE: the request fails
+    /// with its errno, whatever came before (here: a link of the dump, and a
+    /// leftover of another request, skipped).
+    #[test]
+    fn a_dump_failed_half_way_fails_with_the_errno_of_its_done() {
+        let (kernel, ours) = socket_pair();
+        let stale = wire(
+            6,
+            NLM_F_MULTIPART,
+            RouteNetlinkMessage::NewLink(pf_link(&[])).into(),
+        );
+        let part = wire(
+            7,
+            NLM_F_MULTIPART,
+            RouteNetlinkMessage::NewLink(pf_link(&[])).into(),
+        );
+        let mut failed = DoneMessage::default();
+        failed.code = -libc::EINTR;
+        let done = wire(7, NLM_F_MULTIPART, NetlinkPayload::Done(failed));
+        send(&kernel, &[stale, part, done].concat());
+        let err = read_replies(&ours, PF, OP, 7, NLM_F_REQUEST | NLM_F_DUMP).unwrap_err();
+        assert_eq!(err.errno, libc::EINTR);
     }
 
     /// NLMSG_ERROR with an errno fails the request with that errno and the
