@@ -3,12 +3,13 @@
 use std::{
     fs::File,
     io::{self, BufWriter, Write},
+    path::Path,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result};
 use sriov_core::{
-    events::{Clock, Event, NdjsonWriter, hostname},
+    events::{Clock, Event, EventEnvelope, NdjsonWriter, hostname},
     host::System,
     policy::instance::Claim,
 };
@@ -40,15 +41,38 @@ pub fn run(cli: &Cli, claim: Option<Claim>) -> Result<()> {
     }
 }
 
-async fn stream(cli: &Cli, claim: Option<Claim>) -> Result<()> {
-    let out: Box<dyn Write> = match &cli.output {
-        Some(p) => Box::new(BufWriter::new(
-            File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(io::stdout().lock()),
+/// An NDJSON writer to `path` (created), or to stdout for `-`; `node` is
+/// the lines' `node`.
+pub fn ndjson_to(path: &Path, node: String) -> Result<NdjsonWriter<Box<dyn Write>>> {
+    let out: Box<dyn Write> = if path.as_os_str() == "-" {
+        Box::new(io::stdout().lock())
+    } else {
+        Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ))
     };
     let clock = Clock::new().context("reading the clocks")?;
-    let w = NdjsonWriter::new(out, clock, hostname(&System::live()));
+    Ok(NdjsonWriter::new(out, clock, node))
+}
+
+/// The warning a `hook_missing` event stands for, if `ev` is one.
+pub fn hook_missing_warning(ev: &EventEnvelope) -> Option<String> {
+    let Event::HookMissing {
+        hook,
+        attach,
+        reason,
+    } = &ev.event
+    else {
+        return None;
+    };
+    Some(format!("hook {hook} ({attach}) not attached: {reason}"))
+}
+
+async fn stream(cli: &Cli, claim: Option<Claim>) -> Result<()> {
+    let w = ndjson_to(
+        cli.output.as_deref().unwrap_or(Path::new("-")),
+        hostname(&System::live()),
+    )?;
     let opts = CollectOptions {
         interval: Duration::from_secs_f64(cli.interval),
         duration: cli.duration.map(Duration::from_secs_f64),
@@ -76,13 +100,8 @@ async fn write_all<W: Write>(
     while let Some(c) = rx.recv().await {
         match c {
             Collected::Event(ev) => {
-                if let Event::HookMissing {
-                    hook,
-                    attach,
-                    reason,
-                } = &ev.event
-                {
-                    eprintln!("sriov-top: warning: hook {hook} ({attach}) not attached: {reason}");
+                if let Some(w) = hook_missing_warning(&ev) {
+                    eprintln!("sriov-top: warning: {w}");
                 }
                 w.write(&ev)?
             }

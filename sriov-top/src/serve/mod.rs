@@ -16,8 +16,7 @@
 //! `--user` with `--policy`, a pod-resources socket that exists but
 //! cannot be opened.
 use std::{
-    fs::File,
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -25,7 +24,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow};
 use sriov_core::{
-    events::{Clock, Event, NdjsonWriter, hostname},
+    events::{Event, NdjsonWriter, hostname},
     host::System,
     policy::instance::Claim,
 };
@@ -171,17 +170,7 @@ async fn agent(cli: &Cli, args: &ServeArgs, prep: Prepared, claim: Option<Claim>
     };
     let stream = match &cli.output {
         None => None,
-        Some(p) => {
-            let out: Box<dyn Write> = if p.as_os_str() == "-" {
-                Box::new(io::stdout())
-            } else {
-                Box::new(BufWriter::new(
-                    File::create(p).with_context(|| format!("creating {}", p.display()))?,
-                ))
-            };
-            let clock = Clock::new().context("reading the clocks")?;
-            Some(NdjsonWriter::new(out, clock, prep.node.clone()))
-        }
+        Some(p) => Some(crate::stream::ndjson_to(p, prep.node.clone())?),
     };
     let (user, kubelet) = (prep.user, prep.kubelet_socket);
     let opts = CollectOptions {
@@ -201,7 +190,8 @@ async fn agent(cli: &Cli, args: &ServeArgs, prep: Prepared, claim: Option<Claim>
             None
         } else {
             Some(Box::new(move || {
-                privs::drop_to(user.as_ref(), &privs::keep(kubelet && user.is_some())).context("dropping privileges")
+                privs::drop_to(user.as_ref(), &privs::keep(kubelet && user.is_some()))
+                    .context("dropping privileges")
             }))
         },
     };
@@ -214,12 +204,10 @@ async fn agent(cli: &Cli, args: &ServeArgs, prep: Prepared, claim: Option<Claim>
         metrics: &shared.metrics,
     };
     let r = tokio::try_join!(collect::run(opts, tx), consumer.run(rx));
-    if let Ok(mut h) = health.lock() {
-        h.on_end(match &r {
-            Ok(_) => "stopped".to_string(),
-            Err(e) => format!("{e:#}"),
-        });
-    }
+    lock(&health).on_end(match &r {
+        Ok(_) => "stopped".to_string(),
+        Err(e) => format!("{e:#}"),
+    });
     if let Some(s) = server {
         s.abort();
     }
@@ -242,13 +230,8 @@ impl Consumer<'_> {
         while let Some(c) = rx.recv().await {
             match c {
                 Collected::Event(ev) => {
-                    if let Event::HookMissing {
-                        hook,
-                        attach,
-                        reason,
-                    } = &ev.event
-                    {
-                        tracing::warn!("hook {hook} ({attach}) not attached: {reason}");
+                    if let Some(w) = crate::stream::hook_missing_warning(&ev) {
+                        tracing::warn!("{w}");
                     }
                     if matches!(ev.event, Event::Started { .. }) {
                         lock(&self.health).on_started(Instant::now());
