@@ -128,6 +128,18 @@ impl KubeletError {
     }
 }
 
+/// What [`pod_devices`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodLookup {
+    /// The pod of every device id.
+    pub pods: BTreeMap<String, Pod>,
+    /// What failed and what was used instead, when something failed.
+    pub warning: Option<String>,
+    /// Neither the socket nor the checkpoint exists: no kubelet on this
+    /// host (the warning then says so too).
+    pub no_kubelet: bool,
+}
+
 /// The pod of every device id: from the pod-resources API on `socket`,
 /// else from the device plugin `checkpoint` (names from `pods_log_dir`).
 ///
@@ -135,32 +147,44 @@ impl KubeletError {
 /// instead, e.g. `kubelet pod-resources socket /var/lib/kubelet/pod-resources/kubelet.sock:
 /// not found; using the device plugin checkpoint /var/lib/...`. When both
 /// fail the map is empty and the warning names both (on a host without a
-/// kubelet, both are "not found"; warning once is the caller's business).
+/// kubelet, both are "not found", and `no_kubelet` is set; warning once is
+/// the caller's business).
 pub async fn pod_devices(
     socket: &Path,
     checkpoint: &Path,
     pods_log_dir: &Path,
     timeout: Duration,
-) -> (BTreeMap<String, Pod>, Option<String>) {
+) -> PodLookup {
     let api_err = match list_pod_devices(socket, timeout).await {
-        Ok(pods) => return (pods, None),
+        Ok(pods) => {
+            return PodLookup {
+                pods,
+                ..PodLookup::default()
+            };
+        }
         Err(e) => e,
     };
     match checkpoint_pod_devices(checkpoint, pods_log_dir) {
-        Ok(pods) => {
-            let warning = format!(
+        Ok(pods) => PodLookup {
+            pods,
+            warning: Some(format!(
                 "{api_err}; using the {WHAT_CHECKPOINT} {}",
                 checkpoint.display()
-            );
-            (pods, Some(warning))
-        }
+            )),
+            no_kubelet: false,
+        },
         Err(cp_err) => {
-            let hint = if api_err.is_not_found() && cp_err.is_not_found() {
+            let no_kubelet = api_err.is_not_found() && cp_err.is_not_found();
+            let hint = if no_kubelet {
                 " (no kubelet on this host?)"
             } else {
                 ""
             };
-            (BTreeMap::new(), Some(format!("{api_err}; {cp_err}{hint}")))
+            PodLookup {
+                pods: BTreeMap::new(),
+                warning: Some(format!("{api_err}; {cp_err}{hint}")),
+                no_kubelet,
+            }
         }
     }
 }

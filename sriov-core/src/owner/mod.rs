@@ -158,7 +158,7 @@ pub fn look_up(
 ) -> Option<String> {
     let holders = procs::vfio_holders(host, pfs);
     let ns = netns::netns_of(host, pfs);
-    let (pods, warning) = match tokio::runtime::Builder::new_current_thread()
+    let found = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -168,8 +168,11 @@ pub fn look_up(
             kubelet::DEFAULT_POD_LOGS.as_ref(),
             timeout,
         )),
-        Err(e) => (Default::default(), Some(format!("kubelet lookup: {e}"))),
+        Err(e) => kubelet::PodLookup {
+            warning: Some(format!("kubelet lookup: {e}")),
+            ..Default::default()
+        },
     };
-    fill(pfs, &holders, &ns, &pods);
-    warning.filter(|w| !w.contains("no kubelet"))
+    fill(pfs, &holders, &ns, &found.pods);
+    found.warning.filter(|_| !found.no_kubelet)
 }

@@ -67,20 +67,19 @@ impl Owners {
         let opts = opts.clone();
         tokio::spawn(async move {
             loop {
-                let (by_device, warning) = kubelet::pod_devices(
+                let found = kubelet::pod_devices(
                     &opts.kubelet_socket,
                     kubelet::DEFAULT_CHECKPOINT.as_ref(),
                     kubelet::DEFAULT_POD_LOGS.as_ref(),
                     KUBELET_TIMEOUT,
                 )
                 .await;
-                let no_kubelet = by_device.is_empty()
-                    && warning.as_deref().is_some_and(|w| w.contains("no kubelet"));
                 if let Ok(mut p) = pods.lock() {
-                    p.by_device = by_device;
-                    if !no_kubelet || opts.warn_no_kubelet {
-                        p.warning =
-                            warning.map(|w| format!("{w}: VF owners are shown without pods"));
+                    p.by_device = found.pods;
+                    if !found.no_kubelet || opts.warn_no_kubelet {
+                        p.warning = found
+                            .warning
+                            .map(|w| format!("{w}: VF owners are shown without pods"));
                     }
                 }
                 tokio::time::sleep(KUBELET_EVERY).await;

@@ -296,9 +296,14 @@ async fn pod_devices_prefers_the_api() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let socket = serve(tmp.path(), Stub::List(two_pods()));
     let cp = write_checkpoint(tmp.path());
-    let (got, warning) = pod_devices(&socket, &cp, &tmp.path().join("pods"), TIMEOUT).await;
+    let PodLookup {
+        pods: got,
+        warning,
+        no_kubelet,
+    } = pod_devices(&socket, &cp, &tmp.path().join("pods"), TIMEOUT).await;
     assert_eq!(got, two_pods_map());
     assert_eq!(warning, None);
+    assert!(!no_kubelet);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -318,8 +323,13 @@ async fn pod_devices_falls_back_to_the_checkpoint() {
     )]);
 
     let missing = tmp.path().join("kubelet.sock");
-    let (got, warning) = pod_devices(&missing, &cp, &logs, TIMEOUT).await;
+    let PodLookup {
+        pods: got,
+        warning,
+        no_kubelet,
+    } = pod_devices(&missing, &cp, &logs, TIMEOUT).await;
     assert_eq!(got, want);
+    assert!(!no_kubelet);
     assert_eq!(
         warning.as_deref(),
         Some(
@@ -335,7 +345,9 @@ async fn pod_devices_falls_back_to_the_checkpoint() {
     let sub = tmp.path().join("old");
     std::fs::create_dir(&sub).expect("mkdir");
     let socket = serve(&sub, Stub::Unimplemented);
-    let (got, warning) = pod_devices(&socket, &cp, &logs, TIMEOUT).await;
+    let PodLookup {
+        pods: got, warning, ..
+    } = pod_devices(&socket, &cp, &logs, TIMEOUT).await;
     assert_eq!(got, want);
     let warning = warning.expect("warning");
     assert!(warning.contains("List failed: Unimplemented"), "{warning}");
@@ -348,8 +360,13 @@ async fn pod_devices_without_a_kubelet() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let socket = tmp.path().join("kubelet.sock");
     let cp = tmp.path().join("kubelet_internal_checkpoint");
-    let (got, warning) = pod_devices(&socket, &cp, tmp.path(), TIMEOUT).await;
+    let PodLookup {
+        pods: got,
+        warning,
+        no_kubelet,
+    } = pod_devices(&socket, &cp, tmp.path(), TIMEOUT).await;
     assert!(got.is_empty(), "{got:?}");
+    assert!(no_kubelet);
     assert_eq!(
         warning,
         Some(format!(
@@ -361,8 +378,13 @@ async fn pod_devices_without_a_kubelet() {
 
     // a corrupt checkpoint: both failures in the warning, nothing returned
     std::fs::write(&cp, "{").expect("write");
-    let (got, warning) = pod_devices(&socket, &cp, tmp.path(), TIMEOUT).await;
+    let PodLookup {
+        pods: got,
+        warning,
+        no_kubelet,
+    } = pod_devices(&socket, &cp, tmp.path(), TIMEOUT).await;
     assert!(got.is_empty(), "{got:?}");
+    assert!(!no_kubelet);
     let warning = warning.expect("warning");
     assert!(
         warning.contains(": not found; device plugin checkpoint "),
