@@ -123,12 +123,18 @@ fn floor(s: &AgentState, out: &mut String) {
             "node=\"{node}\",pf=\"{}\",vf=\"{}\",bdf=\"{}\"",
             v.pf, v.index, v.bdf
         );
+        let info = |k: &str| {
+            v.info_labels
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map_or("", |(_, v)| v.as_str())
+        };
         let _ = writeln!(
             out,
             "sriovtop_vf_info{{{l},netdev=\"{}\",driver=\"{}\",mac=\"{}\"}} 1",
-            v.netdev.as_deref().unwrap_or(""),
-            v.driver.as_deref().unwrap_or(""),
-            v.mac.as_deref().unwrap_or("")
+            info("netdev"),
+            info("driver"),
+            info("mac")
         );
         let n = v.net.unwrap_or_default();
         for (name, x) in [

@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sriov_core::{
-    discover::Pf,
+    discover::{Pf, Vf},
     ebpf::ProgramStats,
     events::{DmaOp, Event, EventEnvelope, VfActivity},
     host::VfStats,
-    owner::VfOwner,
 };
 
 /// A latency histogram with power-of-two buckets: bucket i counts values
@@ -75,12 +74,7 @@ pub struct VfMetrics {
     /// is no label to Prometheus), made when the inventory arrives.
     pub info_labels: Vec<(&'static str, String)>,
     pub bdf: String,
-    pub netdev: Option<String>,
     pub driver: Option<String>,
-    pub mac: Option<String>,
-    pub vlan: Option<u16>,
-    pub iommu_group: Option<u32>,
-    pub owner: Option<VfOwner>,
     /// The incarnation the counters below belong to.
     pub created_ns: Option<u64>,
     /// The PF driver's IFLA_VF_STATS counters.
@@ -276,14 +270,9 @@ impl AgentState {
                 m.pf = pf.bdf.clone();
                 m.index = v.index;
                 m.bdf = v.bdf.clone();
-                m.netdev = v.netdev.clone();
                 m.driver = v.driver.clone();
-                m.iommu_group = v.iommu_group;
-                m.mac = v.config.as_ref().and_then(|c| c.mac).map(|m| m.to_string());
-                m.vlan = v.config.as_ref().map(|c| c.vlan);
-                m.owner = v.owner.clone().filter(|o| !o.is_empty());
                 m.index_label = v.index.to_string();
-                m.info_labels = info_labels(&m);
+                m.info_labels = info_labels(v);
                 if let Some(s) = v.config.as_ref().and_then(|c| c.stats) {
                     m.net = Some(s);
                 }
@@ -317,16 +306,17 @@ impl AgentState {
 }
 
 /// The labels of a VF's `sriovtop_vf_info` that have a value.
-fn info_labels(v: &VfMetrics) -> Vec<(&'static str, String)> {
+fn info_labels(v: &Vf) -> Vec<(&'static str, String)> {
     let o = v.owner.as_ref();
+    let cfg = v.config.as_ref();
     let first = o.and_then(|o| o.processes.first());
     let pod = o.and_then(|o| o.pod.as_ref());
     let some = |s: Option<&str>| s.map(str::to_string);
     let all = [
         ("netdev", v.netdev.clone()),
         ("driver", v.driver.clone()),
-        ("mac", v.mac.clone()),
-        ("vlan", v.vlan.map(|x| x.to_string())),
+        ("mac", cfg.and_then(|c| c.mac).map(|m| m.to_string())),
+        ("vlan", cfg.map(|c| c.vlan.to_string())),
         ("iommu_group", v.iommu_group.map(|x| x.to_string())),
         ("owner", o.and_then(|o| o.summary())),
         ("pid", first.map(|h| h.pid.to_string())),
@@ -362,12 +352,7 @@ impl VfMetrics {
             index_label: std::mem::take(&mut self.index_label),
             info_labels: std::mem::take(&mut self.info_labels),
             bdf: std::mem::take(&mut self.bdf),
-            netdev: self.netdev.take(),
             driver: self.driver.take(),
-            mac: self.mac.take(),
-            vlan: self.vlan,
-            iommu_group: self.iommu_group,
-            owner: self.owner.take(),
             net: self.net.take(),
             created_ns,
             ..Self::default()
