@@ -231,6 +231,47 @@ pub mod programs {
         ("msi_free_entry", "msi_free_fentry"),
         ("msi_free_exit", "msi_free_fexit"),
         ("irq_free_entry", "irq_free_fentry"),
+        ("msi_entry_descs", "msi_fentry_descs"),
+        ("msi_exit_descs", "msi_fexit_descs"),
+        ("msi_free_entry_descs", "msi_free_fentry_descs"),
+        ("msi_free_exit_descs", "msi_free_fexit_descs"),
+    ];
+
+    /// Hooks on functions an older kernel does not have, and what stands
+    /// in for each there: (program, stand-in program, the stand-in's attach
+    /// point). The loader tries a stand-in (with its BTF twin first) only
+    /// when the hook itself cannot attach. Before 6.2 MSI vectors were
+    /// allocated and freed by `msi_domain_{alloc,free}_irqs_descs_locked`
+    /// (Debian bookworm's 6.1), with the device as the second argument.
+    pub const STAND_INS: &[(&str, &str, Attach)] = &[
+        (
+            "msi_entry",
+            "msi_entry_descs",
+            Attach::Kprobe {
+                function: "msi_domain_alloc_irqs_descs_locked",
+            },
+        ),
+        (
+            "msi_exit",
+            "msi_exit_descs",
+            Attach::Kretprobe {
+                function: "msi_domain_alloc_irqs_descs_locked",
+            },
+        ),
+        (
+            "msi_free_entry",
+            "msi_free_entry_descs",
+            Attach::Kprobe {
+                function: "msi_domain_free_irqs_descs_locked",
+            },
+        ),
+        (
+            "msi_free_exit",
+            "msi_free_exit_descs",
+            Attach::Kretprobe {
+                function: "msi_domain_free_irqs_descs_locked",
+            },
+        ),
     ];
 
     /// Functions timed inside a `sriov_numvfs` write, as phases of VF

@@ -199,6 +199,60 @@ pub fn msi_free_fexit(_ctx: FExitContext) -> u32 {
     0
 }
 
+// Before 6.2 the same steps were `msi_domain_alloc_irqs_descs_locked(struct
+// irq_domain *domain, struct device *dev, int nvec)` and
+// `msi_domain_free_irqs_descs_locked(struct irq_domain *domain, struct device
+// *dev)`: the device is the second argument. Stand-ins for the hooks above
+// (`programs::STAND_INS`), tried where those functions are missing.
+
+#[kprobe]
+pub fn msi_entry_descs(ctx: ProbeContext) -> u32 {
+    on_msi(ctx.arg(1).unwrap_or(null()), ctx.arg(2).unwrap_or(0));
+    0
+}
+
+#[kretprobe]
+pub fn msi_exit_descs(ctx: RetProbeContext) -> u32 {
+    on_msi_ret(ctx.ret());
+    0
+}
+
+#[fentry(function = "msi_domain_alloc_irqs_descs_locked")]
+pub fn msi_fentry_descs(ctx: FEntryContext) -> u32 {
+    on_msi(ctx.arg(1), ctx.arg(2));
+    0
+}
+
+#[fexit(function = "msi_domain_alloc_irqs_descs_locked")]
+pub fn msi_fexit_descs(ctx: FExitContext) -> u32 {
+    on_msi_ret(ctx.arg(3));
+    0
+}
+
+#[kprobe]
+pub fn msi_free_entry_descs(ctx: ProbeContext) -> u32 {
+    on_msi_free(ctx.arg(1).unwrap_or(null()));
+    0
+}
+
+#[kretprobe]
+pub fn msi_free_exit_descs(_ctx: RetProbeContext) -> u32 {
+    let _ = take(HOOK_MSI_FREE);
+    0
+}
+
+#[fentry(function = "msi_domain_free_irqs_descs_locked")]
+pub fn msi_free_fentry_descs(ctx: FEntryContext) -> u32 {
+    on_msi_free(ctx.arg(1));
+    0
+}
+
+#[fexit(function = "msi_domain_free_irqs_descs_locked")]
+pub fn msi_free_fexit_descs(_ctx: FExitContext) -> u32 {
+    let _ = take(HOOK_MSI_FREE);
+    0
+}
+
 /// Most IRQ numbers one `irq_free_descs` call stops counting (a device
 /// frees its MSI-X vectors one descriptor at a time).
 const MAX_FREE: u32 = 64;

@@ -90,6 +90,7 @@ pub fn run_bench(o: Options) -> Result<u8> {
         cmd: Some(&script),
         bins: &bins,
         accel: None,
+        kernel: crate::kernels::GuestKernel::V6_12,
         timeout: Duration::from_secs(900),
         verbose: false,
         agent_port: None,

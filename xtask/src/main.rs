@@ -11,6 +11,7 @@
 //! ```
 mod bench;
 mod fuzz;
+mod kernels;
 mod lab;
 mod setup;
 mod test;

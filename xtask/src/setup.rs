@@ -10,7 +10,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::util::{self, cache_dir, output, run, run_logged, succeeds};
+use crate::{
+    kernels::{self, GuestKernel},
+    util::{self, cache_dir, output, run, run_logged, succeeds},
+};
 
 /// Debian packages from bookworm itself.
 const APT_PACKAGES: &[&str] = &[
@@ -41,9 +44,6 @@ const PROMETHEUS_PACKAGE: &str = "prometheus";
 const QEMU_PACKAGE: &str = "qemu-system-x86";
 const QEMU_MIN_VERSION: &str = "1:8.0";
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/sriov-top-bookworm-backports.sources";
-/// Preferred guest kernel (the one the reference facts were checked on);
-/// the newest 6.12 for bookworm is taken when the archive no longer has it.
-const KERNEL_PREFERRED: &str = "linux-image-6.12.117+deb12-amd64-unsigned";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The Kubernetes manifest validator of sriov-top/tests/deploy.rs, in a
 /// venv of the lab cache ([`kubernetes_validate_path`]). 1.37.0 ships the
@@ -77,6 +77,8 @@ struct Step {
     install: fn() -> Result<()>,
     fix_hint: &'static str,
 }
+
+const KERNEL_FIX: &str = "needs `apt-get download` to work (run `apt-get update`); the cache is $SRIOV_LAB_CACHE or ~/.cache/sriov-top";
 
 const STEPS: &[Step] = &[
     Step {
@@ -116,10 +118,16 @@ const STEPS: &[Step] = &[
         fix_hint: "run `cargo install cargo-fuzz --locked` by hand to see cargo's error",
     },
     Step {
-        name: "guest kernel (Debian 6.12, unsigned) in the lab cache",
-        check: check_kernel,
-        install: install_kernel,
-        fix_hint: "needs `apt-get download` to work (run `apt-get update`); the cache is $SRIOV_LAB_CACHE or ~/.cache/sriov-top",
+        name: "guest kernel Debian 6.12 (unsigned) in the lab cache",
+        check: || kernels::check(GuestKernel::V6_12),
+        install: || kernels::install(GuestKernel::V6_12),
+        fix_hint: KERNEL_FIX,
+    },
+    Step {
+        name: "guest kernel Debian 6.1 LTS (bookworm, unsigned) in the lab cache",
+        check: || kernels::check(GuestKernel::V6_1),
+        install: || kernels::install(GuestKernel::V6_1),
+        fix_hint: KERNEL_FIX,
     },
 ];
 
@@ -181,7 +189,7 @@ fn dpkg_version(pkg: &str) -> Option<String> {
     status.ends_with(" installed").then(|| version.to_string())
 }
 
-fn version_ge(a: &str, b: &str) -> bool {
+pub(crate) fn version_ge(a: &str, b: &str) -> bool {
     succeeds(Command::new("dpkg").args(["--compare-versions", a, "ge", b]))
 }
 
@@ -615,109 +623,4 @@ fn install_cargo_fuzz() -> Result<()> {
         "--version",
         CARGO_FUZZ_VERSION,
     ]))
-}
-
-// ------------------------------------------------------------------ guest kernel
-
-/// The extracted guest kernel, once setup has put it in the cache.
-pub struct GuestKernel {
-    pub root: PathBuf,
-    pub version: String,
-}
-
-impl GuestKernel {
-    pub fn vmlinuz(&self) -> PathBuf {
-        self.root
-            .join("boot")
-            .join(format!("vmlinuz-{}", self.version))
-    }
-    pub fn modules_dir(&self) -> PathBuf {
-        self.root.join("lib/modules").join(&self.version)
-    }
-}
-
-fn kernel_root() -> PathBuf {
-    cache_dir().join("kernel")
-}
-
-/// The cached guest kernel, or an error telling to run setup.
-pub fn guest_kernel() -> Result<GuestKernel> {
-    let root = kernel_root();
-    let stamp = root.join(".complete");
-    let version = fs::read_to_string(&stamp)
-        .map(|s| s.trim().to_string())
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "no guest kernel in {}.\nFix: cargo xtask setup   (as root; downloads Debian's 6.12 kernel)",
-                root.display()
-            )
-        })?;
-    Ok(GuestKernel { root, version })
-}
-
-fn check_kernel() -> Result<Option<String>> {
-    Ok(match guest_kernel() {
-        Ok(k) if k.vmlinuz().exists() && k.modules_dir().join("modules.dep").exists() => None,
-        _ => Some(format!("not in {}", kernel_root().display())),
-    })
-}
-
-fn kernel_candidates() -> Result<Vec<String>> {
-    let out = output(Command::new("apt-cache").args([
-        "search",
-        "--names-only",
-        r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
-    ]))?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(String::from)
-        .collect())
-}
-
-fn install_kernel() -> Result<()> {
-    let mut cands = kernel_candidates()?;
-    if cands.is_empty() {
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
-        cands = kernel_candidates()?;
-    }
-    let pkg = if cands.iter().any(|c| c == KERNEL_PREFERRED) {
-        KERNEL_PREFERRED.to_string()
-    } else {
-        // newest by Debian version order
-        cands.sort_by(|a, b| {
-            if version_ge(a, b) {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Less
-            }
-        });
-        cands
-            .pop()
-            .context("the apt archive has no linux-image-6.12.*+deb12-amd64-unsigned")?
-    };
-    let root = kernel_root();
-    let debs = cache_dir().join("debs");
-    let _ = fs::remove_dir_all(&root);
-    let _ = fs::remove_dir_all(&debs);
-    fs::create_dir_all(&debs)?;
-    println!("    downloading {pkg}");
-    run(Command::new("apt-get")
-        .args(["download", "-q", &pkg])
-        .current_dir(&debs))?;
-    let deb = fs::read_dir(&debs)?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .context("apt-get download produced no .deb")?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
-    let version = fs::read_dir(root.join("lib/modules"))?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .next()
-        .context("the kernel package has no lib/modules/<version>")?;
-    run(Command::new("depmod").arg("-b").arg(&root).arg(&version))?;
-    fs::remove_file(&deb)?;
-    fs::write(root.join(".complete"), &version)?;
-    Ok(())
 }

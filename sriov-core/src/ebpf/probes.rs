@@ -130,6 +130,9 @@ pub struct AttachedHook {
     pub attach: Attach,
     /// Why the preferred fentry/fexit twin was not used, when it was not.
     pub fallback_reason: Option<String>,
+    /// The hook this program stands in for, on a kernel without that
+    /// hook's function (`programs::STAND_INS`), and why that one failed.
+    pub stand_in_for: Option<String>,
 }
 
 /// The loaded and attached programs with their maps.
@@ -236,7 +239,63 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(
     Ok(())
 }
 
-/// Take map `name` out of `ebpf` as a typed map.
+/// Attach hook `name` at `at`: its fentry/fexit twin first (with
+/// `fentry`), the kprobe program when that cannot load.
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    at: &Attach,
+    fentry: bool,
+) -> std::result::Result<AttachedHook, String> {
+    let mut fallback_reason = None;
+    if let Some((twin, twin_at)) = btf_twin(name, at).filter(|_| fentry) {
+        match attach_one(ebpf, twin, &twin_at) {
+            Ok(()) => {
+                return Ok(AttachedHook {
+                    program: twin,
+                    attach: twin_at,
+                    fallback_reason: None,
+                    stand_in_for: None,
+                });
+            }
+            Err(reason) => fallback_reason = Some(format!("{}: {reason}", describe(&twin_at))),
+        }
+    }
+    match attach_one(ebpf, name, at) {
+        Ok(()) => Ok(AttachedHook {
+            program: name,
+            attach: *at,
+            fallback_reason,
+            stand_in_for: None,
+        }),
+        Err(reason) => Err(match fallback_reason {
+            Some(f) => format!("{reason}; and {f}"),
+            None => reason,
+        }),
+    }
+}
+
+/// After hook `name` failed at `at` (`why`): its stand-in on an older
+/// kernel's function (`programs::STAND_INS`), if it has one. The attached
+/// stand-in names the hook it stands in for.
+fn stand_in(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    at: &Attach,
+    why: &str,
+    fentry: bool,
+) -> Option<std::result::Result<AttachedHook, String>> {
+    let &(_, program, sub) = programs::STAND_INS.iter().find(|(p, _, _)| *p == name)?;
+    Some(match attach_hook(ebpf, program, &sub, fentry) {
+        Ok(mut h) => {
+            h.stand_in_for = Some(format!("{} ({why})", describe(at)));
+            Ok(h)
+        }
+        Err(e) => Err(format!("and its stand-in {}: {e}", describe(&sub))),
+    })
+}
+
+/// Take map `name` out of `ebpf` as a typed map./// Take map `name` out of `ebpf` as a typed map.
 pub(crate) fn take<T>(
     ebpf: &mut Ebpf,
     name: &'static str,
@@ -274,40 +333,24 @@ impl Probes {
             program: programs::IRQ_HANDLER_ENTRY,
             attach: entry,
             fallback_reason: None,
+            stand_in_for: None,
         });
         for (name, at) in programs::all_hooks() {
-            let (name, at) = (&name, &at);
-            // fentry/fexit first, the kprobe pair when that cannot load
-            let mut fallback_reason = None;
-            if let Some((twin, twin_at)) = btf_twin(name, at).filter(|_| opts.fentry) {
-                match attach_one(&mut ebpf, twin, &twin_at) {
-                    Ok(()) => {
-                        attached.push(AttachedHook {
-                            program: twin,
-                            attach: twin_at,
-                            fallback_reason: None,
-                        });
-                        continue;
-                    }
-                    Err(reason) => {
-                        fallback_reason = Some(format!("{}: {reason}", describe(&twin_at)))
-                    }
-                }
-            }
-            match attach_one(&mut ebpf, name, at) {
-                Ok(()) => attached.push(AttachedHook {
-                    program: name,
-                    attach: *at,
-                    fallback_reason,
-                }),
-                Err(reason) => missing.push(MissingHook {
-                    program: name,
-                    attach: describe(at),
-                    reason: match fallback_reason {
-                        Some(f) => format!("{reason}; and {f}"),
-                        None => reason,
-                    },
-                }),
+            match attach_hook(&mut ebpf, name, &at, opts.fentry) {
+                Ok(h) => attached.push(h),
+                Err(reason) => match stand_in(&mut ebpf, name, &at, &reason, opts.fentry) {
+                    Some(Ok(h)) => attached.push(h),
+                    Some(Err(more)) => missing.push(MissingHook {
+                        program: name,
+                        attach: describe(&at),
+                        reason: format!("{reason}; {more}"),
+                    }),
+                    None => missing.push(MissingHook {
+                        program: name,
+                        attach: describe(&at),
+                        reason,
+                    }),
+                },
             }
         }
         Ok(Self {

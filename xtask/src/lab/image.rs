@@ -19,7 +19,7 @@ use super::{
     modules::{LAB_MODULES, ModuleSet},
 };
 use crate::{
-    setup::GuestKernel,
+    kernels::KernelTree,
     util::{output, which},
 };
 
@@ -201,7 +201,7 @@ pub struct Built {
 /// Write the initramfs for `job` to `out`. `extra_bins` are the binaries
 /// that will run from the share (their libraries go into the image).
 pub fn build(
-    kernel: &GuestKernel,
+    kernel: &KernelTree,
     job: &Job,
     extra_bins: &[PathBuf],
     module_cache: &Path,

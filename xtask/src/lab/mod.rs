@@ -25,11 +25,14 @@ use nix::{
 };
 pub use qemu::Accel;
 
-use crate::{setup, util};
+use crate::{
+    kernels::{self, GuestKernel},
+    util,
+};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  cargo xtask lab\n  cargo xtask lab --exec 'cat /sys/bus/pci/devices/*/sriov_totalvfs'\n  cargo xtask lab --exec 'echo 3 > /sys/bus/pci/devices/$SRIOV_LAB_PF/sriov_numvfs; lspci -nn'"
+    after_help = "Examples:\n  cargo xtask lab\n  cargo xtask lab --kernel 6.1\n  cargo xtask lab --exec 'cat /sys/bus/pci/devices/*/sriov_totalvfs'\n  cargo xtask lab --exec 'echo 3 > /sys/bus/pci/devices/$SRIOV_LAB_PF/sriov_numvfs; lspci -nn'"
 )]
 pub struct Options {
     /// Run CMD (a busybox sh command line) as root in the guest once igb,
@@ -50,6 +53,9 @@ pub struct Options {
     /// Do not build the project binaries first; share what is already built.
     #[arg(long)]
     no_build: bool,
+    /// Guest kernel: Debian's 6.12 or bookworm's 6.1 LTS.
+    #[arg(long, value_enum, default_value = "6.12")]
+    kernel: GuestKernel,
     /// Also print the boot console (kernel, init) before the ready line.
     #[arg(long, short)]
     verbose: bool,
@@ -62,6 +68,8 @@ pub struct Run<'a> {
     /// (name in /lab/bin, host path)
     pub bins: &'a [(String, PathBuf)],
     pub accel: Option<Accel>,
+    /// The guest kernel it boots.
+    pub kernel: GuestKernel,
     pub timeout: Duration,
     pub verbose: bool,
     /// See `qemu::Vm::agent_port`.
@@ -116,7 +124,11 @@ fn kvm_probe_file() -> PathBuf {
 }
 
 /// TCG unless KVM is asked for, or has been seen to really boot the lab here.
-fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<Accel> {
+fn pick_accel(
+    asked: Option<Accel>,
+    kernel_info: &kernels::KernelTree,
+    initrd_dir: &Path,
+) -> Result<Accel> {
     if let Some(a) = asked {
         return Ok(a);
     }
@@ -136,14 +148,14 @@ fn pick_accel(asked: Option<Accel>, kernel: &Path, initrd_dir: &Path) -> Result<
         kvm_probe_file().display()
     );
     let modules = util::cache_dir().join("modules");
-    let kernel_info = setup::guest_kernel()?;
+    let vmlinuz = kernel_info.vmlinuz();
     let initrd = initrd_dir.join("probe-initramfs.cpio");
-    image::build(&kernel_info, &Job::Exec, &[], &modules, &initrd)?;
+    image::build(kernel_info, &Job::Exec, &[], &modules, &initrd)?;
     let share = prepare_share(&[], Some("exit 0"))?;
     let out = prepare_out()?;
     let vm = qemu::Vm {
         accel: Accel::Kvm,
-        kernel,
+        kernel: &vmlinuz,
         initrd: &initrd,
         share: &share,
         out: &out,
@@ -209,12 +221,12 @@ pub fn boot_watched(
     watch: impl FnMut(Duration, Option<&str>) -> Option<String>,
 ) -> Result<qemu::Outcome> {
     qemu::ensure_qemu()?;
-    let kernel = setup::guest_kernel()?;
+    let kernel = kernels::tree(run.kernel)?;
     let dir = lab_dir();
     fs::create_dir_all(&dir)?;
     let _lock = lock_lab(&dir)?;
     let vmlinuz = kernel.vmlinuz();
-    let accel = pick_accel(run.accel, &vmlinuz, &dir)?;
+    let accel = pick_accel(run.accel, &kernel, &dir)?;
     let bin_paths: Vec<PathBuf> = run.bins.iter().map(|(_, p)| p.clone()).collect();
     let initrd = dir.join("initramfs.cpio");
     let built = image::build(
@@ -331,6 +343,7 @@ pub fn run_lab(o: Options) -> Result<u8> {
         cmd: o.exec.as_deref(),
         bins: &bins,
         accel: o.accel,
+        kernel: o.kernel,
         timeout: Duration::from_secs(timeout),
         verbose: o.verbose,
         agent_port: None,

@@ -14,7 +14,9 @@ use super::cpio::Cpio;
 
 /// Modules the lab loads. Built-ins (per `modules.builtin`) are skipped.
 pub const LAB_MODULES: &[&str] = &[
-    // 9p share of the project's binaries
+    // 9p share of the project's binaries (virtio_pci is built into 6.12,
+    // a module in 6.1)
+    "virtio_pci",
     "netfs",
     "9pnet",
     "9pnet_virtio",

@@ -145,10 +145,14 @@ impl Vm<'_> {
         .arg(self.kernel)
         .arg("-initrd")
         .arg(self.initrd)
+        // rcu_expedited: each eBPF link closed waits for an RCU grace
+        // period; expedited ones halve the time a process with ~40 links
+        // takes to exit under TCG (4.6 s -> 2.3 s, measured with and
+        // without in the same session)
         .arg("-append")
         .arg(format!(
             "console=ttyS0 intel_iommu=on iommu=pt lsm=lockdown,capability,landlock,yama,bpf \
-                 panic=-1 quiet loglevel=3 {}",
+                 rcupdate.rcu_expedited=1 panic=-1 quiet loglevel=3 {}",
             self.append_extra
         ));
         Ok(c)

@@ -26,11 +26,31 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use std::io::BufRead as _;
 
-use crate::{lab, util};
+use crate::{kernels::GuestKernel, lab, util};
+
+/// `--kernel`: one guest kernel or all of them.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    #[value(name = "6.12")]
+    V6_12,
+    #[value(name = "6.1")]
+    V6_1,
+    All,
+}
+
+impl KernelChoice {
+    pub fn kernels(self) -> Vec<GuestKernel> {
+        match self {
+            KernelChoice::V6_12 => vec![GuestKernel::V6_12],
+            KernelChoice::V6_1 => vec![GuestKernel::V6_1],
+            KernelChoice::All => GuestKernel::ALL.to_vec(),
+        }
+    }
+}
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  cargo xtask vm-test\n  cargo xtask vm-test irq_counter\n  cargo xtask vm-test --hazards kprobe --repeat 40 --test-timeout 60   # hunt the fentry/kprobe hang"
+    after_help = "Examples:\n  cargo xtask vm-test\n  cargo xtask vm-test irq_counter\n  cargo xtask vm-test --kernel all policy::\n  cargo xtask vm-test --hazards kprobe --repeat 40 --test-timeout 60   # hunt the fentry/kprobe hang"
 )]
 pub struct Options {
     /// Only run lab tests whose name contains FILTER.
@@ -38,6 +58,10 @@ pub struct Options {
     /// Accelerator (default: as `cargo xtask lab`).
     #[arg(long, value_enum)]
     accel: Option<lab::Accel>,
+    /// Guest kernel(s): Debian's 6.12, bookworm's 6.1 LTS, or both (one VM
+    /// boot each, the tests built once).
+    #[arg(long, value_enum, default_value = "6.12")]
+    kernel: KernelChoice,
     /// Hard timeout for each VM, in seconds (a VM restarted after a wedge
     /// gets its own).
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_S)]
@@ -72,6 +96,7 @@ impl Default for Options {
         Self {
             filter: None,
             accel: None,
+            kernel: KernelChoice::V6_12,
             timeout: DEFAULT_TIMEOUT_S,
             test_timeout: DEFAULT_TEST_TIMEOUT_S,
             repeat: 1,
@@ -79,6 +104,16 @@ impl Default for Options {
             verbose: false,
             inject_wedge: Vec::new(),
             inject_hang: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    /// Every lab test on the `kernel` choice, with the defaults.
+    pub fn on(kernel: KernelChoice) -> Self {
+        Self {
+            kernel,
+            ..Self::default()
         }
     }
 }
@@ -172,6 +207,8 @@ pub fn parse_result(line: &str) -> Option<(u32, u32)> {
 pub struct Summary {
     pub passed: u32,
     pub failed: u32,
+    /// Not run on this kernel, each with its reason printed.
+    pub skipped: u32,
     /// No failure, and the guest reported exit code 0.
     pub ok: bool,
     /// One entry per VM restart after a wedge (`wedge during TEST`).
@@ -191,6 +228,61 @@ pub fn restart_note(restarts: &[String]) -> String {
 pub fn run_vm_test(o: Options) -> Result<u8> {
     let s = run(o)?;
     Ok(if s.ok { 0 } else { 1 })
+}
+
+/// Every kernel of `o.kernel` in turn (one VM boot each; the tests are
+/// built once); one summary over them. A kernel whose VM fails to run is a
+/// failure in the summary and the next kernel still runs.
+pub fn run(o: Options) -> Result<Summary> {
+    let kernels = o.kernel.kernels();
+    if kernels.len() == 1 {
+        return run_on(&o, kernels[0]);
+    }
+    let mut all = Summary {
+        passed: 0,
+        failed: 0,
+        skipped: 0,
+        ok: true,
+        restarts: Vec::new(),
+    };
+    let mut lines = Vec::new();
+    for k in kernels {
+        println!("vm-test: === guest kernel {k} ===");
+        match run_on(&o, k) {
+            Ok(s) => {
+                lines.push(format!(
+                    "vm-test: {k}: {} passed, {} failed, {} skipped{}",
+                    s.passed,
+                    s.failed,
+                    s.skipped,
+                    restart_note(&s.restarts)
+                ));
+                all.passed += s.passed;
+                all.failed += s.failed;
+                all.skipped += s.skipped;
+                all.ok &= s.ok;
+                all.restarts
+                    .extend(s.restarts.into_iter().map(|r| format!("{k}: {r}")));
+            }
+            Err(e) => {
+                println!("vm-test: {k}: the lab run failed: {e:#}");
+                lines.push(format!("vm-test: {k}: the lab run failed: {e:#}"));
+                all.failed += 1;
+                all.ok = false;
+            }
+        }
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    println!(
+        "vm-test: {} passed, {} failed, {} skipped{}",
+        all.passed,
+        all.failed,
+        all.skipped,
+        restart_note(&all.restarts)
+    );
+    Ok(all)
 }
 
 /// The `--ignored` tests of a libtest executable whose name contains
@@ -220,6 +312,7 @@ fn list_tests(exe: &Path, filter: Option<&str>, hazards: bool) -> Result<Vec<Str
 }
 
 mod script;
+mod skips;
 mod streams;
 #[cfg(test)]
 mod tests;
@@ -230,18 +323,35 @@ use streams::*;
 mod prom;
 use watch::*;
 
-/// Build, boot, run; prints the `vm-test: N passed, M failed` line.
-pub fn run(o: Options) -> Result<Summary> {
+/// Build, boot `kernel`, run; prints the `vm-test: N passed, M failed` line.
+fn run_on(o: &Options, kernel: GuestKernel) -> Result<Summary> {
     let t0 = Instant::now();
     let mut bins = Vec::new();
     let mut tests = Vec::new();
+    let mut skipped = 0;
     for (package, target) in LAB_TEST_TARGETS {
         let exe = build_test(package, target)?;
         let name = format!("{package}-{target}-tests");
         for t in list_tests(&exe, o.filter.as_deref(), o.hazards)? {
-            tests.push((name.clone(), t));
+            match skips::why_skipped(kernel, &t) {
+                Some(why) => {
+                    println!("test {t} ... skipped on {kernel}: {why}");
+                    skipped += 1;
+                }
+                None => tests.push((name.clone(), t)),
+            }
         }
         bins.push((name, exe));
+    }
+    if tests.is_empty() && skipped > 0 {
+        println!("vm-test: 0 passed, 0 failed, {skipped} skipped on {kernel}");
+        return Ok(Summary {
+            passed: 0,
+            failed: 0,
+            skipped,
+            ok: true,
+            restarts: Vec::new(),
+        });
     }
     if tests.is_empty() {
         bail!(
@@ -301,6 +411,7 @@ pub fn run(o: Options) -> Result<Summary> {
             cmd: Some(&script),
             bins: &bins,
             accel: o.accel,
+            kernel,
             timeout: Duration::from_secs(o.timeout),
             verbose: o.verbose,
             agent_port: prometheus.as_ref().map(|p| p.agent_port),
@@ -439,7 +550,7 @@ pub fn run(o: Options) -> Result<Summary> {
     if let Some(f) = out.failure.as_deref()
         && out.stopped.is_none()
     {
-        println!("vm-test: {passed} passed, {failed} failed{note}");
+        println!("vm-test: {passed} passed, {failed} failed, {skipped} skipped on {kernel}{note}");
         let during = last
             .current
             .map(|c| format!(" during test {}", c.name))
@@ -454,10 +565,11 @@ pub fn run(o: Options) -> Result<Summary> {
         );
         failed = expected - passed;
     }
-    println!("vm-test: {passed} passed, {failed} failed{note}");
+    println!("vm-test: {passed} passed, {failed} failed, {skipped} skipped on {kernel}{note}");
     Ok(Summary {
         passed,
         failed,
+        skipped,
         // a VM stopped for a wedge has no exit code: what counts then is
         // that every test gave a result (checked just above)
         ok: failed == 0 && (out.exit_code == Some(0) || out.stopped.is_some()),
