@@ -142,6 +142,12 @@ fn main() -> Result<()> {
         top1 - top0,
         cat1 - cat0
     );
+    // the row of `cargo xtask bench`'s table (xtask/src/bench/table.rs)
+    println!(
+        "bench-row\tterminal UI idle CPU after a replay, {secs} s (vs `cat` in a pane)\t{top_pct:.2} %\t{cat_pct:.2} %\t{:.2}\t<= 1 % of a core\t{}",
+        top_pct / cat_pct.max(0.01),
+        if top_pct <= 1.0 { "yes" } else { "no" },
+    );
     let screen = tmux.run(&["capture-pane", "-p", "-t", "idle:0"])?;
     if !screen.contains("replay ended") {
         bail!("the UI did not get to the end of the replay; its screen:\n{screen}");

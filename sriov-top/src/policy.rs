@@ -209,7 +209,11 @@ impl PolicyRuntime {
             let Some(limit) = p.rules.irq_storm_per_s else {
                 continue;
             };
-            if a.irq_per_s <= limit as f64 {
+            // whole interrupts per second, compared and reported alike: an
+            // event never says 5 against a limit of 5 (a measured 5.8/s
+            // truncated in the report fired on 5.8 > 5 before)
+            let rate = a.irq_per_s.round() as u64;
+            if rate <= limit {
                 continue;
             }
             if self
@@ -236,7 +240,7 @@ impl PolicyRuntime {
                 pf: None,
                 uid: None,
                 cgroup: None,
-                value: a.irq_per_s as u64,
+                value: rate,
                 limit,
                 detail,
             };

@@ -98,6 +98,15 @@ impl MailboxProtocol for Igb {
                 },
             ),
             MSG_PF_CONTROL => ("PF_CONTROL", Args::None),
+            // word 0 the NACK alone, from the PF: igb's
+            // `igb_rcv_ack_from_vf` tells a VF that acks before it is clear
+            // to send (before its reset is done) so; it answers no request
+            0 if direction == Direction::PfToVf
+                && w0 & !(MSG_NACK | MSG_CTS) == 0
+                && w0 & MSG_NACK != 0 =>
+            {
+                ("NOT_CLEAR_TO_SEND", Args::None)
+            }
             _ => (
                 "UNKNOWN",
                 Args::Raw {
@@ -196,6 +205,16 @@ mod tests {
         );
         let r = reply(&[MSG_PF_CONTROL]);
         assert_eq!((r.msg, r.verdict), ("PF_CONTROL", None));
+        // the PF's NACK to a VF that acked before it was clear to send (the
+        // 6.1 lab guest's igb, three times while a new VF comes up)
+        let r = reply(&[MSG_NACK]);
+        assert_eq!(
+            (r.msg, r.verdict, r.args),
+            ("NOT_CLEAR_TO_SEND", Some(Verdict::Nack), Args::None)
+        );
+        // the same word from the VF, or with other bits, is no such thing
+        assert_eq!(req(&[MSG_NACK]).msg, "UNKNOWN");
+        assert_eq!(reply(&[MSG_NACK | 0x10_0000]).msg, "UNKNOWN");
         // a reset NACKed: the PF has no MAC for the VF, the words are zero
         let r = reply(&[MSG_RESET | MSG_NACK | MSG_CTS, 0, 0]);
         assert_eq!((r.verdict, r.args), (Some(Verdict::Nack), Args::None));

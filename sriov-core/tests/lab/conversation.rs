@@ -165,21 +165,43 @@ fn igbvf_bring_up_on_a_new_vf_is_seen() {
     stream.stop();
     let lines = stream.lines();
     let (said, control) = conversation(&lines, 0, t0);
+    // the PF's NACKs to a VF that acks before it is clear to send (igb's
+    // `igb_rcv_ack_from_vf`): word 0 the NACK alone, answering no request.
+    // The 6.1 guest's igb sends three while a new VF comes up, 6.12 none
+    let (failed, said): (Vec<&Value>, Vec<&Value>) = said
+        .into_iter()
+        .partition(|m| m["msg"] == "NOT_CLEAR_TO_SEND");
+    for m in &failed {
+        assert_eq!(
+            (&m["direction"], &m["msg_type"], &m["verdict"]),
+            (&json!("pf_to_vf"), &json!(0), &json!("nack")),
+            "{m}"
+        );
+        assert_eq!(m["words"].as_array().map(Vec::len), Some(1), "{m}");
+    }
     let got: Vec<String> = said.iter().map(|m| brief(m)).collect();
-    eprintln!("igbvf on VF 0 ({control} PF control messages left out): {got:#?}");
-    // probe: a reset, which the PF NACKs (no MAC yet for a new VF), and
-    // another in igbvf_reset; then the random MAC igbvf made up, which is
-    // the netdev's address
+    eprintln!(
+        "igbvf on VF 0 ({control} PF control messages and {} NOT_CLEAR_TO_SEND left out): {got:#?}",
+        failed.len()
+    );
+    // probe: resets, which the PF NACKs (no MAC yet for a new VF): one in
+    // igbvf's probe and, on 6.12, another in igbvf_reset; then the random
+    // MAC igbvf made up, which is the netdev's address
     let mac = guest::read(format!("/sys/class/net/{ifname}/address"));
+    let resets = got
+        .chunks(2)
+        .take_while(|p| p == &["vf_to_pf VF_RESET -", "pf_to_vf VF_RESET nack"])
+        .count();
+    assert!((1..=2).contains(&resets), "{got:#?}");
     let want = [
-        "vf_to_pf VF_RESET -".to_string(),
-        "pf_to_vf VF_RESET nack".to_string(),
-        "vf_to_pf VF_RESET -".to_string(),
-        "pf_to_vf VF_RESET nack".to_string(),
         format!("vf_to_pf SET_MAC_ADDR - mac={mac}"),
         format!("pf_to_vf SET_MAC_ADDR ack mac={mac}"),
     ];
-    assert_eq!(got.get(..want.len()), Some(&want[..]), "{got:#?}");
+    assert_eq!(
+        got.get(2 * resets..2 * resets + want.len()),
+        Some(&want[..]),
+        "{got:#?}"
+    );
     // each request has its reply, in order, and every message is VF 0's
     for pair in said.chunks(2) {
         assert_eq!(pair.len(), 2, "a request without its reply: {got:#?}");

@@ -60,6 +60,14 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 
 /// Set the PF's VF count the way an operator does (0 first), and wait until
 /// every VF is bound to a driver with a netdev.
+/// Whether the running kernel has function `name`, by its own symbol
+/// table (`/proc/kallsyms`, as root).
+pub fn kernel_has(name: &str) -> bool {
+    read("/proc/kallsyms")
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some(name))
+}
+
 pub fn set_numvfs(n: u32) {
     let pf = dev(&pf());
     if read(pf.join("sriov_numvfs")) != "0" {

@@ -18,6 +18,7 @@ mod irq_count;
 mod json_stream;
 mod lifetime;
 mod policy;
+mod policy_file;
 mod policy_top;
 mod probes;
 mod redteam;

@@ -56,16 +56,18 @@ pub(crate) fn pf_policy(min: u32, max: u32, writers: Option<Allow>) -> PfPolicy 
     }
 }
 
-/// The probes (for the shared ring buffer) and `pol` loaded on them.
+/// The probes (for the shared ring buffer) and `pol` loaded on them, as
+/// a policy file says it (`policy_file::through_file`).
 pub(crate) fn enforce(
     rt: &tokio::runtime::Runtime,
     pol: &Policy,
 ) -> (Probes, RingReader, Enforcer) {
+    let pol = crate::policy_file::through_file(pol);
     // the ring registers with the runtime's reactor
     let _in = rt.enter();
     let mut probes = Probes::load(LoadOptions::default()).expect("load");
     let ring = probes.take_ring().expect("ring");
-    let enf = Enforcer::start(probes.ebpf_mut(), pol, None).expect("load the policy");
+    let enf = Enforcer::start(probes.ebpf_mut(), &pol, None).expect("load the policy");
     (probes, ring, enf)
 }
 

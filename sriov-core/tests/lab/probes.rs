@@ -84,18 +84,35 @@ fn hotplug_records(fentry: bool) {
         } else {
             ("kprobe", "kretprobe")
         };
+        // MSI allocation: the 6.2+ function, or on a kernel without it
+        // (6.1) its stand-in, by the kernel's own symbol table
+        let msi = if guest::kernel_has("msi_domain_alloc_irqs_all_locked") {
+            "msi_domain_alloc_irqs_all_locked"
+        } else {
+            "msi_domain_alloc_irqs_descs_locked"
+        };
         for f in [
             "sriov_numvfs_store",
             "pci_iov_add_virtfn",
             "pci_iov_remove_virtfn",
             "really_probe",
-            "msi_domain_alloc_irqs_all_locked",
+            msi,
         ] {
             for kind in [entry, exit] {
                 assert!(
                     names.contains(&format!("{kind}:{f}")),
                     "{kind}:{f} not attached: {names:?}"
                 );
+            }
+        }
+        // a stand-in says which hook it stands in for; the hooks of the
+        // kernel's own functions do not
+        for h in &probes.attached {
+            let standing_in = h.stand_in_for.as_deref().unwrap_or("");
+            if sriov_core::ebpf::describe(&h.attach).contains("_descs_locked") {
+                assert!(standing_in.contains("_all_locked"), "{h:?}");
+            } else {
+                assert_eq!(standing_in, "", "{h:?}");
             }
         }
         // module functions stay on kprobes

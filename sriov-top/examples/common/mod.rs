@@ -44,6 +44,13 @@ pub fn vf1_on_vfio() -> (String, String) {
     (pf, vf1)
 }
 
+/// One figure against its goal, for the table `cargo xtask bench` ends
+/// with (xtask/src/bench/table.rs has the format).
+pub fn bench_row(metric: &str, ours: &str, baseline: &str, ratio: f64, goal: &str, met: bool) {
+    let met = if met { "yes" } else { "no" };
+    println!("bench-row\t{metric}\t{ours}\t{baseline}\t{ratio:.2}\t{goal}\t{met}");
+}
+
 pub fn cpu_seconds() -> f64 {
     let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
     let t = |tv: TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;

@@ -269,9 +269,15 @@ pub fn boot_watched(
 
 /// Build the project's binaries (host target, shared target dir).
 pub fn build_project_bins() -> Result<Vec<(String, PathBuf)>> {
+    build_project_bins_with(&[])
+}
+
+/// [`build_project_bins`] with extra cargo arguments (`--features ...`).
+pub fn build_project_bins_with(extra: &[String]) -> Result<Vec<(String, PathBuf)>> {
     util::run(
         Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--workspace", "--bins"])
+            .args(extra)
             .current_dir(util::workspace_root()),
     )?;
     Ok(project_bins("debug"))

@@ -38,6 +38,23 @@ pub enum KernelChoice {
     All,
 }
 
+/// `--sabotage`: which deliberately broken build (`sriov-core` features
+/// `sabotage-*`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sabotage {
+    Decoder,
+    Policy,
+}
+
+impl Sabotage {
+    fn name(self) -> &'static str {
+        match self {
+            Sabotage::Decoder => "decoder",
+            Sabotage::Policy => "policy",
+        }
+    }
+}
+
 impl KernelChoice {
     pub fn kernels(self) -> Vec<GuestKernel> {
         match self {
@@ -50,7 +67,7 @@ impl KernelChoice {
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  cargo xtask vm-test\n  cargo xtask vm-test irq_counter\n  cargo xtask vm-test --kernel all policy::\n  cargo xtask vm-test --hazards kprobe --repeat 40 --test-timeout 60   # hunt the fentry/kprobe hang"
+    after_help = "Examples:\n  cargo xtask vm-test\n  cargo xtask vm-test irq_counter\n  cargo xtask vm-test --kernel all policy::\n  cargo xtask vm-test --sabotage policy redteam   # must fail: a broken build\n  cargo xtask vm-test --hazards kprobe --repeat 40 --test-timeout 60   # hunt the fentry/kprobe hang"
 )]
 pub struct Options {
     /// Only run lab tests whose name contains FILTER.
@@ -80,6 +97,12 @@ pub struct Options {
     /// Print the boot console too.
     #[arg(long, short)]
     verbose: bool,
+    /// Run against a deliberately broken build (a sriov-core feature, never
+    /// in a shipped build): `decoder` drops the size of VFIO DMA records,
+    /// `policy` loads every policy in audit mode. Exit 0 when some test
+    /// fails (the tests caught it), 1 when all pass (they did not).
+    #[arg(long, value_enum)]
+    sabotage: Option<Sabotage>,
     /// Debug (the VM-restart path): the first attempt of the first test
     /// whose name contains TEST prints a fake RCU stall report and hangs, as
     /// in a wedged guest. Once more per repetition of the option.
@@ -102,6 +125,7 @@ impl Default for Options {
             repeat: 1,
             hazards: false,
             verbose: false,
+            sabotage: None,
             inject_wedge: Vec::new(),
             inject_hang: Vec::new(),
         }
@@ -145,7 +169,7 @@ const STALL_GRACE: Duration = Duration::from_secs(60);
 const LAB_TEST_TARGETS: &[(&str, &str)] = &[("sriov-core", "lab")];
 
 /// `cargo test --no-run` for one target; returns the test executable.
-fn build_test(package: &str, target: &str) -> Result<PathBuf> {
+fn build_test(package: &str, target: &str, extra: &[String]) -> Result<PathBuf> {
     let mut cmd = Command::new(env!("CARGO"));
     // --workspace: the same feature unification as `cargo test --workspace`,
     // so the host test build is reused rather than rebuilt
@@ -157,6 +181,7 @@ fn build_test(package: &str, target: &str) -> Result<PathBuf> {
         target,
         "--message-format=json-render-diagnostics",
     ])
+    .args(extra)
     .current_dir(util::workspace_root())
     .stdout(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| util::display(&cmd))?;
@@ -226,7 +251,23 @@ pub fn restart_note(restarts: &[String]) -> String {
 }
 
 pub fn run_vm_test(o: Options) -> Result<u8> {
+    let sabotage = o.sabotage;
     let s = run(o)?;
+    if let Some(x) = sabotage {
+        // the build is broken on purpose: failures are what is wanted
+        let caught = s.failed > 0;
+        println!(
+            "vm-test: sabotaged build ({}): {}",
+            x.name(),
+            if caught {
+                format!("{} test(s) failed: the lab tests caught it", s.failed)
+            } else {
+                "every test passed: the lab tests did NOT catch it".into()
+            }
+        );
+        // rebuilt without the feature by the next plain build
+        return Ok(if caught { 0 } else { 1 });
+    }
     Ok(if s.ok { 0 } else { 1 })
 }
 
@@ -329,8 +370,17 @@ fn run_on(o: &Options, kernel: GuestKernel) -> Result<Summary> {
     let mut bins = Vec::new();
     let mut tests = Vec::new();
     let mut skipped = 0;
+    let sabotage_args: Vec<String> = o
+        .sabotage
+        .map(|s| {
+            vec![
+                "--features".into(),
+                format!("sriov-core/sabotage-{}", s.name()),
+            ]
+        })
+        .unwrap_or_default();
     for (package, target) in LAB_TEST_TARGETS {
-        let exe = build_test(package, target)?;
+        let exe = build_test(package, target, &sabotage_args)?;
         let name = format!("{package}-{target}-tests");
         for t in list_tests(&exe, o.filter.as_deref(), o.hazards)? {
             match skips::why_skipped(kernel, &t) {
@@ -359,7 +409,7 @@ fn run_on(o: &Options, kernel: GuestKernel) -> Result<Summary> {
             o.filter.as_deref().unwrap_or("")
         );
     }
-    bins.extend(lab::build_project_bins()?);
+    bins.extend(lab::build_project_bins_with(&sabotage_args)?);
     let built = t0.elapsed();
     // a real Prometheus on the host for the agent's test
     let (prometheus, prometheus_error) = if tests

@@ -2,12 +2,15 @@
 //! same run. Host: the criterion benches and `sriov-top`'s idle CPU. Lab
 //! (the emulated 82576): `sriov apply` against a loop of `ip link set`, the
 //! eBPF programs against empty ones, the VFIO datapath against igbvf, and
-//! the policy programs attached against detached.
+//! the policy programs attached against detached. It ends with one table
+//! of every figure that has a goal ([`table`]).
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{lab, util};
+
+mod table;
 
 #[derive(clap::Args, Debug)]
 pub struct Options {
@@ -56,23 +59,37 @@ fn build_release(name: &str) -> Result<PathBuf> {
 }
 
 pub fn run_bench(o: Options) -> Result<u8> {
+    let mut rows = Vec::new();
     if !o.lab_only && o.only.is_none() {
-        util::run(
-            Command::new(env!("CARGO"))
-                .args(["bench", "--workspace"])
-                .current_dir(util::workspace_root()),
-        )
-        .context("host benchmarks")?;
+        rows.extend(
+            table::run_collecting(
+                Command::new(env!("CARGO"))
+                    .args(["bench", "--workspace"])
+                    .current_dir(util::workspace_root()),
+            )
+            .context("host benchmarks")?,
+        );
         // the terminal UI idling in a real pty (tmux), 60 s, beside `cat`
         let idle = build_release("idle_cpu")?;
-        util::run(
-            Command::new(idle)
-                .arg("60")
-                .current_dir(util::workspace_root().join("sriov-top")),
-        )
-        .context("sriov-top idle CPU benchmark")?;
+        rows.extend(
+            table::run_collecting(
+                Command::new(idle)
+                    .arg("60")
+                    .current_dir(util::workspace_root().join("sriov-top")),
+            )
+            .context("sriov-top idle CPU benchmark")?,
+        );
+        // `sriov list --json` as a whole process on a 16 x 256 fixture
+        let list = build_release("list_process")?;
+        rows.extend(
+            table::run_collecting(
+                Command::new(list).arg(util::target_dir().join("release/sriov")),
+            )
+            .context("sriov list --json process benchmark")?,
+        );
     }
     if o.host_only {
+        println!("\n{}", table::render(&rows));
         return Ok(0);
     }
     let mut bins = Vec::new();
@@ -95,7 +112,11 @@ pub fn run_bench(o: Options) -> Result<u8> {
         verbose: false,
         agent_port: None,
     };
-    let out = lab::boot(&run, |l| println!("{l}"))?;
+    let out = lab::boot(&run, |l| {
+        println!("{l}");
+        rows.extend(table::parse(l));
+    })?;
+    println!("\n{}", table::render(&rows));
     if let Some(f) = out.failure {
         bail!("lab benchmark VM failed: {f}");
     }
