@@ -83,6 +83,10 @@ pub struct Attributor {
     misses: BTreeSet<String>,
     /// pid to (kernel ns when read, open VFIO groups).
     fds: BTreeMap<u32, (u64, Vec<u32>)>,
+    /// pid to the (VF BDF, IOMMU group) it opened through VFIO and has not
+    /// closed, in the ring's order (`vfio_device` records): a DMA record
+    /// read after the process closed its fds still names the VF.
+    opened: BTreeMap<u32, Vec<(String, u32)>>,
     /// PF BDF to its (First VF Offset, VF Stride), for VF BDFs without a
     /// syscall per event.
     routing: BTreeMap<String, (u32, u32)>,
@@ -468,6 +472,7 @@ impl Attributor {
                 } else {
                     super::VfioOp::Close
                 };
+                self.follow_vfio_device(r.hdr.pid, &device, vf.as_ref(), op);
                 (&r.hdr, vf, Event::VfioDevice { device, op })
             }
             Record::Policy(r) => {
@@ -566,19 +571,60 @@ impl Attributor {
 
     /// The VFIO groups process `pid` has open, cached per process for
     /// [`FD_CACHE_NS`] of kernel time.
+    /// The VFIO groups of process `pid`: what its fds show, and the
+    /// devices the ring says it opened and has not closed yet (a process
+    /// that maps, unmaps and closes before its records are read has no fds
+    /// left to show).
     fn vfio_groups(&mut self, host: &dyn Host, pid: u32, ts_ns: u64) -> Vec<u32> {
-        if let Some((at, groups)) = self.fds.get(&pid)
-            && ts_ns >= *at
-            && ts_ns - *at < FD_CACHE_NS
-        {
-            return groups.clone();
+        let mut groups = match self.fds.get(&pid) {
+            Some((at, groups)) if ts_ns >= *at && ts_ns - *at < FD_CACHE_NS => groups.clone(),
+            _ => {
+                let groups = open_vfio_groups(host, pid);
+                if self.fds.len() >= FD_CACHE_MAX {
+                    self.fds.clear();
+                }
+                self.fds.insert(pid, (ts_ns, groups.clone()));
+                groups
+            }
+        };
+        for (_, g) in self.opened.get(&pid).into_iter().flatten() {
+            if !groups.contains(g) {
+                groups.push(*g);
+            }
         }
-        let groups = open_vfio_groups(host, pid);
-        if self.fds.len() >= FD_CACHE_MAX {
-            self.fds.clear();
-        }
-        self.fds.insert(pid, (ts_ns, groups.clone()));
+        groups.sort_unstable();
         groups
+    }
+
+    /// A VF opened (by `pid`) or closed through VFIO, in the ring's order.
+    fn follow_vfio_device(
+        &mut self,
+        pid: u32,
+        device: &str,
+        vf: Option<&VfIdentity>,
+        op: super::VfioOp,
+    ) {
+        match op {
+            super::VfioOp::Open => {
+                let Some(g) = vf.and_then(|v| v.iommu_group) else {
+                    return;
+                };
+                if self.opened.len() >= FD_CACHE_MAX {
+                    self.opened.clear();
+                }
+                let devs = self.opened.entry(pid).or_default();
+                if !devs.iter().any(|(d, _)| d == device) {
+                    devs.push((device.to_string(), g));
+                }
+            }
+            // the last close of the device, whoever does it
+            super::VfioOp::Close => {
+                self.opened.retain(|_, devs| {
+                    devs.retain(|(d, _)| d != device);
+                    !devs.is_empty()
+                });
+            }
+        }
     }
 }
 

@@ -486,8 +486,16 @@ fn audit_mode_lets_numvfs_and_driver_writes_through_and_reports_them() {
     let numvfs = dev(&pf()).join("sriov_numvfs");
     let path = numvfs.to_str().unwrap().to_string();
     let rt = runtime();
+    // the one allowed writer: this test program's executable file; the
+    // writes below run busybox (a file must name an absolute path)
+    let me = std::env::current_exe().unwrap();
+    let m = fs::metadata(&me).unwrap();
     let writers = Allow {
-        executables: vec!["sriov-admin".into()],
+        executables: vec![me.clone()],
+        exe_ids: vec![(
+            std::os::unix::fs::MetadataExt::ino(&m),
+            sriov_core::policy::kernel_dev(std::os::unix::fs::MetadataExt::dev(&m)),
+        )],
         ..Default::default()
     };
     let rules = VfRules {

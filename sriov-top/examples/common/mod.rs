@@ -2,6 +2,7 @@
 //! with its netdev up, VF 1 on vfio-pci driven by `sriov_core::vf`, and an
 //! AF_PACKET socket that sends as VF 0; timing and CPU helpers.
 #![allow(dead_code, reason = "each example uses part of it")]
+pub mod af_packet;
 
 use std::{
     fs,

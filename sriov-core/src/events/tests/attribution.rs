@@ -232,6 +232,40 @@ fn vfio_dma_is_attributed_through_the_process_open_groups() {
     assert_eq!(ev.vf, None);
 }
 
+/// Seen on the 6.1 lab guest: a process mapped, unmapped and closed its
+/// VF before the collector read the records, so its fds showed no group.
+/// The ring's own `vfio_device` open (before the maps) names the VF until
+/// the ring's close.
+#[test]
+fn vfio_dma_after_the_fds_are_closed_is_attributed_by_the_rings_open() {
+    let (_dir, _spec, host) = lab(3);
+    let mut attr = Attributor::new(&host).unwrap();
+    // pid 7000 has no /proc entry (it exited): only the ring says
+    let ev = attr.from_record(
+        &host,
+        &vfio_dev_record(7000, VF1, record::VFIO_DEV_OPEN, 900),
+    );
+    assert_eq!(ev.vf, Some(identity(1, VF1, 486)));
+    for op in [record::DMA_MAP, record::DMA_UNMAP] {
+        let ev = attr.from_record(&host, &dma_record(7000, op, 4096, 1_000));
+        assert_eq!(ev.vf, Some(identity(1, VF1, 486)), "{op}");
+        assert!(matches!(&ev.event, Event::VfioDma { iommu_groups, .. } if *iommu_groups == [486]));
+    }
+    // another process is not the opener
+    let ev = attr.from_record(&host, &dma_record(7100, record::DMA_MAP, 4096, 1_000));
+    assert_eq!(ev.vf, None);
+    // after the ring's close, the VF is no longer the process's
+    attr.from_record(
+        &host,
+        &vfio_dev_record(7000, VF1, record::VFIO_DEV_CLOSE, 1_100),
+    );
+    let ev = attr.from_record(
+        &host,
+        &dma_record(7000, record::DMA_MAP, 4096, 10_000_000_000),
+    );
+    assert_eq!(ev.vf, None);
+}
+
 #[test]
 fn vanished_devices_give_events_without_identity() {
     let (dir, spec, host) = lab(3);

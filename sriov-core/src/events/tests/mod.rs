@@ -194,6 +194,15 @@ fn dma_record(pid: u32, op: u32, size: u64, ts_ns: u64) -> Record {
     decode(&b)
 }
 
+fn vfio_dev_record(pid: u32, dev: &str, op: u32, ts_ns: u64) -> Record {
+    let mut b = header(record::KIND_VFIO_DEV, ts_ns, pid, pid);
+    b.extend(padded(dev, record::NAME_LEN)); // 40
+    b.extend(op.to_le_bytes()); // 72
+    b.extend(0u32.to_le_bytes()); // 76
+    assert_eq!(b.len(), record::VfioDevRecord::SIZE);
+    decode(&b)
+}
+
 /// A `policy_violation` record's bytes.
 fn policy_bytes(rule: u32, action: u32, slot: u32, value: u64, detail: &[u8]) -> Vec<u8> {
     let mut b = header(record::KIND_POLICY, 9_000, 300, 301);
