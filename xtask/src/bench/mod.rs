@@ -82,10 +82,8 @@ pub fn run_bench(o: Options) -> Result<u8> {
         // `sriov list --json` as a whole process on a 16 x 256 fixture
         let list = build_release("list_process")?;
         rows.extend(
-            table::run_collecting(
-                Command::new(list).arg(util::target_dir().join("release/sriov")),
-            )
-            .context("sriov list --json process benchmark")?,
+            table::run_collecting(Command::new(list).arg(util::target_dir().join("release/sriov")))
+                .context("sriov list --json process benchmark")?,
         );
     }
     if o.host_only {
