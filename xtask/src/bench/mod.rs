@@ -106,7 +106,8 @@ pub fn run_bench(o: Options) -> Result<u8> {
         bins: &bins,
         accel: None,
         kernel: crate::kernels::GuestKernel::V6_12,
-        timeout: Duration::from_secs(900),
+        // five programs; probes (~5 min) and datapath (~3 min) are the long ones
+        timeout: Duration::from_secs(2400),
         verbose: false,
         agent_port: None,
     };
