@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::stats::{median_duration, spread_ms};
+
 use std::{
     fs,
     process::Command,
@@ -50,24 +52,6 @@ fn run(cmd: &mut Command) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     d
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// "median (min-max) ms".
-fn spread(v: &[Duration]) -> String {
-    let mut v = v.to_vec();
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    format!(
-        "{:.1} ms ({:.1}-{:.1})",
-        ms(v[v.len() / 2]),
-        ms(v[0]),
-        ms(v[v.len() - 1])
-    )
 }
 
 fn main() {
@@ -137,9 +121,9 @@ fn main() {
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let (ap, batch, batch21) = (
-        median(apply_times.clone()),
-        median(batch_times.clone()),
-        median(batch21_times.clone()),
+        median_duration(apply_times.clone()),
+        median_duration(batch_times.clone()),
+        median_duration(batch21_times.clone()),
     );
     let best = batch.min(batch21);
     println!(
@@ -147,28 +131,28 @@ fn main() {
     );
     println!(
         "bench apply-vs-ip:   sriov apply                      {}",
-        spread(&apply_times)
+        spread_ms(&apply_times)
     );
     println!(
         "bench apply-vs-ip:   ip -batch, 7 commands            {}",
-        spread(&batch_times)
+        spread_ms(&batch_times)
     );
     println!(
         "bench apply-vs-ip:   ip -batch, 21 commands           {}",
-        spread(&batch21_times)
+        spread_ms(&batch21_times)
     );
     println!(
         "bench apply-vs-ip:   sh + ip per VF (7 processes)     {}",
-        spread(&ip_times)
+        spread_ms(&ip_times)
     );
     println!(
         "bench apply-vs-ip:   sh + ip per setting (21)         {}",
-        spread(&ip_each_times)
+        spread_ms(&ip_each_times)
     );
     println!(
         "bench apply-vs-ip: apply / best ip -batch {:.2}x (goal <= 1.0x); ip per setting / apply {:.2}x (goal >= 10x)",
         ms(ap) / ms(best),
-        ms(median(ip_each_times.clone())) / ms(ap),
+        ms(median_duration(ip_each_times.clone())) / ms(ap),
     );
     let vs_batch = ms(ap) / ms(best);
     common::bench_row(
@@ -179,7 +163,7 @@ fn main() {
         "<= 1.0x",
         vs_batch <= 1.0,
     );
-    let each = median(ip_each_times.clone());
+    let each = median_duration(ip_each_times.clone());
     let vs_each = ms(each) / ms(ap);
     common::bench_row(
         "sriov apply vs one ip process per setting (21), speedup",
@@ -189,7 +173,7 @@ fn main() {
         ">= 10x",
         vs_each >= 10.0,
     );
-    let (start, list) = (median(start_times), median(list_times));
+    let (start, list) = (median_duration(start_times), median_duration(list_times));
     println!(
         "bench apply-vs-ip: apply's {:.1} ms: process start {:.1} ms (sriov --version), discovery + JSON {:.1} ms more (sriov list --json), the rest (plan, netlink, check) {:.1} ms",
         ms(ap),

@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::stats::median;
+
 use sriov_ebpf::programs::Attach;
 use std::{
     fs,
@@ -66,11 +68,6 @@ fn timed(rt: &tokio::runtime::Runtime, cfg: &PciConfig, reg: u64) -> f64 {
         });
         r.join().unwrap()
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -20,11 +20,13 @@ mod common;
 use std::{
     fs,
     path::Path,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::DST;
+use common::{
+    DST,
+    stats::{median, neighbour_ratios},
+};
 use sriov_core::{
     discover::discover,
     ebpf::{enable_stats, load_object, stats_of},
@@ -33,7 +35,6 @@ use sriov_core::{
     vf::{VfOptions, frame},
 };
 use sriov_ebpf::policy::programs::{FILE_IOCTL, FILE_PERMISSION};
-use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
 
 const MAPS: usize = 400;
 const MAP_SIZE: usize = 64 << 10;
@@ -42,32 +43,6 @@ const RUN: Duration = Duration::from_secs(2);
 fn policy(text: &str) -> Policy {
     let inv = discover(&System::live()).unwrap();
     PolicyFile::parse(text).unwrap().resolve(&inv).unwrap()
-}
-
-/// Median latency (ns) of MAPS maps of MAP_SIZE through a fresh container
-/// on `vf` (each unmapped right after).
-fn map_latency(vf: &str) -> f64 {
-    let container = Arc::new(VfioContainer::new(None).expect("/dev/vfio/vfio"));
-    let _dev = VfioDevice::new(
-        Path::new(&format!("/sys/bus/pci/devices/{vf}")),
-        container.clone() as Arc<dyn VfioOps>,
-        false,
-    )
-    .expect("open VF 1 through VFIO");
-    let mut raw = vec![0u8; MAP_SIZE + 4096];
-    let off = raw.as_ptr().align_offset(4096);
-    let p = raw[off..].as_mut_ptr();
-    let mut ns = Vec::with_capacity(MAPS);
-    for i in 0..MAPS {
-        let iova = 0x100_0000 + (i as u64 % 16) * 0x10_0000;
-        let t = Instant::now();
-        // SAFETY: `raw` outlives the mapping, unmapped right below.
-        unsafe { container.vfio_dma_map(iova, MAP_SIZE, p) }.expect("VFIO_IOMMU_MAP_DMA");
-        ns.push(t.elapsed().as_nanos() as f64);
-        container.vfio_dma_unmap(iova, MAP_SIZE).expect("UNMAP");
-    }
-    ns.sort_by(f64::total_cmp);
-    ns[ns.len() / 2]
 }
 
 const WRITES: usize = 200_000;
@@ -151,17 +126,8 @@ fn ratio_line(
     goal: &str,
     met: impl Fn(f64) -> bool,
 ) {
-    let mut r: Vec<f64> = on
-        .iter()
-        .enumerate()
-        .map(|(i, a)| a / ((off[i] + off[i + 1]) / 2.0))
-        .collect();
-    r.sort_by(f64::total_cmp);
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let r = neighbour_ratios(off, on);
+    let median = |v: &[f64]| median(v.to_vec());
     println!(
         "bench policy: {what}: detached {:.0} {unit}, attached {:.0} {unit} (medians of the rounds): \
          ratio {:.3}x (rounds {:.3}x to {:.3}x; {goal})",
@@ -194,18 +160,18 @@ fn main() {
     // with it for the program's own time per call
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        off.push(map_latency(&vf1));
+        off.push(common::map_latency(&vf1, MAP_SIZE, MAPS));
         let mut ebpf = load_object().expect("load the eBPF object");
         let _enf = Enforcer::start(&mut ebpf, &quota, None).expect("load the policy");
-        on.push(map_latency(&vf1));
+        on.push(common::map_latency(&vf1, MAP_SIZE, MAPS));
     }
-    off.push(map_latency(&vf1));
+    off.push(common::map_latency(&vf1, MAP_SIZE, MAPS));
     let p = {
         let _stats = enable_stats().expect("kernel.bpf_stats_enabled");
         let mut ebpf = load_object().expect("load the eBPF object");
         let _enf = Enforcer::start(&mut ebpf, &quota, None).expect("load the policy");
         let before = stats_of(&ebpf, FILE_IOCTL, String::new()).expect("stats");
-        map_latency(&vf1);
+        common::map_latency(&vf1, MAP_SIZE, MAPS);
         let after = stats_of(&ebpf, FILE_IOCTL, String::new()).expect("stats");
         let runs = after.run_count - before.run_count;
         (after.run_time_ns - before.run_time_ns) as f64 / runs.max(1) as f64
@@ -222,9 +188,7 @@ fn main() {
         "goal <= 1.05x",
         |r| r <= 1.05,
     );
-    let mut sorted = off.clone();
-    sorted.sort_by(f64::total_cmp);
-    let off_median = sorted[sorted.len() / 2];
+    let off_median = median(off.clone());
     println!(
         "bench policy: the file_ioctl program itself (second figure): {p:.0} ns per ioctl (bpf_stats; map and unmap), {:.3}x the detached map latency",
         (off_median + p) / off_median

@@ -39,12 +39,13 @@
 
 mod common;
 
+use common::stats::{median, neighbour_ratios};
+
 use std::{
     collections::BTreeMap,
     fs,
     io::Write as _,
     os::fd::{AsRawFd as _, OwnedFd},
-    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -91,12 +92,6 @@ const OPS: [&str; 4] = [
 /// One round's medians (ns), in the order of [`OPS`].
 type Round = [f64; 4];
 
-fn median(mut v: Vec<f64>) -> f64 {
-    assert!(!v.is_empty(), "no samples");
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn ns_since(t: Instant) -> f64 {
     t.elapsed().as_nanos() as f64
 }
@@ -116,31 +111,6 @@ fn numvfs_latency(pf: &str) -> f64 {
         ns.push(ns_since(t));
         drop(f);
         fs::write(&path, "0").expect("sriov_numvfs 0");
-    }
-    median(ns)
-}
-
-/// Median ns of MAPS maps of MAP_SIZE through a fresh container on `vf`
-/// (each unmapped right after), as lab_bench_policy measures them.
-fn map_latency(vf: &str) -> f64 {
-    let container = Arc::new(VfioContainer::new(None).expect("/dev/vfio/vfio"));
-    let _dev = VfioDevice::new(
-        Path::new(&format!("/sys/bus/pci/devices/{vf}")),
-        container.clone() as Arc<dyn VfioOps>,
-        false,
-    )
-    .expect("open VF 1 through VFIO");
-    let mut raw = vec![0u8; MAP_SIZE + 4096];
-    let off = raw.as_ptr().align_offset(4096);
-    let p = raw[off..].as_mut_ptr();
-    let mut ns = Vec::with_capacity(MAPS);
-    for i in 0..MAPS {
-        let iova = 0x100_0000 + (i as u64 % 16) * 0x10_0000;
-        let t = Instant::now();
-        // SAFETY: `raw` outlives the mapping, unmapped right below.
-        unsafe { container.vfio_dma_map(iova, MAP_SIZE, p) }.expect("VFIO_IOMMU_MAP_DMA");
-        ns.push(ns_since(t));
-        container.vfio_dma_unmap(iova, MAP_SIZE).expect("UNMAP");
     }
     median(ns)
 }
@@ -269,7 +239,7 @@ fn round(pf: &str) -> Round {
         ..
     } = lab;
     vf.close().expect("close VF 1");
-    let map = map_latency(&vf1);
+    let map = common::map_latency(&vf1, MAP_SIZE, MAPS);
     fs::write(&path, "0").expect("sriov_numvfs 0");
     [numvfs, map, rtt, bind]
 }
@@ -337,12 +307,7 @@ fn report(off: &[Round], on: &[Round]) {
     for (k, op) in OPS.iter().enumerate() {
         let d: Vec<f64> = off.iter().map(|r| r[k]).collect();
         let a: Vec<f64> = on.iter().map(|r| r[k]).collect();
-        let mut r: Vec<f64> = a
-            .iter()
-            .enumerate()
-            .map(|(i, x)| x / ((d[i] + d[i + 1]) / 2.0))
-            .collect();
-        r.sort_by(f64::total_cmp);
+        let r = neighbour_ratios(&d, &a);
         let ratio = r[r.len() / 2];
         let fmt = |v: &[f64]| {
             v.iter()

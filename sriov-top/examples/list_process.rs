@@ -14,6 +14,9 @@
     reason = "a benchmark program: any failure ends it"
 )]
 
+mod common;
+
+use common::stats::{median_duration, spread_ms};
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -32,23 +35,6 @@ fn time(cmd: &mut Command) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     d
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn spread(v: &[Duration]) -> String {
-    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
-    let mut s = v.to_vec();
-    s.sort();
-    format!(
-        "{:.1} ms ({:.1}-{:.1})",
-        ms(&s[s.len() / 2]),
-        ms(&s[0]),
-        ms(&s[s.len() - 1])
-    )
 }
 
 fn main() {
@@ -75,18 +61,22 @@ fn main() {
     println!("list_process: sriov list --json, {ROUNDS} alternating rounds, median (min-max):");
     println!(
         "list_process:   16 PFs x 256 VFs         {}",
-        spread(&whole)
+        spread_ms(&whole)
     );
     println!(
         "list_process:   sriov --version          {}",
-        spread(&start)
+        spread_ms(&start)
     );
     println!(
         "list_process:   1 PF, no VFs             {}",
-        spread(&empty)
+        spread_ms(&empty)
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let (w, s, e) = (median(whole), median(start), median(empty));
+    let (w, s, e) = (
+        median_duration(whole),
+        median_duration(start),
+        median_duration(empty),
+    );
     println!(
         "list_process: of {:.1} ms: process start {:.1} ms, list of an empty system {:.1} ms more, 4096 VFs {:.1} ms more",
         ms(w),

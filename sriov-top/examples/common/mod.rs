@@ -3,10 +3,13 @@
 //! AF_PACKET socket that sends as VF 0; timing and CPU helpers.
 #![allow(dead_code, reason = "each example uses part of it")]
 pub mod af_packet;
+pub mod stats;
 
 use std::{
     fs,
     os::fd::{AsRawFd as _, OwnedFd},
+    path::Path,
+    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
@@ -50,6 +53,32 @@ pub fn vf1_on_vfio() -> (String, String) {
 pub fn bench_row(metric: &str, ours: &str, baseline: &str, ratio: f64, goal: &str, met: bool) {
     let met = if met { "yes" } else { "no" };
     println!("bench-row\t{metric}\t{ours}\t{baseline}\t{ratio:.2}\t{goal}\t{met}");
+}
+
+/// Median ns of `maps` maps of `size` bytes through a fresh VFIO container
+/// on `vf` (each unmapped right after, untimed).
+pub fn map_latency(vf: &str, size: usize, maps: usize) -> f64 {
+    use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
+    let container = Arc::new(VfioContainer::new(None).expect("/dev/vfio/vfio"));
+    let _dev = VfioDevice::new(
+        Path::new(&format!("/sys/bus/pci/devices/{vf}")),
+        container.clone() as Arc<dyn VfioOps>,
+        false,
+    )
+    .expect("open VF 1 through VFIO");
+    let mut raw = vec![0u8; size + 4096];
+    let off = raw.as_ptr().align_offset(4096);
+    let p = raw[off..].as_mut_ptr();
+    let mut ns = Vec::with_capacity(maps);
+    for i in 0..maps {
+        let iova = 0x100_0000 + (i as u64 % 16) * 0x10_0000;
+        let t = Instant::now();
+        // SAFETY: `raw` outlives the mapping, unmapped right below.
+        unsafe { container.vfio_dma_map(iova, size, p) }.expect("VFIO_IOMMU_MAP_DMA");
+        ns.push(t.elapsed().as_nanos() as f64);
+        container.vfio_dma_unmap(iova, size).expect("UNMAP");
+    }
+    stats::median(ns)
 }
 
 pub fn cpu_seconds() -> f64 {
