@@ -110,6 +110,7 @@ pub fn run_bench(o: Options) -> Result<u8> {
         timeout: Duration::from_secs(2400),
         verbose: false,
         agent_port: None,
+        dir: &lab::LabDir::main(),
     };
     let out = lab::boot(&run, |l| {
         println!("{l}");

@@ -74,6 +74,8 @@ pub struct Run<'a> {
     pub verbose: bool,
     /// See `qemu::Vm::agent_port`.
     pub agent_port: Option<u16>,
+    /// Where this VM keeps its image, shares, console log and lock.
+    pub dir: &'a LabDir,
 }
 
 pub use image::Job;
@@ -82,9 +84,42 @@ pub fn lab_dir() -> PathBuf {
     util::target_dir().join("lab")
 }
 
+/// The directory of one lab VM: its initramfs, its two shares, its console
+/// log, its monitor socket and its lock. VMs in different directories can
+/// run at the same time (`cargo xtask vm-test --kernel all` runs one per
+/// kernel); the main job and the benchmarks use `target/lab` itself.
+#[derive(Clone, Debug)]
+pub struct LabDir(PathBuf);
+
+impl LabDir {
+    /// `target/lab`.
+    pub fn main() -> Self {
+        Self(lab_dir())
+    }
+
+    /// `target/lab/NAME` (for a VM that may run beside others).
+    pub fn named(name: &str) -> Self {
+        Self(lab_dir().join(name))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The host side of the guest's writable `/out`.
+    pub fn out(&self) -> PathBuf {
+        self.0.join("out")
+    }
+
+    /// The console log of the last (or running) VM of this directory.
+    pub fn console_log(&self) -> PathBuf {
+        self.0.join("console.log")
+    }
+}
+
 /// Lay out the read-only share: `/lab/bin/*` and `/lab/run/cmd.sh`.
-fn prepare_share(bins: &[(String, PathBuf)], cmd: Option<&str>) -> Result<PathBuf> {
-    let share = lab_dir().join("share");
+fn prepare_share(dir: &LabDir, bins: &[(String, PathBuf)], cmd: Option<&str>) -> Result<PathBuf> {
+    let share = dir.path().join("share");
     let _ = fs::remove_dir_all(&share);
     fs::create_dir_all(share.join("bin"))?;
     fs::create_dir_all(share.join("run"))?;
@@ -101,15 +136,10 @@ fn prepare_share(bins: &[(String, PathBuf)], cmd: Option<&str>) -> Result<PathBu
     Ok(share)
 }
 
-/// The host side of the guest's writable `/out`.
-pub fn out_dir() -> PathBuf {
-    lab_dir().join("out")
-}
-
 /// Empty the writable share: nothing of an earlier run can be taken for a
 /// result of this one.
-fn prepare_out() -> Result<PathBuf> {
-    let out = out_dir();
+fn prepare_out(dir: &LabDir) -> Result<PathBuf> {
+    let out = dir.out();
     match fs::remove_dir_all(&out) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -124,24 +154,30 @@ fn kvm_probe_file() -> PathBuf {
 }
 
 /// TCG unless KVM is asked for, or has been seen to really boot the lab here.
-fn pick_accel(
-    asked: Option<Accel>,
-    kernel_info: &kernels::KernelTree,
-    initrd_dir: &Path,
-) -> Result<Accel> {
+fn pick_accel(asked: Option<Accel>, kernel_info: &kernels::KernelTree) -> Result<Accel> {
     if let Some(a) = asked {
         return Ok(a);
     }
     if !qemu::kvm_device_usable() {
         return Ok(Accel::Tcg);
     }
-    match fs::read_to_string(kvm_probe_file())
+    let cached = || match fs::read_to_string(kvm_probe_file())
         .as_deref()
         .map(str::trim)
     {
-        Ok("ok") => return Ok(Accel::Kvm),
-        Ok("fail") => return Ok(Accel::Tcg),
-        _ => {}
+        Ok("ok") => Some(Accel::Kvm),
+        Ok("fail") => Some(Accel::Tcg),
+        _ => None,
+    };
+    if let Some(a) = cached() {
+        return Ok(a);
+    }
+    // one probe at a time (VMs of other lab dirs may be starting too)
+    let probe_dir = LabDir::named("kvm-probe");
+    fs::create_dir_all(probe_dir.path())?;
+    let _lock = lock_lab(probe_dir.path())?;
+    if let Some(a) = cached() {
+        return Ok(a);
     }
     eprintln!(
         "lab: /dev/kvm is present; checking once whether a KVM guest really boots (cached in {})",
@@ -149,10 +185,10 @@ fn pick_accel(
     );
     let modules = util::cache_dir().join("modules");
     let vmlinuz = kernel_info.vmlinuz();
-    let initrd = initrd_dir.join("probe-initramfs.cpio");
+    let initrd = probe_dir.path().join("initramfs.cpio");
     image::build(kernel_info, &Job::Exec, &[], &modules, &initrd)?;
-    let share = prepare_share(&[], Some("exit 0"))?;
-    let out = prepare_out()?;
+    let share = prepare_share(&probe_dir, &[], Some("exit 0"))?;
+    let out = prepare_out(&probe_dir)?;
     let vm = qemu::Vm {
         accel: Accel::Kvm,
         kernel: &vmlinuz,
@@ -163,7 +199,7 @@ fn pick_accel(
         interactive: false,
         raw_console: false,
         timeout: Duration::from_secs(60),
-        log: lab_dir().join("kvm-probe.log"),
+        log: probe_dir.console_log(),
         agent_port: None,
     };
     let ok = matches!(vm.run(|_| {}), Ok(o) if o.exit_code == Some(0) && o.failure.is_none());
@@ -180,8 +216,8 @@ fn pick_accel(
     Ok(if ok { Accel::Kvm } else { Accel::Tcg })
 }
 
-/// One lab VM per checkout at a time: the image, the share and the console
-/// log live in `target/lab`. Waits (saying so) while another run holds it.
+/// One lab VM per lab directory at a time: the image, the shares and the
+/// console log live there. Waits (saying so) while another run holds it.
 fn lock_lab(dir: &Path) -> Result<Flock<fs::File>> {
     let path = dir.join(".lock");
     let f = fs::File::options()
@@ -194,7 +230,7 @@ fn lock_lab(dir: &Path) -> Result<Flock<fs::File>> {
         Ok(l) => Ok(l),
         Err((f, Errno::EWOULDBLOCK)) => {
             eprintln!(
-                "lab: another lab VM of this checkout is running ({} is locked); waiting for it",
+                "lab: another lab VM of this lab directory is running ({} is locked); waiting for it",
                 path.display()
             );
             Flock::lock(f, FlockArg::LockExclusive)
@@ -202,11 +238,6 @@ fn lock_lab(dir: &Path) -> Result<Flock<fs::File>> {
         }
         Err((_, e)) => bail!("locking {}: {e}", path.display()),
     }
-}
-
-/// The console log of the last (or running) lab VM.
-pub fn console_log() -> PathBuf {
-    lab_dir().join("console.log")
 }
 
 /// Boot the lab once. Returns the guest job's outcome.
@@ -222,11 +253,11 @@ pub fn boot_watched(
 ) -> Result<qemu::Outcome> {
     qemu::ensure_qemu()?;
     let kernel = kernels::tree(run.kernel)?;
-    let dir = lab_dir();
-    fs::create_dir_all(&dir)?;
-    let _lock = lock_lab(&dir)?;
+    let dir = run.dir.path();
+    fs::create_dir_all(dir)?;
+    let _lock = lock_lab(dir)?;
     let vmlinuz = kernel.vmlinuz();
-    let accel = pick_accel(run.accel, &kernel, &dir)?;
+    let accel = pick_accel(run.accel, &kernel)?;
     let bin_paths: Vec<PathBuf> = run.bins.iter().map(|(_, p)| p.clone()).collect();
     let initrd = dir.join("initramfs.cpio");
     let built = image::build(
@@ -236,8 +267,8 @@ pub fn boot_watched(
         &util::cache_dir().join("modules"),
         &initrd,
     )?;
-    let share = prepare_share(run.bins, run.cmd)?;
-    let out_share = prepare_out()?;
+    let share = prepare_share(run.dir, run.bins, run.cmd)?;
+    let out_share = prepare_out(run.dir)?;
     if run.verbose {
         eprintln!(
             "lab: initramfs {} ({:.1} MiB), kernel {}, accel {accel:?}",
@@ -256,13 +287,13 @@ pub fn boot_watched(
         interactive: matches!(run.job, Job::Main { .. }),
         raw_console: matches!(run.job, Job::Main { tty: Some(_), .. }),
         timeout: run.timeout,
-        log: console_log(),
+        log: run.dir.console_log(),
         agent_port: run.agent_port,
     };
     let verbose = run.verbose;
     let out = vm.run_watched(|l| on_line(l), watch)?;
     if verbose || (out.failure.is_some() && out.stopped.is_none()) {
-        eprintln!("lab: console log: {}", console_log().display());
+        eprintln!("lab: console log: {}", run.dir.console_log().display());
     }
     Ok(out)
 }
@@ -353,6 +384,7 @@ pub fn run_lab(o: Options) -> Result<u8> {
         timeout: Duration::from_secs(timeout),
         verbose: o.verbose,
         agent_port: None,
+        dir: &LabDir::main(),
     };
     let out = boot(&run, |l| println!("{l}"))?;
     if let Some(f) = &out.failure {

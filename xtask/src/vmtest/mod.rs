@@ -28,6 +28,24 @@ use std::io::BufRead as _;
 
 use crate::{kernels::GuestKernel, lab, util};
 
+thread_local! {
+    /// `[6.1] ` while VMs run side by side: whose line it is.
+    pub(crate) static PREFIX: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// `println!`, each line after the prefix of the VM this thread runs.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let text = format!($($t)*);
+        $crate::vmtest::PREFIX.with(|p| {
+            let p = p.borrow();
+            for l in text.split('\n') {
+                println!("{p}{l}");
+            }
+        });
+    }};
+}
+
 /// `--kernel`: one guest kernel or all of them.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelChoice {
@@ -91,6 +109,11 @@ pub struct Options {
     /// (kept to reproduce it), so not part of the default run.
     #[arg(long)]
     hazards: bool,
+    /// Lab VMs at once. The tests of each kernel are dealt over
+    /// ceil(JOBS / kernels) VMs; 1 runs them one kernel after the other in
+    /// one VM each.
+    #[arg(long, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u32).range(1..=4))]
+    jobs: u32,
     /// Run the selected tests this many times (hunting flaky tests).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: u32,
@@ -123,6 +146,7 @@ impl Default for Options {
             timeout: DEFAULT_TIMEOUT_S,
             test_timeout: DEFAULT_TEST_TIMEOUT_S,
             repeat: 1,
+            jobs: DEFAULT_JOBS,
             hazards: false,
             verbose: false,
             sabotage: None,
@@ -145,6 +169,12 @@ impl Options {
 /// The whole lab run (about 60 tests of 10-80 s each under TCG).
 const DEFAULT_TIMEOUT_S: u64 = 2700;
 const DEFAULT_TEST_TIMEOUT_S: u64 = 240;
+
+/// Four VMs at once, two per kernel: one TCG VM keeps about a third of
+/// this 2-core machine busy (its guest mostly sleeps in the kernel's SR-IOV
+/// and RCU waits). Both kernels' suites took 955 s this way, against about
+/// 2,600 s one VM after another.
+const DEFAULT_JOBS: u32 = 4;
 
 /// Marks the start of one test in the guest's output.
 const TEST_MARK: &str = ">>> test ";
@@ -229,6 +259,7 @@ pub fn parse_result(line: &str) -> Option<(u32, u32)> {
     Some((num("passed")?, num("failed")?))
 }
 
+#[derive(Debug)]
 pub struct Summary {
     pub passed: u32,
     pub failed: u32,
@@ -238,6 +269,33 @@ pub struct Summary {
     pub ok: bool,
     /// One entry per VM restart after a wedge (`wedge during TEST`).
     pub restarts: Vec<String>,
+}
+
+impl Summary {
+    fn empty(skipped: u32) -> Self {
+        Self {
+            passed: 0,
+            failed: 0,
+            skipped,
+            ok: true,
+            restarts: Vec::new(),
+        }
+    }
+
+    /// Add one VM's results (its restarts named after `label`, if any).
+    fn add(&mut self, s: &Summary, label: &str) {
+        self.passed += s.passed;
+        self.failed += s.failed;
+        self.skipped += s.skipped;
+        self.ok &= s.ok;
+        self.restarts.extend(s.restarts.iter().map(|r| {
+            if label.is_empty() {
+                r.clone()
+            } else {
+                format!("{label}: {r}")
+            }
+        }));
+    }
 }
 
 /// ` (1 VM restart: wedge during X)` for a summary line; empty without
@@ -271,58 +329,89 @@ pub fn run_vm_test(o: Options) -> Result<u8> {
     Ok(if s.ok { 0 } else { 1 })
 }
 
-/// Every kernel of `o.kernel` in turn (one VM boot each; the tests are
-/// built once); one summary over them. A kernel whose VM fails to run is a
-/// failure in the summary and the next kernel still runs.
+/// Every kernel of `o.kernel`, its tests dealt over `--jobs` VMs that run
+/// side by side (one VM per kernel by default; the tests are built once);
+/// one summary over them. A VM that fails to run is a failure in the
+/// summary and the others still run.
 pub fn run(o: Options) -> Result<Summary> {
-    let kernels = o.kernel.kernels();
-    if kernels.len() == 1 {
-        return run_on(&o, kernels[0]);
-    }
-    let mut all = Summary {
-        passed: 0,
-        failed: 0,
-        skipped: 0,
-        ok: true,
-        restarts: Vec::new(),
-    };
-    let mut lines = Vec::new();
-    for k in kernels {
-        println!("vm-test: === guest kernel {k} ===");
-        match run_on(&o, k) {
-            Ok(s) => {
-                lines.push(format!(
-                    "vm-test: {k}: {} passed, {} failed, {} skipped{}",
-                    s.passed,
-                    s.failed,
-                    s.skipped,
-                    restart_note(&s.restarts)
-                ));
-                all.passed += s.passed;
-                all.failed += s.failed;
-                all.skipped += s.skipped;
-                all.ok &= s.ok;
-                all.restarts
-                    .extend(s.restarts.into_iter().map(|r| format!("{k}: {r}")));
-            }
-            Err(e) => {
-                println!("vm-test: {k}: the lab run failed: {e:#}");
-                lines.push(format!("vm-test: {k}: the lab run failed: {e:#}"));
-                all.failed += 1;
-                all.ok = false;
-            }
+    let t0 = Instant::now();
+    let built = build(&o)?;
+    let plan = plan(&o, &built);
+    let built_after = t0.elapsed();
+    let mut skipped_by_kernel: Vec<(GuestKernel, u32)> = Vec::new();
+    for (k, (t, why)) in &built.skipped {
+        say!("test {t} ... skipped on {k}: {why}");
+        match skipped_by_kernel.iter_mut().find(|(x, _)| x == k) {
+            Some((_, n)) => *n += 1,
+            None => skipped_by_kernel.push((*k, 1)),
         }
     }
-    for l in lines {
-        println!("{l}");
+    if plan.is_empty() {
+        if !built.skipped.is_empty() {
+            let n = built.skipped.len() as u32;
+            say!("vm-test: 0 passed, 0 failed, {n} skipped");
+            return Ok(Summary::empty(n));
+        }
+        bail!(
+            "no lab test matches {:?}",
+            o.filter.as_deref().unwrap_or("")
+        );
     }
-    println!(
-        "vm-test: {} passed, {} failed, {} skipped{}",
-        all.passed,
-        all.failed,
-        all.skipped,
-        restart_note(&all.restarts)
-    );
+    let side_by_side = plan.len() > 1 && o.jobs > 1;
+    let results = run_plan(&o, &built, &plan, side_by_side, built_after);
+    let mut all = Summary::empty(0);
+    let mut lines = Vec::new();
+    for k in o.kernel.kernels() {
+        let skipped = skipped_by_kernel
+            .iter()
+            .find(|(x, _)| *x == k)
+            .map_or(0, |(_, n)| *n);
+        let mut ks = Summary::empty(skipped);
+        let mut any = false;
+        for (vm, r) in plan.iter().zip(&results) {
+            if vm.kernel != k {
+                continue;
+            }
+            any = true;
+            match r {
+                Ok(s) => ks.add(s, &vm.label(side_by_side)),
+                Err(e) => {
+                    lines.push(format!(
+                        "vm-test: {}: the lab run failed: {e:#}",
+                        vm.label(true)
+                    ));
+                    ks.failed += 1;
+                    ks.ok = false;
+                }
+            }
+        }
+        if !any && skipped == 0 {
+            continue;
+        }
+        lines.push(format!(
+            "vm-test: {} passed, {} failed, {} skipped on {k}{}",
+            ks.passed,
+            ks.failed,
+            ks.skipped,
+            restart_note(&ks.restarts)
+        ));
+        all.add(&ks, "");
+    }
+    // one VM has said it all already
+    if plan.len() > 1 {
+        for l in lines {
+            say!("{l}");
+        }
+    }
+    if o.kernel.kernels().len() > 1 {
+        say!(
+            "vm-test: {} passed, {} failed, {} skipped{}",
+            all.passed,
+            all.failed,
+            all.skipped,
+            restart_note(&all.restarts)
+        );
+    }
     Ok(all)
 }
 
@@ -362,267 +451,8 @@ mod watch;
 use script::*;
 use streams::*;
 mod prom;
+mod runner;
+mod vms;
+use runner::run_vm;
+use vms::{VmPlan, build, plan, run_plan};
 use watch::*;
-
-/// Build, boot `kernel`, run; prints the `vm-test: N passed, M failed` line.
-fn run_on(o: &Options, kernel: GuestKernel) -> Result<Summary> {
-    let t0 = Instant::now();
-    let mut bins = Vec::new();
-    let mut tests = Vec::new();
-    let mut skipped = 0;
-    let sabotage_args: Vec<String> = o
-        .sabotage
-        .map(|s| {
-            vec![
-                "--features".into(),
-                format!("sriov-core/sabotage-{}", s.name()),
-            ]
-        })
-        .unwrap_or_default();
-    for (package, target) in LAB_TEST_TARGETS {
-        let exe = build_test(package, target, &sabotage_args)?;
-        let name = format!("{package}-{target}-tests");
-        for t in list_tests(&exe, o.filter.as_deref(), o.hazards)? {
-            match skips::why_skipped(kernel, &t) {
-                Some(why) => {
-                    println!("test {t} ... skipped on {kernel}: {why}");
-                    skipped += 1;
-                }
-                None => tests.push((name.clone(), t)),
-            }
-        }
-        bins.push((name, exe));
-    }
-    if tests.is_empty() && skipped > 0 {
-        println!("vm-test: 0 passed, 0 failed, {skipped} skipped on {kernel}");
-        return Ok(Summary {
-            passed: 0,
-            failed: 0,
-            skipped,
-            ok: true,
-            restarts: Vec::new(),
-        });
-    }
-    if tests.is_empty() {
-        bail!(
-            "no lab test matches {:?}",
-            o.filter.as_deref().unwrap_or("")
-        );
-    }
-    bins.extend(lab::build_project_bins_with(&sabotage_args)?);
-    let built = t0.elapsed();
-    // a real Prometheus on the host for the agent's test
-    let (prometheus, prometheus_error) = if tests
-        .iter()
-        .any(|(_, n)| n.contains(prom::NEEDS_PROMETHEUS))
-    {
-        match prom::Prometheus::start(&lab::lab_dir()) {
-            Ok(p) => (Some(p), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
-        }
-    } else {
-        (None, None)
-    };
-    // the run's tests in order; each VM runs a tail of it
-    let all: Vec<(String, String)> = (0..o.repeat).flat_map(|_| tests.iter().cloned()).collect();
-    let mut injections: Vec<(Inject, String)> = Vec::new();
-    for (kind, opt, pats) in [
-        (Inject::Wedge, "--inject-wedge", &o.inject_wedge),
-        (Inject::Hang, "--inject-hang", &o.inject_hang),
-    ] {
-        for p in pats {
-            if !all.iter().any(|(_, n)| n.contains(p.as_str())) {
-                bail!("{opt} {p}: no selected lab test has it in its name");
-            }
-            injections.push((kind, p.clone()));
-        }
-    }
-
-    // what earlier VMs of this run leave: their streams, their consoles
-    let aside = lab::lab_dir().join("streams-of-wedged-vms");
-    let wedged_log = |k: usize| lab::lab_dir().join(format!("console-wedged-{k}.log"));
-    let _ = std::fs::remove_dir_all(&aside);
-    for k in 1..=MAX_RESTARTS + 1 {
-        let _ = std::fs::remove_file(wedged_log(k));
-    }
-    let out_streams = lab::out_dir().join("streams");
-
-    let mut totals = Totals::default();
-    // tests that wedged a VM (index in `all`)
-    let mut wedged: Vec<usize> = Vec::new();
-    let mut from = 0;
-    let (out, last) = loop {
-        let tail = &all[from..];
-        let placed = place_injections(tail, &injections);
-        let inject: Vec<(usize, Inject)> = placed.iter().map(|&(i, k, _)| (i, k)).collect();
-        let script = script(tail, o.test_timeout, &inject);
-        let run = lab::Run {
-            job: lab::Job::Exec,
-            cmd: Some(&script),
-            bins: &bins,
-            accel: o.accel,
-            kernel,
-            timeout: Duration::from_secs(o.timeout),
-            verbose: o.verbose,
-            agent_port: prometheus.as_ref().map(|p| p.agent_port),
-        };
-        let mut tally = Tally::default();
-        let mut watch = Watch::new(Duration::from_secs(o.test_timeout) + NO_PROGRESS_GRACE);
-        let out = lab::boot_watched(
-            &run,
-            |line| {
-                println!("{line}");
-                tally.line(line);
-            },
-            |now, line| watch.event(now, line).map(|w| w.why()),
-        )?;
-        let vm = totals.restarts.len() + 1;
-        println!(
-            "vm-test: {} {} (ready after {})",
-            if vm == 1 {
-                format!("build {}, VM", util::secs(built))
-            } else {
-                format!("VM {vm}:")
-            },
-            util::secs(out.wall),
-            out.ready_after
-                .map(util::secs)
-                .unwrap_or_else(|| "-".into())
-        );
-        totals.add(&tally);
-        let (Some(wedge), Some(_)) = (watch.wedge.clone(), &out.stopped) else {
-            break (out, tally);
-        };
-        let why = wedge.why();
-        let r = resume(
-            from,
-            all.len(),
-            &tally,
-            &wedged,
-            MAX_RESTARTS - totals.restarts.len(),
-        );
-        // the injections that fired in this VM are spent
-        let mut spent: Vec<usize> = placed
-            .iter()
-            .filter(|&&(i, _, _)| from + i < r.begun)
-            .map(|&(_, _, k)| k)
-            .collect();
-        spent.sort_unstable();
-        for k in spent.into_iter().rev() {
-            injections.remove(k);
-        }
-        let log = wedged_log(vm);
-        let _ = std::fs::rename(lab::console_log(), &log);
-        let place = match &r.during {
-            Some((i, Fate::Failed(_))) if wedged.contains(i) => {
-                format!("wedged again during {}", all[*i].1)
-            }
-            Some((i, Fate::Counted | Fate::Verdict(_))) => {
-                format!("wedged during {} after its result", all[*i].1)
-            }
-            Some((i, _)) => format!("wedged during {}", all[*i].1),
-            None if r.begun == 0 => "wedged before the first test".into(),
-            None => format!("wedged after {}", all[r.begun - 1].1),
-        };
-        if let Some((i, fate)) = &r.during {
-            totals.charge(&all[*i].1, fate, &why);
-            if *fate == Fate::Rerun {
-                wedged.push(*i);
-            }
-        }
-        let charged = match &r.during {
-            Some((i, Fate::Failed(reason))) => {
-                format!("; {} counted as failed ({reason})", all[*i].1)
-            }
-            _ => String::new(),
-        };
-        let Some(next) = r.next else {
-            if r.exhausted {
-                let not_run = match all.len() - r.begun {
-                    0 => String::new(),
-                    n if r.during.is_some() => format!("; the {n} after it did not run"),
-                    n => format!("; the {n} remaining did not run"),
-                };
-                println!(
-                    "vm-test: the VM {place} ({why}){charged}; no VM restart left ({MAX_RESTARTS} \
-                     done){not_run} (console: {})",
-                    log.display()
-                );
-            } else {
-                println!(
-                    "vm-test: the VM {place} ({why}){charged}; no test left to run (console: {})",
-                    log.display()
-                );
-            }
-            break (out, tally);
-        };
-        // the streams this VM kept (the next one empties /out); a test run
-        // again replaces its own
-        move_streams(&out_streams, &aside, false)?;
-        prom::set_aside(&lab::out_dir(), &aside)?;
-        totals.restarts.push(match &r.during {
-            Some((i, _)) => format!("wedge during {}", all[*i].1),
-            None if r.begun == 0 => "wedge at boot".into(),
-            None => format!("wedge after {}", all[r.begun - 1].1),
-        });
-        let rerun = r.during.as_ref().is_some_and(|d| d.1 == Fate::Rerun);
-        println!(
-            "vm-test: the VM {place} ({why}){charged}; restarted, {} (console of the wedged VM: {})",
-            what_next(&all, next, rerun),
-            log.display()
-        );
-        from = next;
-    };
-    for b in &totals.broken {
-        eprintln!("vm-test: {b}");
-    }
-    // the streams the tests kept, of every VM: one result each (none
-    // kept, none added)
-    move_streams(&aside, &out_streams, true)?;
-    let streams = kept_streams(&out_streams)?;
-    let (sp, sf) = check_streams(
-        Path::new(PYTHON),
-        &util::workspace_root().join("docs").join("schema"),
-        &streams,
-    );
-    let (mut passed, mut failed) = (totals.passed + sp, totals.failed + sf);
-    prom::take_back(&aside, &lab::out_dir())?;
-    if let Some(p) = &prometheus {
-        let (pp, pf) = p.check(&lab::out_dir());
-        passed += pp;
-        failed += pf;
-    }
-    if let Some(e) = &prometheus_error {
-        println!("test prometheus::agent::start ... FAILED\n    {e}");
-        failed += 1;
-    }
-    let note = restart_note(&totals.restarts);
-    if let Some(f) = out.failure.as_deref()
-        && out.stopped.is_none()
-    {
-        println!("vm-test: {passed} passed, {failed} failed, {skipped} skipped on {kernel}{note}");
-        let during = last
-            .current
-            .map(|c| format!(" during test {}", c.name))
-            .unwrap_or_default();
-        bail!("the lab VM failed{during}: {f}");
-    }
-    let expected = all.len() as u32 + streams.len() as u32;
-    if passed + failed < expected {
-        eprintln!(
-            "vm-test: {} of {expected} tests gave no result",
-            expected - passed - failed
-        );
-        failed = expected - passed;
-    }
-    println!("vm-test: {passed} passed, {failed} failed, {skipped} skipped on {kernel}{note}");
-    Ok(Summary {
-        passed,
-        failed,
-        skipped,
-        // a VM stopped for a wedge has no exit code: what counts then is
-        // that every test gave a result (checked just above)
-        ok: failed == 0 && (out.exit_code == Some(0) || out.stopped.is_some()),
-        restarts: totals.restarts,
-    })
-}

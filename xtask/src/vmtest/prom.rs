@@ -127,7 +127,7 @@ impl Prometheus {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        println!(
+        say!(
             "vm-test: prometheus on 127.0.0.1:{port}, scraping 127.0.0.1:{agent_port} (QEMU hostfwd to the guest's :10025)"
         );
         Ok(p)
@@ -173,7 +173,7 @@ impl Prometheus {
 
     /// Run the checks; print one result line each. (passed, failed)
     pub(super) fn check(&self, out: &Path) -> (u32, u32) {
-        println!("\nrunning the Prometheus checks of the agent's lab test");
+        say!("\nrunning the Prometheus checks of the agent's lab test");
         let mut results: Vec<(String, Result<String>)> = Vec::new();
         match std::fs::read_to_string(out.join("prom").join("agent.json")) {
             Ok(text) => match serde_json::from_str::<Value>(&text) {
@@ -190,22 +190,22 @@ impl Prometheus {
         results.extend(promtool(&out.join("prom")));
         // the scrape load test's numbers (agent::fifty_scrapes_…)
         if let Ok(load) = std::fs::read_to_string(out.join("prom").join("load.txt")) {
-            println!("agent {}", load.trim());
+            say!("agent {}", load.trim());
         }
         let (mut passed, mut failed) = (0, 0);
         for (name, r) in results {
             match r {
                 Ok(note) => {
                     passed += 1;
-                    println!("test {CHECK}{name} ... ok ({note})");
+                    say!("test {CHECK}{name} ... ok ({note})");
                 }
                 Err(e) => {
                     failed += 1;
-                    println!("test {CHECK}{name} ... FAILED\n    {e:#}");
+                    say!("test {CHECK}{name} ... FAILED\n    {e:#}");
                 }
             }
         }
-        println!(
+        say!(
             "prometheus checks: {passed} passed; {failed} failed (data: {})",
             self.dir.display()
         );

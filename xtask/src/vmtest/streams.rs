@@ -99,7 +99,7 @@ pub(super) fn check_streams(python: &Path, schema_dir: &Path, files: &[PathBuf])
     if files.is_empty() {
         return (0, 0);
     }
-    println!(
+    say!(
         "\nrunning {} schema checks of the kept streams ({} {} {})",
         files.len(),
         python.display(),
@@ -115,17 +115,17 @@ pub(super) fn check_streams(python: &Path, schema_dir: &Path, files: &[PathBuf])
         match check_stream(python, schema_dir, f) {
             Ok(()) => {
                 passed += 1;
-                println!("test {STREAM_CHECK}{name} ... ok");
+                say!("test {STREAM_CHECK}{name} ... ok");
             }
             Err(report) => {
                 failed += 1;
-                println!("test {STREAM_CHECK}{name} ... FAILED");
+                say!("test {STREAM_CHECK}{name} ... FAILED");
                 let lines: Vec<&str> = report.lines().collect();
                 for l in lines.iter().take(REPORT_LINES) {
-                    println!("    {l}");
+                    say!("    {l}");
                 }
                 if lines.len() > REPORT_LINES {
-                    println!(
+                    say!(
                         "    ... {} more lines (run the validator on {})",
                         lines.len() - REPORT_LINES,
                         f.display()
@@ -134,7 +134,7 @@ pub(super) fn check_streams(python: &Path, schema_dir: &Path, files: &[PathBuf])
             }
         }
     }
-    println!(
+    say!(
         "schema checks: {} {passed} passed; {failed} failed",
         if failed == 0 { "ok." } else { "FAILED." }
     );
