@@ -1,4 +1,5 @@
 //! Loading the eBPF programs built from `sriov-ebpf` (embedded at build time).
+mod links;
 pub(crate) mod probes;
 mod shared_maps;
 

@@ -16,7 +16,9 @@ use sriov_ebpf::{
 use tokio::io::unix::AsyncFd;
 
 use super::{
-    TRACEFS_HINT, object,
+    TRACEFS_HINT,
+    links::{Links, OwnedLink},
+    object,
     shared_maps::{Births, configure},
 };
 use crate::{Error, Result};
@@ -62,6 +64,7 @@ pub fn stats_of(ebpf: &Ebpf, name: &str, attach: String) -> Option<ProgramStats>
 /// A program that does nothing, attached to one hook: the baseline a real
 /// program on the same hook is compared with.
 pub struct EmptyProbe {
+    _link: OwnedLink,
     ebpf: Ebpf,
     program: &'static str,
     attach: String,
@@ -82,11 +85,12 @@ impl EmptyProbe {
             Attach::FEntry { .. } => programs::EMPTY_FENTRY,
             Attach::FExit { .. } => programs::EMPTY_FEXIT,
         };
-        attach_one(&mut ebpf, program, at).map_err(|reason| Error::Unsupported {
+        let link = attach_one(&mut ebpf, program, at).map_err(|reason| Error::Unsupported {
             device: "kernel".into(),
             message: format!("baseline on {}: {reason}", describe(at)),
         })?;
         Ok(Self {
+            _link: link,
             ebpf,
             program,
             attach: describe(at),
@@ -137,6 +141,8 @@ pub struct AttachedHook {
 
 /// The loaded and attached programs with their maps.
 pub struct Probes {
+    /// First: detached (side by side) before the programs are closed.
+    _links: Links,
     _ebpf: Ebpf,
     pub attached: Vec<AttachedHook>,
     pub missing: Vec<MissingHook>,
@@ -192,7 +198,8 @@ fn btf_twin(program: &str, at: &Attach) -> Option<(&'static str, Attach)> {
 }
 
 /// Load and attach one program; the error text says what failed.
-fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(), String> {
+/// Attach program `name` at `at`; its link, which detaches it when dropped.
+fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<OwnedLink, String> {
     let prog = ebpf
         .program_mut(name)
         .ok_or_else(|| "not in the eBPF object (build mismatch)".to_string())?;
@@ -210,19 +217,22 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(
         Attach::Tracepoint { category, name } => {
             let tp: &mut TracePoint = prog.try_into().map_err(|e| chain(&e))?;
             tp.load().map_err(|e| chain(&e))?;
-            tp.attach(category, name).map_err(|e| chain(&e))?;
+            let id = tp.attach(category, name).map_err(|e| chain(&e))?;
+            Ok(Box::new(tp.take_link(id).map_err(|e| chain(&e))?))
         }
         Attach::FEntry { function } => {
             let btf = vmlinux_btf()?;
             let p: &mut aya::programs::FEntry = prog.try_into().map_err(|e| chain(&e))?;
             p.load(function, btf).map_err(|e| chain(&e))?;
-            p.attach().map_err(|e| chain(&e))?;
+            let id = p.attach().map_err(|e| chain(&e))?;
+            Ok(Box::new(p.take_link(id).map_err(|e| chain(&e))?))
         }
         Attach::FExit { function } => {
             let btf = vmlinux_btf()?;
             let p: &mut aya::programs::FExit = prog.try_into().map_err(|e| chain(&e))?;
             p.load(function, btf).map_err(|e| chain(&e))?;
-            p.attach().map_err(|e| chain(&e))?;
+            let id = p.attach().map_err(|e| chain(&e))?;
+            Ok(Box::new(p.take_link(id).map_err(|e| chain(&e))?))
         }
         Attach::Kprobe { function } | Attach::Kretprobe { function } => {
             if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
@@ -233,10 +243,10 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(
             if kp.fd().is_err() {
                 kp.load().map_err(|e| chain(&e))?;
             }
-            kp.attach(function, 0).map_err(|e| chain(&e))?;
+            let id = kp.attach(function, 0).map_err(|e| chain(&e))?;
+            Ok(Box::new(kp.take_link(id).map_err(|e| chain(&e))?))
         }
     }
-    Ok(())
 }
 
 /// Attach hook `name` at `at`: its fentry/fexit twin first (with
@@ -246,28 +256,32 @@ fn attach_hook(
     name: &'static str,
     at: &Attach,
     fentry: bool,
-) -> std::result::Result<AttachedHook, String> {
+) -> std::result::Result<(AttachedHook, OwnedLink), String> {
     let mut fallback_reason = None;
     if let Some((twin, twin_at)) = btf_twin(name, at).filter(|_| fentry) {
         match attach_one(ebpf, twin, &twin_at) {
-            Ok(()) => {
-                return Ok(AttachedHook {
+            Ok(link) => {
+                let hook = AttachedHook {
                     program: twin,
                     attach: twin_at,
                     fallback_reason: None,
                     stand_in_for: None,
-                });
+                };
+                return Ok((hook, link));
             }
             Err(reason) => fallback_reason = Some(format!("{}: {reason}", describe(&twin_at))),
         }
     }
     match attach_one(ebpf, name, at) {
-        Ok(()) => Ok(AttachedHook {
-            program: name,
-            attach: *at,
-            fallback_reason,
-            stand_in_for: None,
-        }),
+        Ok(link) => {
+            let hook = AttachedHook {
+                program: name,
+                attach: *at,
+                fallback_reason,
+                stand_in_for: None,
+            };
+            Ok((hook, link))
+        }
         Err(reason) => Err(match fallback_reason {
             Some(f) => format!("{reason}; and {f}"),
             None => reason,
@@ -284,18 +298,18 @@ fn stand_in(
     at: &Attach,
     why: &str,
     fentry: bool,
-) -> Option<std::result::Result<AttachedHook, String>> {
+) -> Option<std::result::Result<(AttachedHook, OwnedLink), String>> {
     let &(_, program, sub) = programs::STAND_INS.iter().find(|(p, _, _)| *p == name)?;
     Some(match attach_hook(ebpf, program, &sub, fentry) {
-        Ok(mut h) => {
+        Ok((mut h, link)) => {
             h.stand_in_for = Some(format!("{} ({why})", describe(at)));
-            Ok(h)
+            Ok((h, link))
         }
         Err(e) => Err(format!("and its stand-in {}: {e}", describe(&sub))),
     })
 }
 
-/// Take map `name` out of `ebpf` as a typed map./// Take map `name` out of `ebpf` as a typed map.
+/// Take map `name` out of `ebpf` as a typed map.
 pub(crate) fn take<T>(
     ebpf: &mut Ebpf,
     name: &'static str,
@@ -323,11 +337,15 @@ impl Probes {
             category: "irq",
             name: "irq_handler_entry",
         };
-        if let Err(reason) = attach_one(&mut ebpf, programs::IRQ_HANDLER_ENTRY, &entry) {
-            return Err(Error::Unsupported {
-                device: "kernel".into(),
-                message: format!("cannot attach {}: {reason}{TRACEFS_HINT}", describe(&entry)),
-            });
+        let mut links = Links::default();
+        match attach_one(&mut ebpf, programs::IRQ_HANDLER_ENTRY, &entry) {
+            Ok(link) => links.push(link),
+            Err(reason) => {
+                return Err(Error::Unsupported {
+                    device: "kernel".into(),
+                    message: format!("cannot attach {}: {reason}{TRACEFS_HINT}", describe(&entry)),
+                });
+            }
         }
         attached.push(AttachedHook {
             program: programs::IRQ_HANDLER_ENTRY,
@@ -337,9 +355,15 @@ impl Probes {
         });
         for (name, at) in programs::all_hooks() {
             match attach_hook(&mut ebpf, name, &at, opts.fentry) {
-                Ok(h) => attached.push(h),
+                Ok((h, link)) => {
+                    attached.push(h);
+                    links.push(link);
+                }
                 Err(reason) => match stand_in(&mut ebpf, name, &at, &reason, opts.fentry) {
-                    Some(Ok(h)) => attached.push(h),
+                    Some(Ok((h, link))) => {
+                        attached.push(h);
+                        links.push(link);
+                    }
                     Some(Err(more)) => missing.push(MissingHook {
                         program: name,
                         attach: describe(&at),
@@ -362,6 +386,7 @@ impl Probes {
             vfio_irq_counts: take(&mut ebpf, maps::VFIO_IRQ_COUNTS, PerCpuArray::try_from)?,
             lost: take(&mut ebpf, maps::LOST, PerCpuArray::try_from)?,
             iommu_bytes: take(&mut ebpf, maps::IOMMU_BYTES, PerCpuArray::try_from)?,
+            _links: links,
             _ebpf: ebpf,
             attached,
             missing,
