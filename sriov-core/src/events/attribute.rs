@@ -26,16 +26,11 @@
 //! incarnation it names.
 use std::collections::{BTreeMap, BTreeSet};
 
-use sriov_ebpf::record::{self, DMA_MAP, Record};
-
 use super::{
-    Clock, DmaOp, Event, EventEnvelope, VfIdentity,
+    Clock, Event, VfIdentity,
     conversation::Life,
     irqs::Owner,
-    lookup::{
-        device_dir, is_bdf_like, msi_irqs, open_vfio_groups, parse_numvfs, policy_detail, process,
-        text,
-    },
+    lookup::{device_dir, is_bdf_like, msi_irqs},
 };
 use crate::{
     Result,
@@ -43,12 +38,14 @@ use crate::{
     host::Host,
 };
 
-/// How long (kernel ns) a process's open VFIO groups are remembered.
-const FD_CACHE_NS: u64 = 1_000_000_000;
-/// Most processes whose VFIO groups are remembered at once.
-const FD_CACHE_MAX: usize = 1024;
+mod record_event;
+mod vfio_owner;
+
 /// Most IRQ numbers of one `irq_free` event.
 const FREE_MAX: u32 = 4096;
+
+/// A record's VF (if any) and its event.
+type Attributed = (Option<VfIdentity>, Event);
 
 /// When each VF was created, as the kernel recorded it (the probes'
 /// `VF_BIRTHS`, [`crate::ebpf::Births`]): the source of
@@ -291,233 +288,6 @@ impl Attributor {
         self.irqs.keys().copied()
     }
 
-    /// The event for a record, with its process and VF identity.
-    #[allow(clippy::wrong_self_convention)] // the name says what it takes
-    pub fn from_record(&mut self, host: &dyn Host, rec: &Record) -> EventEnvelope {
-        let (hdr, vf, event) = match rec {
-            Record::SriovConfigure(r) => {
-                if r.ret >= 0 {
-                    // best effort: on failure the old map stays
-                    let _ = self.refresh(host);
-                }
-                let event = Event::SriovConfigure {
-                    pf: text(&r.dev),
-                    numvfs: parse_numvfs(&r.value),
-                    ret: r.ret,
-                    latency_ns: r.latency_ns,
-                };
-                (&r.hdr, None, event)
-            }
-            Record::VfAdd(r) | Record::VfRemove(r) => {
-                let added = matches!(rec, Record::VfAdd(_));
-                let pf = Some(text(&r.pf)).filter(|p| !p.is_empty());
-                // the kernel never writes a negative id; report it as
-                // u32::MAX, which no VF has
-                let vf_index = u32::try_from(r.vf_id).unwrap_or(u32::MAX);
-                let vf_bdf = pf
-                    .as_deref()
-                    .and_then(|pf| self.vf_bdf(host, pf, vf_index, added));
-                let mut vf = vf_bdf.as_deref().and_then(|b| self.identity(host, b));
-                if let Some(b) = vf_bdf.as_deref() {
-                    self.life.forget_device(b);
-                }
-                if let (Some(b), Some(p)) = (vf_bdf.as_deref(), pf.as_deref()) {
-                    if added && r.ret == 0 {
-                        self.on_added(p, vf_index, b, r.hdr.ts_ns);
-                        vf = self.vfs.get(b).cloned();
-                    } else if !added {
-                        self.on_removed(b, r.hdr.ts_ns);
-                    }
-                }
-                let (ret, latency_ns) = (r.ret, r.latency_ns);
-                let event = if added {
-                    Event::VfAdded {
-                        pf,
-                        vf_index,
-                        vf_bdf,
-                        ret,
-                        latency_ns,
-                    }
-                } else {
-                    Event::VfRemoved {
-                        pf,
-                        vf_index,
-                        vf_bdf,
-                        ret,
-                        latency_ns,
-                    }
-                };
-                (&r.hdr, vf, event)
-            }
-            Record::IommuGroupAdd(r) => {
-                let device = text(&r.dev);
-                let vf = self.identity(host, &device);
-                let event = Event::IommuGroupAdded {
-                    device,
-                    group: r.group,
-                };
-                (&r.hdr, vf, event)
-            }
-            Record::DriverProbe(r) => {
-                let device = text(&r.dev);
-                let vf = self.identity(host, &device);
-                let event = Event::DriverProbe {
-                    device,
-                    driver: text(&r.driver),
-                    ret: r.ret,
-                    latency_ns: r.latency_ns,
-                };
-                (&r.hdr, vf, event)
-            }
-            Record::MsiAlloc(r) => {
-                let device = text(&r.dev);
-                let irqs = if is_bdf_like(&device) {
-                    msi_irqs(host, &device)
-                } else {
-                    Vec::new()
-                };
-                let vf = self.identity(host, &device);
-                if let Some(v) = &vf {
-                    self.irqs.retain(|_, b| *b != v.bdf);
-                    for &irq in &irqs {
-                        self.irqs.insert(irq, v.bdf.clone());
-                    }
-                }
-                let event = Event::MsiAlloc {
-                    device,
-                    nvec: r.nvec,
-                    ret: r.ret,
-                    irqs,
-                    latency_ns: r.latency_ns,
-                };
-                (&r.hdr, vf, event)
-            }
-            Record::IrqFree(r) => {
-                let device = Some(text(&r.dev)).filter(|d| !d.is_empty());
-                let end = r.from.saturating_add(r.cnt.min(FREE_MAX));
-                let irqs: Vec<u32> = (r.from..end).collect();
-                let vf = match device.as_deref() {
-                    Some(d) => self.vfs.get(d).cloned(),
-                    None => irqs.first().and_then(|i| self.vf_of_irq(*i)),
-                };
-                for i in &irqs {
-                    self.irqs.remove(i);
-                }
-                (&r.hdr, vf, Event::IrqFree { device, irqs })
-            }
-            Record::VfioDma(r) => {
-                let iommu_groups = self.vfio_groups(host, r.hdr.pid, r.hdr.ts_ns);
-                let mut matching = self
-                    .vfs
-                    .values()
-                    .filter(|v| v.iommu_group.is_some_and(|g| iommu_groups.contains(&g)));
-                let vf = match (matching.next(), matching.next()) {
-                    (Some(v), None) => Some(v.clone()),
-                    _ => None,
-                };
-                let event = Event::VfioDma {
-                    op: if r.op == DMA_MAP {
-                        DmaOp::Map
-                    } else {
-                        DmaOp::Unmap
-                    },
-                    iova: r.iova,
-                    size: r.size,
-                    vaddr: r.vaddr,
-                    ret: r.ret,
-                    latency_ns: r.latency_ns,
-                    iommu_groups,
-                };
-                (&r.hdr, vf, event)
-            }
-            Record::Mailbox(r) => {
-                let pf = Some(text(&r.pf)).filter(|p| !p.is_empty());
-                let vf = pf
-                    .as_deref()
-                    .and_then(|p| self.vf_bdf(host, p, r.vf, false))
-                    .and_then(|b| self.identity(host, &b));
-                (&r.hdr, vf, self.life.mailbox(r, pf))
-            }
-            Record::ConfigAccess(r) => {
-                let device = text(&r.dev);
-                let vf = self.identity(host, &device);
-                (&r.hdr, vf, self.life.config_access(host, r, device))
-            }
-            Record::Admin(r) => {
-                let change = self.life.admin.change(host, r);
-                let vf = change
-                    .device
-                    .as_deref()
-                    .and_then(|d| self.identity(host, d));
-                (&r.hdr, vf, Event::AdminChange(change))
-            }
-            Record::Span(r) => {
-                let enable = r.what == record::SPAN_ENABLE_SRIOV;
-                let event = Event::SriovPhase {
-                    pf: text(&r.dev),
-                    phase: sriov_ebpf::programs::span_function(r.what)
-                        .unwrap_or("?")
-                        .into(),
-                    numvfs: enable.then(|| u32::try_from(r.arg).unwrap_or(u32::MAX)),
-                    ret: r.ret,
-                    latency_ns: r.latency_ns,
-                };
-                (&r.hdr, None, event)
-            }
-            Record::VfioDev(r) => {
-                let device = text(&r.dev);
-                let vf = self.identity(host, &device);
-                let op = if r.op == record::VFIO_DEV_OPEN {
-                    super::VfioOp::Open
-                } else {
-                    super::VfioOp::Close
-                };
-                self.follow_vfio_device(r.hdr.pid, &device, vf.as_ref(), op);
-                (&r.hdr, vf, Event::VfioDevice { device, op })
-            }
-            Record::Policy(r) => {
-                let rule = super::PolicyRule::from_code(r.rule);
-                let pf_rule = matches!(
-                    rule,
-                    Some(super::PolicyRule::Numvfs | super::PolicyRule::NumvfsWriters)
-                );
-                let (vf, pf) = if pf_rule {
-                    (None, self.policy_pfs.get(r.slot as usize).cloned())
-                } else {
-                    let bdf = self.policy_vfs.get(r.slot as usize);
-                    (bdf.and_then(|b| self.vfs.get(b)).cloned(), None)
-                };
-                // LSM records carry the task's cgroup id (never 0 on cgroup v2);
-                // frames seen in TC carry none
-                let task = r.cgroup != 0;
-                let event = Event::PolicyViolation {
-                    rule: rule.unwrap_or(super::PolicyRule::IrqStorm),
-                    action: match r.action {
-                        record::ACTION_DENIED => super::PolicyAction::Denied,
-                        record::ACTION_DROPPED => super::PolicyAction::Dropped,
-                        _ => super::PolicyAction::Audited,
-                    },
-                    pf,
-                    uid: task.then_some(r.uid),
-                    cgroup: task.then_some(r.cgroup),
-                    value: r.value,
-                    limit: r.limit,
-                    detail: policy_detail(rule, &r.detail),
-                };
-                (&r.hdr, vf, event)
-            }
-        };
-        // the PF driver reads and answers the mailbox in its interrupt
-        // handler, on top of whatever task was running: no process
-        let process = (!matches!(rec, Record::Mailbox(_))).then(|| process(hdr));
-        EventEnvelope {
-            ts_ns: hdr.ts_ns,
-            vf,
-            process,
-            event,
-        }
-    }
-
     /// BDF of VF `index` of `pf`: from the `virtfnN` link or the map, in
     /// the order that is fresher for an add (link) or a remove (map).
     fn vf_bdf(&self, host: &dyn Host, pf: &str, index: u32, added: bool) -> Option<String> {
@@ -567,64 +337,6 @@ impl Attributor {
             self.misses.insert(bdf.to_string());
         }
         found
-    }
-
-    /// The VFIO groups process `pid` has open, cached per process for
-    /// [`FD_CACHE_NS`] of kernel time.
-    /// The VFIO groups of process `pid`: what its fds show, and the
-    /// devices the ring says it opened and has not closed yet (a process
-    /// that maps, unmaps and closes before its records are read has no fds
-    /// left to show).
-    fn vfio_groups(&mut self, host: &dyn Host, pid: u32, ts_ns: u64) -> Vec<u32> {
-        let mut groups = match self.fds.get(&pid) {
-            Some((at, groups)) if ts_ns >= *at && ts_ns - *at < FD_CACHE_NS => groups.clone(),
-            _ => {
-                let groups = open_vfio_groups(host, pid);
-                if self.fds.len() >= FD_CACHE_MAX {
-                    self.fds.clear();
-                }
-                self.fds.insert(pid, (ts_ns, groups.clone()));
-                groups
-            }
-        };
-        for (_, g) in self.opened.get(&pid).into_iter().flatten() {
-            if !groups.contains(g) {
-                groups.push(*g);
-            }
-        }
-        groups.sort_unstable();
-        groups
-    }
-
-    /// A VF opened (by `pid`) or closed through VFIO, in the ring's order.
-    fn follow_vfio_device(
-        &mut self,
-        pid: u32,
-        device: &str,
-        vf: Option<&VfIdentity>,
-        op: super::VfioOp,
-    ) {
-        match op {
-            super::VfioOp::Open => {
-                let Some(g) = vf.and_then(|v| v.iommu_group) else {
-                    return;
-                };
-                if self.opened.len() >= FD_CACHE_MAX {
-                    self.opened.clear();
-                }
-                let devs = self.opened.entry(pid).or_default();
-                if !devs.iter().any(|(d, _)| d == device) {
-                    devs.push((device.to_string(), g));
-                }
-            }
-            // the last close of the device, whoever does it
-            super::VfioOp::Close => {
-                self.opened.retain(|_, devs| {
-                    devs.retain(|(d, _)| d != device);
-                    !devs.is_empty()
-                });
-            }
-        }
     }
 }
 
