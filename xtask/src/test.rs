@@ -50,6 +50,14 @@ pub fn run_test(o: Options) -> Result<u8> {
     // the lab VM restarts after wedges (lab infrastructure), for the summary
     let mut restarts = Vec::new();
     let mut skipped = 0;
+    // the fuzz targets build beside the lab, on what its VMs leave idle
+    let fuzz_log = util::target_dir().join("fuzz-build.log");
+    let mut fuzz_build = (o.fuzz_seconds > 0 && util::which("cargo-fuzz").is_some())
+        .then(|| fuzz::start_background_build(&fuzz_log))
+        .and_then(|r| {
+            r.map_err(|e| eprintln!("note: the fuzz targets are built after the lab ({e:#})"))
+                .ok()
+        });
     let (lp, lf, lab_ok) = if o.host_only {
         (0, 0, true)
     } else {
@@ -66,6 +74,16 @@ pub fn run_test(o: Options) -> Result<u8> {
             }
         }
     };
+    if let Some(b) = fuzz_build.as_mut() {
+        // what did not build is built (and reported) by the runs below
+        match b.wait() {
+            Ok(s) if s.success() => println!("fuzz: targets built beside the lab"),
+            _ => println!(
+                "fuzz: the background build did not finish (log: {}); building again",
+                fuzz_log.display()
+            ),
+        }
+    }
     // fuzz smoke: each target for a while; a crash counts as a failure
     let (fp, ff) = if o.fuzz_seconds == 0 {
         (0, 0)

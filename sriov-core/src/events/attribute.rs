@@ -73,6 +73,11 @@ struct Incarnation {
 pub struct Attributor {
     /// VFs by BDF.
     vfs: BTreeMap<String, VfIdentity>,
+    /// VFs a scan no longer shows whose `vf_removed` has not been read
+    /// yet, with when the scan missed them: the records still in the ring
+    /// name them (a collector behind the kernel rescans before it reads
+    /// them). Kept [`GONE_KEEP_NS`] at most.
+    gone: BTreeMap<String, (VfIdentity, u64)>,
     /// IRQ number to VF BDF, from each VF's `msi_irqs`.
     irqs: BTreeMap<u32, String>,
     /// VFs whose BDF was unknown, for which a rescan did not help: not
@@ -190,6 +195,15 @@ impl Attributor {
                 incarnations.insert(vf.bdf.clone(), inc);
             }
         }
+        // VFs this scan no longer shows: known as they were until their
+        // removal is read (or for a while, without probes to read it)
+        for (bdf, id) in std::mem::take(&mut self.vfs) {
+            if !vfs.contains_key(&bdf) {
+                self.gone.entry(bdf).or_insert((id, now));
+            }
+        }
+        self.gone
+            .retain(|b, (_, at)| !vfs.contains_key(b) && now.saturating_sub(*at) < GONE_KEEP_NS);
         self.vfs = vfs;
         self.irqs = irqs;
         self.routing = routing;
@@ -231,6 +245,7 @@ impl Attributor {
             .is_none_or(|i| i.created_ns.is_none_or(|c| c < ts));
         if ended {
             self.incarnations.remove(bdf);
+            self.gone.remove(bdf);
             self.vfs.remove(bdf);
             self.irqs.retain(|_, b| b != bdf);
         }
@@ -279,6 +294,14 @@ impl Attributor {
     }
 
     /// The VF that owns MSI/MSI-X `irq` (as of the last scan or `msi_alloc`).
+    /// VF `bdf` as the map knows it, or as it was if a scan no longer
+    /// shows it but its removal has not been read yet.
+    pub(super) fn known(&self, bdf: &str) -> Option<&VfIdentity> {
+        self.vfs
+            .get(bdf)
+            .or_else(|| self.gone.get(bdf).map(|(v, _)| v))
+    }
+
     pub fn vf_of_irq(&self, irq: u32) -> Option<VfIdentity> {
         self.irqs.get(&irq).and_then(|b| self.vfs.get(b)).cloned()
     }
@@ -328,7 +351,8 @@ impl Attributor {
             || self.misses.contains(bdf)
             || !host.exists(&device_dir(bdf).join("physfn"))
         {
-            return None;
+            // gone from sysfs: as it was, if its records are still coming
+            return self.gone.get(bdf).map(|(v, _)| v.clone());
         }
         // a scan error (sysfs gone) leaves the map as it was
         let _ = self.rescan(host);
@@ -339,6 +363,10 @@ impl Attributor {
         found
     }
 }
+
+/// How long a VF gone from sysfs is still known for its records
+/// ([`Attributor::gone`]): longer than any ring backlog.
+const GONE_KEEP_NS: u64 = 60_000_000_000;
 
 /// The identity of `vf` of `pf`, as discovery found them, for the
 /// incarnation created at `created_ns`.

@@ -3,6 +3,7 @@
 //! AF_PACKET socket that sends as VF 0; timing and CPU helpers.
 #![allow(dead_code, reason = "each example uses part of it")]
 pub mod af_packet;
+pub mod proc_cpu;
 pub mod stats;
 
 use std::{

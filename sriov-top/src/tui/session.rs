@@ -10,7 +10,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use sriov_core::{host::System, policy::instance::Claim};
+use sriov_core::{
+    host::{Host, System},
+    policy::instance::Claim,
+};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::{mpsc, oneshot},
@@ -91,6 +94,18 @@ fn terminal_gone() -> bool {
 /// panic (also the source thread's: the UI ends, and the panic goes on
 /// from here). `claim`: the policy's, taken by the caller.
 pub fn run(cli: &Cli, source: Source, claim: Option<Claim>) -> Result<()> {
+    run_on(Box::new(System::live()), cli, source, claim)
+}
+
+/// [`run`] with the live collector reading `host` instead of the live
+/// system: a sysfs fixture tree, for the UI's CPU benchmark over 16 PFs x
+/// 256 VFs (examples/idle_cpu.rs). A replay does not use `host`.
+pub fn run_on(
+    host: Box<dyn Host + Send>,
+    cli: &Cli,
+    source: Source,
+    claim: Option<Claim>,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -114,7 +129,7 @@ pub fn run(cli: &Cli, source: Source, claim: Option<Claim>) -> Result<()> {
     let size = tui.terminal.size().context("terminal size")?;
     app.resize(size.width, size.height);
     terminal::spawn_input(tx.clone()).context("starting the input thread")?;
-    let mut source = start(cli, source, claim, tx);
+    let mut source = start(cli, source, claim, tx, host);
     let mut ended = source.as_mut().and_then(|s| s.ended.take());
     let mut panicked = false;
     let r = rt.block_on(async {
@@ -173,13 +188,15 @@ struct SourceThread {
     wait_on_exit: bool,
 }
 
-/// Start the source on its thread, feeding `tx`. A source that cannot
-/// start is a [`AppEvent::SourceError`] (the UI stays).
+/// Start the source on its thread, feeding `tx` (the live collector reads
+/// `host`). A source that cannot start is a [`AppEvent::SourceError`] (the
+/// UI stays).
 fn start(
     cli: &Cli,
     source: Source,
     claim: Option<Claim>,
     tx: mpsc::Sender<AppEvent>,
+    host: Box<dyn Host + Send>,
 ) -> Option<SourceThread> {
     let (over, ended) = oneshot::channel();
     let spawned = match source {
@@ -212,7 +229,7 @@ fn start(
                 let _ = over.send(());
                 source_end(r)
             };
-            collect::spawn(Box::new(System::live()), opts, tx.clone(), last)
+            collect::spawn(host, opts, tx.clone(), last)
                 .map(|thread| (thread, true))
                 .context("starting the collector")
         }

@@ -1,9 +1,11 @@
 //! `cargo xtask bench`: the benchmarks, each printing ratios measured in the
-//! same run. Host: the criterion benches and `sriov-top`'s idle CPU. Lab
-//! (the emulated 82576): `sriov apply` against a loop of `ip link set`, the
-//! eBPF programs against empty ones, the VFIO datapath against igbvf, and
-//! the policy programs attached against detached. It ends with one table
-//! of every figure that has a goal ([`table`]).
+//! same run. Host: the criterion benches, the live UI's CPU over a 16 x 256
+//! fixture and `sriov list --json` as a process. Lab (the emulated 82576):
+//! `sriov apply` against `ip -batch` and `ip` loops, the probes' added
+//! latency, the VFIO datapath against igbvf's best kernel senders and
+//! receivers, the policy attached against detached, and the live UI's CPU
+//! with 7 VFs carrying traffic. It ends with one table of every figure that
+//! has a goal ([`table`]).
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
@@ -21,7 +23,7 @@ pub struct Options {
     #[arg(long, conflicts_with = "lab_only")]
     host_only: bool,
     /// Only the lab benchmarks whose name contains this (`policy`,
-    /// `datapath`, `apply`, `probes`, `config`); implies --lab-only.
+    /// `datapath`, `apply`, `probes`, `config`, `ui`); implies --lab-only.
     #[arg(long, value_name = "NAME", conflicts_with = "host_only")]
     only: Option<String>,
 }
@@ -33,6 +35,7 @@ const LAB_EXAMPLES: &[&str] = &[
     "lab_bench_datapath",
     "lab_bench_policy",
     "lab_bench_config",
+    "lab_bench_ui",
 ];
 
 /// Release builds: benchmarks measure what operators run.
@@ -69,7 +72,8 @@ pub fn run_bench(o: Options) -> Result<u8> {
             )
             .context("host benchmarks")?,
         );
-        // the terminal UI idling in a real pty (tmux), 60 s, beside `cat`
+        // the live terminal UI (sriov-top's library in-process: collector
+        // and drawing) over a 16 x 256 fixture in a tmux pane, 1 s ticks, 60 s
         let idle = build_release("idle_cpu")?;
         rows.extend(
             table::run_collecting(
@@ -77,7 +81,7 @@ pub fn run_bench(o: Options) -> Result<u8> {
                     .arg("60")
                     .current_dir(util::workspace_root().join("sriov-top")),
             )
-            .context("sriov-top idle CPU benchmark")?,
+            .context("sriov-top UI CPU benchmark (16 x 256 fixture)")?,
         );
         // `sriov list --json` as a whole process on a 16 x 256 fixture
         let list = build_release("list_process")?;
@@ -106,7 +110,7 @@ pub fn run_bench(o: Options) -> Result<u8> {
         bins: &bins,
         accel: None,
         kernel: crate::kernels::GuestKernel::V6_12,
-        // five programs; probes (~5 min) and datapath (~3 min) are the long ones
+        // six programs; probes (~5 min) and datapath (~3 min) are the long ones
         timeout: Duration::from_secs(2400),
         verbose: false,
         agent_port: None,

@@ -506,3 +506,35 @@ fn streams_of_a_wedged_vm_are_set_aside_and_back_the_later_ones_win() {
     // nothing set aside: nothing moves
     assert_eq!(move_streams(&d.join("none"), &out, true).unwrap(), 0);
 }
+
+#[test]
+fn tests_are_dealt_longest_first_to_the_least_loaded_vm_and_none_is_lost() {
+    let t = |n: &str| ("bin".to_string(), n.to_string());
+    let tests = vec![
+        t("a::one"),
+        t("agent::fifty_scrapes_a_second_for_a_minute"),
+        t("b::two"),
+        t("redteam_bind::a_numvfs_text_changed_after_the_check_x"),
+        t("c::three"),
+    ];
+    let vms = super::vms::deal(&tests, 2);
+    let names = |v: &[(String, String)]| v.iter().map(|x| x.1.clone()).collect::<Vec<_>>();
+    // the two long ones apart; the short ones to whichever has less
+    assert_eq!(
+        names(&vms[0]),
+        ["agent::fifty_scrapes_a_second_for_a_minute", "b::two"]
+    );
+    assert_eq!(
+        names(&vms[1]),
+        [
+            "redteam_bind::a_numvfs_text_changed_after_the_check_x",
+            "a::one",
+            "c::three"
+        ]
+    );
+    // one VM: everything, the long ones first
+    assert_eq!(super::vms::deal(&tests, 1)[0].len(), 5);
+    // more VMs than tests: the extra ones get none
+    let many = super::vms::deal(&tests[..1], 3);
+    assert_eq!(many.iter().map(Vec::len).sum::<usize>(), 1);
+}

@@ -158,7 +158,7 @@ impl Attributor {
         let end = r.from.saturating_add(r.cnt.min(FREE_MAX));
         let irqs: Vec<u32> = (r.from..end).collect();
         let vf = match device.as_deref() {
-            Some(d) => self.vfs.get(d).cloned(),
+            Some(d) => self.known(d).cloned(),
             None => irqs.first().and_then(|i| self.vf_of_irq(*i)),
         };
         for i in &irqs {
@@ -193,7 +193,7 @@ impl Attributor {
             (None, self.policy_pfs.get(r.slot as usize).cloned())
         } else {
             let bdf = self.policy_vfs.get(r.slot as usize);
-            (bdf.and_then(|b| self.vfs.get(b)).cloned(), None)
+            (bdf.and_then(|b| self.known(b)).cloned(), None)
         };
         // LSM records carry the task's cgroup id (never 0 on cgroup v2);
         // frames seen in TC carry none

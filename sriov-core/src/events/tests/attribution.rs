@@ -128,6 +128,26 @@ fn irq_free_names_the_owner_and_drops_the_numbers() {
 }
 
 #[test]
+fn records_read_after_a_rescan_no_longer_shows_the_vf_still_name_it_until_its_removal() {
+    // the collector rescans (a tick) before it reads the ring's records of
+    // the removal: they still name the VF, until its vf_removed is read
+    let (dir, spec, host) = lab(3);
+    add_msi_irqs(dir.path(), VF0, &[35, 36]);
+    let mut attr = Attributor::new(&host).unwrap();
+    fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
+    attr.refresh(&host).unwrap();
+    let ev = attr.from_record(&host, &irq_free(VF0, 35, 2));
+    assert!(matches!(&ev.event, Event::IrqFree { device: Some(d), .. } if d == VF0));
+    assert_eq!(ev.vf.map(|v| v.bdf), Some(VF0.to_string()));
+    let ev = attr.from_record(&host, &vf_record(record::KIND_VF_REMOVE, PF, 0));
+    assert!(matches!(&ev.event, Event::VfRemoved { vf_bdf: Some(b), .. } if b == VF0));
+    assert_eq!(ev.vf.map(|v| v.bdf), Some(VF0.to_string()));
+    // its removal read: a later record of that BDF names no VF
+    let ev = attr.from_record(&host, &irq_free(VF0, 35, 1));
+    assert_eq!(ev.vf, None);
+}
+
+#[test]
 fn vf_removed_is_attributed_from_the_map_after_its_link_is_gone() {
     let (dir, spec, host) = lab(3);
     let mut attr = Attributor::new(&host).unwrap();
@@ -274,6 +294,9 @@ fn vanished_devices_give_events_without_identity() {
     fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
     attr.refresh(&host).unwrap();
     assert_eq!(attr.vf_of_irq(60), None);
+    // its removal read (until then its records still name it, see
+    // records_read_after_a_rescan_no_longer_shows_the_vf_...)
+    attr.from_record(&host, &vf_record(record::KIND_VF_REMOVE, PF, 2));
 
     let ev = attr.from_record(&host, &probe_record(VF2, "vfio-pci"));
     assert_eq!(ev.vf, None);
@@ -302,9 +325,10 @@ fn vanished_devices_give_events_without_identity() {
     let ev = attr.from_record(&host, &sriov_configure(PF, "0\n", 2));
     assert_eq!(ev.vf, None);
     // the BDF of a removed VF still follows from the PF's routing (offset,
-    // stride) learnt at the last scan; its identity is gone with sysfs
+    // stride) learnt at the last scan, and its identity from the scan that
+    // last showed it (its removal had not been read)
     let ev = attr.from_record(&host, &vf_record(record::KIND_VF_REMOVE, PF, 0));
-    assert_eq!(ev.vf, None);
+    assert_eq!(ev.vf.map(|v| v.bdf), Some(VF0.to_string()));
     assert!(
         matches!(&ev.event, Event::VfRemoved { vf_bdf: Some(b), .. } if b == VF0),
         "{:?}",

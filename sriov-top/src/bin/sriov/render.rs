@@ -139,13 +139,18 @@ pub fn list(host: &dyn Host, device: Option<&str>, json: bool) -> Result<()> {
         inv.pfs = vec![inv.pfs.swap_remove(p)];
     }
     // who holds each VF (processes, VM, container, pod, netns)
-    if let Some(w) = sriov_core::owner::look_up(host, &mut inv.pfs, std::time::Duration::from_secs(2)) {
+    if let Some(w) =
+        sriov_core::owner::look_up(host, &mut inv.pfs, std::time::Duration::from_secs(2))
+    {
         eprintln!("sriov: warning: {w}");
     }
-    let mut out = std::io::stdout().lock();
+    // buffered: stdout is line-buffered, and 16 PFs x 256 VFs are ~130,000
+    // lines of JSON, a write(2) each
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
         serde_json::to_writer_pretty(&mut out, &inv)?;
         writeln!(out)?;
+        out.flush()?;
         return Ok(());
     }
     if inv.pfs.is_empty() {
@@ -187,6 +192,7 @@ pub fn list(host: &dyn Host, device: Option<&str>, json: bool) -> Result<()> {
             )?;
         }
     }
+    out.flush()?;
     if inv.netlink != "ok" {
         eprintln!("note: rtnetlink {}", inv.netlink);
     }
