@@ -1,5 +1,4 @@
 //! Loading the eBPF programs built from `sriov-ebpf` (embedded at build time).
-mod links;
 pub(crate) mod probes;
 mod shared_maps;
 

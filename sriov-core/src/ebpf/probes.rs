@@ -16,9 +16,7 @@ use sriov_ebpf::{
 use tokio::io::unix::AsyncFd;
 
 use super::{
-    TRACEFS_HINT,
-    links::{Links, OwnedLink},
-    object,
+    TRACEFS_HINT, object,
     shared_maps::{Births, configure},
 };
 use crate::{Error, Result};
@@ -64,7 +62,6 @@ pub fn stats_of(ebpf: &Ebpf, name: &str, attach: String) -> Option<ProgramStats>
 /// A program that does nothing, attached to one hook: the baseline a real
 /// program on the same hook is compared with.
 pub struct EmptyProbe {
-    _link: OwnedLink,
     ebpf: Ebpf,
     program: &'static str,
     attach: String,
@@ -85,12 +82,11 @@ impl EmptyProbe {
             Attach::FEntry { .. } => programs::EMPTY_FENTRY,
             Attach::FExit { .. } => programs::EMPTY_FEXIT,
         };
-        let link = attach_one(&mut ebpf, program, at).map_err(|reason| Error::Unsupported {
+        attach_one(&mut ebpf, program, at).map_err(|reason| Error::Unsupported {
             device: "kernel".into(),
             message: format!("baseline on {}: {reason}", describe(at)),
         })?;
         Ok(Self {
-            _link: link,
             ebpf,
             program,
             attach: describe(at),
@@ -141,8 +137,6 @@ pub struct AttachedHook {
 
 /// The loaded and attached programs with their maps.
 pub struct Probes {
-    /// First: detached (side by side) before the programs are closed.
-    _links: Links,
     _ebpf: Ebpf,
     pub attached: Vec<AttachedHook>,
     pub missing: Vec<MissingHook>,
@@ -198,8 +192,7 @@ fn btf_twin(program: &str, at: &Attach) -> Option<(&'static str, Attach)> {
 }
 
 /// Load and attach one program; the error text says what failed.
-/// Attach program `name` at `at`; its link, which detaches it when dropped.
-fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<OwnedLink, String> {
+fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<(), String> {
     let prog = ebpf
         .program_mut(name)
         .ok_or_else(|| "not in the eBPF object (build mismatch)".to_string())?;
@@ -217,22 +210,19 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<O
         Attach::Tracepoint { category, name } => {
             let tp: &mut TracePoint = prog.try_into().map_err(|e| chain(&e))?;
             tp.load().map_err(|e| chain(&e))?;
-            let id = tp.attach(category, name).map_err(|e| chain(&e))?;
-            Ok(Box::new(tp.take_link(id).map_err(|e| chain(&e))?))
+            tp.attach(category, name).map_err(|e| chain(&e))?;
         }
         Attach::FEntry { function } => {
             let btf = vmlinux_btf()?;
             let p: &mut aya::programs::FEntry = prog.try_into().map_err(|e| chain(&e))?;
             p.load(function, btf).map_err(|e| chain(&e))?;
-            let id = p.attach().map_err(|e| chain(&e))?;
-            Ok(Box::new(p.take_link(id).map_err(|e| chain(&e))?))
+            p.attach().map_err(|e| chain(&e))?;
         }
         Attach::FExit { function } => {
             let btf = vmlinux_btf()?;
             let p: &mut aya::programs::FExit = prog.try_into().map_err(|e| chain(&e))?;
             p.load(function, btf).map_err(|e| chain(&e))?;
-            let id = p.attach().map_err(|e| chain(&e))?;
-            Ok(Box::new(p.take_link(id).map_err(|e| chain(&e))?))
+            p.attach().map_err(|e| chain(&e))?;
         }
         Attach::Kprobe { function } | Attach::Kretprobe { function } => {
             if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
@@ -243,10 +233,10 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, at: &Attach) -> std::result::Result<O
             if kp.fd().is_err() {
                 kp.load().map_err(|e| chain(&e))?;
             }
-            let id = kp.attach(function, 0).map_err(|e| chain(&e))?;
-            Ok(Box::new(kp.take_link(id).map_err(|e| chain(&e))?))
+            kp.attach(function, 0).map_err(|e| chain(&e))?;
         }
     }
+    Ok(())
 }
 
 /// Attach hook `name` at `at`: its fentry/fexit twin first (with
@@ -256,32 +246,28 @@ fn attach_hook(
     name: &'static str,
     at: &Attach,
     fentry: bool,
-) -> std::result::Result<(AttachedHook, OwnedLink), String> {
+) -> std::result::Result<AttachedHook, String> {
     let mut fallback_reason = None;
     if let Some((twin, twin_at)) = btf_twin(name, at).filter(|_| fentry) {
         match attach_one(ebpf, twin, &twin_at) {
-            Ok(link) => {
-                let hook = AttachedHook {
+            Ok(()) => {
+                return Ok(AttachedHook {
                     program: twin,
                     attach: twin_at,
                     fallback_reason: None,
                     stand_in_for: None,
-                };
-                return Ok((hook, link));
+                });
             }
             Err(reason) => fallback_reason = Some(format!("{}: {reason}", describe(&twin_at))),
         }
     }
     match attach_one(ebpf, name, at) {
-        Ok(link) => {
-            let hook = AttachedHook {
-                program: name,
-                attach: *at,
-                fallback_reason,
-                stand_in_for: None,
-            };
-            Ok((hook, link))
-        }
+        Ok(()) => Ok(AttachedHook {
+            program: name,
+            attach: *at,
+            fallback_reason,
+            stand_in_for: None,
+        }),
         Err(reason) => Err(match fallback_reason {
             Some(f) => format!("{reason}; and {f}"),
             None => reason,
@@ -298,12 +284,12 @@ fn stand_in(
     at: &Attach,
     why: &str,
     fentry: bool,
-) -> Option<std::result::Result<(AttachedHook, OwnedLink), String>> {
+) -> Option<std::result::Result<AttachedHook, String>> {
     let &(_, program, sub) = programs::STAND_INS.iter().find(|(p, _, _)| *p == name)?;
     Some(match attach_hook(ebpf, program, &sub, fentry) {
-        Ok((mut h, link)) => {
+        Ok(mut h) => {
             h.stand_in_for = Some(format!("{} ({why})", describe(at)));
-            Ok((h, link))
+            Ok(h)
         }
         Err(e) => Err(format!("and its stand-in {}: {e}", describe(&sub))),
     })
@@ -337,15 +323,11 @@ impl Probes {
             category: "irq",
             name: "irq_handler_entry",
         };
-        let mut links = Links::default();
-        match attach_one(&mut ebpf, programs::IRQ_HANDLER_ENTRY, &entry) {
-            Ok(link) => links.push(link),
-            Err(reason) => {
-                return Err(Error::Unsupported {
-                    device: "kernel".into(),
-                    message: format!("cannot attach {}: {reason}{TRACEFS_HINT}", describe(&entry)),
-                });
-            }
+        if let Err(reason) = attach_one(&mut ebpf, programs::IRQ_HANDLER_ENTRY, &entry) {
+            return Err(Error::Unsupported {
+                device: "kernel".into(),
+                message: format!("cannot attach {}: {reason}{TRACEFS_HINT}", describe(&entry)),
+            });
         }
         attached.push(AttachedHook {
             program: programs::IRQ_HANDLER_ENTRY,
@@ -355,15 +337,9 @@ impl Probes {
         });
         for (name, at) in programs::all_hooks() {
             match attach_hook(&mut ebpf, name, &at, opts.fentry) {
-                Ok((h, link)) => {
-                    attached.push(h);
-                    links.push(link);
-                }
+                Ok(h) => attached.push(h),
                 Err(reason) => match stand_in(&mut ebpf, name, &at, &reason, opts.fentry) {
-                    Some(Ok((h, link))) => {
-                        attached.push(h);
-                        links.push(link);
-                    }
+                    Some(Ok(h)) => attached.push(h),
                     Some(Err(more)) => missing.push(MissingHook {
                         program: name,
                         attach: describe(&at),
@@ -386,7 +362,6 @@ impl Probes {
             vfio_irq_counts: take(&mut ebpf, maps::VFIO_IRQ_COUNTS, PerCpuArray::try_from)?,
             lost: take(&mut ebpf, maps::LOST, PerCpuArray::try_from)?,
             iommu_bytes: take(&mut ebpf, maps::IOMMU_BYTES, PerCpuArray::try_from)?,
-            _links: links,
             _ebpf: ebpf,
             attached,
             missing,
