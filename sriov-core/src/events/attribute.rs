@@ -347,20 +347,79 @@ impl Attributor {
         if let Some(v) = self.vfs.get(bdf) {
             return Some(v.clone());
         }
-        if !is_bdf_like(bdf)
-            || self.misses.contains(bdf)
-            || !host.exists(&device_dir(bdf).join("physfn"))
-        {
+        if !is_bdf_like(bdf) {
+            return None;
+        }
+        if !host.exists(&device_dir(bdf)) {
             // gone from sysfs: as it was, if its records are still coming
             return self.gone.get(bdf).map(|(v, _)| v.clone());
         }
-        // a scan error (sysfs gone) leaves the map as it was
-        let _ = self.rescan(host);
-        let found = self.vfs.get(bdf).cloned();
-        if found.is_none() {
+        let is_vf = host.exists(&device_dir(bdf).join("physfn"));
+        if is_vf && !self.misses.contains(bdf) {
+            // a scan error (sysfs gone) leaves the map as it was
+            let _ = self.rescan(host);
+            if let Some(v) = self.vfs.get(bdf) {
+                return Some(v.clone());
+            }
+        }
+        // a VF being created: its PF's `virtfnN` link, which discovery
+        // follows, comes after the device, its IOMMU group and its probe
+        // (and on 6.1 its own `physfn` link after its IOMMU group)
+        if let Some(v) = self.nascent(host, bdf) {
+            self.vfs.insert(bdf.to_string(), v.clone());
+            return Some(v);
+        }
+        if is_vf {
             self.misses.insert(bdf.to_string());
         }
-        found
+        None
+    }
+
+    /// VF `bdf` while it is being created, before its PF's `virtfnN` link
+    /// exists: the PF from its `physfn` link, or else the PF whose VF
+    /// routing IDs (First VF Offset, VF Stride, up to `sriov_totalvfs`)
+    /// include it; its index from that routing; its group from its
+    /// `iommu_group` link. The next scan replaces it with what discovery
+    /// finds.
+    fn nascent(&self, host: &dyn Host, bdf: &str) -> Option<VfIdentity> {
+        let vf_bdf = bdf.parse::<crate::types::Bdf>().ok()?;
+        let index_on = |pf: &str| -> Option<u32> {
+            let &(offset, stride) = self.routing.get(pf)?;
+            let pf_bdf = pf.parse::<crate::types::Bdf>().ok()?;
+            let total: u32 = host
+                .read(&device_dir(pf).join("sriov_totalvfs"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            (0..total).find(|&i| pf_bdf.vf(offset, stride, i) == Some(vf_bdf))
+        };
+        let (pf, index) = match link_name(host, &device_dir(bdf).join("physfn")) {
+            Some(pf) => {
+                let i = index_on(&pf)?;
+                (pf, i)
+            }
+            None => self
+                .routing
+                .keys()
+                .find_map(|pf| Some((pf.clone(), index_on(pf)?)))?,
+        };
+        let pf_netdev = self
+            .vfs
+            .values()
+            .find(|v| v.pf == pf)
+            .and_then(|v| v.pf_netdev.clone());
+        let iommu_group =
+            link_name(host, &device_dir(bdf).join("iommu_group")).and_then(|g| g.parse().ok());
+        Some(VfIdentity {
+            created_ns: self.born(&pf, index),
+            pf,
+            pf_netdev,
+            index,
+            bdf: bdf.to_string(),
+            netdev: None,
+            iommu_group,
+        })
     }
 }
 

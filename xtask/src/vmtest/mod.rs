@@ -85,7 +85,7 @@ impl KernelChoice {
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  cargo xtask vm-test\n  cargo xtask vm-test irq_counter\n  cargo xtask vm-test --kernel all policy::\n  cargo xtask vm-test --sabotage policy redteam   # must fail: a broken build\n  cargo xtask vm-test --hazards kprobe --repeat 40 --test-timeout 60   # hunt the fentry/kprobe hang"
+    after_help = "Examples:\n  cargo xtask vm-test\n  cargo xtask vm-test irq_counter\n  cargo xtask vm-test --kernel all policy::\n  cargo xtask vm-test --kernel all --jobs 1   # one VM at a time\n  cargo xtask vm-test --sabotage policy redteam   # must fail: a broken build\n  cargo xtask vm-test --hazards kprobe --repeat 40 --test-timeout 60   # hunt the fentry/kprobe hang"
 )]
 pub struct Options {
     /// Only run lab tests whose name contains FILTER.

@@ -148,6 +148,31 @@ fn records_read_after_a_rescan_no_longer_shows_the_vf_still_name_it_until_its_re
 }
 
 #[test]
+fn a_vf_being_created_is_named_before_its_pfs_virtfn_link_exists() {
+    // the kernel adds the device, its IOMMU group and its probe before the
+    // PF's virtfnN link, which discovery follows
+    let (dir, spec, host) = lab(3);
+    let mut attr = Attributor::new(&host).unwrap();
+    fixture::set_num_vfs(dir.path(), &spec, 5).unwrap();
+    let (vf3, vf4) = ("0000:01:10.6", "0000:01:11.0");
+    fs::remove_file(vf_dir(dir.path(), PF).join("virtfn3")).unwrap();
+    fs::remove_file(vf_dir(dir.path(), PF).join("virtfn4")).unwrap();
+    let ev = attr.from_record(&host, &probe_record(vf3, "igbvf"));
+    let vf = ev.vf.expect("the VF being created is named");
+    assert_eq!((vf.pf.as_str(), vf.index, vf.bdf.as_str()), (PF, 3, vf3));
+    assert_eq!(vf.pf_netdev.as_deref(), Some("eth0"));
+    // on 6.1 even its physfn link comes after its IOMMU group: the PF's
+    // routing names it
+    fs::remove_file(vf_dir(dir.path(), vf4).join("physfn")).unwrap();
+    let ev = attr.from_record(&host, &probe_record(vf4, "igbvf"));
+    let vf = ev.vf.expect("named by the PF's routing");
+    assert_eq!((vf.pf.as_str(), vf.index), (PF, 4));
+    // a device with no physfn is no VF
+    let ev = attr.from_record(&host, &probe_record(PF, "igb"));
+    assert_eq!(ev.vf, None);
+}
+
+#[test]
 fn vf_removed_is_attributed_from_the_map_after_its_link_is_gone() {
     let (dir, spec, host) = lab(3);
     let mut attr = Attributor::new(&host).unwrap();
