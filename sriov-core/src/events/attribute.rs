@@ -293,7 +293,6 @@ impl Attributor {
         self.vfs.get(bdf)
     }
 
-    /// The VF that owns MSI/MSI-X `irq` (as of the last scan or `msi_alloc`).
     /// VF `bdf` as the map knows it, or as it was if a scan no longer
     /// shows it but its removal has not been read yet.
     pub(super) fn known(&self, bdf: &str) -> Option<&VfIdentity> {
@@ -302,6 +301,7 @@ impl Attributor {
             .or_else(|| self.gone.get(bdf).map(|(v, _)| v))
     }
 
+    /// The VF that owns MSI/MSI-X `irq` (as of the last scan or `msi_alloc`).
     pub fn vf_of_irq(&self, irq: u32) -> Option<VfIdentity> {
         self.irqs.get(&irq).and_then(|b| self.vfs.get(b)).cloned()
     }
@@ -386,13 +386,23 @@ impl Attributor {
         let index_on = |pf: &str| -> Option<u32> {
             let &(offset, stride) = self.routing.get(pf)?;
             let pf_bdf = pf.parse::<crate::types::Bdf>().ok()?;
+            // routing ID = PF's + offset + stride * index (the inverse of
+            // `Bdf::vf`); sysfs is read only for a BDF in that progression
+            let past = vf_bdf
+                .routing_id()
+                .checked_sub(pf_bdf.routing_id())?
+                .checked_sub(offset)?;
+            let index = match stride {
+                0 => (past == 0).then_some(0)?,
+                s => (past % s == 0).then_some(past / s)?,
+            };
             let total: u32 = host
                 .read(&device_dir(pf).join("sriov_totalvfs"))
                 .ok()?
                 .trim()
                 .parse()
                 .ok()?;
-            (0..total).find(|&i| pf_bdf.vf(offset, stride, i) == Some(vf_bdf))
+            (index < total && vf_bdf.domain == pf_bdf.domain).then_some(index)
         };
         let (pf, index) = match link_name(host, &device_dir(bdf).join("physfn")) {
             Some(pf) => {
