@@ -24,6 +24,10 @@ pub struct Options {
     /// Seconds per target.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// libFuzzer's output to `target/fuzz/TARGET.log` instead of the
+    /// terminal (its last lines are printed if the target fails).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 impl Default for Options {
@@ -31,9 +35,13 @@ impl Default for Options {
         Self {
             target: None,
             seconds: 30,
+            quiet: false,
         }
     }
 }
+
+/// Lines of a quiet run's log printed when its target fails.
+const TAIL_LINES: usize = 40;
 
 /// Start building every fuzz target as `cargo fuzz run` builds it, at the
 /// lowest CPU priority (`nice -n 19`), its output to `log`: `cargo xtask
@@ -74,17 +82,28 @@ pub fn run_fuzz(o: Options) -> Result<u8> {
             continue;
         }
         ran += 1;
-        let status = Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", target, "--target-dir"])
+        let mut cmd = Command::new("cargo");
+        cmd.args(["+nightly", "fuzz", "run", target, "--target-dir"])
             .arg(util::target_dir().join("fuzz"))
             .arg("--")
             .arg(format!("-max_total_time={}", o.seconds))
-            .current_dir(util::workspace_root().join(dir))
-            .status()?;
+            .current_dir(util::workspace_root().join(dir));
+        let log = util::target_dir()
+            .join("fuzz")
+            .join(format!("{target}.log"));
+        if o.quiet {
+            std::fs::create_dir_all(util::target_dir().join("fuzz"))?;
+            let out = std::fs::File::create(&log)?;
+            cmd.stderr(out.try_clone()?).stdout(out);
+        }
+        let status = cmd.status()?;
         if status.success() {
             println!("fuzz: {target}: {} s without a crash", o.seconds);
         } else {
             failed += 1;
+            if o.quiet {
+                print_tail(&log);
+            }
             println!("fuzz: {target}: FAILED ({status}); see {dir}/fuzz/artifacts/{target}/");
         }
     }
@@ -96,4 +115,14 @@ pub fn run_fuzz(o: Options) -> Result<u8> {
         );
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// The last lines of a quiet run's log, and where the rest is.
+fn print_tail(log: &std::path::Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    for l in &lines[lines.len().saturating_sub(TAIL_LINES)..] {
+        println!("    {l}");
+    }
+    println!("    (whole output: {})", log.display());
 }

@@ -22,8 +22,9 @@ pub struct Options {
     fuzz_seconds: u64,
 }
 
-/// Run `cargo test --workspace`, streaming its output; returns (passed, failed).
-fn host_tests() -> Result<(u32, u32, bool)> {
+/// Run `cargo test --workspace`, streaming its output; returns (passed,
+/// failed, cargo's success), and pushes the failed tests' names.
+fn host_tests(failures: &mut Vec<String>) -> Result<(u32, u32, bool)> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["test", "--workspace"])
         .current_dir(util::workspace_root())
@@ -33,6 +34,9 @@ fn host_tests() -> Result<(u32, u32, bool)> {
     for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
         println!("{line}");
+        if let Some(name) = failed_test(&line) {
+            failures.push(format!("[host] {name}"));
+        }
         if let Some((p, f)) = vmtest::parse_result(&line) {
             passed += p;
             failed += f;
@@ -42,9 +46,22 @@ fn host_tests() -> Result<(u32, u32, bool)> {
     Ok((passed, failed, ok))
 }
 
+/// `NAME` of libtest's `test NAME ... FAILED` line.
+fn failed_test(line: &str) -> Option<&str> {
+    line.trim_end()
+        .strip_prefix("test ")?
+        .strip_suffix(" ... FAILED")
+}
+
 pub fn run_test(o: Options) -> Result<u8> {
     let t0 = Instant::now();
-    let (hp, hf, host_ok) = host_tests()?;
+    // every failure by name, printed again at the very end: CI shows the
+    // end of the output
+    let mut failures = Vec::new();
+    let (hp, hf, host_ok) = host_tests(&mut failures)?;
+    if !host_ok && hf == 0 {
+        failures.push("[host] cargo test --workspace failed (a build error?)".into());
+    }
     let th = t0.elapsed();
     println!("host: {hp} passed, {hf} failed in {}", util::secs(th));
     // the lab VM restarts after wedges (lab infrastructure), for the summary
@@ -66,10 +83,15 @@ pub fn run_test(o: Options) -> Result<u8> {
             Ok(r) => {
                 restarts = r.restarts;
                 skipped = r.skipped;
+                failures.extend(r.failures);
+                if !r.ok && r.failed == 0 {
+                    failures.push("[lab] a guest exited with an error".into());
+                }
                 (r.passed, r.failed, r.ok)
             }
             Err(e) => {
                 eprintln!("error: lab tests: {e:#}");
+                failures.push(format!("[lab] {e:#}"));
                 (0, 1, false)
             }
         }
@@ -90,12 +112,17 @@ pub fn run_test(o: Options) -> Result<u8> {
     } else {
         match fuzz::run_fuzz(fuzz::Options {
             seconds: o.fuzz_seconds,
+            quiet: true,
             ..Default::default()
         }) {
             Ok(0) => (fuzz::TARGETS.len() as u32, 0),
-            Ok(_) => (0, 1),
+            Ok(_) => {
+                failures.push("[fuzz] a target crashed (see its lines above)".into());
+                (0, 1)
+            }
             Err(e) => {
                 eprintln!("error: fuzzing: {e:#}");
+                failures.push(format!("[fuzz] {e:#}"));
                 (0, 1)
             }
         }
@@ -107,6 +134,12 @@ pub fn run_test(o: Options) -> Result<u8> {
         util::secs(th),
         util::secs(t0.elapsed())
     );
+    if !failures.is_empty() {
+        println!("failed:");
+        for f in &failures {
+            println!("  {f}");
+        }
+    }
     println!(
         "all: {} passed, {failed} failed, {skipped} skipped{}",
         hp + lp,
@@ -120,4 +153,19 @@ pub fn run_test(o: Options) -> Result<u8> {
     } else {
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failed_test;
+
+    #[test]
+    fn a_failed_tests_name_is_read_from_libtests_line() {
+        assert_eq!(
+            failed_test("test policy::a_b ... FAILED"),
+            Some("policy::a_b")
+        );
+        assert_eq!(failed_test("test policy::a_b ... ok"), None);
+        assert_eq!(failed_test("test result: FAILED. 1 passed; 1 failed"), None);
+    }
 }

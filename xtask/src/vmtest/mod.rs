@@ -269,6 +269,8 @@ pub struct Summary {
     pub ok: bool,
     /// One entry per VM restart after a wedge (`wedge during TEST`).
     pub restarts: Vec<String>,
+    /// What failed, by name (`[6.1/2] policy::x`, or why a VM failed).
+    pub failures: Vec<String>,
 }
 
 impl Summary {
@@ -279,11 +281,13 @@ impl Summary {
             skipped,
             ok: true,
             restarts: Vec::new(),
+            failures: Vec::new(),
         }
     }
 
-    /// Add one VM's results (its restarts named after `label`, if any).
-    fn add(&mut self, s: &Summary, label: &str) {
+    /// Add one VM's results (its restarts named after `label`, its
+    /// failures after `failure_label`, if not empty).
+    fn add(&mut self, s: &Summary, label: &str, failure_label: &str) {
         self.passed += s.passed;
         self.failed += s.failed;
         self.skipped += s.skipped;
@@ -293,6 +297,13 @@ impl Summary {
                 r.clone()
             } else {
                 format!("{label}: {r}")
+            }
+        }));
+        self.failures.extend(s.failures.iter().map(|r| {
+            if failure_label.is_empty() {
+                r.clone()
+            } else {
+                format!("[{failure_label}] {r}")
             }
         }));
     }
@@ -374,7 +385,7 @@ pub fn run(o: Options) -> Result<Summary> {
             }
             any = true;
             match r {
-                Ok(s) => ks.add(s, &vm.label(side_by_side)),
+                Ok(s) => ks.add(s, &vm.label(side_by_side), &vm.label(true)),
                 Err(e) => {
                     lines.push(format!(
                         "vm-test: {}: the lab run failed: {e:#}",
@@ -382,6 +393,8 @@ pub fn run(o: Options) -> Result<Summary> {
                     ));
                     ks.failed += 1;
                     ks.ok = false;
+                    ks.failures
+                        .push(format!("[{}] the lab run failed: {e:#}", vm.label(true)));
                 }
             }
         }
@@ -395,7 +408,7 @@ pub fn run(o: Options) -> Result<Summary> {
             ks.skipped,
             restart_note(&ks.restarts)
         ));
-        all.add(&ks, "");
+        all.add(&ks, "", "");
     }
     // one VM has said it all already
     if plan.len() > 1 {

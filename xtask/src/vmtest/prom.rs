@@ -171,8 +171,9 @@ impl Prometheus {
             .unwrap_or(f64::NAN)
     }
 
-    /// Run the checks; print one result line each. (passed, failed)
-    pub(super) fn check(&self, out: &Path) -> (u32, u32) {
+    /// Run the checks; print one result line each. (passed, names of the
+    /// failed checks)
+    pub(super) fn check(&self, out: &Path) -> (u32, Vec<String>) {
         say!("\nrunning the Prometheus checks of the agent's lab test");
         let mut results: Vec<(String, Result<String>)> = Vec::new();
         match std::fs::read_to_string(out.join("prom").join("agent.json")) {
@@ -192,7 +193,7 @@ impl Prometheus {
         if let Ok(load) = std::fs::read_to_string(out.join("prom").join("load.txt")) {
             say!("agent {}", load.trim());
         }
-        let (mut passed, mut failed) = (0, 0);
+        let (mut passed, mut failed) = (0, Vec::new());
         for (name, r) in results {
             match r {
                 Ok(note) => {
@@ -200,13 +201,14 @@ impl Prometheus {
                     say!("test {CHECK}{name} ... ok ({note})");
                 }
                 Err(e) => {
-                    failed += 1;
                     say!("test {CHECK}{name} ... FAILED\n    {e:#}");
+                    failed.push(format!("{CHECK}{name}"));
                 }
             }
         }
         say!(
-            "prometheus checks: {passed} passed; {failed} failed (data: {})",
+            "prometheus checks: {passed} passed; {} failed (data: {})",
+            failed.len(),
             self.dir.display()
         );
         (passed, failed)

@@ -190,16 +190,20 @@ pub(super) fn run_vm(
         &util::workspace_root().join("docs").join("schema"),
         &streams,
     );
-    let (mut passed, mut failed) = (totals.passed + sp, totals.failed + sf);
+    let mut failures = std::mem::take(&mut totals.failures);
+    let (mut passed, mut failed) = (totals.passed + sp, totals.failed + sf.len() as u32);
+    failures.extend(sf);
     prom::take_back(&aside, &dir.out())?;
     if let Some(p) = &prometheus {
         let (pp, pf) = p.check(&dir.out());
         passed += pp;
-        failed += pf;
+        failed += pf.len() as u32;
+        failures.extend(pf);
     }
     if let Some(e) = &prometheus_error {
         say!("test prometheus::agent::start ... FAILED\n    {e}");
         failed += 1;
+        failures.push("prometheus::agent::start".into());
     }
     let note = restart_note(&totals.restarts);
     let which = if vm.of > 1 {
@@ -225,6 +229,10 @@ pub(super) fn run_vm(
             "vm-test: {} of {expected} tests gave no result",
             expected - passed - failed
         );
+        failures.push(format!(
+            "{} test(s) gave no result",
+            expected - passed - failed
+        ));
         failed = expected - passed;
     }
     say!("vm-test: {passed} passed, {failed} failed, {skipped} skipped on {kernel}{which}{note}");
@@ -236,5 +244,6 @@ pub(super) fn run_vm(
         // that every test gave a result (checked just above)
         ok: failed == 0 && (out.exit_code == Some(0) || out.stopped.is_some()),
         restarts: totals.restarts,
+        failures,
     })
 }

@@ -95,9 +95,14 @@ pub(super) fn check_stream(python: &Path, schema_dir: &Path, file: &Path) -> Res
 
 /// Validate the kept streams; prints one libtest-like line per stream (a
 /// failure with the validator's report) and returns (passed, failed).
-pub(super) fn check_streams(python: &Path, schema_dir: &Path, files: &[PathBuf]) -> (u32, u32) {
+/// (passed, names of the failed checks)
+pub(super) fn check_streams(
+    python: &Path,
+    schema_dir: &Path,
+    files: &[PathBuf],
+) -> (u32, Vec<String>) {
     if files.is_empty() {
-        return (0, 0);
+        return (0, Vec::new());
     }
     say!(
         "\nrunning {} schema checks of the kept streams ({} {} {})",
@@ -106,7 +111,7 @@ pub(super) fn check_streams(python: &Path, schema_dir: &Path, files: &[PathBuf])
         schema_dir.join("validate.py").display(),
         schema_dir.join("events-v1.json").display()
     );
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed) = (0, Vec::new());
     for f in files {
         let name = f
             .file_stem()
@@ -118,8 +123,8 @@ pub(super) fn check_streams(python: &Path, schema_dir: &Path, files: &[PathBuf])
                 say!("test {STREAM_CHECK}{name} ... ok");
             }
             Err(report) => {
-                failed += 1;
                 say!("test {STREAM_CHECK}{name} ... FAILED");
+                failed.push(format!("{STREAM_CHECK}{name}"));
                 let lines: Vec<&str> = report.lines().collect();
                 for l in lines.iter().take(REPORT_LINES) {
                     say!("    {l}");
@@ -135,8 +140,9 @@ pub(super) fn check_streams(python: &Path, schema_dir: &Path, files: &[PathBuf])
         }
     }
     say!(
-        "schema checks: {} {passed} passed; {failed} failed",
-        if failed == 0 { "ok." } else { "FAILED." }
+        "schema checks: {} {passed} passed; {} failed",
+        if failed.is_empty() { "ok." } else { "FAILED." },
+        failed.len()
     );
     (passed, failed)
 }

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    Fate, Inject, PYTHON, Resume, STALL_GRACE, Tally, Totals, Watch, Wedge, check_stream,
-    check_streams, kept_streams, move_streams, parse_result, place_injections, restart_note,
-    resume, script, what_next,
+    Fate, Inject, PYTHON, Resume, STALL_GRACE, STREAM_CHECK, Tally, Totals, Watch, Wedge,
+    check_stream, check_streams, kept_streams, move_streams, parse_result, place_injections,
+    restart_note, resume, script, what_next,
 };
 
 fn schema_dir() -> PathBuf {
@@ -58,8 +58,16 @@ fn tally_charges_a_test_that_printed_no_result() {
     }
     assert_eq!((t.passed, t.failed), (1, 2));
     assert_eq!(t.broken, vec!["a::two (exit 137, no result line)"]);
-    assert_eq!(t.current.map(|c| c.name).as_deref(), Some("a::four"));
+    assert_eq!(t.failures, vec!["a::three"]);
+    assert_eq!(t.current.as_ref().map(|c| c.name.as_str()), Some("a::four"));
     assert_eq!(t.started, 4);
+    // the end of the run names both, the one without a result with why
+    let mut totals = Totals::default();
+    totals.add(&t);
+    assert_eq!(
+        totals.failures,
+        vec!["a::three", "a::two (exit 137, no result line)"]
+    );
 }
 
 #[test]
@@ -88,7 +96,10 @@ fn an_empty_stream_or_a_missing_validator_fails_and_names_the_fix() {
     // a validator that cannot run its script (exit 2) is no pass either
     let e = check_stream(Path::new(PYTHON), &d, &f).unwrap_err();
     assert!(e.contains("cargo xtask setup"), "{e}");
-    assert_eq!(check_streams(Path::new(PYTHON), &d, &[f]), (0, 1));
+    assert_eq!(
+        check_streams(Path::new(PYTHON), &d, &[f]),
+        (0, vec![format!("{STREAM_CHECK}s")])
+    );
 }
 
 /// Needs Debian's python3-jsonschema (`cargo xtask setup`), as the
@@ -115,7 +126,7 @@ fn a_valid_stream_passes_and_a_bad_line_fails_with_its_line_number() {
     assert!(e.contains("bad.ndjson:2: at /hooks_missing"), "{e}");
     assert_eq!(
         check_streams(Path::new(PYTHON), &schema_dir(), &[good, bad]),
-        (1, 1)
+        (1, vec![format!("{STREAM_CHECK}bad")])
     );
 }
 

@@ -37,6 +37,8 @@ pub(super) struct Tally {
     pub(super) current: Option<Current>,
     /// Tests that printed no result.
     pub(super) broken: Vec<String>,
+    /// Tests whose result line counted a failure.
+    pub(super) failures: Vec<String>,
 }
 
 impl Tally {
@@ -53,6 +55,9 @@ impl Tally {
             self.failed += f;
             if let Some(c) = &mut self.current {
                 c.counted = true;
+                if f > 0 {
+                    self.failures.push(c.name.clone());
+                }
             }
         } else if let Some(code) = line.strip_prefix(EXIT_MARK) {
             if let Some(c) = self.current.take()
@@ -265,6 +270,8 @@ pub(super) struct Totals {
     pub(super) broken: Vec<String>,
     /// One entry per VM restart (`wedge during TEST`).
     pub(super) restarts: Vec<String>,
+    /// The failed tests by name (with why, when they gave no result).
+    pub(super) failures: Vec<String>,
 }
 
 impl Totals {
@@ -273,6 +280,8 @@ impl Totals {
         self.passed += t.passed;
         self.failed += t.failed;
         self.broken.extend(t.broken.iter().cloned());
+        self.failures.extend(t.failures.iter().cloned());
+        self.failures.extend(t.broken.iter().cloned());
     }
 
     /// The test running when a VM wedged (`why`), by its fate.
@@ -282,12 +291,15 @@ impl Totals {
             Fate::Verdict(true) => self.passed += 1,
             Fate::Verdict(false) => {
                 self.failed += 1;
-                self.broken
-                    .push(format!("{name} (FAILED, then the VM wedged: {why})"));
+                let b = format!("{name} (FAILED, then the VM wedged: {why})");
+                self.failures.push(b.clone());
+                self.broken.push(b);
             }
             Fate::Failed(reason) => {
                 self.failed += 1;
-                self.broken.push(format!("{name} ({reason}: {why})"));
+                let b = format!("{name} ({reason}: {why})");
+                self.failures.push(b.clone());
+                self.broken.push(b);
             }
         }
     }
