@@ -12,6 +12,9 @@ use crate::{
     host::{Host, VfNetInfo, VfStats},
 };
 
+mod rescan;
+pub use rescan::{FULL_EVERY, Rescan};
+
 /// Version of the discovery JSON (`sriov list --json`); see docs/discovery.md.
 pub const SCHEMA: &str = "sriov-top.discovery/v1";
 pub const PCI_DEVICES: &str = "/sys/bus/pci/devices";
@@ -297,6 +300,13 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
         inv.pfs.extend(pf);
         inv.warnings.extend(w);
     }
+    fill_netlink(host, &mut inv);
+    Ok(inv)
+}
+
+/// Each VF's `config` from rtnetlink (IFLA_VF_INFO of its PF's netdev),
+/// and `inv.netlink`; a PF whose query fails is a warning.
+fn fill_netlink(host: &dyn Host, inv: &mut Inventory) {
     inv.netlink = match host.netlink() {
         None => "absent: no rtnetlink for this sysfs root (fixture tree); VF MAC/VLAN/spoofchk/trust/rates/stats not shown".into(),
         Some(nl) => {
@@ -316,7 +326,14 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
             "ok".into()
         }
     };
-    Ok(inv)
+}
+
+/// The operstate of PF `bdf`'s netdev.
+fn operstate(host: &dyn Host, bdf: &str, netdev: Option<&str>) -> Result<Option<String>> {
+    match netdev {
+        Some(n) => read_opt(host, &p(&[PCI_DEVICES, bdf, "net", n, "operstate"])),
+        None => Ok(None),
+    }
 }
 
 fn read_pf(
@@ -341,10 +358,7 @@ fn read_pf(
     let netdev = netdevs.netdev(host, bdf);
     let vf_device = read_opt(host, &dir.join("sriov_vf_device"))?
         .map(|d| format!("0x{}", d.trim_start_matches("0x")));
-    let link = match &netdev {
-        Some(n) => read_opt(host, &p(&[&dir.to_string_lossy(), "net", n, "operstate"]))?,
-        None => None,
-    };
+    let link = operstate(host, bdf, netdev.as_deref())?;
     let total_vfs = total.parse().unwrap_or(0);
     let num_vfs = num.parse().unwrap_or(0);
     let mut vfs = Vec::new();

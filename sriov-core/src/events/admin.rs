@@ -150,6 +150,29 @@ impl AdminState {
     /// Remember the state of every VF of `inv` (and each VF's
     /// `driver_override`, read from sysfs).
     pub(super) fn load(&mut self, host: &dyn Host, inv: &Inventory) {
+        self.rebuild(inv, |_, vf| {
+            host.read(&device_dir(&vf.bdf).join("driver_override"))
+                .ok()
+                .and_then(|t| written(t.as_bytes()))
+                .filter(|t| t != "(null)")
+                .map_or(Value::Null, Value::String)
+        });
+    }
+
+    /// [`load`](Self::load) from a tick that kept the last scan's devices:
+    /// each VF's `driver_override` stays as last known (a write to it is a
+    /// record, and makes the next scan whole).
+    pub(super) fn follow(&mut self, inv: &Inventory) {
+        let old = std::mem::take(&mut self.vfs);
+        self.rebuild(inv, |key, vf| {
+            old.get(key)
+                .filter(|o| o.bdf == vf.bdf)
+                .and_then(|o| o.settings.get("driver_override").cloned())
+                .unwrap_or(Value::Null)
+        });
+    }
+
+    fn rebuild(&mut self, inv: &Inventory, driver_override: impl Fn(&(String, u32), &Vf) -> Value) {
         self.pf_of_netdev.clear();
         self.numvfs.clear();
         self.vfs.clear();
@@ -159,22 +182,15 @@ impl AdminState {
             }
             self.numvfs.insert(pf.bdf.clone(), pf.num_vfs);
             for vf in &pf.vfs {
+                let key = (pf.bdf.clone(), vf.index);
                 let mut settings = settings_of(vf);
-                let driver_override = host
-                    .read(&device_dir(&vf.bdf).join("driver_override"))
-                    .ok()
-                    .and_then(|t| written(t.as_bytes()))
-                    .filter(|t| t != "(null)");
-                settings.insert(
-                    "driver_override",
-                    driver_override.map_or(Value::Null, Value::String),
-                );
+                settings.insert("driver_override", driver_override(&key, vf));
                 let state = VfAdmin {
                     bdf: vf.bdf.clone(),
                     settings,
                     driver: vf.driver.clone(),
                 };
-                self.vfs.insert((pf.bdf.clone(), vf.index), state);
+                self.vfs.insert(key, state);
             }
         }
     }

@@ -146,6 +146,20 @@ impl Attributor {
         self.load(host, inv);
     }
 
+    /// A tick that kept the last scan's devices
+    /// ([`crate::discover::Rescan`]): what [`refresh_with`](Self::refresh_with)
+    /// does without reading a VF's files again. The caches of a tick go,
+    /// the maps stay (the records keep them), VFs missed long enough are
+    /// forgotten, and the administrative settings follow `inv`.
+    pub fn follow(&mut self, inv: &Inventory) {
+        self.misses.clear();
+        self.fds.clear();
+        let now = Clock::now_ns().unwrap_or(0);
+        self.gone
+            .retain(|_, (_, at)| now.saturating_sub(*at) < GONE_KEEP_NS);
+        self.life.admin.follow(inv);
+    }
+
     fn rescan(&mut self, host: &dyn Host) -> Result<()> {
         let inv = discover(host)?;
         self.load(host, &inv);

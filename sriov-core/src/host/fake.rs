@@ -245,6 +245,10 @@ impl Host for FakeKernel {
         self.fs.list_dir(path)
     }
 
+    fn list_dir_ino(&self, path: &Path) -> io::Result<Vec<(String, u64)>> {
+        self.fs.list_dir_ino(path)
+    }
+
     fn exists(&self, path: &Path) -> bool {
         self.fs.exists(path)
     }

@@ -23,6 +23,13 @@ pub trait Host: Sync {
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
     /// Names of the entries of a directory, sorted.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// [`list_dir`](Self::list_dir)'s names, each with the inode number
+    /// the listing itself gives (`d_ino`: no stat per entry). In sysfs an
+    /// entry's number changes when its device is removed and created again
+    /// under the same name. By default 0 for each.
+    fn list_dir_ino(&self, path: &Path) -> io::Result<Vec<(String, u64)>> {
+        Ok(self.list_dir(path)?.into_iter().map(|n| (n, 0)).collect())
+    }
     fn exists(&self, path: &Path) -> bool;
     /// rtnetlink, if this host has it (fixture trees do not).
     fn netlink(&self) -> Option<&dyn VfNetlink>;
@@ -140,6 +147,18 @@ impl Host for System {
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .collect();
         v.sort();
+        Ok(v)
+    }
+
+    fn list_dir_ino(&self, path: &Path) -> io::Result<Vec<(String, u64)>> {
+        use std::os::unix::fs::DirEntryExt as _;
+        let mut v: Vec<(String, u64)> = fs::read_dir(self.map(path))?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                Some((e.file_name().into_string().ok()?, e.ino()))
+            })
+            .collect();
+        v.sort_unstable();
         Ok(v)
     }
 

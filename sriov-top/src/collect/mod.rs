@@ -26,8 +26,8 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use sriov_core::{
-    discover::{Pf, discover, fill_counters_from_netdevs},
-    ebpf::{LoadOptions, ProgramStats, Probes, describe},
+    discover::{Pf, Rescan, fill_counters_from_netdevs},
+    ebpf::{LoadOptions, Probes, ProgramStats, describe},
     events::{
         Attributor, Clock, ConfigTraps, Drifts, Event, EventEnvelope, StatsAggregator, Waterfalls,
         record_drift,
@@ -41,6 +41,7 @@ use crate::policy::{PolicyRuntime, PolicySource};
 
 mod counting;
 mod owners;
+mod tick;
 mod warnings;
 
 use counting::Counting;
@@ -268,7 +269,10 @@ pub async fn run_with<T: From<Collected>>(
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let out = Out { tx };
-    let mut inv = discover(host).context("discovering PFs and VFs")?;
+    let mut rescan = Rescan::default();
+    let (mut inv, _) = rescan
+        .scan(host, Instant::now())
+        .context("discovering PFs and VFs")?;
     fill_counters_from_netdevs(host, &mut inv.pfs);
     let mut owners = Owners::start(&opts.owners);
     let mut attr = Attributor::default();
@@ -418,6 +422,7 @@ pub async fn run_with<T: From<Collected>>(
                             let ev = attr.from_record(host, &rec);
                             stats.on_event(&ev);
                             owners.on_event(&ev);
+                            tick::on_event(&mut rescan, &ev);
                             let ws = match probes.as_mut() {
                                 Some(p) => counting.on_event(host, &attr, p, &ev),
                                 None => Vec::new(),
@@ -452,9 +457,14 @@ pub async fn run_with<T: From<Collected>>(
             }
             _ = tick.tick() => {
                 ring_paused = false;
-                let mut evs = on_tick(
+                let mut evs = tick::on_tick(
                     host,
-                    Scan { attr: &mut attr, changes: &mut changes, owners: &mut owners },
+                    tick::Scan {
+                        rescan: &mut rescan,
+                        attr: &mut attr,
+                        changes: &mut changes,
+                        owners: &mut owners,
+                    },
                     &mut stats,
                     probes.as_mut(),
                     &mut counting,
@@ -532,58 +542,11 @@ fn keep_drift(host: &dyn Host, ev: Option<&EventEnvelope>) -> Option<Collected> 
     })
 }
 
-/// A tick: rescan (VFs come and go; count their vectors), an inventory if
-/// it changed, then the statistics. What fails is a warning in the result.
-/// What a tick's rescan updates.
-struct Scan<'a> {
-    attr: &'a mut Attributor,
-    changes: &'a mut InventoryChanges,
-    owners: &'a mut Owners,
-}
-
-fn on_tick(
-    host: &dyn Host,
-    scan: Scan<'_>,
-    stats: &mut StatsAggregator,
-    mut probes: Option<&mut Probes>,
-    counting: &mut Counting,
-    failing: &mut Warnings<&'static str>,
-) -> Vec<Collected> {
-    let Scan {
-        attr,
-        changes,
-        owners,
-    } = scan;
-    let mut out = Vec::new();
-    match discover(host) {
-        Ok(mut inv) => {
-            failing.clear(&"rediscovery");
-            fill_counters_from_netdevs(host, &mut inv.pfs);
-            out.extend(owners.attach(host, &mut inv.pfs, Instant::now()).map(Collected::Warning));
-            attr.refresh_with(host, &inv);
-            stats.on_inventory(&inv.pfs);
-            if changes.changed(&inv.pfs) {
-                out.push(Collected::Event(EventEnvelope::new(
-                    now(),
-                    Event::Inventory { pfs: inv.pfs },
-                )));
-            }
-        }
-        Err(e) => out.extend(failing.warn("rediscovery", Instant::now(), || {
-            format!("rediscovery failed: {e}")
-        })),
-    }
-    if let Some(p) = probes.as_deref_mut() {
-        out.extend(counting.reconcile(host, attr, p));
-    }
-    out.extend(counting.snapshot(stats, attr, probes, failing));
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use sriov_core::{
+        discover::discover,
         fixture::{self, PfSpec},
         host::{VfNetInfo, VfStats},
     };
