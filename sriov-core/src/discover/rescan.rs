@@ -23,39 +23,56 @@
 //! changed what the signs do not show ([`Rescan::mark_dirty`]) and at
 //! least every [`FULL_EVERY`].
 use std::{
-    collections::HashMap,
     path::Path,
     time::{Duration, Instant},
 };
 
 use super::{
-    CLASS_NET, Inventory, PCI_DEVICES, discover, drivers_by_bdf, fill_netlink, operstate, read_opt,
+    CLASS_NET, Inventory, PCI_DEVICES, PCI_DRIVERS, discover, fill_netlink, operstate, pci_drivers,
+    read_opt,
 };
 use crate::{Error, Result, host::Host};
 
 /// A whole scan at least this often, whatever the signs say.
 pub const FULL_EVERY: Duration = Duration::from_secs(60);
 
-/// What a tick reads to tell whether the last whole scan still holds.
+/// What a tick reads to tell whether the last whole scan still holds,
+/// each a listing's bytes ([`Host::dir_sign`]).
 #[derive(Debug, PartialEq, Eq)]
 struct Signs {
-    /// `/sys/bus/pci/devices`: (name, inode of the entry).
-    devices: Vec<(String, u64)>,
-    /// Driver by BDF, from the listing of each driver's directory.
-    drivers: HashMap<String, String>,
-    /// `/sys/class/net`: (name, inode); `None` without that directory.
-    netdevs: Option<Vec<(String, u64)>>,
+    /// `/sys/bus/pci/devices`.
+    devices: Vec<u8>,
+    /// Each PCI driver's name, then its directory (the devices bound to it).
+    drivers: Vec<u8>,
+    /// `/sys/class/net`; `None` without that directory.
+    netdevs: Option<Vec<u8>>,
 }
 
 impl Signs {
     fn read(host: &dyn Host) -> Result<Self> {
-        let devices = Path::new(PCI_DEVICES);
+        let sign = |path: &Path, out: &mut Vec<u8>| {
+            host.dir_sign(path, out)
+                .map_err(|e| Error::sysfs("listing", path, e))
+        };
+        let mut devices = Vec::new();
+        sign(Path::new(PCI_DEVICES), &mut devices)?;
+        let mut drivers = Vec::new();
+        for d in pci_drivers(host)? {
+            drivers.extend_from_slice(d.as_bytes());
+            drivers.push(b'/');
+            // a driver unregistered meanwhile: its absence is the sign
+            let _ = host.dir_sign(&Path::new(PCI_DRIVERS).join(&d), &mut drivers);
+            drivers.push(0);
+        }
+        let mut netdevs = Vec::new();
+        let netdevs = host
+            .dir_sign(Path::new(CLASS_NET), &mut netdevs)
+            .ok()
+            .map(|()| netdevs);
         Ok(Self {
-            devices: host
-                .list_dir_ino(devices)
-                .map_err(|e| Error::sysfs("listing", devices, e))?,
-            drivers: drivers_by_bdf(host),
-            netdevs: host.list_dir_ino(Path::new(CLASS_NET)).ok(),
+            devices,
+            drivers,
+            netdevs,
         })
     }
 }
@@ -187,8 +204,8 @@ mod tests {
         fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
             self.host.list_dir(path)
         }
-        fn list_dir_ino(&self, path: &Path) -> io::Result<Vec<(String, u64)>> {
-            self.host.list_dir_ino(path)
+        fn dir_sign(&self, path: &Path, out: &mut Vec<u8>) -> io::Result<()> {
+            self.host.dir_sign(path, out)
         }
         fn exists(&self, path: &Path) -> bool {
             self.host.exists(path)

@@ -152,12 +152,18 @@ impl Attributor {
     /// the maps stay (the records keep them), VFs missed long enough are
     /// forgotten, and the administrative settings follow `inv`.
     pub fn follow(&mut self, inv: &Inventory) {
+        self.follow_unchanged();
+        self.life.admin.follow(inv);
+    }
+
+    /// [`follow`](Self::follow) with an inventory the same as the last
+    /// one, VF counters aside: the administrative settings stay.
+    pub fn follow_unchanged(&mut self) {
         self.misses.clear();
         self.fds.clear();
         let now = Clock::now_ns().unwrap_or(0);
         self.gone
             .retain(|_, (_, at)| now.saturating_sub(*at) < GONE_KEEP_NS);
-        self.life.admin.follow(inv);
     }
 
     fn rescan(&mut self, host: &dyn Host) -> Result<()> {

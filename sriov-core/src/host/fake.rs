@@ -245,8 +245,8 @@ impl Host for FakeKernel {
         self.fs.list_dir(path)
     }
 
-    fn list_dir_ino(&self, path: &Path) -> io::Result<Vec<(String, u64)>> {
-        self.fs.list_dir_ino(path)
+    fn dir_sign(&self, path: &Path, out: &mut Vec<u8>) -> io::Result<()> {
+        self.fs.dir_sign(path, out)
     }
 
     fn exists(&self, path: &Path) -> bool {

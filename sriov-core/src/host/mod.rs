@@ -23,12 +23,20 @@ pub trait Host: Sync {
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
     /// Names of the entries of a directory, sorted.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
-    /// [`list_dir`](Self::list_dir)'s names, each with the inode number
-    /// the listing itself gives (`d_ino`: no stat per entry). In sysfs an
-    /// entry's number changes when its device is removed and created again
-    /// under the same name. By default 0 for each.
-    fn list_dir_ino(&self, path: &Path) -> io::Result<Vec<(String, u64)>> {
-        Ok(self.list_dir(path)?.into_iter().map(|n| (n, 0)).collect())
+    /// A directory's listing as bytes to compare with an earlier one: each
+    /// entry's name, a NUL, the inode number the listing gives (`d_ino`:
+    /// no stat per entry), appended to `out` in the listing's order. In
+    /// sysfs an entry's number changes when its device is removed and
+    /// created again under the same name. The same entries may come in
+    /// another order (then the bytes differ): this is for telling cheaply
+    /// that nothing changed. By default the sorted names, inode 0 each.
+    fn dir_sign(&self, path: &Path, out: &mut Vec<u8>) -> io::Result<()> {
+        for name in self.list_dir(path)? {
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            out.extend_from_slice(&0u64.to_le_bytes());
+        }
+        Ok(())
     }
     fn exists(&self, path: &Path) -> bool;
     /// rtnetlink, if this host has it (fixture trees do not).
@@ -150,16 +158,21 @@ impl Host for System {
         Ok(v)
     }
 
-    fn list_dir_ino(&self, path: &Path) -> io::Result<Vec<(String, u64)>> {
-        use std::os::unix::fs::DirEntryExt as _;
-        let mut v: Vec<(String, u64)> = fs::read_dir(self.map(path))?
-            .filter_map(|e| {
-                let e = e.ok()?;
-                Some((e.file_name().into_string().ok()?, e.ino()))
-            })
-            .collect();
-        v.sort_unstable();
-        Ok(v)
+    fn dir_sign(&self, path: &Path, out: &mut Vec<u8>) -> io::Result<()> {
+        use nix::{dir::Dir, fcntl::OFlag, sys::stat::Mode};
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = Dir::open(&self.map(path), flags, Mode::empty()).map_err(io::Error::from)?;
+        // no allocation per entry: 4096 VFs make directories that large
+        for e in dir.iter() {
+            let e = e.map_err(io::Error::from)?;
+            let name = e.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                out.extend_from_slice(name);
+                out.push(0);
+                out.extend_from_slice(&e.ino().to_le_bytes());
+            }
+        }
+        Ok(())
     }
 
     fn exists(&self, path: &Path) -> bool {

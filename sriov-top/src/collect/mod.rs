@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use sriov_core::{
-    discover::{Pf, Rescan, fill_counters_from_netdevs},
+    discover::{Rescan, fill_counters_from_netdevs},
     ebpf::{LoadOptions, Probes, ProgramStats, describe},
     events::{
         Attributor, Clock, ConfigTraps, Drifts, Event, EventEnvelope, StatsAggregator, Waterfalls,
@@ -39,11 +39,13 @@ use tokio::sync::mpsc;
 
 use crate::policy::{PolicyRuntime, PolicySource};
 
+mod changes;
 mod counting;
 mod owners;
 mod tick;
 mod warnings;
 
+pub use changes::InventoryChanges;
 use counting::Counting;
 pub use owners::OwnerOptions;
 use owners::Owners;
@@ -124,37 +126,6 @@ impl std::fmt::Debug for CollectOptions {
 
 /// See [`CollectOptions::after_load`].
 pub type AfterLoad = Box<dyn FnOnce() -> Result<()> + Send>;
-
-/// Decides whether an inventory is worth sending: only when something
-/// other than the VF counters changed since the last one sent.
-#[derive(Debug, Default)]
-pub struct InventoryChanges {
-    last: Option<Vec<Pf>>,
-}
-
-impl InventoryChanges {
-    /// True (and remembered) if `pfs` differs from the last inventory
-    /// passed here, counters (IFLA_VF_STATS) aside. The first is a change.
-    pub fn changed(&mut self, pfs: &[Pf]) -> bool {
-        let stripped = without_counters(pfs);
-        if self.last.as_ref() == Some(&stripped) {
-            return false;
-        }
-        self.last = Some(stripped);
-        true
-    }
-}
-
-/// `pfs` with every VF's `config.stats` cleared.
-fn without_counters(pfs: &[Pf]) -> Vec<Pf> {
-    let mut pfs = pfs.to_vec();
-    for vf in pfs.iter_mut().flat_map(|pf| pf.vfs.iter_mut()) {
-        if let Some(c) = &mut vf.config {
-            c.stats = None;
-        }
-    }
-    pfs
-}
 
 /// Sends into the channel; false when the consumer went away.
 struct Out<T> {
@@ -540,59 +511,4 @@ fn keep_drift(host: &dyn Host, ev: Option<&EventEnvelope>) -> Option<Collected> 
             d.device
         ))
     })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use sriov_core::{
-        discover::discover,
-        fixture::{self, PfSpec},
-        host::{VfNetInfo, VfStats},
-    };
-
-    use super::*;
-
-    fn lab_pfs() -> Vec<Pf> {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = PfSpec::i82576("0000:01:00.0".parse().unwrap(), "eth0", 3);
-        fixture::add_pf(dir.path(), &spec).unwrap();
-        let mut pfs = discover(&System::fixture(dir.path())).unwrap().pfs;
-        for vf in &mut pfs[0].vfs {
-            vf.config = Some(VfNetInfo {
-                vf: vf.index,
-                stats: Some(VfStats::default()),
-                ..VfNetInfo::default()
-            });
-        }
-        pfs
-    }
-
-    #[test]
-    fn inventory_is_resent_only_when_more_than_counters_changed() {
-        let mut c = InventoryChanges::default();
-        let mut pfs = lab_pfs();
-        assert!(c.changed(&pfs), "the first one is a change");
-        assert!(!c.changed(&pfs));
-        // traffic: counters only
-        if let Some(cfg) = &mut pfs[0].vfs[1].config {
-            cfg.stats = Some(VfStats {
-                rx_packets: 99,
-                ..VfStats::default()
-            });
-        }
-        assert!(!c.changed(&pfs));
-        // a driver bound to a VF
-        pfs[0].vfs[1].driver = Some("vfio-pci".into());
-        assert!(c.changed(&pfs));
-        assert!(!c.changed(&pfs));
-        // a VF removed
-        pfs[0].vfs.pop();
-        assert!(c.changed(&pfs));
-        // a VLAN set
-        if let Some(cfg) = &mut pfs[0].vfs[0].config {
-            cfg.vlan = 7;
-        }
-        assert!(c.changed(&pfs));
-    }
 }

@@ -68,13 +68,17 @@ pub(super) fn on_tick(
                     .attach(host, &mut inv.pfs, Instant::now())
                     .map(Collected::Warning),
             );
+            let changed = changes.changed(&inv.pfs);
             if whole {
                 attr.refresh_with(host, &inv);
-            } else {
+            } else if changed {
+                // the same devices; settings or owners may differ
                 attr.follow(&inv);
+            } else {
+                attr.follow_unchanged();
             }
             stats.on_inventory(&inv.pfs);
-            if changes.changed(&inv.pfs) {
+            if changed {
                 out.push(Collected::Event(EventEnvelope::new(
                     now(),
                     Event::Inventory { pfs: inv.pfs },
