@@ -259,10 +259,7 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
     };
     let netdevs = DeviceMaps::read(host);
     let netdevs = &netdevs;
-    let pf_names: Vec<String> = names
-        .into_iter()
-        .filter(|n| host.exists(&devices.join(n).join("sriov_totalvfs")))
-        .collect();
+    let pf_names = find_pfs(host, names);
     // PFs are independent: scan them on up to as many threads as there are
     // CPUs, in order-preserving chunks
     let workers = std::thread::available_parallelism()
@@ -334,6 +331,45 @@ fn operstate(host: &dyn Host, bdf: &str, netdev: Option<&str>) -> Result<Option<
         Some(n) => read_opt(host, &p(&[PCI_DEVICES, bdf, "net", n, "operstate"])),
         None => Ok(None),
     }
+}
+
+/// The PFs among the devices `names` (sorted): those with
+/// `sriov_totalvfs`. VFs have no SR-IOV capability of their own, and a
+/// PF's VFs come after it in that order (their routing IDs are the PF's
+/// plus First VF Offset and VF Stride steps), so the VFs of the PFs found
+/// so far are not asked: one stat per device that is not a VF, instead of
+/// one per device. A PF whose routing IDs cannot be read has its VFs asked.
+fn find_pfs(host: &dyn Host, names: Vec<String>) -> Vec<String> {
+    let devices = Path::new(PCI_DEVICES);
+    let mut vfs = std::collections::HashSet::new();
+    let mut pfs = Vec::new();
+    for n in names {
+        if vfs.remove(n.as_str()) || !host.exists(&devices.join(&n).join("sriov_totalvfs")) {
+            continue;
+        }
+        vfs.extend(vf_bdfs(host, &n));
+        pfs.push(n);
+    }
+    pfs
+}
+
+/// The BDFs of PF `pf`'s VFs as its routing IDs place them (what the
+/// kernel's `virtfnN` links point to); none when they cannot be read.
+fn vf_bdfs(host: &dyn Host, pf: &str) -> Vec<String> {
+    let dir = Path::new(PCI_DEVICES).join(pf);
+    let num = |f: &str| -> Option<u32> { read_opt(host, &dir.join(f)).ok()??.parse().ok() };
+    let (Ok(bdf), Some(offset), Some(stride), Some(n)) = (
+        pf.parse::<crate::types::Bdf>(),
+        num("sriov_offset"),
+        num("sriov_stride"),
+        num("sriov_numvfs"),
+    ) else {
+        return Vec::new();
+    };
+    (0..n)
+        .map_while(|i| bdf.vf(offset, stride, i))
+        .map(|b| b.to_string())
+        .collect()
 }
 
 fn read_pf(
@@ -502,6 +538,29 @@ mod tests {
             }),
             owner: None,
         }
+    }
+
+    #[test]
+    fn only_devices_that_are_not_a_found_pfs_vfs_are_asked_whether_they_are_pfs() {
+        let root = tempfile::tempdir().unwrap();
+        crate::fixture::generate(root.path(), 3, 20).unwrap();
+        // a device that is no PF nor VF, between them
+        std::fs::create_dir_all(root.path().join("sys/bus/pci/devices/0000:02:00.0")).unwrap();
+        let fixture = System::fixture(root.path());
+        let host = crate::host::counted::Counted::new(&fixture);
+        let inv = discover(&host).unwrap();
+        assert_eq!(inv.pfs.len(), 3);
+        assert!(inv.pfs.iter().all(|pf| pf.vfs.len() == 20));
+        let (_, _, exists) = host.take();
+        assert_eq!(exists, 3 + 1, "one check per PF and per other device");
+        // without routing IDs every device is asked, with the same result
+        for pf in &inv.pfs {
+            let d = root.path().join("sys/bus/pci/devices").join(&pf.bdf);
+            std::fs::remove_file(d.join("sriov_offset")).unwrap();
+        }
+        let again = discover(&host).unwrap();
+        assert_eq!(again.pfs, inv.pfs);
+        assert_eq!(host.take().2, 3 + 1 + 3 * 20);
     }
 
     #[test]

@@ -152,71 +152,11 @@ fn light(host: &dyn Host, last: &Inventory) -> Result<Option<Inventory>> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::{
-        io,
-        path::PathBuf,
-        sync::atomic::{AtomicUsize, Ordering},
-    };
-
     use super::*;
     use crate::{
         fixture::{self, PfSpec},
-        host::{VfAttr, VfNetlink, fake::FakeKernel},
+        host::{VfAttr, VfNetlink, counted::Counted, fake::FakeKernel},
     };
-
-    /// A host that counts the reads and readlinks made through it.
-    struct Counted<'a> {
-        host: &'a dyn Host,
-        reads: AtomicUsize,
-        links: AtomicUsize,
-    }
-
-    impl<'a> Counted<'a> {
-        fn new(host: &'a dyn Host) -> Self {
-            Self {
-                host,
-                reads: AtomicUsize::new(0),
-                links: AtomicUsize::new(0),
-            }
-        }
-
-        /// (reads, readlinks) since the last call.
-        fn take(&self) -> (usize, usize) {
-            (
-                self.reads.swap(0, Ordering::Relaxed),
-                self.links.swap(0, Ordering::Relaxed),
-            )
-        }
-    }
-
-    impl Host for Counted<'_> {
-        fn read(&self, path: &Path) -> io::Result<String> {
-            self.reads.fetch_add(1, Ordering::Relaxed);
-            self.host.read(path)
-        }
-        fn write(&self, path: &Path, value: &str) -> io::Result<()> {
-            self.host.write(path, value)
-        }
-        fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
-            self.links.fetch_add(1, Ordering::Relaxed);
-            self.host.read_link(path)
-        }
-        fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-            self.host.list_dir(path)
-        }
-        fn dir_sign(&self, path: &Path, out: &mut Vec<u8>) -> io::Result<()> {
-            self.host.dir_sign(path, out)
-        }
-        fn exists(&self, path: &Path) -> bool {
-            self.host.exists(path)
-        }
-        fn netlink(&self) -> Option<&dyn VfNetlink> {
-            self.host.netlink()
-        }
-        fn writes(&self) -> usize {
-            self.host.writes()
-        }
-    }
 
     fn pf_spec() -> PfSpec {
         PfSpec::i82576("0000:01:00.0".parse().unwrap(), "eth0", 3)
@@ -250,12 +190,12 @@ mod tests {
         let t = Instant::now();
         let (first, whole) = r.scan(&host, t).unwrap();
         assert!(whole);
-        let (reads, links) = host.take();
+        let (reads, links, _) = host.take();
         assert!(links >= 3 * 2, "{links} readlinks in a whole scan");
         let (second, whole) = r.scan(&host, t + Duration::from_secs(1)).unwrap();
         assert!(!whole);
         // sriov_numvfs and operstate of the one PF; no readlink
-        let (reads_light, links_light) = host.take();
+        let (reads_light, links_light, _) = host.take();
         assert!(reads_light < reads, "{reads_light} reads vs {reads}");
         assert_eq!((reads_light, links_light), (2, 0));
         assert_eq!(second.pfs, first.pfs);

@@ -3,6 +3,8 @@
 //! implementation is [`System`]; tests use fixture trees (a [`System`] rooted
 //! at a temporary directory) and [`fake::FakeKernel`], which also plays the
 //! kernel's part on writes.
+#[cfg(test)]
+pub(crate) mod counted;
 pub mod fake;
 pub mod netlink;
 
