@@ -310,7 +310,7 @@ pub(crate) fn report(
             core::ptr::copy_nonoverlapping(detail, &raw mut (*p).detail, 1);
         }
     }
-    e.submit(0);
+    e.submit(crate::programs::wake_flags());
 }
 
 /// A per-CPU buffer for text read from user space.

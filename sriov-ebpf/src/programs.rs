@@ -6,6 +6,7 @@
 //! stable across kernels, so no CO-RE relocation is needed.
 use aya_ebpf::{
     EbpfContext as _,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
@@ -15,7 +16,7 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
 };
 use sriov_ebpf::{
-    CONF_PCI_DEV_DEV, EVENTS_BYTES, PROBE_CONF_LEN, VfKey,
+    CONF_PCI_DEV_DEV, EVENTS_BYTES, PROBE_CONF_LEN, RING_WAKE_SHARE, VfKey,
     record::{
         GroupRecord, Header, KIND_DRIVER_PROBE, KIND_IOMMU_GROUP_ADD, KIND_SRIOV_CONFIGURE,
         KIND_VF_ADD, KIND_VF_REMOVE, NAME_LEN, ProbeRecord, SriovConfigureRecord, VfRecord,
@@ -112,12 +113,25 @@ pub(crate) fn lost() {
     }
 }
 
+/// The flags a record is submitted with: the reader is woken only when
+/// [`RING_WAKE_SHARE`] of the ring waits (it drains it every
+/// `RING_POLL_MS` anyway).
+pub(crate) fn wake_flags() -> u64 {
+    let waiting = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
+    let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
+    if waiting.saturating_mul(RING_WAKE_SHARE) >= size {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    }
+}
+
 /// Put a record on the ring, or count it as lost.
 pub(crate) fn emit<T: 'static>(rec: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut e) => {
             e.write(rec);
-            e.submit(0);
+            e.submit(wake_flags());
         }
         None => {
             if let Some(p) = LOST.get_ptr_mut(0) {

@@ -531,7 +531,7 @@ fn admin_emit(s: &Start, what: u32, vf: i32, ret: i64) {
         (*p).exe = [0; NAME_LEN];
         exe_name(&mut (*p).exe);
     }
-    e.submit(0);
+    e.submit(crate::programs::wake_flags());
 }
 
 /// The return of every admin hook (one program, attached to each).

@@ -551,24 +551,37 @@ impl RingReader {
     pub async fn next_batch(
         &mut self,
     ) -> std::io::Result<Vec<std::result::Result<Record, DecodeError>>> {
+        // records below the ring's wake-up mark wake nobody
+        // (sriov_ebpf::RING_WAKE_SHARE): the ring is drained every
+        // RING_POLL_MS as well
+        let poll = std::time::Duration::from_millis(sriov_ebpf::RING_POLL_MS);
         loop {
-            let mut guard = self.fd.readable_mut().await?;
-            let ring = guard.get_inner_mut();
             let mut out = Vec::new();
-            while let Some(item) = ring.next() {
-                #[cfg_attr(not(feature = "sabotage-decoder"), allow(unused_mut))]
-                let mut r = Record::decode(&item);
-                // a deliberately broken build (Cargo.toml, [features])
-                #[cfg(feature = "sabotage-decoder")]
-                if let Ok(Record::VfioDma(d)) = &mut r {
-                    d.size = 0;
+            match tokio::time::timeout(poll, self.fd.readable_mut()).await {
+                Ok(guard) => {
+                    let mut guard = guard?;
+                    drain(guard.get_inner_mut(), &mut out);
+                    guard.clear_ready();
                 }
-                out.push(r);
+                Err(_) => drain(self.fd.get_mut(), &mut out),
             }
-            guard.clear_ready();
             if !out.is_empty() {
                 return Ok(out);
             }
         }
+    }
+}
+
+/// Every record waiting in `ring`, decoded, onto `out`.
+fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<std::result::Result<Record, DecodeError>>) {
+    while let Some(item) = ring.next() {
+        #[cfg_attr(not(feature = "sabotage-decoder"), allow(unused_mut))]
+        let mut r = Record::decode(&item);
+        // a deliberately broken build (Cargo.toml, [features])
+        #[cfg(feature = "sabotage-decoder")]
+        if let Ok(Record::VfioDma(d)) = &mut r {
+            d.size = 0;
+        }
+        out.push(r);
     }
 }
