@@ -203,6 +203,26 @@ pub(crate) fn take(hook: u64) -> Option<Start> {
     s
 }
 
+/// The low byte of [`STARTS`]' key of a flat entry (above any depth).
+const FLAT: u64 = 0xff;
+const _: () = assert!(MAX_DEPTH < FLAT);
+
+/// [`start`] for a function the thread in it cannot enter again (an
+/// ioctl): one map update instead of a depth read and two updates. An
+/// entry whose exit was missed is replaced by the next one.
+pub(crate) fn start_flat(hook: u64, s: &Start) {
+    let _ = STARTS.insert(&(key(hook) | FLAT), s, 0);
+}
+
+/// The exit of [`start_flat`]'s entry.
+pub(crate) fn take_flat(hook: u64) -> Option<Start> {
+    let k = key(hook) | FLAT;
+    // SAFETY: the value is copied out before the entry is removed.
+    let s = unsafe { STARTS.get(&k) }.copied()?;
+    let _ = STARTS.remove(&k);
+    Some(s)
+}
+
 /// The innermost open entry of `hook` on this thread, left in place.
 pub(crate) fn peek(hook: u64) -> Option<Start> {
     let k = key(hook);

@@ -11,7 +11,7 @@ use sriov_ebpf::{
     record::{DMA_MAP, DMA_UNMAP, DmaRecord, KIND_VFIO_DMA},
 };
 
-use crate::programs::{EMPTY, HOOK_VFIO_IOCTL, emit, header, now, start, take};
+use crate::programs::{EMPTY, HOOK_VFIO_IOCTL, emit, header, now, start_flat, take_flat};
 
 #[map(name = "IOMMU_BYTES")]
 static IOMMU_BYTES: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
@@ -49,14 +49,15 @@ pub fn vfio_ioctl_entry(ctx: ProbeContext) -> u32 {
     } else {
         return 0;
     }
-    start(HOOK_VFIO_IOCTL, &s);
+    // an ioctl does not nest on one thread
+    start_flat(HOOK_VFIO_IOCTL, &s);
     0
 }
 
 #[kretprobe]
 pub fn vfio_ioctl_exit(ctx: RetProbeContext) -> u32 {
     let ret: i64 = ctx.ret();
-    let Some(s) = take(HOOK_VFIO_IOCTL) else {
+    let Some(s) = take_flat(HOOK_VFIO_IOCTL) else {
         return 0;
     };
     emit(DmaRecord {
