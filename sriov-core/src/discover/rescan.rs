@@ -23,6 +23,7 @@
 //! changed what the signs do not show ([`Rescan::mark_dirty`]) and at
 //! least every [`FULL_EVERY`].
 use std::{
+    io,
     path::Path,
     time::{Duration, Instant},
 };
@@ -46,33 +47,48 @@ struct Signs {
     drivers: Vec<u8>,
     /// `/sys/class/net`; `None` without that directory.
     netdevs: Option<Vec<u8>>,
+    /// Every listing was read whole. When one was not (a driver directory
+    /// that could not be listed), the signs cannot tell that nothing
+    /// changed: the scan is whole.
+    complete: bool,
 }
 
 impl Signs {
     fn read(host: &dyn Host) -> Result<Self> {
-        let sign = |path: &Path, out: &mut Vec<u8>| {
-            host.dir_sign(path, out)
-                .map_err(|e| Error::sysfs("listing", path, e))
-        };
+        let devices_dir = Path::new(PCI_DEVICES);
         let mut devices = Vec::new();
-        sign(Path::new(PCI_DEVICES), &mut devices)?;
+        host.dir_sign(devices_dir, &mut devices)
+            .map_err(|e| Error::sysfs("listing", devices_dir, e))?;
+        let mut complete = true;
         let mut drivers = Vec::new();
-        for d in pci_drivers(host)? {
-            drivers.extend_from_slice(d.as_bytes());
-            drivers.push(b'/');
-            // a driver unregistered meanwhile: its absence is the sign
-            let _ = host.dir_sign(&Path::new(PCI_DRIVERS).join(&d), &mut drivers);
-            drivers.push(0);
+        match pci_drivers(host) {
+            Ok(names) => {
+                for d in names {
+                    drivers.extend_from_slice(d.as_bytes());
+                    drivers.push(b'/');
+                    match host.dir_sign(&Path::new(PCI_DRIVERS).join(&d), &mut drivers) {
+                        // a driver unregistered meanwhile: its absence is the sign
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => complete = false,
+                        _ => {}
+                    }
+                    drivers.push(0);
+                }
+            }
+            Err(_) => complete = false,
         }
         let mut netdevs = Vec::new();
-        let netdevs = host
-            .dir_sign(Path::new(CLASS_NET), &mut netdevs)
-            .ok()
-            .map(|()| netdevs);
+        let netdevs = match host.dir_sign(Path::new(CLASS_NET), &mut netdevs) {
+            Ok(()) => Some(netdevs),
+            Err(e) => {
+                complete &= e.kind() == io::ErrorKind::NotFound;
+                None
+            }
+        };
         Ok(Self {
             devices,
             drivers,
             netdevs,
+            complete,
         })
     }
 }
@@ -108,6 +124,7 @@ impl Rescan {
         let signs = Signs::read(host)?;
         if let Some(last) = &self.last
             && !self.dirty
+            && signs.complete
             && last.signs == signs
             && now.saturating_duration_since(last.at) < FULL_EVERY
             && let Some(inv) = light(host, &last.inventory)?
@@ -278,6 +295,27 @@ mod tests {
         // an event said so
         r.mark_dirty();
         step(&mut r, "mark_dirty");
+    }
+
+    #[test]
+    fn a_driver_directory_that_cannot_be_listed_makes_every_scan_whole() {
+        let (d, k) = kernel();
+        let mut r = Rescan::default();
+        let t = Instant::now();
+        assert_whole(&mut r, &k, t, "nothing (the first scan)");
+        assert_light(&mut r, &k, t + Duration::from_secs(1));
+        // not a directory: listing it fails (ENOTDIR), so a bind to it
+        // could not be seen
+        let drivers = d.path().join("sys/bus/pci/drivers");
+        std::fs::rename(drivers.join("vfio-pci"), drivers.join("elsewhere")).unwrap();
+        std::fs::write(drivers.join("vfio-pci"), "").unwrap();
+        for s in 2..4 {
+            let (_, whole) = r.scan(&k, t + Duration::from_secs(s)).unwrap();
+            assert!(
+                whole,
+                "a light scan at {s} s with an unreadable driver directory"
+            );
+        }
     }
 
     #[test]
