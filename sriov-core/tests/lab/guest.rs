@@ -46,6 +46,11 @@ pub fn link_name(path: impl AsRef<Path>) -> Option<String> {
         .map(String::from)
 }
 
+/// How long a VF's netdev may take to get carrier after `ip link set up`:
+/// igbvf learns the PF's link from its watchdog over the mailbox, which
+/// took over 20 s in one VM of four under TCG (CI rehearsal, 6.1).
+pub const CARRIER_WAIT: Duration = Duration::from_secs(60);
+
 /// Poll `cond` every 20 ms until it holds or `limit` passes.
 pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -171,14 +176,10 @@ pub fn vf_traffic_from(vf: &str, addr: &str, packets: u32) -> String {
         sh("ip", &["addr", "add", &cidr, "dev", &ifname]);
     }
     sh("ip", &["link", "set", "dev", &ifname, "up"]);
-    wait_for(
-        &format!("carrier on {ifname}"),
-        Duration::from_secs(20),
-        || {
-            fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
-                .is_ok_and(|c| c.trim() == "1")
-        },
-    );
+    wait_for(&format!("carrier on {ifname}"), CARRIER_WAIT, || {
+        fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
+            .is_ok_and(|c| c.trim() == "1")
+    });
     let sock = std::net::UdpSocket::bind(format!("{addr}:0")).expect("bind on the VF's address");
     sock.set_broadcast(true).expect("SO_BROADCAST");
     for i in 0..packets {
