@@ -190,7 +190,7 @@ pub(super) fn run_vm(
         &util::workspace_root().join("docs").join("schema"),
         &streams,
     );
-    let mut failures = std::mem::take(&mut totals.failures);
+    let mut failures = totals.named_failures();
     let (mut passed, mut failed) = (totals.passed + sp, totals.failed + sf.len() as u32);
     failures.extend(sf);
     prom::take_back(&aside, &dir.out())?;

@@ -65,7 +65,7 @@ fn tally_charges_a_test_that_printed_no_result() {
     let mut totals = Totals::default();
     totals.add(&t);
     assert_eq!(
-        totals.failures,
+        totals.named_failures(),
         vec!["a::three", "a::two (exit 137, no result line)"]
     );
 }

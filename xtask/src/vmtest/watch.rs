@@ -270,7 +270,7 @@ pub(super) struct Totals {
     pub(super) broken: Vec<String>,
     /// One entry per VM restart (`wedge during TEST`).
     pub(super) restarts: Vec<String>,
-    /// The failed tests by name (with why, when they gave no result).
+    /// The tests whose result line counted a failure, by name.
     pub(super) failures: Vec<String>,
 }
 
@@ -281,7 +281,12 @@ impl Totals {
         self.failed += t.failed;
         self.broken.extend(t.broken.iter().cloned());
         self.failures.extend(t.failures.iter().cloned());
-        self.failures.extend(t.broken.iter().cloned());
+    }
+
+    /// Every failed test by name: those with a failed result, then those
+    /// charged without one (with why).
+    pub(super) fn named_failures(&self) -> Vec<String> {
+        self.failures.iter().chain(&self.broken).cloned().collect()
     }
 
     /// The test running when a VM wedged (`why`), by its fate.
@@ -291,15 +296,12 @@ impl Totals {
             Fate::Verdict(true) => self.passed += 1,
             Fate::Verdict(false) => {
                 self.failed += 1;
-                let b = format!("{name} (FAILED, then the VM wedged: {why})");
-                self.failures.push(b.clone());
-                self.broken.push(b);
+                self.broken
+                    .push(format!("{name} (FAILED, then the VM wedged: {why})"));
             }
             Fate::Failed(reason) => {
                 self.failed += 1;
-                let b = format!("{name} ({reason}: {why})");
-                self.failures.push(b.clone());
-                self.broken.push(b);
+                self.broken.push(format!("{name} ({reason}: {why})"));
             }
         }
     }
