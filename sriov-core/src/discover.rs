@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Error, Result,
-    host::{Host, VfNetInfo, VfStats},
+    host::{Host, VfNetInfo},
 };
 
+mod counters;
 mod rescan;
+pub use counters::{fill_counters_from_netdevs, netdev_counters};
 pub use rescan::{FULL_EVERY, Rescan};
 
 /// Version of the discovery JSON (`sriov list --json`); see docs/discovery.md.
@@ -480,65 +482,11 @@ pub fn pci_drivers(host: &dyn Host) -> Result<Vec<String>> {
         .map_err(|e| Error::sysfs("listing", PCI_DRIVERS, e))
 }
 
-/// Traffic counters of netdev `ifname` in this host
-/// (`/sys/class/net/<ifname>/statistics`): `None` when it cannot be read
-/// (the netdev went away).
-pub fn netdev_counters(host: &dyn Host, ifname: &str) -> Option<VfStats> {
-    let dir = Path::new(CLASS_NET).join(ifname).join("statistics");
-    let get = |f: &str| -> Option<u64> { host.read(&dir.join(f)).ok()?.trim().parse().ok() };
-    Some(VfStats {
-        rx_packets: get("rx_packets")?,
-        tx_packets: get("tx_packets")?,
-        rx_bytes: get("rx_bytes")?,
-        tx_bytes: get("tx_bytes")?,
-        broadcast: 0,
-        multicast: get("multicast").unwrap_or(0),
-        rx_dropped: get("rx_dropped").unwrap_or(0),
-        tx_dropped: get("tx_dropped").unwrap_or(0),
-    })
-}
-
-/// For VFs whose PF driver reports no counters (IFLA_VF_STATS absent or
-/// all zero, as igb's are) but which have a netdev in this host (a VF
-/// driver such as igbvf bound here), take the counters of that netdev
-/// (the VF's own view: rx is what the VF received). VFs without rtnetlink
-/// data are left alone.
-pub fn fill_counters_from_netdevs(host: &dyn Host, pfs: &mut [Pf]) {
-    for vf in pfs.iter_mut().flat_map(|pf| pf.vfs.iter_mut()) {
-        let (Some(cfg), Some(ifname)) = (vf.config.as_mut(), vf.netdev.as_deref()) else {
-            continue;
-        };
-        if cfg.stats.is_some_and(|s| s != VfStats::default()) {
-            continue;
-        }
-        if let Some(c) = netdev_counters(host, ifname) {
-            cfg.stats = Some(c);
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::host::System;
-
-    fn vf(index: u32, netdev: Option<&str>, stats: Option<VfStats>) -> Vf {
-        Vf {
-            index,
-            bdf: format!("0000:01:10.{index}"),
-            device_id: None,
-            driver: None,
-            netdev: netdev.map(str::to_string),
-            iommu_group: None,
-            config: Some(VfNetInfo {
-                vf: index,
-                stats,
-                ..VfNetInfo::default()
-            }),
-            owner: None,
-        }
-    }
 
     #[test]
     fn only_devices_that_are_not_a_found_pfs_vfs_are_asked_whether_they_are_pfs() {
@@ -561,60 +509,5 @@ mod tests {
         let again = discover(&host).unwrap();
         assert_eq!(again.pfs, inv.pfs);
         assert_eq!(host.take().2, 3 + 1 + 3 * 20);
-    }
-
-    #[test]
-    fn zero_pf_counters_are_replaced_by_the_vf_netdev_counters() {
-        let root = tempfile::tempdir().unwrap();
-        let stats = root.path().join("sys/class/net/eth1/statistics");
-        std::fs::create_dir_all(&stats).unwrap();
-        for (f, v) in [
-            ("rx_packets", "11"),
-            ("tx_packets", "22"),
-            ("rx_bytes", "3300"),
-            ("tx_bytes", "4400\n"),
-        ] {
-            std::fs::write(stats.join(f), v).unwrap();
-        }
-        let host = System::fixture(root.path());
-        let reported = VfStats {
-            rx_packets: 5,
-            ..VfStats::default()
-        };
-        let mut pfs = vec![Pf {
-            bdf: "0000:01:00.0".into(),
-            vendor_id: "8086".into(),
-            device_id: "10c9".into(),
-            vendor_name: None,
-            device_name: None,
-            driver: None,
-            netdev: None,
-            link: None,
-            total_vfs: 7,
-            num_vfs: 4,
-            numa_node: None,
-            vfs: vec![
-                vf(0, Some("eth1"), Some(VfStats::default())),
-                vf(1, Some("eth1"), Some(reported)),
-                vf(2, Some("gone0"), None),
-                vf(3, None, None),
-            ],
-        }];
-        fill_counters_from_netdevs(&host, &mut pfs);
-        let got: Vec<_> = pfs[0]
-            .vfs
-            .iter()
-            .map(|v| v.config.as_ref().unwrap().stats)
-            .collect();
-        let from_netdev = VfStats {
-            rx_packets: 11,
-            tx_packets: 22,
-            rx_bytes: 3300,
-            tx_bytes: 4400,
-            ..VfStats::default()
-        };
-        // all-zero PF counters: the netdev's; real PF counters stay; a
-        // vanished netdev or none: unchanged
-        assert_eq!(got, vec![Some(from_netdev), Some(reported), None, None]);
     }
 }

@@ -12,7 +12,7 @@ use std::{
     },
 };
 
-use super::{Host, NetlinkError, System, VfAttr, VfNetInfo, VfNetlink};
+use super::{Host, NetlinkError, System, VfAttr, VfNetInfo, VfNetlink, VfStats};
 use crate::{
     fixture::{self, PfSpec},
     types::{Bdf, MacAddr, VfLinkState},
@@ -263,6 +263,11 @@ impl Host for FakeKernel {
 }
 
 impl VfNetlink for FakeKernel {
+    /// The fixture's statistics files, as the kernel's two views agree.
+    fn link_counters(&self, ifname: &str) -> Result<Option<VfStats>, NetlinkError> {
+        Ok(crate::discover::netdev_counters(&self.fs, ifname))
+    }
+
     fn vf_info(&self, pf_ifname: &str) -> Result<Vec<VfNetInfo>, NetlinkError> {
         if !self.pfs.iter().any(|p| p.netdev == pf_ifname) {
             return Err(NetlinkError {

@@ -137,6 +137,11 @@ pub trait VfNetlink: Sync {
     /// mac .. vlan ..` does). The kernel applies them in order and stops at
     /// the first it refuses.
     fn set_vf(&self, pf_ifname: &str, vf: u32, attrs: &[VfAttr]) -> Result<(), NetlinkError>;
+    /// The traffic counters of netdev `ifname` in this network namespace:
+    /// IFLA_STATS64 of one `RTM_GETLINK`, the `dev_get_stats` that
+    /// `/sys/class/net/<ifname>/statistics/*` shows a file at a time.
+    /// `Ok(None)` when there is no such netdev (it went away).
+    fn link_counters(&self, ifname: &str) -> Result<Option<VfStats>, NetlinkError>;
 }
 
 /// rtnetlink over a NETLINK_ROUTE socket (opened on first use).
@@ -154,10 +159,6 @@ impl RtNetlink {
 
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::Relaxed)
-    }
-
-    fn ifindex(ifname: &str, op: &str) -> Result<u32, NetlinkError> {
-        nix::net::if_::if_nametoindex(ifname).map_err(|e| NetlinkError::new(ifname, op, e as i32))
     }
 
     /// Send one request and collect the replies until ACK/DONE.
@@ -325,8 +326,7 @@ pub fn encode_vf_attr(vf: u32, attr: VfAttr) -> VfInfo {
 impl VfNetlink for RtNetlink {
     fn vf_info(&self, pf_ifname: &str) -> Result<Vec<VfNetInfo>, NetlinkError> {
         let op = "get VF info";
-        let mut msg = LinkMessage::default();
-        msg.header.index = Self::ifindex(pf_ifname, op)?;
+        let mut msg = by_name(pf_ifname);
         msg.attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
         let replies = self.request(
@@ -347,8 +347,7 @@ impl VfNetlink for RtNetlink {
 
     fn set_vf(&self, pf_ifname: &str, vf: u32, attrs: &[VfAttr]) -> Result<(), NetlinkError> {
         let op = describe_set(vf, attrs);
-        let mut msg = LinkMessage::default();
-        msg.header.index = Self::ifindex(pf_ifname, &op)?;
+        let mut msg = by_name(pf_ifname);
         msg.attributes
             .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(
                 attrs.iter().map(|a| encode_vf_attr(vf, *a)).collect(),
@@ -362,6 +361,50 @@ impl VfNetlink for RtNetlink {
         )?;
         Ok(())
     }
+
+    fn link_counters(&self, ifname: &str) -> Result<Option<VfStats>, NetlinkError> {
+        let replies = match self.request(
+            ifname,
+            "get counters",
+            RouteNetlinkMessage::GetLink(by_name(ifname)),
+            NLM_F_REQUEST,
+        ) {
+            Ok(r) => r,
+            Err(e) if e.errno == libc::ENODEV => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(replies.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => decode_counters(l),
+            _ => None,
+        }))
+    }
+}
+
+/// A link message naming its netdev by IFLA_IFNAME (index 0): the kernel
+/// finds it (`rtnl_dev_get`), without an `if_nametoindex` (a socket and an
+/// ioctl) before each request.
+fn by_name(ifname: &str) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(ifname.into()));
+    msg
+}
+
+/// The counters of a link message (IFLA_STATS64), named as
+/// `/sys/class/net/<ifname>/statistics` names them.
+pub fn decode_counters(msg: &LinkMessage) -> Option<VfStats> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Stats64(s) => Some(VfStats {
+            rx_packets: s.rx_packets,
+            tx_packets: s.tx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_bytes: s.tx_bytes,
+            broadcast: 0,
+            multicast: s.multicast,
+            rx_dropped: s.rx_dropped,
+            tx_dropped: s.tx_dropped,
+        }),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -400,5 +443,40 @@ mod tests {
             (Some(false), Some(true), Some(VfLinkState::Disable))
         );
         assert_eq!((v.min_tx_rate, v.max_tx_rate), (10, 500));
+    }
+
+    /// A link message's IFLA_STATS64, through the wire format, is read as
+    /// the statistics files name the counters; a message without it
+    /// (RTEXT_FILTER_SKIP_STATS) has none. The request names its netdev.
+    #[test]
+    fn counters_decode_from_stats64_and_requests_name_the_netdev() {
+        use netlink_packet_route::link::Stats64;
+        let mut st = Stats64::default();
+        (st.rx_packets, st.tx_packets, st.rx_bytes, st.tx_bytes) = (1, 2, 30, 40);
+        (st.multicast, st.rx_dropped, st.tx_dropped, st.rx_errors) = (5, 6, 7, 99);
+        let mut msg = by_name("eth3");
+        msg.attributes.push(LinkAttribute::Stats64(st));
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        let back = <LinkMessage as Parseable<[u8]>>::parse(&buf[..]).expect("parse");
+        assert_eq!(back.header.index, 0);
+        assert!(
+            back.attributes
+                .contains(&LinkAttribute::IfName("eth3".into()))
+        );
+        assert_eq!(
+            decode_counters(&back),
+            Some(VfStats {
+                rx_packets: 1,
+                tx_packets: 2,
+                rx_bytes: 30,
+                tx_bytes: 40,
+                broadcast: 0,
+                multicast: 5,
+                rx_dropped: 6,
+                tx_dropped: 7,
+            })
+        );
+        assert_eq!(decode_counters(&by_name("eth3")), None);
     }
 }

@@ -33,6 +33,8 @@ const HOST_TOOLS: &[(&str, bool)] = &[
     ("lspci", false),
     // util-linux: a lab test acts as another user with one capability
     ("setpriv", false),
+    // where a lab process's time goes (`strace -c -f`), when the host has it
+    ("strace", false),
 ];
 
 /// Marker lines the guest prints on the serial console.
