@@ -1,11 +1,13 @@
 //! Loading the eBPF programs built from `sriov-ebpf` (embedded at build time).
 pub(crate) mod probes;
+mod reader;
 mod shared_maps;
 
 pub use probes::{
-    AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, RingReader, describe,
+    AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, describe,
     enable_stats, stats_of,
 };
+pub use reader::{RingReader, ring_poll_wait};
 pub use shared_maps::Births;
 
 /// The eBPF object, built by `build.rs` with aya-build.

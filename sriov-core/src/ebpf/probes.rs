@@ -11,9 +11,11 @@ use aya::{
 use sriov_ebpf::{
     EVENTS_BYTES, MAX_WATCHED_IRQS, WATCHED, maps,
     programs::{self, Attach},
-    record::{DecodeError, IrqStats, Record},
+    record::IrqStats,
 };
 use tokio::io::unix::AsyncFd;
+
+use super::reader::RingReader;
 
 use super::{
     TRACEFS_HINT, object,
@@ -531,57 +533,11 @@ impl Probes {
         // the AsyncFd owns the RingBuf, so the fd outlives the registration.
         let fd =
             unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.ok()?;
-        Some(RingReader { fd })
+        Some(RingReader::new(fd))
     }
 }
 
 /// Slot `irq` of a per-CPU counter map, summed over CPUs.
 pub(super) fn summed(map: &PerCpuArray<MapData, u64>, name: &'static str, irq: u32) -> Result<u64> {
     Ok(map.get(&irq, 0).map_err(map_err(name))?.iter().sum())
-}
-
-/// Reads records from the `EVENTS` ring buffer as they come (tokio).
-pub struct RingReader {
-    fd: AsyncFd<RingBuf<MapData>>,
-}
-
-impl RingReader {
-    /// Wait until records are there, then decode all that are. Records that
-    /// do not decode are returned as errors in place, not dropped silently.
-    pub async fn next_batch(
-        &mut self,
-    ) -> std::io::Result<Vec<std::result::Result<Record, DecodeError>>> {
-        // records below the ring's wake-up mark wake nobody
-        // (sriov_ebpf::RING_WAKE_SHARE): the ring is drained every
-        // RING_POLL_MS as well
-        let poll = std::time::Duration::from_millis(sriov_ebpf::RING_POLL_MS);
-        loop {
-            let mut out = Vec::new();
-            match tokio::time::timeout(poll, self.fd.readable_mut()).await {
-                Ok(guard) => {
-                    let mut guard = guard?;
-                    drain(guard.get_inner_mut(), &mut out);
-                    guard.clear_ready();
-                }
-                Err(_) => drain(self.fd.get_mut(), &mut out),
-            }
-            if !out.is_empty() {
-                return Ok(out);
-            }
-        }
-    }
-}
-
-/// Every record waiting in `ring`, decoded, onto `out`.
-fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<std::result::Result<Record, DecodeError>>) {
-    while let Some(item) = ring.next() {
-        #[cfg_attr(not(feature = "sabotage-decoder"), allow(unused_mut))]
-        let mut r = Record::decode(&item);
-        // a deliberately broken build (Cargo.toml, [features])
-        #[cfg(feature = "sabotage-decoder")]
-        if let Ok(Record::VfioDma(d)) = &mut r {
-            d.size = 0;
-        }
-        out.push(r);
-    }
 }
