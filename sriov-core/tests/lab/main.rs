@@ -17,6 +17,7 @@ mod guest;
 mod irq_count;
 mod json_stream;
 mod lifetime;
+mod light_ticks;
 mod policy;
 mod policy_file;
 mod policy_top;
