@@ -270,30 +270,34 @@ pub fn discover(host: &dyn Host) -> Result<Inventory> {
         .max(1);
     let chunk = pf_names.len().div_ceil(workers).max(1);
     type PfResult = Result<(Option<Pf>, Vec<String>)>;
-    let results: Vec<Vec<PfResult>> = std::thread::scope(|s| {
-        let handles: Vec<_> = pf_names
-            .chunks(chunk)
-            .map(|names| {
-                s.spawn(move || {
-                    names
-                        .iter()
-                        .map(|name| {
-                            let mut w = Vec::new();
-                            let pf = read_pf(host, netdevs, name, &devices.join(name), &mut w)?;
-                            if pf.is_none() {
-                                w.push(format!("PF {name} vanished during the scan"));
-                            }
-                            Ok((pf, w))
-                        })
-                        .collect()
-                })
+    let scan = |names: &[String]| -> Vec<PfResult> {
+        names
+            .iter()
+            .map(|name| {
+                let mut w = Vec::new();
+                let pf = read_pf(host, netdevs, name, &devices.join(name), &mut w)?;
+                if pf.is_none() {
+                    w.push(format!("PF {name} vanished during the scan"));
+                }
+                Ok((pf, w))
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
-    });
+    };
+    // one worker: this thread (no thread to start for a host with one PF)
+    let results: Vec<Vec<PfResult>> = if workers == 1 {
+        vec![scan(&pf_names)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = pf_names
+                .chunks(chunk)
+                .map(|names| s.spawn(move || scan(names)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
     for r in results.into_iter().flatten() {
         let (pf, w) = r?;
         inv.pfs.extend(pf);
