@@ -104,13 +104,13 @@ impl Wedge {
 
 /// The lines of the kernel's RCU stall report that say a timer did not fire
 /// (the wedge: from then on the guest makes no progress).
-pub(super) fn timer_stall_line(line: &str) -> bool {
+pub(crate) fn timer_stall_line(line: &str) -> bool {
     line.contains("timer wakeup didn't happen") || line.contains("Possible timer handling issue")
 }
 
 /// The first line of any RCU stall report (`rcu_preempt detected stalls on
 /// CPUs/tasks:`, `... self-detected stall on CPU`).
-pub(super) fn rcu_stall_line(line: &str) -> bool {
+pub(crate) fn rcu_stall_line(line: &str) -> bool {
     line.contains("rcu: INFO: rcu_") && line.contains("detected stall")
 }
 
