@@ -1,7 +1,8 @@
 //! Lab benchmark (inside the lab VM, as root): what the policy programs
 //! cost, each measured with them attached and detached in the same run
-//! (detached, attached, detached; the ratio is attached over the mean of
-//! the two detached rounds):
+//! (after a round of each not counted: detached, attached, detached, ...;
+//! each attached round over the mean of the detached rounds beside it, the
+//! median of those ratios):
 //! - the latency of `VFIO_IOMMU_MAP_DMA` (64 KiB) on VF 1 with the BPF LSM
 //!   `file_ioctl` program enforcing a DMA quota (goal <= 1.05x);
 //! - frames/s that VF 0's netdev sends through AF_PACKET with the TC
@@ -78,6 +79,9 @@ fn write_overhead(pf: &str) {
     // the rounds without bpf_stats (its clock reads would be counted as
     // the program's cost), then one with it for the program's own time
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    warm_up(&guarded, || {
+        write_latency(&file);
+    });
     for _ in 0..5 {
         off.push(write_latency(&file));
         let mut ebpf = load_object().expect("load the eBPF object");
@@ -113,6 +117,17 @@ fn write_overhead(pf: &str) {
         "bench policy: the file_permission program itself: {:.0} ns per write (bpf_stats)",
         mean(&prog)
     );
+}
+
+/// A round detached and one attached, not counted: the first rounds of a
+/// run were up to 4 times as slow as the later ones (the DMA map latency
+/// detached went 59, 35, 36, 14, 14, 14 us), which made the neighbour
+/// ratios of the first rounds noise.
+fn warm_up(p: &Policy, mut round: impl FnMut()) {
+    round();
+    let mut ebpf = load_object().expect("load the eBPF object");
+    let _enf = Enforcer::start(&mut ebpf, p, None).expect("load the policy");
+    round();
 }
 
 /// Rounds measured detached, attached, detached, ... (`off` has one more
@@ -159,6 +174,9 @@ fn main() {
     // (its clock reads would count as the program's cost); then one round
     // with it for the program's own time per call
     let (mut off, mut on) = (Vec::new(), Vec::new());
+    warm_up(&quota, || {
+        common::map_latency(&vf1, MAP_SIZE, MAPS);
+    });
     for _ in 0..5 {
         off.push(common::map_latency(&vf1, MAP_SIZE, MAPS));
         let mut ebpf = load_object().expect("load the eBPF object");
