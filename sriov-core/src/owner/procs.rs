@@ -6,7 +6,9 @@
 //!
 //! One listing of `/proc` and one of each process's `fd` directory; the
 //! other files of a process are read only when it holds a VFIO fd. A process
-//! that exits or refuses (EACCES) mid-scan is left out.
+//! that exits or refuses (EACCES) mid-scan is left out. None of it when no
+//! VF can be opened through VFIO now: `/dev/vfio` has no node of a VF's
+//! IOMMU group and no device cdev (see [`vfio_reachable`]).
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
@@ -18,6 +20,8 @@ use crate::{discover::Pf, host::Host};
 const PROC: &str = "/proc";
 const GROUP_PREFIX: &str = "/dev/vfio/";
 const CDEV_PREFIX: &str = "/dev/vfio/devices/";
+const DEV_VFIO: &str = "/dev/vfio";
+const DEV_VFIO_DEVICES: &str = "/dev/vfio/devices";
 
 /// The holders of each VF, by VF BDF: one [`Holder`] per (process, VF),
 /// sorted by pid. A process that has the VF open through several fds (or
@@ -27,7 +31,7 @@ const CDEV_PREFIX: &str = "/dev/vfio/devices/";
 pub fn vfio_holders(host: &dyn Host, pfs: &[Pf]) -> BTreeMap<String, Vec<Holder>> {
     let vfs = VfIndex::new(pfs);
     let mut out: BTreeMap<String, Vec<Holder>> = BTreeMap::new();
-    if vfs.bdfs.is_empty() {
+    if vfs.bdfs.is_empty() || !vfio_reachable(host, &vfs) {
         return out;
     }
     let mut cdevs: Option<HashMap<String, String>> = None;
@@ -58,6 +62,28 @@ pub fn vfio_holders(host: &dyn Host, pfs: &[Pf]) -> BTreeMap<String, Vec<Holder>
         holders.sort_by_key(|h| h.pid);
     }
     out
+}
+
+/// Whether a process may hold one of `vfs` through VFIO now: `/dev/vfio`
+/// has the node of a VF's IOMMU group (VFIO made it when a device of the
+/// group was bound to a VFIO driver), or `/dev/vfio/devices` has any
+/// device cdev. A holder's link names a node that exists: one that was
+/// removed reads `... (deleted)`, which is no VF's. A `/dev/vfio` that is
+/// absent (no VFIO here, or a container without the host's) or cannot be
+/// listed tells nothing: the scan decides.
+fn vfio_reachable(host: &dyn Host, vfs: &VfIndex) -> bool {
+    let Ok(nodes) = host.list_dir(Path::new(DEV_VFIO)) else {
+        return true;
+    };
+    let group_node = nodes.iter().any(|n| {
+        n.parse::<u32>()
+            .is_ok_and(|g| vfs.by_group.contains_key(&g))
+    });
+    group_node
+        || (nodes.iter().any(|n| n == "devices")
+            && host
+                .list_dir(Path::new(DEV_VFIO_DEVICES))
+                .map_or(true, |cdevs| !cdevs.is_empty()))
 }
 
 /// The VFIO paths (`/dev/vfio/<N>`, `/dev/vfio/devices/vfioN`) process

@@ -65,11 +65,23 @@ impl Fixture {
         );
     }
 
+    /// The fds of `pid`; a VFIO node one of them names exists in
+    /// `/dev/vfio`, as it does while it is open.
     fn fds(&self, pid: u32, fds: &[(u32, &str)]) {
         let dir = self.path(&format!("/proc/{pid}/fd"));
         for (fd, target) in fds {
             symlink(target, dir.join(fd.to_string())).unwrap();
+            if target.starts_with("/dev/vfio/") {
+                self.node(target);
+            }
         }
+    }
+
+    /// A device node (a plain file here).
+    fn node(&self, path: &str) {
+        let p = self.path(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "").unwrap();
     }
 
     /// The iommufd cdev of a VF bound to vfio-pci.
@@ -507,4 +519,45 @@ fn the_unified_cgroup_is_the_0_line() {
         "12:devices:/system.slice/docker.service\n1:name=systemd:/init.scope\n0::/init.scope\n";
     assert_eq!(unified_cgroup(hybrid), Some("/init.scope"));
     assert_eq!(unified_cgroup("12:devices:/\n1:name=systemd:/\n"), None);
+}
+
+/// With `/dev/vfio` there but no node of a VF's group in it and no device
+/// cdev, no process can hold a VF through VFIO: `/proc` is not read at all
+/// (a host whose VFs all have kernel drivers pays nothing every few
+/// seconds). The container's and other groups' nodes do not count; a cdev
+/// or the group's node makes the scan run, and so does a `/dev/vfio` that
+/// is absent or cannot be listed (it tells nothing).
+#[test]
+fn proc_is_read_only_when_a_vf_can_be_opened_through_vfio() {
+    let f = Fixture::new();
+    f.process(7, "qemu", None, "0::/init.scope\n", &["qemu"]);
+    let counted = |host: &dyn Host| {
+        let c = crate::host::counted::Counted::new(host);
+        let got = pids(&vfio_holders(&c, &four_vfs()));
+        (got, c.take().1)
+    };
+    // no /dev/vfio: the scan runs (the 3 fd links read, none a VF's)
+    assert_eq!(counted(&f.host()), (BTreeMap::new(), 3));
+    // the container and another device's group: nothing read
+    f.fds(7, &[(3, "/dev/vfio/vfio"), (4, "/dev/vfio/40")]);
+    assert_eq!(counted(&f.host()), (BTreeMap::new(), 0));
+    // an empty cdev directory: nothing
+    std::fs::create_dir_all(f.path("/dev/vfio/devices")).unwrap();
+    assert_eq!(counted(&f.host()), (BTreeMap::new(), 0));
+    // /dev/vfio unreadable: the scan runs
+    let refusing = Refusing {
+        inner: f.host(),
+        refused: vec![(PathBuf::from("/dev/vfio"), libc::EACCES)],
+    };
+    assert_eq!(counted(&refusing), (BTreeMap::new(), 5));
+    // a cdev: the scan runs (6 fd links, then the holder's exe) and finds
+    // the holder through the VF's vfio-dev
+    f.cdev(&bdf(2), "vfio3");
+    f.fds(7, &[(5, "/dev/vfio/devices/vfio3")]);
+    assert_eq!(counted(&f.host()), (BTreeMap::from([(bdf(2), vec![7])]), 7));
+    // only the VF's group node: the scan runs too
+    let g = Fixture::new();
+    g.process(8, "dpdk", None, "0::/init.scope\n", &["dpdk"]);
+    g.fds(8, &[(3, "/dev/vfio/13")]);
+    assert_eq!(counted(&g.host()).0, BTreeMap::from([(bdf(1), vec![8])]));
 }
