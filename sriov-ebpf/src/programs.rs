@@ -357,12 +357,17 @@ fn on_vf_ret(ret: i32, hook: u64, kind: u32) {
             .copied()
             .unwrap_or([0; NAME_LEN])
     };
+    // the header's time less the latency is the birth VF_BIRTHS holds
+    // (one clock read for both), so a record read late still dates its
+    // own incarnation
+    let hdr = header(kind);
+    let latency_ns = hdr.ts_ns.saturating_sub(s.ts);
     emit(VfRecord {
-        hdr: header(kind),
+        hdr,
         pf,
         vf_id: s.a as i32,
         ret,
-        latency_ns: now().saturating_sub(s.ts),
+        latency_ns,
     });
 }
 

@@ -139,38 +139,10 @@ mod tests {
         assert_eq!(got, vec![Some(from_netdev), Some(reported), None, None]);
     }
 
-    /// A fixture host whose rtnetlink answers `link_counters` from a table
-    /// (an errno for an error), and nothing else.
+    /// An rtnetlink that answers `link_counters` from a table (an errno for
+    /// an error), and nothing else.
     struct Linked {
-        fs: System,
         answers: Vec<(&'static str, Result<Option<VfStats>, i32>)>,
-    }
-
-    impl Host for Linked {
-        fn read(&self, path: &Path) -> std::io::Result<String> {
-            self.fs.read(path)
-        }
-        fn write(&self, path: &Path, value: &str) -> std::io::Result<()> {
-            self.fs.write(path, value)
-        }
-        fn read_link(&self, path: &Path) -> std::io::Result<std::path::PathBuf> {
-            self.fs.read_link(path)
-        }
-        fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
-            self.fs.list_dir(path)
-        }
-        fn dir_sign(&self, path: &Path, out: &mut Vec<u8>) -> std::io::Result<()> {
-            self.fs.dir_sign(path, out)
-        }
-        fn exists(&self, path: &Path) -> bool {
-            self.fs.exists(path)
-        }
-        fn netlink(&self) -> Option<&dyn VfNetlink> {
-            Some(self)
-        }
-        fn writes(&self) -> usize {
-            0
-        }
     }
 
     fn refused(ifname: &str, op: &str) -> NetlinkError {
@@ -228,14 +200,15 @@ mod tests {
             rx_dropped: 6,
             tx_dropped: 8,
         };
-        let host = Linked {
-            fs: System::fixture(root.path()),
+        let fs = System::fixture(root.path());
+        let nl = Linked {
             answers: vec![
                 ("eth1", Ok(Some(from_nl))),
                 ("eth2", Err(libc::EBUSY)),
                 ("eth3", Ok(None)),
             ],
         };
+        let host = crate::host::counted::Counted::with_netlink(&fs, &nl);
         let mut pfs = vec![Pf {
             vfs: vec![
                 vf(0, Some("eth1"), Some(VfStats::default())),

@@ -232,12 +232,18 @@ impl Attributor {
         self.life.admin.load(host, inv);
     }
 
-    /// A `vf_added` for VF `index` of `pf` (`bdf`) at kernel time `ts`:
-    /// dated by the kernel's record of the creation when there is one;
-    /// else the incarnation a scan found since then is this one, and an
-    /// older one is replaced.
-    fn on_added(&mut self, pf: &str, index: u32, bdf: &str, ts: u64) {
-        let ts = self.born(pf, index).unwrap_or(ts);
+    /// A `vf_added` for VF `index` of `pf` (`bdf`) whose creation began at
+    /// kernel time `birth` (the record's own: its time less its latency,
+    /// what the kernel's births map held for it). Read after the VF was
+    /// created again (the map holds a later birth), the record is history
+    /// and the maps keep the later incarnation; else the incarnation a scan
+    /// found since then is this one, and an older one is replaced. Whether
+    /// it is about the current incarnation.
+    fn on_added(&mut self, pf: &str, index: u32, bdf: &str, birth: u64) -> bool {
+        if self.born(pf, index).is_some_and(|b| b > birth) {
+            return false;
+        }
+        let ts = birth;
         match self.incarnations.get_mut(bdf) {
             Some(i) if i.created_ns == Some(ts) => {}
             Some(i) if i.seen_ns >= ts => i.created_ns = Some(ts),
@@ -254,6 +260,7 @@ impl Attributor {
         if let Some(v) = self.vfs.get_mut(bdf) {
             v.created_ns = Some(ts);
         }
+        true
     }
 
     /// A `vf_removed` for `bdf` at kernel time `ts` ends the incarnation

@@ -7,9 +7,11 @@ use std::{
 
 use super::{Host, VfNetlink};
 
-/// Counts the reads, readlinks and existence checks made through it.
+/// Counts the reads, readlinks and existence checks made through it; its
+/// rtnetlink may be another than the host's ([`Counted::with_netlink`]).
 pub struct Counted<'a> {
     host: &'a dyn Host,
+    netlink: Option<&'a dyn VfNetlink>,
     reads: AtomicUsize,
     links: AtomicUsize,
     exists: AtomicUsize,
@@ -19,9 +21,18 @@ impl<'a> Counted<'a> {
     pub fn new(host: &'a dyn Host) -> Self {
         Self {
             host,
+            netlink: None,
             reads: AtomicUsize::new(0),
             links: AtomicUsize::new(0),
             exists: AtomicUsize::new(0),
+        }
+    }
+
+    /// `host`, answering rtnetlink with `netlink`.
+    pub fn with_netlink(host: &'a dyn Host, netlink: &'a dyn VfNetlink) -> Self {
+        Self {
+            netlink: Some(netlink),
+            ..Self::new(host)
         }
     }
 
@@ -58,7 +69,7 @@ impl Host for Counted<'_> {
         self.host.exists(path)
     }
     fn netlink(&self) -> Option<&dyn VfNetlink> {
-        self.host.netlink()
+        self.netlink.or_else(|| self.host.netlink())
     }
     fn writes(&self) -> usize {
         self.host.writes()

@@ -78,8 +78,13 @@ impl Attributor {
         }
         if let (Some(b), Some(p)) = (vf_bdf.as_deref(), pf.as_deref()) {
             if added && r.ret == 0 {
-                self.on_added(p, vf_index, b, r.hdr.ts_ns);
+                let birth = r.hdr.ts_ns.saturating_sub(r.latency_ns);
+                let current = self.on_added(p, vf_index, b, birth);
                 vf = self.vfs.get(b).cloned();
+                if !current && let Some(v) = &mut vf {
+                    // an earlier incarnation's creation, read late
+                    v.created_ns = Some(birth);
+                }
             } else if !added {
                 self.on_removed(b, r.hdr.ts_ns);
             }

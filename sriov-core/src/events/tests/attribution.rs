@@ -27,9 +27,10 @@ fn vf_add_record_becomes_event_with_vf_identity() {
             latency_ns: 1234,
         }
     );
-    // the scan found VF 1 after this add: the add dates its incarnation
+    // the scan found VF 1 after this add: the add dates its incarnation,
+    // from when the creation began (the record's time less its latency)
     let mut want = identity(1, VF1, 486);
-    want.created_ns = Some(42_000);
+    want.created_ns = Some(42_000 - 1234);
     assert_eq!(ev.vf, Some(want));
 }
 
@@ -40,7 +41,7 @@ fn vf_created_after_the_scan_is_found_by_rescanning() {
     fixture::set_num_vfs(dir.path(), &spec, 4).unwrap();
     let ev = attr.from_record(&host, &vf_record(record::KIND_VF_ADD, PF, 3));
     let mut want = identity(3, "0000:01:10.6", 490);
-    want.created_ns = Some(42_000);
+    want.created_ns = Some(42_000 - 1234);
     assert_eq!(ev.vf, Some(want));
 }
 
@@ -81,11 +82,12 @@ fn a_recreated_vf_is_a_new_incarnation() {
     assert!(attr.irq_owners().is_empty(), "its IRQs went with it");
     fixture::set_num_vfs(dir.path(), &spec, 3).unwrap();
     let ev = attr.from_record(&host, &at(vf_record(record::KIND_VF_ADD, PF, 0), now + 2));
-    assert_eq!(ev.vf.as_ref().and_then(|v| v.created_ns), Some(now + 2));
+    let born = now + 2 - 1234;
+    assert_eq!(ev.vf.as_ref().and_then(|v| v.created_ns), Some(born));
     assert!(!attr.is_current(&owner0));
     // a later scan keeps it
     attr.refresh(&host).unwrap();
-    assert_eq!(attr.vf(VF0).unwrap().created_ns, Some(now + 2));
+    assert_eq!(attr.vf(VF0).unwrap().created_ns, Some(born));
 
     // through sysfs alone: removed and created again between two scans
     // (the old directory held open, so that a disk file system cannot give
@@ -103,6 +105,61 @@ fn a_recreated_vf_is_a_new_incarnation() {
         &at(vf_record(record::KIND_VF_REMOVE, PF, 0), now + 3),
     );
     assert_eq!(attr.vf(VF0).map(|v| v.created_ns), Some(Some(c)));
+}
+
+/// The kernel's births map as a test sets it: (PF, index) -> birth.
+#[derive(Debug, Clone, Default)]
+struct SharedBirths(std::sync::Arc<std::sync::Mutex<Vec<(String, u32, u64)>>>);
+
+impl SharedBirths {
+    fn set(&self, pf: &str, index: u32, at: u64) {
+        let mut v = self.0.lock().unwrap();
+        v.retain(|(p, i, _)| !(p == pf && *i == index));
+        v.push((pf.into(), index, at));
+    }
+}
+
+impl Births for SharedBirths {
+    fn created_ns(&self, pf: &str, index: u32) -> Option<u64> {
+        let v = self.0.lock().unwrap();
+        v.iter()
+            .find(|(p, i, _)| p == pf && *i == index)
+            .map(|(_, _, at)| *at)
+    }
+}
+
+/// A `vf_added` read only after its VF was removed and created again (the
+/// births map already holds the second birth, and a scan found it) names
+/// the incarnation it created, from its own time less its latency; the
+/// maps keep the second one. With the map's birth instead, both
+/// `vf_added` of the VF carried the second one (a CI run, 6.12).
+#[test]
+fn a_vf_added_read_after_the_vf_was_created_again_dates_its_own_incarnation() {
+    let (dir, spec, host) = lab(3);
+    let births = SharedBirths::default();
+    let mut attr = Attributor::new(&host).unwrap();
+    attr.set_births(Box::new(births.clone()));
+    let first = at(vf_record(record::KIND_VF_ADD, PF, 0), 50_000);
+    let removed = at(vf_record(record::KIND_VF_REMOVE, PF, 0), 60_000);
+    let second = at(vf_record(record::KIND_VF_ADD, PF, 0), 70_000);
+    // the kernel: VF 0 born at 48,766, removed, born again at 68,766
+    births.set(PF, 0, 70_000 - 1234);
+    fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
+    fixture::set_num_vfs(dir.path(), &spec, 3).unwrap();
+    attr.refresh(&host).unwrap();
+    assert_eq!(attr.vf(VF0).unwrap().created_ns, Some(68_766));
+    // the records, read late
+    let ev = attr.from_record(&host, &first);
+    assert_eq!(ev.vf.and_then(|v| v.created_ns), Some(48_766), "its own");
+    assert_eq!(attr.vf(VF0).unwrap().created_ns, Some(68_766), "kept");
+    attr.from_record(&host, &removed);
+    assert_eq!(
+        attr.vf(VF0).unwrap().created_ns,
+        Some(68_766),
+        "the removal ended the first, not the second"
+    );
+    let ev = attr.from_record(&host, &second);
+    assert_eq!(ev.vf.and_then(|v| v.created_ns), Some(68_766));
 }
 
 /// `irq_free`: the VF whose vectors they were; the numbers leave the map.
