@@ -7,7 +7,7 @@ pub use probes::{
     AttachedHook, EmptyProbe, LoadOptions, MissingHook, Probes, ProgramStats, describe,
     enable_stats, stats_of,
 };
-pub use reader::{RingReader, ring_poll_wait};
+pub use reader::RingReader;
 pub use shared_maps::Births;
 
 /// The eBPF object, built by `build.rs` with aya-build.

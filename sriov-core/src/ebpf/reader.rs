@@ -17,7 +17,7 @@ pub struct RingReader {
 /// The wait before the next drain after `empty` drains in a row found
 /// nothing: [`sriov_ebpf::RING_POLL_MS`], doubled per empty drain up to
 /// [`sriov_ebpf::RING_POLL_IDLE_MS`].
-pub fn ring_poll_wait(empty: u32) -> Duration {
+fn ring_poll_wait(empty: u32) -> Duration {
     let ms = sriov_ebpf::RING_POLL_MS
         .saturating_mul(1 << empty.min(16))
         .min(sriov_ebpf::RING_POLL_IDLE_MS);
