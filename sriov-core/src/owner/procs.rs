@@ -8,7 +8,7 @@
 //! other files of a process are read only when it holds a VFIO fd. A process
 //! that exits or refuses (EACCES) mid-scan is left out. None of it when no
 //! VF can be opened through VFIO now: `/dev/vfio` has no node of a VF's
-//! IOMMU group and no device cdev (see [`vfio_reachable`]).
+//! IOMMU group and no device cdev (see `vfio_reachable`).
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
