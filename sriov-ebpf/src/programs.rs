@@ -197,10 +197,15 @@ pub(crate) fn take(hook: u64) -> Option<Start> {
     if d >= MAX_DEPTH {
         return None;
     }
+    pop_start(k | d)
+}
+
+/// The entry of [`STARTS`] at `k`, removed.
+fn pop_start(k: u64) -> Option<Start> {
     // SAFETY: the value is copied out before the entry is removed.
-    let s = unsafe { STARTS.get(&(k | d)) }.copied();
-    let _ = STARTS.remove(&(k | d));
-    s
+    let s = unsafe { STARTS.get(&k) }.copied()?;
+    let _ = STARTS.remove(&k);
+    Some(s)
 }
 
 /// The low byte of [`STARTS`]' key of a flat entry (above any depth).
@@ -216,11 +221,7 @@ pub(crate) fn start_flat(hook: u64, s: &Start) {
 
 /// The exit of [`start_flat`]'s entry.
 pub(crate) fn take_flat(hook: u64) -> Option<Start> {
-    let k = key(hook) | FLAT;
-    // SAFETY: the value is copied out before the entry is removed.
-    let s = unsafe { STARTS.get(&k) }.copied()?;
-    let _ = STARTS.remove(&k);
-    Some(s)
+    pop_start(key(hook) | FLAT)
 }
 
 /// The innermost open entry of `hook` on this thread, left in place.
