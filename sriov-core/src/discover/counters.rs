@@ -94,6 +94,15 @@ mod tests {
         }
     }
 
+    /// Each VF's counters, in order.
+    fn counters_of(pfs: &[Pf]) -> Vec<Option<VfStats>> {
+        pfs[0]
+            .vfs
+            .iter()
+            .map(|v| v.config.as_ref().unwrap().stats)
+            .collect()
+    }
+
     #[test]
     fn zero_pf_counters_are_replaced_by_the_vf_netdev_counters() {
         let root = tempfile::tempdir().unwrap();
@@ -122,11 +131,6 @@ mod tests {
             ..pf()
         }];
         fill_counters_from_netdevs(&host, &mut pfs);
-        let got: Vec<_> = pfs[0]
-            .vfs
-            .iter()
-            .map(|v| v.config.as_ref().unwrap().stats)
-            .collect();
         let from_netdev = VfStats {
             rx_packets: 11,
             tx_packets: 22,
@@ -136,7 +140,10 @@ mod tests {
         };
         // all-zero PF counters: the netdev's; real PF counters stay; a
         // vanished netdev or none: unchanged
-        assert_eq!(got, vec![Some(from_netdev), Some(reported), None, None]);
+        assert_eq!(
+            counters_of(&pfs),
+            vec![Some(from_netdev), Some(reported), None, None]
+        );
     }
 
     /// An rtnetlink that answers `link_counters` from a table (an errno for
@@ -225,11 +232,9 @@ mod tests {
             tx_bytes: 7,
             ..VfStats::default()
         };
-        let got: Vec<_> = pfs[0]
-            .vfs
-            .iter()
-            .map(|v| v.config.as_ref().unwrap().stats)
-            .collect();
-        assert_eq!(got, vec![Some(from_nl), Some(from_files), None]);
+        assert_eq!(
+            counters_of(&pfs),
+            vec![Some(from_nl), Some(from_files), None]
+        );
     }
 }

@@ -15,10 +15,9 @@ use sriov_ebpf::{
 };
 use tokio::io::unix::AsyncFd;
 
-use super::reader::RingReader;
-
 use super::{
     TRACEFS_HINT, object,
+    reader::RingReader,
     shared_maps::{Births, configure},
 };
 use crate::{Error, Result};

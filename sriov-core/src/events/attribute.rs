@@ -243,22 +243,21 @@ impl Attributor {
         if self.born(pf, index).is_some_and(|b| b > birth) {
             return false;
         }
-        let ts = birth;
         match self.incarnations.get_mut(bdf) {
-            Some(i) if i.created_ns == Some(ts) => {}
-            Some(i) if i.seen_ns >= ts => i.created_ns = Some(ts),
+            Some(i) if i.created_ns == Some(birth) => {}
+            Some(i) if i.seen_ns >= birth => i.created_ns = Some(birth),
             _ => {
                 let inc = Incarnation {
-                    created_ns: Some(ts),
+                    created_ns: Some(birth),
                     ino: None,
-                    seen_ns: ts,
+                    seen_ns: birth,
                 };
                 self.incarnations.insert(bdf.to_string(), inc);
                 self.irqs.retain(|_, b| b != bdf);
             }
         }
         if let Some(v) = self.vfs.get_mut(bdf) {
-            v.created_ns = Some(ts);
+            v.created_ns = Some(birth);
         }
         true
     }

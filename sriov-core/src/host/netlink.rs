@@ -391,7 +391,7 @@ fn by_name(ifname: &str) -> LinkMessage {
 
 /// The counters of a link message (IFLA_STATS64), named as
 /// `/sys/class/net/<ifname>/statistics` names them.
-pub fn decode_counters(msg: &LinkMessage) -> Option<VfStats> {
+fn decode_counters(msg: &LinkMessage) -> Option<VfStats> {
     msg.attributes.iter().find_map(|a| match a {
         LinkAttribute::Stats64(s) => Some(VfStats {
             rx_packets: s.rx_packets,

@@ -107,24 +107,13 @@ fn a_recreated_vf_is_a_new_incarnation() {
     assert_eq!(attr.vf(VF0).map(|v| v.created_ns), Some(Some(c)));
 }
 
-/// The kernel's births map as a test sets it: (PF, index) -> birth.
-#[derive(Debug, Clone, Default)]
-struct SharedBirths(std::sync::Arc<std::sync::Mutex<Vec<(String, u32, u64)>>>);
+/// The kernel's births map holding one birth: (PF, index, time).
+#[derive(Debug)]
+struct OneBirth(&'static str, u32, u64);
 
-impl SharedBirths {
-    fn set(&self, pf: &str, index: u32, at: u64) {
-        let mut v = self.0.lock().unwrap();
-        v.retain(|(p, i, _)| !(p == pf && *i == index));
-        v.push((pf.into(), index, at));
-    }
-}
-
-impl Births for SharedBirths {
+impl Births for OneBirth {
     fn created_ns(&self, pf: &str, index: u32) -> Option<u64> {
-        let v = self.0.lock().unwrap();
-        v.iter()
-            .find(|(p, i, _)| p == pf && *i == index)
-            .map(|(_, _, at)| *at)
+        (pf == self.0 && index == self.1).then_some(self.2)
     }
 }
 
@@ -136,14 +125,12 @@ impl Births for SharedBirths {
 #[test]
 fn a_vf_added_read_after_the_vf_was_created_again_dates_its_own_incarnation() {
     let (dir, spec, host) = lab(3);
-    let births = SharedBirths::default();
     let mut attr = Attributor::new(&host).unwrap();
-    attr.set_births(Box::new(births.clone()));
+    // the kernel: VF 0 born at 48,766, removed, born again at 68,766
+    attr.set_births(Box::new(OneBirth(PF, 0, 70_000 - 1234)));
     let first = at(vf_record(record::KIND_VF_ADD, PF, 0), 50_000);
     let removed = at(vf_record(record::KIND_VF_REMOVE, PF, 0), 60_000);
     let second = at(vf_record(record::KIND_VF_ADD, PF, 0), 70_000);
-    // the kernel: VF 0 born at 48,766, removed, born again at 68,766
-    births.set(PF, 0, 70_000 - 1234);
     fixture::set_num_vfs(dir.path(), &spec, 0).unwrap();
     fixture::set_num_vfs(dir.path(), &spec, 3).unwrap();
     attr.refresh(&host).unwrap();
