@@ -123,10 +123,7 @@ pub(crate) fn setup() -> Lab {
     let vf1 = vf_bdf(1);
     let vf0_if = netdev_of(&vf0);
     sh("ip", &["link", "set", "dev", &vf0_if, "up"]);
-    wait_for(&format!("carrier on {vf0_if}"), guest::CARRIER_WAIT, || {
-        fs::read_to_string(format!("/sys/class/net/{vf0_if}/carrier"))
-            .is_ok_and(|c| c.trim() == "1")
-    });
+    guest::wait_carrier(&vf0_if, guest::CARRIER_WAIT);
     let vf0_mac = MacAddr::parse_any(&read_sys(format!("/sys/class/net/{vf0_if}/address")))
         .expect("VF 0's MAC");
     let vf0_index = read_sys(format!("/sys/class/net/{vf0_if}/ifindex"))

@@ -51,6 +51,14 @@ pub fn link_name(path: impl AsRef<Path>) -> Option<String> {
 /// took over 20 s in one VM of four under TCG (CI rehearsal, 6.1).
 pub const CARRIER_WAIT: Duration = Duration::from_secs(60);
 
+/// Wait until netdev `ifname` has carrier (its `carrier` file reads 1).
+pub fn wait_carrier(ifname: &str, limit: Duration) {
+    wait_for(&format!("carrier on {ifname}"), limit, || {
+        fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
+            .is_ok_and(|c| c.trim() == "1")
+    });
+}
+
 /// Poll `cond` every 20 ms until it holds or `limit` passes.
 pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -176,10 +184,7 @@ pub fn vf_traffic_from(vf: &str, addr: &str, packets: u32) -> String {
         sh("ip", &["addr", "add", &cidr, "dev", &ifname]);
     }
     sh("ip", &["link", "set", "dev", &ifname, "up"]);
-    wait_for(&format!("carrier on {ifname}"), CARRIER_WAIT, || {
-        fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
-            .is_ok_and(|c| c.trim() == "1")
-    });
+    wait_carrier(&ifname, CARRIER_WAIT);
     let sock = std::net::UdpSocket::bind(format!("{addr}:0")).expect("bind on the VF's address");
     sock.set_broadcast(true).expect("SO_BROADCAST");
     for i in 0..packets {

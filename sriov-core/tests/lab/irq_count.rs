@@ -31,10 +31,7 @@ fn irq_counter_counts_exactly_the_vf_msix_vectors() {
 
     // a VF only transmits once it has carrier, which follows the PF's link
     // (re-negotiated after each numvfs change)
-    wait_for(&format!("carrier on {ifname}"), guest::CARRIER_WAIT, || {
-        std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier"))
-            .is_ok_and(|c| c.trim() == "1")
-    });
+    guest::wait_carrier(&ifname, guest::CARRIER_WAIT);
     // watch only the VF's first vector: the kernel side must count exactly
     // that one, though its other vectors fire too
     let (watched, others) = (irqs[0], &irqs[1..]);

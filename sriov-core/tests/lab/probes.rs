@@ -448,14 +448,7 @@ fn nested_probes_each_get_a_record_and_the_outer_spans_the_inner() {
     // up, as the lab's /init left it: its VFs have carrier only then
     let pf_if = guest::netdev_of(&pf_bdf);
     guest::sh("ip", &["link", "set", "dev", &pf_if, "up"]);
-    guest::wait_for(
-        &format!("carrier on {pf_if}"),
-        Duration::from_secs(30),
-        || {
-            std::fs::read_to_string(format!("/sys/class/net/{pf_if}/carrier"))
-                .is_ok_and(|c| c.trim() == "1")
-        },
-    );
+    guest::wait_carrier(&pf_if, Duration::from_secs(30));
 
     let probes: Vec<_> = records
         .iter()
