@@ -112,44 +112,22 @@ pub fn run_bench(o: Options) -> Result<u8> {
     Ok(0)
 }
 
-/// A lab benchmark program's VM is stopped when the guest wedges (see
-/// `vmtest`): the kernel reports a timer that did not fire, or an RCU stall
-/// and no line for [`STALL_GRACE`] after it, or nothing is printed for
-/// [`QUIET`].
+/// A lab benchmark program's VM is stopped when the guest wedges, as
+/// `vm-test` tells it ([`vmtest::Watch`]): the kernel reports a timer that
+/// did not fire, or an RCU stall and no line of the program's for a minute
+/// after it, or the program prints nothing for [`QUIET`].
 const QUIET: Duration = Duration::from_secs(600);
-const STALL_GRACE: Duration = Duration::from_secs(60);
 
-/// Whether the guest is wedged, from one console line (or none: time
-/// passing) at `now` since QEMU started. Keeps when it last heard a line
-/// and when a stall was reported.
-#[derive(Default)]
-struct Wedged {
-    last_line: Duration,
-    stall: Option<Duration>,
+/// A line the benchmark program printed, not the kernel's log (`[   t] ...`).
+fn program_line(line: &str) -> bool {
+    !line.trim_start().starts_with('[')
 }
 
-impl Wedged {
-    fn check(&mut self, now: Duration, line: Option<&str>) -> Option<String> {
-        if let Some(l) = line {
-            self.last_line = now;
-            if vmtest::timer_stall_line(l) {
-                return Some("RCU stall: a vCPU's timer stopped (TCG)".into());
-            }
-            if vmtest::rcu_stall_line(l) && self.stall.is_none() {
-                self.stall = Some(now);
-            }
-        }
-        if self
-            .stall
-            .is_some_and(|t| now.saturating_sub(t) >= STALL_GRACE)
-        {
-            return Some(format!(
-                "RCU stall, then {} s more without progress",
-                STALL_GRACE.as_secs()
-            ));
-        }
-        (now.saturating_sub(self.last_line) >= QUIET)
-            .then(|| format!("no line for {} s", QUIET.as_secs()))
+/// Why a benchmark VM was stopped.
+fn stopped(w: &vmtest::Wedge) -> String {
+    match w {
+        vmtest::Wedge::NoProgress(d) => format!("no line for {} s", d.as_secs()),
+        w => w.why(),
     }
 }
 
@@ -177,14 +155,14 @@ fn run_lab_program(
             dir: &lab::LabDir::main(),
         };
         let mut these = Vec::new();
-        let mut wedged = Wedged::default();
+        let mut watch = vmtest::Watch::with_progress(QUIET, program_line);
         let out = lab::boot_watched(
             &run,
             |l| {
                 println!("{l}");
                 these.extend(table::parse(l));
             },
-            |now, line| wedged.check(now, line),
+            |now, line| watch.event(now, line).map(|w| stopped(&w)),
         )?;
         if let Some(why) = &out.stopped
             && attempt == 1
@@ -207,27 +185,34 @@ mod tests {
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 
+    /// The watch over a benchmark VM, as `check` says why it stops it.
+    fn watch() -> impl FnMut(Duration, Option<&str>) -> Option<String> {
+        let mut w = vmtest::Watch::with_progress(QUIET, program_line);
+        move |now, line| w.event(now, line).map(|w| stopped(&w))
+    }
+
     /// A lab benchmark's VM is stopped on the timer-stall report at once, on
-    /// another RCU stall report only when nothing follows it for a minute,
-    /// and when it prints nothing for QUIET; a program that keeps printing,
-    /// however long, is left alone.
+    /// another RCU stall report only when no line of the program's follows
+    /// it for a minute, and when it prints nothing for QUIET; a program that
+    /// keeps printing, however long, is left alone.
     #[test]
     fn a_wedged_benchmark_vm_is_told_from_a_slow_one() {
-        let mut w = Wedged::default();
-        assert_eq!(w.check(S(1), Some("bench: round 1")), None);
-        assert!(
-            w.check(
-                S(2),
-                Some("rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:")
-            )
-            .is_none()
-        );
-        assert!(w.check(S(61), None).is_none());
-        assert!(w.check(S(62), None).unwrap().contains("RCU stall"));
+        let mut check = watch();
+        assert_eq!(check(S(1), Some("bench: round 1")), None);
+        let stall = "[  98.2] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:";
+        assert!(check(S(2), Some(stall)).is_none());
+        assert!(check(S(61), None).is_none());
+        assert!(check(S(62), None).unwrap().contains("RCU stall"));
 
-        let mut w = Wedged::default();
+        // a stall the program goes on after is no wedge
+        let mut check = watch();
+        assert!(check(S(2), Some(stall)).is_none());
+        assert!(check(S(30), Some("bench: round 2")).is_none());
+        assert!(check(S(100), None).is_none());
+
+        let mut check = watch();
         assert!(
-            w.check(
+            check(
                 S(5),
                 Some("[  99.1] rcu: 0-...: (1 GPs behind) timer wakeup didn't happen")
             )
@@ -235,11 +220,11 @@ mod tests {
             .contains("timer")
         );
 
-        let mut w = Wedged::default();
+        let mut check = watch();
         for t in (0..3000).step_by(300) {
-            assert_eq!(w.check(S(t), Some("bench: still working")), None);
+            assert_eq!(check(S(t), Some("bench: still working")), None);
         }
-        assert!(w.check(S(2700 + 599), None).is_none());
-        assert!(w.check(S(2700 + 600), None).unwrap().contains("no line"));
+        assert!(check(S(2700 + 599), None).is_none());
+        assert!(check(S(2700 + 600), None).unwrap().contains("no line"));
     }
 }

@@ -469,4 +469,4 @@ mod vms;
 use runner::run_vm;
 use vms::{VmPlan, build, plan, run_plan};
 use watch::*;
-pub(crate) use watch::{rcu_stall_line, timer_stall_line};
+pub(crate) use watch::{Watch, Wedge};

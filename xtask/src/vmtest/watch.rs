@@ -77,7 +77,7 @@ impl Tally {
 
 /// Why the host gave up on a VM.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Wedge {
+pub(crate) enum Wedge {
     /// The kernel's RCU stall report says a timer did not fire.
     TimerStall,
     /// An RCU stall report, and no test progress for `STALL_GRACE` after.
@@ -87,7 +87,7 @@ pub(super) enum Wedge {
 }
 
 impl Wedge {
-    pub(super) fn why(&self) -> String {
+    pub(crate) fn why(&self) -> String {
         match self {
             Wedge::TimerStall => "RCU stall: a vCPU's timer stopped; lab infrastructure".into(),
             Wedge::Stall => format!(
@@ -104,13 +104,13 @@ impl Wedge {
 
 /// The lines of the kernel's RCU stall report that say a timer did not fire
 /// (the wedge: from then on the guest makes no progress).
-pub(crate) fn timer_stall_line(line: &str) -> bool {
+pub(super) fn timer_stall_line(line: &str) -> bool {
     line.contains("timer wakeup didn't happen") || line.contains("Possible timer handling issue")
 }
 
 /// The first line of any RCU stall report (`rcu_preempt detected stalls on
 /// CPUs/tasks:`, `... self-detected stall on CPU`).
-pub(crate) fn rcu_stall_line(line: &str) -> bool {
+pub(super) fn rcu_stall_line(line: &str) -> bool {
     line.contains("rcu: INFO: rcu_") && line.contains("detected stall")
 }
 
@@ -121,9 +121,12 @@ pub(super) fn progress_line(line: &str) -> bool {
 
 /// The host's watch over one VM's console: is the guest wedged? Times are
 /// since QEMU started.
-pub(super) struct Watch {
-    /// No test progress for this long: wedged.
+pub(crate) struct Watch {
+    /// No progress for this long: wedged.
     pub(super) limit: Duration,
+    /// What counts as progress: a test's mark, result or exit
+    /// ([`progress_line`]) for `vm-test`.
+    pub(super) progress: fn(&str) -> bool,
     pub(super) last_progress: Duration,
     /// When an RCU stall report (naming no timer) was seen, since the last
     /// progress.
@@ -133,8 +136,14 @@ pub(super) struct Watch {
 
 impl Watch {
     pub(super) fn new(limit: Duration) -> Self {
+        Self::with_progress(limit, progress_line)
+    }
+
+    /// A watch for which the lines `progress` picks are progress.
+    pub(crate) fn with_progress(limit: Duration, progress: fn(&str) -> bool) -> Self {
         Self {
             limit,
+            progress,
             last_progress: Duration::ZERO,
             stall_since: None,
             wedge: None,
@@ -143,7 +152,7 @@ impl Watch {
 
     /// One console line (`Some`) or the time passing (`None`); the wedge,
     /// once there is one (it stays).
-    pub(super) fn event(&mut self, now: Duration, line: Option<&str>) -> Option<Wedge> {
+    pub(crate) fn event(&mut self, now: Duration, line: Option<&str>) -> Option<Wedge> {
         if self.wedge.is_none() {
             self.wedge = self.check(now, line);
         }
@@ -155,7 +164,7 @@ impl Watch {
             if timer_stall_line(l) {
                 return Some(Wedge::TimerStall);
             }
-            if progress_line(l) {
+            if (self.progress)(l) {
                 self.last_progress = now;
                 self.stall_since = None;
             } else if rcu_stall_line(l) && self.stall_since.is_none() {
