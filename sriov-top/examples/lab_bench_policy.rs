@@ -76,30 +76,9 @@ fn write_overhead(pf: &str) {
         "version = 1\n[[pf]]\ndevice = \"{pf}\"\nnumvfs = {{ min = 0, max = 7 }}\n\
          [[vf]]\npf = \"{pf}\"\nindex = 1\nallowed_drivers = [\"vfio-pci\", \"igbvf\"]\n"
     ));
-    // the rounds without bpf_stats (its clock reads would be counted as
-    // the program's cost), then one with it for the program's own time
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    warm_up(&guarded, || write_latency(&file));
-    for _ in 0..5 {
-        off.push(write_latency(&file));
-        let mut ebpf = load_object().expect("load the eBPF object");
-        let _enf = Enforcer::start(&mut ebpf, &guarded, None).expect("load the policy");
-        on.push(write_latency(&file));
-    }
-    let prog = {
-        let _stats = enable_stats().expect("kernel.bpf_stats_enabled");
-        let mut ebpf = load_object().expect("load the eBPF object");
-        let _enf = Enforcer::start(&mut ebpf, &guarded, None).expect("load the policy");
-        let before = stats_of(&ebpf, FILE_PERMISSION, String::new()).expect("stats");
-        write_latency(&file);
-        let after = stats_of(&ebpf, FILE_PERMISSION, String::new()).expect("stats");
-        let runs = after.run_count - before.run_count;
-        vec![(after.run_time_ns - before.run_time_ns) as f64 / runs.max(1) as f64]
-    };
-    off.push(write_latency(&file));
+    let (off, on, own) = rounds(&guarded, FILE_PERMISSION, || write_latency(&file));
     let _ = fs::remove_file(&file);
     println!("bench policy: pwrite rounds (ns): detached {off:.0?}, attached {on:.0?}");
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     ratio_line(
         &format!(
             "pwrite(2) of 64 bytes to {}, median of 20 batches",
@@ -111,10 +90,7 @@ fn write_overhead(pf: &str) {
         "goal <= 1.05x",
         |r| r <= 1.05,
     );
-    println!(
-        "bench policy: the file_permission program itself: {:.0} ns per write (bpf_stats)",
-        mean(&prog)
-    );
+    println!("bench policy: the file_permission program itself: {own:.0} ns per write (bpf_stats)");
 }
 
 /// Rounds not counted: detached until two in a row agree within 10 % (at
@@ -132,9 +108,40 @@ fn warm_up(p: &Policy, mut round: impl FnMut() -> f64) {
             break;
         }
     }
+    let _attached = attach(p);
+    round();
+}
+
+/// The eBPF object loaded and policy `p` attached, until it is dropped.
+fn attach(p: &Policy) -> impl Sized {
+    let mut ebpf = load_object().expect("load the eBPF object");
+    let enf = Enforcer::start(&mut ebpf, p, None).expect("load the policy");
+    (enf, ebpf)
+}
+
+/// `round` with policy `p` detached and attached in turn, after
+/// [`warm_up`]: five attached rounds between six detached ones, without
+/// bpf_stats (its clock reads would count as the program's cost); then one
+/// attached round with it for `program`'s own time per run (ns).
+/// (detached, attached, own time)
+fn rounds(p: &Policy, program: &str, mut round: impl FnMut() -> f64) -> (Vec<f64>, Vec<f64>, f64) {
+    warm_up(p, &mut round);
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        off.push(round());
+        let _attached = attach(p);
+        on.push(round());
+    }
+    off.push(round());
+    let _stats = enable_stats().expect("kernel.bpf_stats_enabled");
     let mut ebpf = load_object().expect("load the eBPF object");
     let _enf = Enforcer::start(&mut ebpf, p, None).expect("load the policy");
+    let before = stats_of(&ebpf, program, String::new()).expect("stats");
     round();
+    let after = stats_of(&ebpf, program, String::new()).expect("stats");
+    let runs = after.run_count - before.run_count;
+    let own = (after.run_time_ns - before.run_time_ns) as f64 / runs.max(1) as f64;
+    (off, on, own)
 }
 
 /// Rounds measured detached, attached, detached, ... (`off` has one more
@@ -177,28 +184,9 @@ fn main() {
     let quota = policy(&format!(
         "version = 1\n[[vf]]\npf = \"{pf}\"\nindex = 1\ndma_quota_bytes = \"1024GiB\"\n"
     ));
-    // detached and attached in turn, five rounds each, without bpf_stats
-    // (its clock reads would count as the program's cost); then one round
-    // with it for the program's own time per call
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    warm_up(&quota, || common::map_latency(&vf1, MAP_SIZE, MAPS));
-    for _ in 0..5 {
-        off.push(common::map_latency(&vf1, MAP_SIZE, MAPS));
-        let mut ebpf = load_object().expect("load the eBPF object");
-        let _enf = Enforcer::start(&mut ebpf, &quota, None).expect("load the policy");
-        on.push(common::map_latency(&vf1, MAP_SIZE, MAPS));
-    }
-    off.push(common::map_latency(&vf1, MAP_SIZE, MAPS));
-    let p = {
-        let _stats = enable_stats().expect("kernel.bpf_stats_enabled");
-        let mut ebpf = load_object().expect("load the eBPF object");
-        let _enf = Enforcer::start(&mut ebpf, &quota, None).expect("load the policy");
-        let before = stats_of(&ebpf, FILE_IOCTL, String::new()).expect("stats");
-        common::map_latency(&vf1, MAP_SIZE, MAPS);
-        let after = stats_of(&ebpf, FILE_IOCTL, String::new()).expect("stats");
-        let runs = after.run_count - before.run_count;
-        (after.run_time_ns - before.run_time_ns) as f64 / runs.max(1) as f64
-    };
+    let (off, on, p) = rounds(&quota, FILE_IOCTL, || {
+        common::map_latency(&vf1, MAP_SIZE, MAPS)
+    });
     println!("bench policy: map latency rounds (ns): detached {off:.0?}, attached {on:.0?}");
     ratio_line(
         &format!(
