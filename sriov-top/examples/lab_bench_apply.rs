@@ -41,7 +41,8 @@ fn values(round: u32, vf: u32) -> (String, u32, &'static str) {
     )
 }
 
-fn run(cmd: &mut Command) -> Duration {
+/// How long `cmd` took, and what it printed; it must succeed.
+fn run_output(cmd: &mut Command) -> (Duration, Vec<u8>) {
     let t = Instant::now();
     let out = cmd.output().expect("spawn");
     let d = t.elapsed();
@@ -52,7 +53,11 @@ fn run(cmd: &mut Command) -> Duration {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    d
+    (d, out.stdout)
+}
+
+fn run(cmd: &mut Command) -> Duration {
+    run_output(cmd).0
 }
 
 /// From `sriov apply --json`'s report: its whole time, and the time of
@@ -129,15 +134,11 @@ fn main() {
             ));
         }
         fs::write("/tmp/bench.toml", config).expect("write config");
-        let t = Instant::now();
-        let out = Command::new(sriov)
-            .args(["apply", "--json", "/tmp/bench.toml"])
-            .output()
-            .expect("spawn sriov apply");
-        apply_times.push(t.elapsed());
-        assert!(out.status.success(), "sriov apply: {out:?}");
+        let (took, report) =
+            run_output(Command::new(sriov).args(["apply", "--json", "/tmp/bench.toml"]));
+        apply_times.push(took);
         // where apply's time goes: its own report, and a process that only starts
-        let (total, sets) = report_times(&out.stdout);
+        let (total, sets) = report_times(&report);
         inside.push(total);
         requests.push(sets);
         start_times.push(run(Command::new(sriov).arg("--version")));
