@@ -29,6 +29,14 @@ impl RingReader {
         Self { fd, empty: 0 }
     }
 
+    /// The records waiting now, decoded, without waiting (the last read
+    /// before a stop).
+    pub fn drain_now(&mut self) -> Vec<std::result::Result<Record, DecodeError>> {
+        let mut out = Vec::new();
+        drain(self.fd.get_mut(), &mut out);
+        out
+    }
+
     /// Wait until records are there, then decode all that are. Records that
     /// do not decode are returned as errors in place, not dropped silently.
     pub async fn next_batch(

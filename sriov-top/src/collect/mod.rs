@@ -360,6 +360,10 @@ pub async fn run_with<T: From<Collected>>(
     // after a failed read of the ring buffer, the next try is on the next
     // tick (a failure that lasts must not spin)
     let mut ring_paused = false;
+    // a stop (Ctrl-C, SIGTERM, --duration) first drains the ring once: the
+    // records already there are not lost (the reader may be up to
+    // RING_POLL_IDLE_MS from its next drain)
+    let mut stopping = false;
     loop {
         let stop = async {
             match deadline {
@@ -370,10 +374,12 @@ pub async fn run_with<T: From<Collected>>(
         tokio::select! {
             batch = async {
                 match &mut ring {
+                    Some(r) if stopping => Ok(r.drain_now()),
                     Some(r) => r.next_batch().await,
+                    None if stopping => Ok(Vec::new()),
                     None => std::future::pending().await,
                 }
-            }, if !ring_paused => {
+            }, if !ring_paused || stopping => {
                 let batch = match batch {
                     Ok(b) => b,
                     Err(e) => {
@@ -425,8 +431,11 @@ pub async fn run_with<T: From<Collected>>(
                         }
                     }
                 }
+                if stopping {
+                    break;
+                }
             }
-            _ = tick.tick() => {
+            _ = tick.tick(), if !stopping => {
                 ring_paused = false;
                 let mut evs = tick::on_tick(
                     host,
@@ -474,7 +483,7 @@ pub async fn run_with<T: From<Collected>>(
                     }
                 }
             }
-            _ = hangup.recv() => {
+            _ = hangup.recv(), if !stopping => {
                 if let (Some(rt), Some(p)) = (policy.as_mut(), probes.as_mut()) {
                     for c in rt.reload(host, p, &mut attr) {
                         if !out.send(c).await {
@@ -483,11 +492,11 @@ pub async fn run_with<T: From<Collected>>(
                     }
                 }
             }
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
+            _ = interrupt.recv(), if !stopping => stopping = true,
+            _ = terminate.recv(), if !stopping => stopping = true,
             // the consumer is gone (the UI quit): no need to wait for a send
             _ = out.tx.closed() => break,
-            _ = stop => break,
+            _ = stop, if !stopping => stopping = true,
         }
     }
     // the config accesses counted since the last tick
